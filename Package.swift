@@ -1,0 +1,47 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+let package = Package(
+    name: "Herald",
+    platforms: [.macOS(.v15)],
+    products: [
+        .library(name: "Herald", targets: ["Herald"]),
+        .library(name: "HeraldTesting", targets: ["HeraldTesting"]),
+        .executable(name: "herald", targets: ["herald"]),
+        .executable(name: "herald-bench", targets: ["herald-bench"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+    ],
+    targets: [
+        // C libraries, seen only through these wrappers.
+        .systemLibrary(name: "CLZ4", pkgConfig: "liblz4", providers: [.apt(["liblz4-dev"])]),
+        .systemLibrary(name: "CSQLite", pkgConfig: "sqlite3", providers: [.apt(["libsqlite3-dev"])]),
+
+        // Pure core: records, codecs, validation, matching, reducers. No I/O.
+        .target(name: "HeraldCore"),
+        // The segment log: blocks, LZ4 frames, CRC32C, recovery, readers.
+        .target(name: "HeraldLog", dependencies: ["CLZ4"]),
+        // SQLite projection (Layout E + deliveries).
+        .target(name: "HeraldStore", dependencies: ["HeraldCore", "CSQLite"]),
+        // The embeddable engine.
+        .target(name: "Herald", dependencies: ["HeraldCore", "HeraldLog", "HeraldStore"]),
+        // Fixture runner for users' regression tests.
+        .target(name: "HeraldTesting", dependencies: ["Herald"]),
+
+        .executableTarget(
+            name: "herald",
+            dependencies: ["Herald", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            path: "Tools/herald"),
+        .executableTarget(
+            name: "herald-bench",
+            dependencies: ["Herald", "HeraldLog", "HeraldCore", "HeraldStore", "CSQLite"],
+            path: "Tools/herald-bench"),
+
+        .testTarget(name: "HeraldCoreTests", dependencies: ["HeraldCore"]),
+        .testTarget(name: "HeraldLogTests", dependencies: ["HeraldLog"]),
+        .testTarget(name: "HeraldStoreTests", dependencies: ["HeraldStore", "HeraldCore"]),
+        .testTarget(name: "HeraldTests", dependencies: ["Herald", "HeraldTesting"]),
+    ],
+    swiftLanguageModes: [.v6]
+)
