@@ -1,0 +1,212 @@
+/// The pure reducer of DESIGN.md §3: from records alone, derives every delivery, retry,
+/// dead letter and cancellation.
+///
+/// State after position P depends on records 1…P only. Finished deliveries leave the state
+/// as effects, so memory is bounded by the pending deliveries and the registry, not by the
+/// length of the log.
+/// ```swift
+/// var dispatcher = Dispatcher()
+/// for (position, record) in log {
+///     let effects = try dispatcher.apply(record, at: position)   // validates, then applies
+/// }
+/// ```
+public struct Dispatcher: Sendable {
+    /// The registry as of ``position``.
+    public private(set) var registry = Registry()
+    /// Last applied position (0 = before the log).
+    public private(set) var position: UInt64 = 0
+    /// ts of the last applied record.
+    public private(set) var lastTs: Int64?
+    /// Pending deliveries by id.
+    public private(set) var pending: [DeliveryID: Delivery] = [:]
+    /// Number of deliveries created so far.
+    public private(set) var createdCount: UInt64 = 0
+    private var pendingPerTrigger: [HeraldID: Int] = [:]
+    private var matchers: [HeraldID: (generation: UInt64, matcher: KVMatcher)] = [:]
+    private var scratch: [KVMatcher.Entry] = []
+
+    public init() {}
+
+    /// The pending deliveries in canonical order.
+    public var pendingInOrder: [Delivery] {
+        pending.values.sorted { $0.orderKey < $1.orderKey }
+    }
+
+    // MARK: - Checking
+
+    /// Checks `record` as the record at ``position`` + 1 would be checked: stateless rules,
+    /// ts order, the registry's rules and the delivery rules. Changes nothing.
+    public func check(_ record: Record) throws(RecordError) {
+        try RecordRules.check(record.body, ts: record.ts)
+        if let lastTs, record.ts < lastTs {
+            throw RecordError(recordType: record.body.type.name, field: "ts",
+                              reason: "ts \(record.ts) is before the previous record's ts \(lastTs) (ts never decreases)")
+        }
+        try registry.check(record.body)
+        if case .deliveryAttempted(let attempt) = record.body {
+            try checkAttempt(attempt, ts: record.ts)
+        }
+    }
+
+    private func checkAttempt(_ attempt: DeliveryAttempt, ts: Int64) throws(RecordError) {
+        let id = DeliveryID(sourcePosition: attempt.sourcePosition, triggerID: attempt.triggerID)
+        func fail(_ field: String, _ reason: String) -> RecordError {
+            RecordError(recordType: "delivery.attempted", field: field, reason: reason)
+        }
+        guard let delivery = pending[id] else {
+            if attempt.sourcePosition > position {
+                throw fail("source_position", "delivery \(id) does not exist (position \(attempt.sourcePosition) is not in the log yet)")
+            }
+            throw fail("source_position", "delivery \(id) does not exist or is no longer pending")
+        }
+        let next = delivery.attempts + 1
+        if attempt.attempt != next {
+            throw fail("attempt", "delivery \(id) expects attempt \(next), not \(attempt.attempt)")
+        }
+        if let due = delivery.dueAt, ts < due {
+            throw fail("ts", "attempt \(next) of delivery \(id) is due at \(due); ts \(ts) is before that")
+        }
+    }
+
+    // MARK: - Applying
+
+    /// Validates `record` as position ``position`` + 1 and applies it; on error nothing changes.
+    public mutating func apply(_ record: Record) throws(RecordError) -> [DispatchEffect] {
+        try check(record)
+        var effects: [DispatchEffect] = []
+        applyChecked(record, effects: &effects)
+        return effects
+    }
+
+    /// Applies a record that already passed ``check(_:)``, appending its effects.
+    public mutating func applyChecked(_ record: Record, effects: inout [DispatchEffect]) {
+        let at = position + 1
+        position = at
+        lastTs = record.ts
+        switch record.body {
+        case .kv(let mutation):
+            matchKV(mutation, at: at, ts: record.ts, effects: &effects)
+        case .deliveryAttempted(let attempt):
+            recordAttempt(attempt, at: at, ts: record.ts, effects: &effects)
+        default:
+            let removed = registry.apply(record, at: at)
+            for trigger in removed where pendingPerTrigger[trigger.id, default: 0] > 0 {
+                cancelPending(of: trigger.id, at: at, effects: &effects)
+            }
+        }
+    }
+
+    private mutating func matchKV(_ mutation: KVMutation, at: UInt64, ts: Int64, effects: inout [DispatchEffect]) {
+        let generation = registry.triggerGeneration[mutation.appID, default: 0]
+        if matchers[mutation.appID]?.generation != generation {
+            let triggers = registry.liveTriggers(app: mutation.appID, kind: .kv)
+            matchers[mutation.appID] = (generation, KVMatcher(triggers: triggers))
+        }
+        guard let matcher = matchers[mutation.appID]?.matcher, !matcher.isEmpty else { return }
+        matcher.match(collection: mutation.collection, op: mutation.op, into: &scratch)
+        for entry in scratch {
+            guard let trigger = registry.triggers[entry.triggerID] else { continue }
+            create(Delivery(id: DeliveryID(sourcePosition: at, triggerID: trigger.id), appID: trigger.appID,
+                            scriptID: trigger.scriptID, sourceKind: .kv, depth: 0, retry: trigger.retry,
+                            triggerRank: trigger.registeredPosition, dueAt: ts),
+                   effects: &effects)
+        }
+    }
+
+    private mutating func create(_ delivery: Delivery, effects: inout [DispatchEffect]) {
+        pending[delivery.id] = delivery
+        pendingPerTrigger[delivery.id.triggerID, default: 0] += 1
+        createdCount += 1
+        effects.append(.created(delivery))
+    }
+
+    private mutating func finish(_ delivery: Delivery) {
+        pending[delivery.id] = nil
+        let left = pendingPerTrigger[delivery.id.triggerID, default: 1] - 1
+        pendingPerTrigger[delivery.id.triggerID] = left > 0 ? left : nil
+    }
+
+    private mutating func recordAttempt(_ attempt: DeliveryAttempt, at: UInt64, ts: Int64,
+                                        effects: inout [DispatchEffect]) {
+        let id = DeliveryID(sourcePosition: attempt.sourcePosition, triggerID: attempt.triggerID)
+        guard var delivery = pending[id] else { return }
+        let k = delivery.attempts + 1
+        delivery.attempts = k
+        switch attempt.outcome {
+        case .ok:
+            delivery.status = .succeeded
+            delivery.dueAt = nil
+            delivery.finishedAt = at
+            finish(delivery)
+            effects.append(.attempted(delivery, attempt, position: at, ts: ts))
+        case .error:
+            delivery.lastError = attempt.error ?? ""
+            if attempt.retryable && k < delivery.retry.maxAttempts {
+                delivery.dueAt = ts + delivery.retry.delayMs(afterAttempt: k)
+                pending[id] = delivery
+                effects.append(.attempted(delivery, attempt, position: at, ts: ts))
+            } else {
+                delivery.status = .dead
+                delivery.dueAt = nil
+                delivery.finishedAt = at
+                finish(delivery)
+                effects.append(.attempted(delivery, attempt, position: at, ts: ts))
+                deadLetter(delivery, at: at, ts: ts, effects: &effects)
+            }
+        }
+    }
+
+    private mutating func deadLetter(_ dead: Delivery, at: UInt64, ts: Int64, effects: inout [DispatchEffect]) {
+        let event = DeadLetterEvent(position: at, ts: ts, delivery: dead.id, appID: dead.appID,
+                                    sourceKind: dead.sourceKind, triggerID: dead.id.triggerID,
+                                    scriptID: dead.scriptID, depth: dead.depth + 1, lastError: dead.lastError)
+        effects.append(.deadLetter(event))
+        guard event.depth <= DeadLetterEvent.maxDepth else { return }
+        for trigger in registry.liveTriggers(app: dead.appID, kind: .deadLetter)
+        where trigger.enabled && DeadLetterMatch.admits(trigger.deadLetter, event) {
+            create(Delivery(id: DeliveryID(sourcePosition: at, triggerID: trigger.id), appID: trigger.appID,
+                            scriptID: trigger.scriptID, sourceKind: .deadLetter, depth: event.depth,
+                            retry: trigger.retry, triggerRank: trigger.registeredPosition, dueAt: ts),
+                   effects: &effects)
+        }
+    }
+
+    private mutating func cancelPending(of trigger: HeraldID, at: UInt64, effects: inout [DispatchEffect]) {
+        let doomed = pending.values.filter { $0.id.triggerID == trigger }.sorted { $0.orderKey < $1.orderKey }
+        for var delivery in doomed {
+            delivery.status = .cancelled
+            delivery.dueAt = nil
+            delivery.finishedAt = at
+            finish(delivery)
+            effects.append(.cancelled(delivery))
+        }
+    }
+}
+
+/// Dead-letter filter matching (DESIGN.md §3 step 3).
+public enum DeadLetterMatch {
+    /// Every non-null filter equals the event's (source_kind, trigger_id, script_id).
+    public static func admits(_ filters: DeadLetterDetails?, _ event: DeadLetterEvent) -> Bool {
+        guard let filters else { return true }
+        if let source = filters.sourceFilter, source != event.sourceKind { return false }
+        if let trigger = filters.triggerIDFilter, trigger != event.triggerID { return false }
+        if let script = filters.scriptIDFilter, script != event.scriptID { return false }
+        return true
+    }
+}
+
+extension Dispatcher {
+    /// Resumes from saved state (the projection) instead of replaying the log: the registry
+    /// and the pending deliveries as of `position`.
+    public init(registry: Registry, pending: [Delivery], position: UInt64, lastTs: Int64?, createdCount: UInt64) {
+        self.init()
+        self.registry = registry
+        self.position = position
+        self.lastTs = lastTs
+        self.createdCount = createdCount
+        for delivery in pending {
+            self.pending[delivery.id] = delivery
+            pendingPerTrigger[delivery.id.triggerID, default: 0] += 1
+        }
+    }
+}

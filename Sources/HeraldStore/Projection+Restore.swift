@@ -1,0 +1,183 @@
+import HeraldCore
+
+extension Projection {
+    /// The dispatcher's state as of the checkpoint, read from the projection: the registry
+    /// and the pending deliveries. Restart cost grows with live state, not with finished work.
+    public func loadDispatcher() throws -> Dispatcher {
+        let path = database.path
+        func damaged(_ reason: String) -> StoreError { .damaged(path: path, reason: reason) }
+        func id(_ statement: SQLiteStatement, _ column: Int32, _ what: String) throws -> HeraldID {
+            guard let text = statement.text(at: column), let id = HeraldID(text) else {
+                throw damaged("\(what) holds an invalid id")
+            }
+            return id
+        }
+        func position(_ value: Int64, _ what: String) throws -> UInt64 {
+            guard value >= 0 else { throw damaged("\(what) holds a negative position") }
+            return UInt64(value)
+        }
+        let (checkpoint, lastTs) = try checkpoint()
+
+        var apps: [Registry.App] = []
+        let appRows = try database.prepare("SELECT id, name, created_at, created_position FROM apps")
+        while try appRows.step() {
+            apps.append(Registry.App(id: try id(appRows, 0, "apps.id"), name: appRows.text(at: 1) ?? "",
+                                     createdPosition: try position(appRows.int64(at: 3), "apps.created_position"),
+                                     createdTs: appRows.int64(at: 2)))
+        }
+        var users: [Registry.AdminUser] = []
+        let userRows = try database.prepare("SELECT id, email, created_at, created_position FROM admin_users")
+        while try userRows.step() {
+            users.append(Registry.AdminUser(id: try id(userRows, 0, "admin_users.id"), email: userRows.text(at: 1) ?? "",
+                                            createdPosition: try position(userRows.int64(at: 3), "admin_users.created_position"),
+                                            createdTs: userRows.int64(at: 2)))
+        }
+        var scripts: [Registry.Script] = []
+        let scriptRows = try database.prepare(
+            "SELECT id, app_id, name, runtime, source, created_at, created_position FROM scripts")
+        while try scriptRows.step() {
+            scripts.append(Registry.Script(
+                id: try id(scriptRows, 0, "scripts.id"), appID: try id(scriptRows, 1, "scripts.app_id"),
+                name: scriptRows.text(at: 2) ?? "", runtime: scriptRows.text(at: 3) ?? "",
+                source: scriptRows.text(at: 4) ?? "",
+                createdPosition: try position(scriptRows.int64(at: 6), "scripts.created_position"),
+                createdTs: scriptRows.int64(at: 5)))
+        }
+        var triggers: [Registry.Trigger] = []
+        let triggerRows = try database.prepare("""
+            SELECT t.id, t.app_id, t.script_id, t.kind, t.enabled, t.dispatch_mode, t.retry_max_attempts,
+                   t.retry_backoff, t.retry_base_ms, t.registered_by_principal, t.created_at, t.updated_at,
+                   t.registered_position, k.collection_glob, k.ops, d.source_filter, d.trigger_id_filter,
+                   d.script_id_filter
+            FROM triggers t
+            LEFT JOIN kv_trigger_details k ON k.trigger_id = t.id
+            LEFT JOIN dead_letter_trigger_details d ON d.trigger_id = t.id
+            """)
+        while try triggerRows.step() {
+            let r = triggerRows
+            let kind: TriggerKind = r.text(at: 3) == "dead_letter" ? .deadLetter : .kv
+            guard let backoff = r.text(at: 7).flatMap(Backoff.init(name:)) else {
+                throw damaged("triggers.retry_backoff holds an unknown backoff")
+            }
+            var kv: KVDetails?
+            var dl: DeadLetterDetails?
+            if kind == .kv {
+                guard let glob = r.text(at: 13), let opsText = r.text(at: 14) else {
+                    throw damaged("kv trigger \(r.text(at: 0) ?? "?") has no kv_trigger_details row")
+                }
+                guard let ops = Projection.parseOps(opsText) else {
+                    throw damaged("kv_trigger_details.ops holds \(opsText), not a JSON array of ops")
+                }
+                kv = KVDetails(collectionGlob: glob, ops: ops)
+            } else {
+                dl = DeadLetterDetails(
+                    sourceFilter: r.text(at: 15).flatMap(SourceKind.init(name:)),
+                    triggerIDFilter: r.isNull(at: 16) ? nil : try id(r, 16, "trigger_id_filter"),
+                    scriptIDFilter: r.isNull(at: 17) ? nil : try id(r, 17, "script_id_filter"))
+            }
+            let registered = try position(r.int64(at: 12), "triggers.registered_position")
+            triggers.append(Registry.Trigger(
+                id: try id(r, 0, "triggers.id"), appID: try id(r, 1, "triggers.app_id"),
+                scriptID: try id(r, 2, "triggers.script_id"), kind: kind, enabled: r.int64(at: 4) != 0,
+                dispatchMode: r.text(at: 5) == "sync" ? .sync : .async,
+                retry: RetryConfig(maxAttempts: r.int64(at: 6), backoff: backoff, baseMs: r.int64(at: 8)),
+                registeredBy: try id(r, 9, "triggers.registered_by_principal"), kv: kv, deadLetter: dl,
+                registeredPosition: registered, createdTs: r.int64(at: 10), updatedTs: r.int64(at: 11),
+                updatedPosition: registered))
+        }
+        var used: [HeraldID] = []
+        let usedRows = try database.prepare("SELECT id FROM used_ids")
+        while try usedRows.step() { used.append(try id(usedRows, 0, "used_ids.id")) }
+
+        var pending: [Delivery] = []
+        let deliveryRows = try database.prepare("""
+            SELECT source_position, trigger_id, trigger_rank, app_id, script_id, source_kind, depth,
+                   retry_max_attempts, retry_backoff, retry_base_ms, attempts, due_at, last_error
+            FROM deliveries WHERE status = 'pending'
+            """)
+        while try deliveryRows.step() {
+            let r = deliveryRows
+            guard let backoff = r.text(at: 8).flatMap(Backoff.init(name:)),
+                  let source = r.text(at: 5).flatMap(SourceKind.init(name:)) else {
+                throw damaged("deliveries holds an unknown backoff or source_kind")
+            }
+            pending.append(Delivery(
+                id: DeliveryID(sourcePosition: try position(r.int64(at: 0), "deliveries.source_position"),
+                               triggerID: try id(r, 1, "deliveries.trigger_id")),
+                appID: try id(r, 3, "deliveries.app_id"), scriptID: try id(r, 4, "deliveries.script_id"),
+                sourceKind: source, depth: r.int64(at: 6),
+                retry: RetryConfig(maxAttempts: r.int64(at: 7), backoff: backoff, baseMs: r.int64(at: 9)),
+                triggerRank: try position(r.int64(at: 2), "deliveries.trigger_rank"),
+                attempts: r.int64(at: 10), dueAt: r.int64(at: 11), lastError: r.text(at: 12)))
+        }
+        let created = try database.rows("SELECT count(*) FROM deliveries").first?.first?.integer ?? 0
+        let registry = Registry(apps: apps, adminUsers: users, scripts: scripts, triggers: triggers, usedIDs: used)
+        return Dispatcher(registry: registry, pending: pending, position: checkpoint, lastTs: lastTs,
+                          createdCount: UInt64(max(created, 0)))
+    }
+
+    /// Every projected table, in a fixed order, for content comparison.
+    public static let contentTables: [(name: String, orderBy: String)] = [
+        ("admin_users", "id"), ("apps", "id"), ("scripts", "id"), ("used_ids", "id"),
+        ("triggers", "id"), ("kv_trigger_details", "trigger_id"), ("dead_letter_trigger_details", "trigger_id"),
+        ("deliveries", "source_position, trigger_id"), ("delivery_attempts", "source_position, trigger_id, attempt"),
+        ("dead_letters", "position"), ("checkpoint", "id"),
+    ]
+
+    /// Compares this projection's content with `other`'s, table by table. Returns one line per
+    /// difference (at most `limit` per table); empty when identical.
+    public func differences(from other: Projection, limit: Int = 5) throws -> [String] {
+        var report: [String] = []
+        for (table, orderBy) in Projection.contentTables {
+            let sql = "SELECT * FROM \(table) ORDER BY \(orderBy)"
+            let mine = try database.prepare(sql)
+            let theirs = try other.database.prepare(sql)
+            var row = 0
+            var found = 0
+            while found < limit {
+                let hasMine = try mine.step()
+                let hasTheirs = try theirs.step()
+                if !hasMine && !hasTheirs { break }
+                row += 1
+                let a = hasMine ? (0..<mine.columnCount).map { mine.value(at: $0) } : nil
+                let b = hasTheirs ? (0..<theirs.columnCount).map { theirs.value(at: $0) } : nil
+                if a != b {
+                    found += 1
+                    let left = a.map { $0.map(\.description).joined(separator: ", ") } ?? "(no row)"
+                    let right = b.map { $0.map(\.description).joined(separator: ", ") } ?? "(no row)"
+                    report.append("\(table) row \(row) (ordered by \(orderBy)): projection has (\(left)), rebuild from the log has (\(right))")
+                }
+            }
+        }
+        return report
+    }
+
+    /// SQLite's own checks: `PRAGMA integrity_check` and `PRAGMA foreign_key_check`.
+    public func integrityProblems() throws -> [String] {
+        var problems: [String] = []
+        for row in try database.rows("PRAGMA integrity_check") {
+            let text = row.first?.text ?? ""
+            if text != "ok" { problems.append("integrity_check: \(text)") }
+        }
+        for row in try database.rows("PRAGMA foreign_key_check") {
+            problems.append("foreign_key_check: " + row.map(\.description).joined(separator: ", "))
+        }
+        return problems
+    }
+}
+
+extension Projection {
+    /// The `ops` column's text, as written by ``Projection`` (`["insert","delete"]`).
+    static func opsText(_ ops: OpSet) -> String {
+        "[" + ops.ops.map { "\"\($0)\"" }.joined(separator: ",") + "]"
+    }
+
+    /// Parses the `ops` column; `nil` unless it is exactly what ``opsText(_:)`` writes for some set.
+    static func parseOps(_ text: String) -> OpSet? {
+        for raw in UInt8(0)...7 {
+            let ops = OpSet(rawValue: raw)
+            if opsText(ops).utf8.elementsEqual(text.utf8) { return ops }
+        }
+        return nil
+    }
+}

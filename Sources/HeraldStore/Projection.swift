@@ -1,0 +1,221 @@
+import HeraldCore
+
+/// The SQLite projection of the log: Layout E, the registry tables and the outbox
+/// (`deliveries`, `delivery_attempts`, `dead_letters`), plus the checkpoint.
+///
+/// Rows and checkpoint commit in one transaction, so the projection always describes
+/// exactly positions 1…checkpoint.
+/// ```swift
+/// let projection = try Projection(path: "herald-data/projection.sqlite")
+/// try projection.apply(batch)            // [(position, record, effects)] + registry after
+/// let snapshot = try projection.loadDispatcher()
+/// ```
+public final class Projection: @unchecked Sendable {
+    /// One applied record: its position, the record, and the dispatcher's effects.
+    public struct Step: Sendable {
+        public var position: UInt64
+        public var record: Record
+        public var effects: [DispatchEffect]
+
+        public init(position: UInt64, record: Record, effects: [DispatchEffect]) {
+            self.position = position
+            self.record = record
+            self.effects = effects
+        }
+    }
+
+    /// The underlying connection.
+    public let database: SQLiteDatabase
+    private var statements: [String: SQLiteStatement] = [:]
+
+    /// Opens the projection at `path`, creating the schema when the file is new.
+    /// A database of another schema version is refused.
+    public init(path: String) throws {
+        database = try SQLiteDatabase(path: path)
+        try database.execute("PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON;")
+        let version = try database.rows("PRAGMA user_version").first?.first?.integer ?? 0
+        if version == 0 {
+            let tables = try database.rows("SELECT count(*) FROM sqlite_master WHERE type = 'table'").first?.first?.integer ?? 0
+            guard tables == 0 else {
+                throw StoreError.foreignDatabase(path: path)
+            }
+            try database.transaction { try database.execute(ProjectionSchema.sql) }
+        } else if version != ProjectionSchema.version {
+            throw StoreError.schemaVersion(path: path, found: version, expected: ProjectionSchema.version)
+        }
+    }
+
+    private func statement(_ sql: String) throws -> SQLiteStatement {
+        if let cached = statements[sql] { return cached }
+        let prepared = try database.prepare(sql)
+        statements[sql] = prepared
+        return prepared
+    }
+
+    /// The last applied position and its ts.
+    public func checkpoint() throws -> (position: UInt64, lastTs: Int64?) {
+        let row = try database.rows("SELECT position, last_ts FROM checkpoint WHERE id = 1").first
+        guard let row, row.count == 2, let position = row[0].integer, position >= 0 else {
+            throw StoreError.damaged(path: database.path, reason: "the checkpoint row is missing or invalid")
+        }
+        return (UInt64(position), row[1].integer)
+    }
+
+    /// Applies steps in one transaction, moving the checkpoint to the last step's position.
+    /// `registry` is the registry after the last step (for trigger rows after updates).
+    public func apply(_ steps: [Step], registryAfter registry: Registry) throws {
+        guard let last = steps.last else { return }
+        try database.transaction {
+            for step in steps {
+                try applyRecord(step, registry: registry)
+                for effect in step.effects {
+                    try applyEffect(effect)
+                }
+            }
+            try statement("UPDATE checkpoint SET position = ?, last_ts = ? WHERE id = 1")
+                .run([.integer(Int64(bitPattern: last.position)), .integer(last.record.ts)])
+        }
+    }
+
+    private func applyRecord(_ step: Step, registry: Registry) throws {
+        let position = Int64(bitPattern: step.position)
+        let ts = step.record.ts
+        switch step.record.body {
+        case .adminUserCreated(let id, let email):
+            try statement("INSERT INTO admin_users (id, email, created_at, created_position) VALUES (?, ?, ?, ?)")
+                .run([.id(id), .text(email), .integer(ts), .integer(position)])
+            try usedID(id, kind: "admin_user", position: position)
+        case .adminUserDeleted(let id):
+            try statement("DELETE FROM admin_users WHERE id = ?").run([.id(id)])
+        case .appCreated(let id, let name):
+            try statement("INSERT INTO apps (id, name, created_at, created_position) VALUES (?, ?, ?, ?)")
+                .run([.id(id), .text(name), .integer(ts), .integer(position)])
+            try usedID(id, kind: "app", position: position)
+        case .appDeleted(let id):
+            try statement("DELETE FROM apps WHERE id = ?").run([.id(id)])
+        case .scriptRegistered(let s):
+            try statement("""
+                INSERT INTO scripts (id, app_id, name, runtime, source, created_at, created_position)
+                VALUES (?, ?, ?, ?, ?, ?, ?)
+                """).run([.id(s.scriptID), .id(s.appID), .text(s.name), .text(s.runtime), .text(s.source),
+                          .integer(ts), .integer(position)])
+            try usedID(s.scriptID, kind: "script", position: position)
+        case .scriptDeleted(let id):
+            try statement("DELETE FROM scripts WHERE id = ?").run([.id(id)])
+        case .triggerRegistered(let r):
+            let trigger = Registry.Trigger(r, registeredPosition: step.position, ts: ts)
+            try insertTrigger(trigger)
+            try usedID(r.triggerID, kind: "trigger", position: position)
+        case .triggerUpdated(let update):
+            // The registry after the batch holds the final state; a trigger deleted later in
+            // the same batch is removed by its own step.
+            guard let trigger = registry.triggers[update.triggerID] ?? registry.removedTriggers
+                .last(where: { $0.trigger.id == update.triggerID })?.trigger else { return }
+            try updateTrigger(trigger, ts: ts)
+        case .triggerDeleted(let id):
+            try statement("DELETE FROM triggers WHERE id = ?").run([.id(id)])
+        case .kv, .deliveryAttempted:
+            break
+        }
+    }
+
+    private func usedID(_ id: HeraldID, kind: String, position: Int64) throws {
+        try statement("INSERT INTO used_ids (id, kind, created_position) VALUES (?, ?, ?)")
+            .run([.id(id), .text(kind), .integer(position)])
+    }
+
+    private func insertTrigger(_ t: Registry.Trigger) throws {
+        try statement("""
+            INSERT INTO triggers (id, app_id, script_id, kind, enabled, dispatch_mode, retry_max_attempts,
+                retry_backoff, retry_base_ms, registered_by_principal, created_at, updated_at, registered_position)
+            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+            """).run([.id(t.id), .id(t.appID), .id(t.scriptID), .text(t.kind.description), .bool(t.enabled),
+                      .text(t.dispatchMode.description), .integer(t.retry.maxAttempts),
+                      .text(t.retry.backoff.description), .integer(t.retry.baseMs), .id(t.registeredBy),
+                      .integer(t.createdTs), .integer(t.updatedTs), .integer(Int64(bitPattern: t.registeredPosition))])
+        try writeDetails(t, insert: true)
+    }
+
+    /// Writes the state as of this step: with several updates in one batch, each writes its
+    /// own fields from the record applied to the row, so the final row is the registry's.
+    private func updateTrigger(_ t: Registry.Trigger, ts: Int64) throws {
+        try statement("""
+            UPDATE triggers SET enabled = ?, retry_max_attempts = ?, retry_backoff = ?, retry_base_ms = ?,
+                updated_at = ? WHERE id = ?
+            """).run([.bool(t.enabled), .integer(t.retry.maxAttempts), .text(t.retry.backoff.description),
+                      .integer(t.retry.baseMs), .integer(ts), .id(t.id)])
+        try writeDetails(t, insert: false)
+    }
+
+    private func writeDetails(_ t: Registry.Trigger, insert: Bool) throws {
+        if let kv = t.kv {
+            let ops = Projection.opsText(kv.ops)
+            let sql = insert
+                ? "INSERT INTO kv_trigger_details (collection_glob, ops, trigger_id) VALUES (?, ?, ?)"
+                : "UPDATE kv_trigger_details SET collection_glob = ?, ops = ? WHERE trigger_id = ?"
+            try statement(sql).run([.text(kv.collectionGlob), .text(ops), .id(t.id)])
+        }
+        if let dl = t.deadLetter {
+            let sql = insert
+                ? "INSERT INTO dead_letter_trigger_details (source_filter, trigger_id_filter, script_id_filter, trigger_id) VALUES (?, ?, ?, ?)"
+                : "UPDATE dead_letter_trigger_details SET source_filter = ?, trigger_id_filter = ?, script_id_filter = ? WHERE trigger_id = ?"
+            try statement(sql).run([dl.sourceFilter.map { .text($0.description) } ?? .null,
+                                    dl.triggerIDFilter.map { .id($0) } ?? .null,
+                                    dl.scriptIDFilter.map { .id($0) } ?? .null, .id(t.id)])
+        }
+    }
+
+    private func applyEffect(_ effect: DispatchEffect) throws {
+        switch effect {
+        case .created(let d):
+            try statement("""
+                INSERT INTO deliveries (source_position, trigger_id, trigger_rank, app_id, script_id, source_kind,
+                    depth, retry_max_attempts, retry_backoff, retry_base_ms, status, attempts, due_at, last_error,
+                    finished_at)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                """).run([.integer(Int64(bitPattern: d.id.sourcePosition)), .id(d.id.triggerID),
+                          .integer(Int64(bitPattern: d.triggerRank)), .id(d.appID), .id(d.scriptID),
+                          .text(d.sourceKind.description), .integer(d.depth), .integer(d.retry.maxAttempts),
+                          .text(d.retry.backoff.description), .integer(d.retry.baseMs), .text(d.status.description),
+                          .integer(d.attempts), d.dueAt.map { .integer($0) } ?? .null,
+                          d.lastError.map { .text($0) } ?? .null,
+                          d.finishedAt.map { .integer(Int64(bitPattern: $0)) } ?? .null])
+        case .attempted(let d, let a, let position, let ts):
+            try updateDelivery(d)
+            try statement("""
+                INSERT INTO delivery_attempts (source_position, trigger_id, attempt, position, ts, outcome, error,
+                    retryable, duration_ms, next_due_at)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                """).run([.integer(Int64(bitPattern: a.sourcePosition)), .id(a.triggerID), .integer(a.attempt),
+                          .integer(Int64(bitPattern: position)), .integer(ts), .text(a.outcome.description),
+                          a.error.map { .text($0) } ?? .null, .bool(a.retryable), .integer(a.durationMs),
+                          d.dueAt.map { .integer($0) } ?? .null])
+        case .cancelled(let d):
+            try updateDelivery(d)
+        case .deadLetter(let e):
+            try statement("""
+                INSERT INTO dead_letters (position, ts, source_position, trigger_id, app_id, script_id, source_kind,
+                    depth, last_error)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+                """).run([.integer(Int64(bitPattern: e.position)), .integer(e.ts),
+                          .integer(Int64(bitPattern: e.delivery.sourcePosition)), .id(e.triggerID), .id(e.appID),
+                          .id(e.scriptID), .text(e.sourceKind.description), .integer(e.depth),
+                          e.lastError.map { .text($0) } ?? .null])
+        }
+    }
+
+    private func updateDelivery(_ d: Delivery) throws {
+        try statement("""
+            UPDATE deliveries SET status = ?, attempts = ?, due_at = ?, last_error = ?, finished_at = ?
+            WHERE source_position = ? AND trigger_id = ?
+            """).run([.text(d.status.description), .integer(d.attempts), d.dueAt.map { .integer($0) } ?? .null,
+                      d.lastError.map { .text($0) } ?? .null,
+                      d.finishedAt.map { .integer(Int64(bitPattern: $0)) } ?? .null,
+                      .integer(Int64(bitPattern: d.id.sourcePosition)), .id(d.id.triggerID)])
+    }
+}
+
+extension SQLiteValue {
+    static func id(_ id: HeraldID) -> SQLiteValue { .text(id.description) }
+    static func bool(_ value: Bool) -> SQLiteValue { .integer(value ? 1 : 0) }
+}

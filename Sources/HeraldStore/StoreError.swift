@@ -1,0 +1,24 @@
+/// Errors of the SQLite projection.
+public enum StoreError: Error, Sendable, CustomStringConvertible {
+    /// The file is a SQLite database, but not a Herald projection.
+    case foreignDatabase(path: String)
+    /// The projection was made by another schema version.
+    case schemaVersion(path: String, found: Int64, expected: Int64)
+    /// A row Herald wrote no longer makes sense (edited by hand, or the file is damaged).
+    case damaged(path: String, reason: String)
+    /// The projection is ahead of the log it is supposed to describe.
+    case aheadOfLog(path: String, checkpoint: UInt64, lastPosition: UInt64)
+
+    public var description: String {
+        switch self {
+        case .foreignDatabase(let path):
+            "\(path) is a SQLite database with tables but no Herald schema version; refusing to touch it."
+        case .schemaVersion(let path, let found, let expected):
+            "\(path) has projection schema version \(found), this Herald uses \(expected); rebuild it with `herald project --rebuild`."
+        case .damaged(let path, let reason):
+            "The projection \(path) is damaged: \(reason). Rebuild it with `herald project --rebuild`."
+        case .aheadOfLog(let path, let checkpoint, let lastPosition):
+            "The projection \(path) is at position \(checkpoint) but the log ends at \(lastPosition); it belongs to another log. Rebuild it with `herald project --rebuild`."
+        }
+    }
+}
