@@ -1,0 +1,90 @@
+/// The canonical derived outputs of DESIGN.md §3, byte for byte: regression fixtures and
+/// cross-checks compare these.
+public enum CanonicalOutput {
+    /// One `herald deliveries --format jsonl` line (without the newline).
+    public static func append(_ d: Delivery, to out: inout JSONOutput) {
+        out.beginObject()
+        out.key("source_position"); out.uint(d.id.sourcePosition)
+        out.key("trigger_id"); out.id(d.id.triggerID)
+        out.key("app_id"); out.id(d.appID)
+        out.key("script_id"); out.id(d.scriptID)
+        out.key("source_kind"); out.string(d.sourceKind.description)
+        out.key("depth"); out.int(d.depth)
+        out.key("status"); out.string(d.status.description)
+        out.key("attempts"); out.int(d.attempts)
+        out.key("due_at")
+        if let due = d.dueAt { out.int(due) } else { out.null() }
+        out.key("last_error"); out.string(d.lastError)
+        out.key("finished_at")
+        if let finished = d.finishedAt { out.uint(finished) } else { out.null() }
+        out.endObject()
+    }
+
+    /// One `herald triggers --format jsonl` line (without the newline).
+    public static func append(_ t: Registry.Trigger, to out: inout JSONOutput) {
+        out.beginObject()
+        out.key("trigger_id"); out.id(t.id)
+        out.key("app_id"); out.id(t.appID)
+        out.key("script_id"); out.id(t.scriptID)
+        out.key("kind"); out.string(t.kind.description)
+        out.key("enabled"); out.bool(t.enabled)
+        out.key("dispatch_mode"); out.string(t.dispatchMode.description)
+        out.key("retry")
+        out.beginObject()
+        out.key("max_attempts"); out.int(t.retry.maxAttempts)
+        out.key("backoff"); out.string(t.retry.backoff.description)
+        out.key("base_ms"); out.int(t.retry.baseMs)
+        out.endObject()
+        out.key("registered_by"); out.id(t.registeredBy)
+        if let kv = t.kv {
+            out.key("kv")
+            out.beginObject()
+            out.key("collection_glob"); out.string(kv.collectionGlob)
+            out.key("ops")
+            out.beginArray()
+            for op in kv.ops.ops { out.string(op.description) }
+            out.endArray()
+            out.endObject()
+        }
+        if let dl = t.deadLetter {
+            out.key("dead_letter")
+            out.beginObject()
+            out.key("source_filter"); out.string(dl.sourceFilter?.description)
+            out.key("trigger_id_filter"); out.id(dl.triggerIDFilter)
+            out.key("script_id_filter"); out.id(dl.scriptIDFilter)
+            out.endObject()
+        }
+        out.key("registered_position"); out.uint(t.registeredPosition)
+        out.endObject()
+    }
+}
+
+/// Every delivery ever created, kept in canonical order with its latest state: what
+/// `herald deliveries` prints. (The ``Dispatcher`` itself keeps only pending ones.)
+public struct DeliveryLedger: Sendable {
+    /// All deliveries, in canonical order (creation order is canonical order).
+    public private(set) var deliveries: [Delivery] = []
+    private var index: [DeliveryID: Int] = [:]
+
+    public init() {}
+
+    /// Takes in one record's effects.
+    public mutating func absorb(_ effects: [DispatchEffect]) {
+        for effect in effects {
+            switch effect {
+            case .created(let delivery):
+                index[delivery.id] = deliveries.count
+                deliveries.append(delivery)
+            case .attempted(let delivery, _, _, _), .cancelled(let delivery):
+                if let at = index[delivery.id] { deliveries[at] = delivery }
+            case .deadLetter:
+                break
+            }
+        }
+    }
+
+    /// The delivery with this id, if any.
+    public func delivery(_ id: DeliveryID) -> Delivery? {
+        index[id].map { deliveries[$0] }
+    }
+}

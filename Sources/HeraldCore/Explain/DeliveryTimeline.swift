@@ -1,0 +1,86 @@
+/// A delivery's whole story: `herald explain P:TRIGGER_ID`. Built by observing a replay.
+public struct DeliveryTimeline: Sendable {
+    /// One recorded attempt.
+    public struct Attempt: Sendable {
+        public var position: UInt64
+        public var ts: Int64
+        public var attempt: DeliveryAttempt
+        /// The delay computed after this failed attempt, when another attempt follows.
+        public var delayMs: Int64?
+        /// When the next attempt is due, when one follows.
+        public var nextDueAt: Int64?
+        /// The delivery's status after this attempt.
+        public var status: DeliveryStatus
+    }
+
+    public var id: DeliveryID
+    /// The record that created the delivery (at `id.sourcePosition`).
+    public var sourceRecord: Record?
+    /// The trigger and script as they were when the delivery was created.
+    public var trigger: Registry.Trigger?
+    public var script: Registry.Script?
+    /// The principal: the admin user who registered the trigger, as of creation.
+    public var principal: Registry.AdminUser?
+    /// The delivery as created.
+    public var created: Delivery?
+    public var attempts: [Attempt] = []
+    /// The dead-letter event its death caused.
+    public var deadLetter: DeadLetterEvent?
+    /// Dead-letter deliveries created by that event.
+    public var caused: [Delivery] = []
+    /// Where and why it was cancelled.
+    public var cancelledAt: (position: UInt64, cause: String)?
+    /// The delivery as it is at the end of the replay.
+    public var current: Delivery?
+
+    /// Starts an empty timeline for `id`.
+    public init(id: DeliveryID) {
+        self.id = id
+    }
+
+    /// Takes in one replayed record. `registry` is the registry after the record.
+    public mutating func observe(position: UInt64, record: Record, effects: [DispatchEffect], registry: Registry) {
+        if position == id.sourcePosition {
+            sourceRecord = record
+        }
+        for effect in effects {
+            switch effect {
+            case .created(let d) where d.id == id:
+                created = d
+                current = d
+                trigger = registry.triggers[d.id.triggerID]
+                script = registry.scripts[d.scriptID]
+                if let principal = trigger?.registeredBy { self.principal = registry.adminUsers[principal] }
+            case .attempted(let d, let a, let at, let ts) where d.id == id:
+                let retrying = d.status == .pending
+                attempts.append(Attempt(position: at, ts: ts, attempt: a,
+                                        delayMs: retrying ? d.retry.delayMs(afterAttempt: a.attempt) : nil,
+                                        nextDueAt: retrying ? d.dueAt : nil, status: d.status))
+                current = d
+            case .cancelled(let d) where d.id == id:
+                current = d
+                cancelledAt = (position, Explaining.describeCause(record))
+            case .deadLetter(let e) where e.delivery == id:
+                deadLetter = e
+            case .created(let d) where deadLetter != nil && d.id.sourcePosition == deadLetter?.position:
+                caused.append(d)
+            default:
+                break
+            }
+        }
+    }
+}
+
+/// Shared phrasing for explanations.
+public enum Explaining {
+    /// "trigger.deleted of trigger 3f…", "app.deleted of app 9a… (cascade)", …
+    public static func describeCause(_ record: Record) -> String {
+        switch record.body {
+        case .triggerDeleted(let id): "trigger.deleted of trigger \(id)"
+        case .scriptDeleted(let id): "script.deleted of script \(id) (cascade to its triggers)"
+        case .appDeleted(let id): "app.deleted of app \(id) (cascade to its scripts and triggers)"
+        case .adminUserDeleted(let id): "admin_user.deleted of admin user \(id) (cascade to the triggers it registered)"
+        default: record.body.type.name
+        }
+    }
+}

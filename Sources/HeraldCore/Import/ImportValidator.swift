@@ -1,0 +1,56 @@
+/// Validates JSON Lines against the state the log has built, line by line, the way
+/// `herald import` does (DESIGN.md §7): each line is checked against the state the lines
+/// before it build; a bad line is reported and skipped, so every bad line is found at once.
+///
+/// ```swift
+/// var validator = ImportValidator(state: dispatcher, retryDefaults: .builtIn, nowMs: clock.nowMs())
+/// for (number, line) in lines { validator.add(line: line, number: number) }
+/// if validator.errors.isEmpty { append(validator.records) }
+/// ```
+public struct ImportValidator: Sendable {
+    /// The state after the accepted lines so far.
+    public private(set) var state: Dispatcher
+    /// Every bad line's error, in line order, each located `line N`.
+    public private(set) var errors: [RecordError] = []
+    /// Number of lines accepted.
+    public private(set) var acceptedCount = 0
+    /// Cap on reported errors; counting goes on past it.
+    public let errorsMax: Int
+    /// Bad lines beyond ``errorsMax``.
+    public private(set) var errorsDropped = 0
+    private let decoder: RecordJSONDecoder
+    private let nowMs: Int64
+    private var effects: [DispatchEffect] = []
+
+    /// - Parameters:
+    ///   - state: the dispatcher as of the log's last position.
+    ///   - retryDefaults: HERALD_RETRY_* defaults for registrations that omit them.
+    ///   - nowMs: the clock reading that stamps lines without `ts` (`max(now, last ts)`).
+    public init(state: Dispatcher, retryDefaults: RetryConfig, nowMs: Int64, errorsMax: Int = 1000) {
+        self.state = state
+        self.decoder = RecordJSONDecoder(retryDefaults: retryDefaults)
+        self.nowMs = nowMs
+        self.errorsMax = errorsMax
+    }
+
+    /// Validates one line (without its newline). Returns the record to append, or `nil`
+    /// when the line is bad (its error is in ``errors``).
+    public mutating func add(line: UnsafeBufferPointer<UInt8>, number: Int) -> Record? {
+        do throws(RecordError) {
+            let (ts, body) = try decoder.decode(line: line)
+            let record = Record(ts: ts ?? max(nowMs, state.lastTs ?? 0), body: body)
+            try state.check(record)
+            effects.removeAll(keepingCapacity: true)
+            state.applyChecked(record, effects: &effects)
+            acceptedCount += 1
+            return record
+        } catch {
+            if errors.count < errorsMax {
+                errors.append(error.at("line \(number)"))
+            } else {
+                errorsDropped += 1
+            }
+            return nil
+        }
+    }
+}
