@@ -1,0 +1,393 @@
+/// A JSON syntax error at a byte offset of the scanned text (internal to the codecs).
+struct JSONSyntaxError: Error {
+    /// 0-based byte offset of the offending byte.
+    var offset: Int
+    var message: String
+
+    /// The reason as a RecordError phrase: `invalid JSON at column 17: expected ':'`.
+    var reason: String { "invalid JSON at column \(offset + 1): \(message)" }
+}
+
+/// The kind of a scanned JSON value.
+enum JSONValueKind: UInt8 {
+    case string, number, object, array, `true`, `false`, null
+
+    /// "a string", "a number", … for error messages.
+    var phrase: String {
+        switch self {
+        case .string: "a string"
+        case .number: "a number"
+        case .object: "an object"
+        case .array: "an array"
+        case .true: "true"
+        case .false: "false"
+        case .null: "null"
+        }
+    }
+}
+
+/// Where a scanned value sits. For strings `start..<end` is the content without the quotes
+/// and `flag` says it contains escapes; for numbers `flag` says it has a fraction or an
+/// exponent; for other kinds `start..<end` is the whole value text.
+struct JSONSpan {
+    var start: Int
+    var end: Int
+    var kind: JSONValueKind
+    var flag: Bool
+}
+
+/// A strict RFC 8259 scanner over UTF-8 bytes: validates syntax, UTF-8 and escapes (no lone
+/// surrogates) without building values. Every index is checked against `bytes.count`.
+struct JSONScanner {
+    let bytes: UnsafeBufferPointer<UInt8>
+    var index: Int
+
+    /// Containers may nest this deep inside one field's value; deeper is an error, which
+    /// bounds the recursion.
+    static let depthMax = 512
+
+    init(_ bytes: UnsafeBufferPointer<UInt8>, at index: Int = 0) {
+        self.bytes = bytes
+        self.index = index
+    }
+
+    @inline(__always)
+    var atEnd: Bool { index >= bytes.count }
+
+    /// The current byte, or -1 at the end.
+    @inline(__always)
+    var peek: Int { index < bytes.count ? Int(bytes[index]) : -1 }
+
+    @inline(__always)
+    mutating func skipWhitespace() {
+        while index < bytes.count {
+            let byte = bytes[index]
+            guard byte == 0x20 || byte == 0x0A || byte == 0x0D || byte == 0x09 else { return }
+            index += 1
+        }
+    }
+
+    func error(_ message: String, at offset: Int? = nil) -> JSONSyntaxError {
+        JSONSyntaxError(offset: offset ?? index, message: message)
+    }
+
+    /// "found 'x'", "found byte 0xC3" or "found the end of the line".
+    func found() -> String {
+        guard index < bytes.count else { return "found the end of the line" }
+        let byte = bytes[index]
+        if byte >= 0x21 && byte < 0x7F { return "found '\(Character(Unicode.Scalar(byte)))'" }
+        return "found byte 0x\(String(byte, radix: 16, uppercase: true))"
+    }
+
+    /// Consumes `byte` or throws "expected <what>".
+    @inline(__always)
+    mutating func expect(_ byte: UInt8, _ what: String) throws(JSONSyntaxError) {
+        guard index < bytes.count, bytes[index] == byte else { throw error("expected \(what), \(found())") }
+        index += 1
+    }
+
+    // MARK: Values
+
+    /// Scans one value starting at the current byte (no leading whitespace).
+    mutating func scanValue(depth: Int = 0) throws(JSONSyntaxError) -> JSONSpan {
+        guard index < bytes.count else { throw error("expected a value, found the end of the line") }
+        let start = index
+        switch bytes[index] {
+        case 0x22:
+            return try scanString()
+        case 0x7B: // {
+            guard depth < JSONScanner.depthMax else { throw error("nesting deeper than \(JSONScanner.depthMax) levels") }
+            index += 1
+            skipWhitespace()
+            if peek == 0x7D {
+                index += 1
+                return JSONSpan(start: start, end: index, kind: .object, flag: false)
+            }
+            while true {
+                guard peek == 0x22 else { throw error("expected a string key, \(found())") }
+                _ = try scanString()
+                skipWhitespace()
+                try expect(0x3A, "':' after an object key")
+                skipWhitespace()
+                _ = try scanValue(depth: depth + 1)
+                skipWhitespace()
+                if peek == 0x2C {
+                    index += 1
+                    skipWhitespace()
+                    continue
+                }
+                try expect(0x7D, "',' or '}' in an object")
+                return JSONSpan(start: start, end: index, kind: .object, flag: false)
+            }
+        case 0x5B: // [
+            guard depth < JSONScanner.depthMax else { throw error("nesting deeper than \(JSONScanner.depthMax) levels") }
+            index += 1
+            skipWhitespace()
+            if peek == 0x5D {
+                index += 1
+                return JSONSpan(start: start, end: index, kind: .array, flag: false)
+            }
+            while true {
+                _ = try scanValue(depth: depth + 1)
+                skipWhitespace()
+                if peek == 0x2C {
+                    index += 1
+                    skipWhitespace()
+                    continue
+                }
+                try expect(0x5D, "',' or ']' in an array")
+                return JSONSpan(start: start, end: index, kind: .array, flag: false)
+            }
+        case 0x74: // true
+            try scanLiteral("true")
+            return JSONSpan(start: start, end: index, kind: .true, flag: false)
+        case 0x66: // false
+            try scanLiteral("false")
+            return JSONSpan(start: start, end: index, kind: .false, flag: false)
+        case 0x6E: // null
+            try scanLiteral("null")
+            return JSONSpan(start: start, end: index, kind: .null, flag: false)
+        case 0x2D, 0x30...0x39:
+            return try scanNumber()
+        default:
+            throw error("expected a value, \(found())")
+        }
+    }
+
+    private mutating func scanLiteral(_ literal: StaticString) throws(JSONSyntaxError) {
+        let name = literal.description
+        let count = literal.utf8CodeUnitCount
+        let start = index
+        guard bytes.count - index >= count else { throw error("expected '\(name)'", at: start) }
+        let matches = literal.withUTF8Buffer { expected in
+            for offset in 0..<count where bytes[start + offset] != expected[offset] { return false }
+            return true
+        }
+        guard matches else { throw error("expected '\(name)'", at: start) }
+        index += count
+    }
+
+    /// `-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?`
+    mutating func scanNumber() throws(JSONSyntaxError) -> JSONSpan {
+        let start = index
+        var inexact = false
+        if peek == 0x2D { index += 1 }
+        if peek == 0x30 {
+            index += 1
+            if isDigit(peek) { throw error("a number must not have a leading zero", at: start) }
+        } else if isDigit(peek) {
+            while isDigit(peek) { index += 1 }
+        } else {
+            throw error("expected a digit, \(found())")
+        }
+        if peek == 0x2E {
+            inexact = true
+            index += 1
+            guard isDigit(peek) else { throw error("expected a digit after '.', \(found())") }
+            while isDigit(peek) { index += 1 }
+        }
+        if peek == 0x65 || peek == 0x45 {
+            inexact = true
+            index += 1
+            if peek == 0x2B || peek == 0x2D { index += 1 }
+            guard isDigit(peek) else { throw error("expected a digit in the exponent, \(found())") }
+            while isDigit(peek) { index += 1 }
+        }
+        return JSONSpan(start: start, end: index, kind: .number, flag: inexact)
+    }
+
+    @inline(__always)
+    private func isDigit(_ byte: Int) -> Bool { byte >= 0x30 && byte <= 0x39 }
+
+    /// Scans a string at `"`, validating escapes and UTF-8; the span is its content.
+    mutating func scanString() throws(JSONSyntaxError) -> JSONSpan {
+        let open = index
+        index += 1
+        let start = index
+        var escaped = false
+        let count = bytes.count
+        while true {
+            // The common case: runs of printable ASCII.
+            while index < count {
+                let byte = bytes[index]
+                guard byte >= 0x20 && byte < 0x80 && byte != 0x22 && byte != 0x5C else { break }
+                index += 1
+            }
+            guard index < count else { throw error("unterminated string", at: open) }
+            let byte = bytes[index]
+            if byte == 0x22 {
+                let span = JSONSpan(start: start, end: index, kind: .string, flag: escaped)
+                index += 1
+                return span
+            } else if byte == 0x5C {
+                escaped = true
+                try scanEscape()
+            } else if byte < 0x20 {
+                throw error("control character U+00\(hex2(byte)) in a string must be escaped")
+            } else {
+                try scanUTF8Sequence()
+            }
+        }
+    }
+
+    private func hex2(_ byte: UInt8) -> String {
+        let digits = String(byte, radix: 16, uppercase: true)
+        return digits.utf8.count == 1 ? "0" + digits : digits
+    }
+
+    private mutating func scanEscape() throws(JSONSyntaxError) {
+        let escapeStart = index
+        index += 1
+        guard index < bytes.count else { throw error("unterminated string") }
+        switch bytes[index] {
+        case 0x22, 0x5C, 0x2F, 0x62, 0x66, 0x6E, 0x72, 0x74:
+            index += 1
+        case 0x75:
+            index += 1
+            let unit = try scanHex4()
+            if unit >= 0xD800 && unit <= 0xDBFF {
+                guard bytes.count - index >= 2, bytes[index] == 0x5C, bytes[index + 1] == 0x75 else {
+                    throw error("lone surrogate \\u\(String(unit, radix: 16, uppercase: true)) (a high surrogate must be followed by a low one)", at: escapeStart)
+                }
+                index += 2
+                let low = try scanHex4()
+                guard low >= 0xDC00 && low <= 0xDFFF else {
+                    throw error("lone surrogate \\u\(String(unit, radix: 16, uppercase: true)) (a high surrogate must be followed by a low one)", at: escapeStart)
+                }
+            } else if unit >= 0xDC00 && unit <= 0xDFFF {
+                throw error("lone surrogate \\u\(String(unit, radix: 16, uppercase: true))", at: escapeStart)
+            }
+        default:
+            throw error("invalid escape '\\' \(found())")
+        }
+    }
+
+    private mutating func scanHex4() throws(JSONSyntaxError) -> UInt32 {
+        guard bytes.count - index >= 4 else { throw error("expected 4 hex digits after \\u") }
+        var value: UInt32 = 0
+        for _ in 0..<4 {
+            guard let digit = JSONScanner.hexValue(bytes[index]) else {
+                throw error("expected 4 hex digits after \\u, \(found())")
+            }
+            value = value << 4 | UInt32(digit)
+            index += 1
+        }
+        return value
+    }
+
+    static func hexValue(_ byte: UInt8) -> UInt8? {
+        switch byte {
+        case 0x30...0x39: byte &- 0x30
+        case 0x61...0x66: byte &- 0x61 &+ 10
+        case 0x41...0x46: byte &- 0x41 &+ 10
+        default: nil
+        }
+    }
+
+    /// One multi-byte UTF-8 sequence, well-formed per Unicode Table 3-7 (no overlongs, no
+    /// surrogates, nothing above U+10FFFF).
+    private mutating func scanUTF8Sequence() throws(JSONSyntaxError) {
+        let lead = bytes[index]
+        let length: Int
+        var low: UInt8 = 0x80
+        var high: UInt8 = 0xBF
+        switch lead {
+        case 0xC2...0xDF: length = 2
+        case 0xE0: length = 3; low = 0xA0
+        case 0xE1...0xEC, 0xEE...0xEF: length = 3
+        case 0xED: length = 3; high = 0x9F
+        case 0xF0: length = 4; low = 0x90
+        case 0xF1...0xF3: length = 4
+        case 0xF4: length = 4; high = 0x8F
+        default: throw error("invalid UTF-8")
+        }
+        guard bytes.count - index >= length else { throw error("invalid UTF-8 (truncated sequence)") }
+        let second = bytes[index + 1]
+        guard second >= low && second <= high else { throw error("invalid UTF-8") }
+        var offset = 2
+        while offset < length {
+            let continuation = bytes[index + offset]
+            guard continuation >= 0x80 && continuation <= 0xBF else { throw error("invalid UTF-8") }
+            offset += 1
+        }
+        index += length
+    }
+}
+
+extension JSONScanner {
+    /// True when `bytes` is exactly one well-formed JSON value, optionally surrounded by whitespace.
+    static func isValidJSON(_ bytes: UnsafeBufferPointer<UInt8>) -> JSONSyntaxError? {
+        var scanner = JSONScanner(bytes)
+        scanner.skipWhitespace()
+        do {
+            _ = try scanner.scanValue()
+        } catch {
+            return error
+        }
+        scanner.skipWhitespace()
+        if !scanner.atEnd { return scanner.error("unexpected data after the value, \(scanner.found())") }
+        return nil
+    }
+
+    /// The content of a validated string span with its escapes resolved, as UTF-8 bytes.
+    static func unescape(_ bytes: UnsafeBufferPointer<UInt8>, _ span: JSONSpan) -> [UInt8] {
+        var out: [UInt8] = []
+        out.reserveCapacity(span.end - span.start)
+        var index = span.start
+        func hex4(at position: Int) -> UInt32 {
+            var value: UInt32 = 0
+            for offset in 0..<4 where position + offset < span.end {
+                value = value << 4 | UInt32(JSONScanner.hexValue(bytes[position + offset]) ?? 0)
+            }
+            return value
+        }
+        while index < span.end {
+            let byte = bytes[index]
+            guard byte == 0x5C, index + 1 < span.end else {
+                out.append(byte)
+                index += 1
+                continue
+            }
+            let code = bytes[index + 1]
+            index += 2
+            switch code {
+            case 0x62: out.append(0x08)
+            case 0x66: out.append(0x0C)
+            case 0x6E: out.append(0x0A)
+            case 0x72: out.append(0x0D)
+            case 0x74: out.append(0x09)
+            case 0x75:
+                var scalar = hex4(at: index)
+                index += 4
+                if scalar >= 0xD800 && scalar <= 0xDBFF {
+                    // Validated: a `\uDC00`–`\uDFFF` follows.
+                    let low = hex4(at: index + 2)
+                    index += 6
+                    scalar = 0x10000 + ((scalar - 0xD800) << 10) + (low &- 0xDC00)
+                }
+                appendUTF8(scalar, to: &out)
+            default: out.append(code) // " \ /
+            }
+        }
+        return out
+    }
+
+    private static func appendUTF8(_ scalar: UInt32, to out: inout [UInt8]) {
+        switch scalar {
+        case 0..<0x80:
+            out.append(UInt8(truncatingIfNeeded: scalar))
+        case 0x80..<0x800:
+            out.append(0xC0 | UInt8(truncatingIfNeeded: scalar >> 6))
+            out.append(0x80 | UInt8(truncatingIfNeeded: scalar & 0x3F))
+        case 0x800..<0x10000:
+            out.append(0xE0 | UInt8(truncatingIfNeeded: scalar >> 12))
+            out.append(0x80 | UInt8(truncatingIfNeeded: (scalar >> 6) & 0x3F))
+            out.append(0x80 | UInt8(truncatingIfNeeded: scalar & 0x3F))
+        default:
+            out.append(0xF0 | UInt8(truncatingIfNeeded: scalar >> 18))
+            out.append(0x80 | UInt8(truncatingIfNeeded: (scalar >> 12) & 0x3F))
+            out.append(0x80 | UInt8(truncatingIfNeeded: (scalar >> 6) & 0x3F))
+            out.append(0x80 | UInt8(truncatingIfNeeded: scalar & 0x3F))
+        }
+    }
+}

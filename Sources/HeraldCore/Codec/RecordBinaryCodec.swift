@@ -1,0 +1,397 @@
+/// The compact binary form of a record body, as the log stores it (Schema/interchange.md,
+/// "Binary encoding", documents every byte). `ts` is not part of it: the log keeps it beside
+/// each payload.
+///
+/// Byte 0 is the format version (``formatVersion``), byte 1 the ``RecordType`` raw value;
+/// integers are LEB128 varints (signed ones zigzag-encoded), strings a varint length and
+/// UTF-8, ids 16 raw bytes, optional parts behind a presence byte.
+///
+/// Decoding never traps: truncated input, unknown versions, types or enum values, invalid
+/// UTF-8, non-minimal varints, lengths past the end and trailing bytes are errors.
+///
+/// ```swift
+/// var payload: [UInt8] = []
+/// RecordBinaryCodec.encode(.appDeleted(appID: app), into: &payload)
+/// let body = try payload.withUnsafeBytes { try RecordBinaryCodec.decode($0) }
+/// ```
+public enum RecordBinaryCodec {
+    /// The format version written as byte 0.
+    public static let formatVersion: UInt8 = 1
+
+    /// Appends the encoding of `body` to `out`.
+    public static func encode(_ body: RecordBody, into out: inout [UInt8]) {
+        out.append(formatVersion)
+        out.append(body.type.rawValue)
+        switch body {
+        case .adminUserCreated(let adminUserID, let email):
+            appendID(adminUserID, to: &out)
+            appendString(email, to: &out)
+        case .adminUserDeleted(let adminUserID):
+            appendID(adminUserID, to: &out)
+        case .appCreated(let appID, let name):
+            appendID(appID, to: &out)
+            appendString(name, to: &out)
+        case .appDeleted(let appID):
+            appendID(appID, to: &out)
+        case .scriptRegistered(let script):
+            appendID(script.scriptID, to: &out)
+            appendID(script.appID, to: &out)
+            appendString(script.name, to: &out)
+            appendString(script.runtime, to: &out)
+            appendString(script.source, to: &out)
+        case .scriptDeleted(let scriptID):
+            appendID(scriptID, to: &out)
+        case .triggerRegistered(let trigger):
+            appendID(trigger.triggerID, to: &out)
+            appendID(trigger.appID, to: &out)
+            appendID(trigger.scriptID, to: &out)
+            out.append(trigger.kind.rawValue)
+            out.append(trigger.enabled ? 1 : 0)
+            out.append(trigger.dispatchMode.rawValue)
+            appendVarInt(trigger.retry.maxAttempts, to: &out)
+            out.append(trigger.retry.backoff.rawValue)
+            appendVarInt(trigger.retry.baseMs, to: &out)
+            appendID(trigger.registeredBy, to: &out)
+            out.append((trigger.kv != nil ? 1 : 0) | (trigger.deadLetter != nil ? 2 : 0))
+            if let kv = trigger.kv {
+                appendString(kv.collectionGlob, to: &out)
+                out.append(kv.ops.rawValue)
+            }
+            if let deadLetter = trigger.deadLetter {
+                var mask: UInt8 = 0
+                if deadLetter.sourceFilter != nil { mask |= 1 }
+                if deadLetter.triggerIDFilter != nil { mask |= 2 }
+                if deadLetter.scriptIDFilter != nil { mask |= 4 }
+                out.append(mask)
+                if let source = deadLetter.sourceFilter { out.append(source.rawValue) }
+                if let trigger = deadLetter.triggerIDFilter { appendID(trigger, to: &out) }
+                if let script = deadLetter.scriptIDFilter { appendID(script, to: &out) }
+            }
+        case .triggerUpdated(let update):
+            appendID(update.triggerID, to: &out)
+            var mask: UInt8 = 0
+            if update.enabled != nil { mask |= 1 }
+            if update.retry != nil { mask |= 2 }
+            if update.kv != nil { mask |= 4 }
+            if update.deadLetter != nil { mask |= 8 }
+            out.append(mask)
+            if let enabled = update.enabled { out.append(enabled ? 1 : 0) }
+            if let retry = update.retry {
+                out.append((retry.maxAttempts != nil ? 1 : 0) | (retry.backoff != nil ? 2 : 0) | (retry.baseMs != nil ? 4 : 0))
+                if let maxAttempts = retry.maxAttempts { appendVarInt(maxAttempts, to: &out) }
+                if let backoff = retry.backoff { out.append(backoff.rawValue) }
+                if let baseMs = retry.baseMs { appendVarInt(baseMs, to: &out) }
+            }
+            if let kv = update.kv {
+                out.append((kv.collectionGlob != nil ? 1 : 0) | (kv.ops != nil ? 2 : 0))
+                if let glob = kv.collectionGlob { appendString(glob, to: &out) }
+                if let ops = kv.ops { out.append(ops.rawValue) }
+            }
+            if let deadLetter = update.deadLetter {
+                // Bits 0–2: the filter is set; bits 3–5: it is set to a value (not null).
+                var mask: UInt8 = 0
+                if case .set(let source) = deadLetter.sourceFilter { mask |= source != nil ? 0b1001 : 0b1 }
+                if case .set(let trigger) = deadLetter.triggerIDFilter { mask |= trigger != nil ? 0b10010 : 0b10 }
+                if case .set(let script) = deadLetter.scriptIDFilter { mask |= script != nil ? 0b100100 : 0b100 }
+                out.append(mask)
+                if case .set(let source?) = deadLetter.sourceFilter { out.append(source.rawValue) }
+                if case .set(let trigger?) = deadLetter.triggerIDFilter { appendID(trigger, to: &out) }
+                if case .set(let script?) = deadLetter.scriptIDFilter { appendID(script, to: &out) }
+            }
+        case .triggerDeleted(let triggerID):
+            appendID(triggerID, to: &out)
+        case .kv(let mutation):
+            appendID(mutation.appID, to: &out)
+            appendString(mutation.collection, to: &out)
+            appendString(mutation.key, to: &out)
+            if let value = mutation.value {
+                out.append(1)
+                appendString(value, to: &out)
+            } else {
+                out.append(0)
+            }
+        case .deliveryAttempted(let attempt):
+            appendVarUInt(attempt.sourcePosition, to: &out)
+            appendID(attempt.triggerID, to: &out)
+            appendVarInt(attempt.attempt, to: &out)
+            out.append(attempt.outcome.rawValue)
+            out.append((attempt.error != nil ? 1 : 0) | (attempt.retryable ? 2 : 0))
+            if let error = attempt.error { appendString(error, to: &out) }
+            appendVarInt(attempt.durationMs, to: &out)
+        }
+    }
+
+    /// The encoding of `body` as a new array.
+    public static func encode(_ body: RecordBody) -> [UInt8] {
+        var out: [UInt8] = []
+        encode(body, into: &out)
+        return out
+    }
+
+    /// Decodes one payload; every byte must be used.
+    ///
+    /// - Throws: ``RecordError`` naming the record type (when the type byte was read), the
+    ///   field and what is wrong with it; `location` is left empty for the caller.
+    public static func decode(_ bytes: UnsafeRawBufferPointer) throws(RecordError) -> RecordBody {
+        var reader = BinaryReader(bytes: bytes)
+        let version = try reader.byte("version")
+        guard version == formatVersion else {
+            throw reader.fail("version", "unknown binary format version \(version) (this build reads \(formatVersion))")
+        }
+        let typeByte = try reader.byte("type")
+        guard let type = RecordType(rawValue: typeByte) else {
+            throw reader.fail("type", "unknown record type byte \(typeByte)")
+        }
+        reader.typeName = type.name
+        let body = try reader.body(of: type)
+        guard reader.index == bytes.count else {
+            throw reader.fail(nil, "\(bytes.count - reader.index) trailing bytes after the record")
+        }
+        return body
+    }
+
+    /// Decodes one payload held in an array.
+    public static func decode(_ bytes: [UInt8]) throws(RecordError) -> RecordBody {
+        let result: Result<RecordBody, RecordError> = bytes.withUnsafeBytes { raw in
+            do throws(RecordError) {
+                return .success(try decode(raw))
+            } catch {
+                return .failure(error)
+            }
+        }
+        return try result.get()
+    }
+
+    // MARK: Writing
+
+    @inline(__always)
+    static func appendVarUInt(_ value: UInt64, to out: inout [UInt8]) {
+        var remaining = value
+        while remaining >= 0x80 {
+            out.append(UInt8(truncatingIfNeeded: remaining) | 0x80)
+            remaining >>= 7
+        }
+        out.append(UInt8(truncatingIfNeeded: remaining))
+    }
+
+    @inline(__always)
+    static func appendVarInt(_ value: Int64, to out: inout [UInt8]) {
+        appendVarUInt(UInt64(bitPattern: (value << 1) ^ (value >> 63)), to: &out)
+    }
+
+    @inline(__always)
+    static func appendID(_ id: HeraldID, to out: inout [UInt8]) {
+        withUnsafeBytes(of: id.high.bigEndian) { out.append(contentsOf: $0) }
+        withUnsafeBytes(of: id.low.bigEndian) { out.append(contentsOf: $0) }
+    }
+
+    @inline(__always)
+    static func appendString(_ string: String, to out: inout [UInt8]) {
+        var string = string
+        string.withUTF8 { utf8 in
+            appendVarUInt(UInt64(utf8.count), to: &out)
+            out.append(contentsOf: utf8)
+        }
+    }
+}
+
+/// Reads a payload; every read checks the remaining length.
+private struct BinaryReader {
+    let bytes: UnsafeRawBufferPointer
+    var index = 0
+    var typeName: String?
+
+    init(bytes: UnsafeRawBufferPointer) {
+        self.bytes = bytes
+    }
+
+    func fail(_ field: String?, _ reason: String) -> RecordError {
+        RecordError(recordType: typeName, field: field, reason: reason)
+    }
+
+    func truncated(_ field: String) -> RecordError {
+        fail(field, "truncated record: the payload ends at byte \(bytes.count) inside this field")
+    }
+
+    @inline(__always)
+    mutating func byte(_ field: String) throws(RecordError) -> UInt8 {
+        guard index < bytes.count else { throw truncated(field) }
+        let value = bytes[index]
+        index += 1
+        return value
+    }
+
+    mutating func bool(_ field: String) throws(RecordError) -> Bool {
+        switch try byte(field) {
+        case 0: return false
+        case 1: return true
+        case let other: throw fail(field, "invalid boolean byte \(other)")
+        }
+    }
+
+    /// A byte whose set bits must all be within `allowed`.
+    mutating func mask(_ field: String, allowed: UInt8) throws(RecordError) -> UInt8 {
+        let value = try byte(field)
+        guard value & ~allowed == 0 else { throw fail(field, "invalid presence byte 0x\(String(value, radix: 16))") }
+        return value
+    }
+
+    mutating func varUInt(_ field: String) throws(RecordError) -> UInt64 {
+        var result: UInt64 = 0
+        var shift: UInt64 = 0
+        while true {
+            let next = try byte(field)
+            let payload = UInt64(next & 0x7F)
+            if shift == 63 && payload > 1 { throw fail(field, "varint overflows 64 bits") }
+            result |= payload << shift
+            if next & 0x80 == 0 {
+                if next == 0 && shift > 0 { throw fail(field, "non-minimal varint") }
+                return result
+            }
+            shift += 7
+            if shift > 63 { throw fail(field, "varint longer than 10 bytes") }
+        }
+    }
+
+    mutating func varInt(_ field: String) throws(RecordError) -> Int64 {
+        let raw = try varUInt(field)
+        return Int64(bitPattern: (raw >> 1) ^ (0 &- (raw & 1)))
+    }
+
+    mutating func id(_ field: String) throws(RecordError) -> HeraldID {
+        guard bytes.count - index >= 16 else { throw truncated(field) }
+        var high: UInt64 = 0
+        var low: UInt64 = 0
+        for offset in 0..<8 { high = high << 8 | UInt64(bytes[index + offset]) }
+        for offset in 8..<16 { low = low << 8 | UInt64(bytes[index + offset]) }
+        index += 16
+        return HeraldID(high: high, low: low)
+    }
+
+    mutating func string(_ field: String) throws(RecordError) -> String {
+        let length = try varUInt(field)
+        guard length <= UInt64(bytes.count - index) else {
+            throw fail(field, "string length \(length) runs past the end of the payload (\(bytes.count - index) bytes left)")
+        }
+        let count = Int(length)
+        let start = index
+        index += count
+        guard count > 0 else { return "" }
+        let slice = UnsafeRawBufferPointer(rebasing: bytes[start..<(start + count)])
+        let decoded: String? = slice.withMemoryRebound(to: UInt8.self) { String(validating: $0, as: UTF8.self) }
+        guard let decoded else { throw fail(field, "invalid UTF-8") }
+        return decoded
+    }
+
+    mutating func enumByte<T: RawRepresentable>(_ field: String, _: T.Type) throws(RecordError) -> T where T.RawValue == UInt8 {
+        let raw = try byte(field)
+        guard let value = T(rawValue: raw) else { throw fail(field, "invalid value \(raw)") }
+        return value
+    }
+
+    mutating func body(of type: RecordType) throws(RecordError) -> RecordBody {
+        switch type {
+        case .adminUserCreated:
+            return .adminUserCreated(adminUserID: try id("admin_user_id"), email: try string("email"))
+        case .adminUserDeleted:
+            return .adminUserDeleted(adminUserID: try id("admin_user_id"))
+        case .appCreated:
+            return .appCreated(appID: try id("app_id"), name: try string("name"))
+        case .appDeleted:
+            return .appDeleted(appID: try id("app_id"))
+        case .scriptRegistered:
+            return .scriptRegistered(ScriptRegistration(
+                scriptID: try id("script_id"), appID: try id("app_id"), name: try string("name"),
+                runtime: try string("runtime"), source: try string("source")))
+        case .scriptDeleted:
+            return .scriptDeleted(scriptID: try id("script_id"))
+        case .triggerRegistered:
+            let triggerID = try id("trigger_id")
+            let appID = try id("app_id")
+            let scriptID = try id("script_id")
+            let kind = try enumByte("kind", TriggerKind.self)
+            let enabled = try bool("enabled")
+            let dispatchMode = try enumByte("dispatch_mode", DispatchMode.self)
+            let retry = RetryConfig(maxAttempts: try varInt("retry.max_attempts"),
+                                    backoff: try enumByte("retry.backoff", Backoff.self),
+                                    baseMs: try varInt("retry.base_ms"))
+            let registeredBy = try id("registered_by")
+            let details = try mask("details", allowed: 0b11)
+            var kv: KVDetails?
+            if details & 1 != 0 {
+                kv = KVDetails(collectionGlob: try string("kv.collection_glob"), ops: try ops())
+            }
+            var deadLetter: DeadLetterDetails?
+            if details & 2 != 0 {
+                let filters = try mask("dead_letter", allowed: 0b111)
+                var value = DeadLetterDetails()
+                if filters & 1 != 0 { value.sourceFilter = try enumByte("dead_letter.source_filter", SourceKind.self) }
+                if filters & 2 != 0 { value.triggerIDFilter = try id("dead_letter.trigger_id_filter") }
+                if filters & 4 != 0 { value.scriptIDFilter = try id("dead_letter.script_id_filter") }
+                deadLetter = value
+            }
+            return .triggerRegistered(TriggerRegistration(
+                triggerID: triggerID, appID: appID, scriptID: scriptID, kind: kind, enabled: enabled,
+                dispatchMode: dispatchMode, retry: retry, registeredBy: registeredBy, kv: kv, deadLetter: deadLetter))
+        case .triggerUpdated:
+            var update = TriggerUpdate(triggerID: try id("trigger_id"))
+            let fields = try mask("fields", allowed: 0b1111)
+            if fields & 1 != 0 { update.enabled = try bool("enabled") }
+            if fields & 2 != 0 {
+                let set = try mask("retry", allowed: 0b111)
+                var patch = RetryPatch()
+                if set & 1 != 0 { patch.maxAttempts = try varInt("retry.max_attempts") }
+                if set & 2 != 0 { patch.backoff = try enumByte("retry.backoff", Backoff.self) }
+                if set & 4 != 0 { patch.baseMs = try varInt("retry.base_ms") }
+                update.retry = patch
+            }
+            if fields & 4 != 0 {
+                let set = try mask("kv", allowed: 0b11)
+                var patch = KVPatch()
+                if set & 1 != 0 { patch.collectionGlob = try string("kv.collection_glob") }
+                if set & 2 != 0 { patch.ops = try ops() }
+                update.kv = patch
+            }
+            if fields & 8 != 0 {
+                let set = try mask("dead_letter", allowed: 0b111111)
+                // A filter "set to a value" must also be "set".
+                guard (set >> 3) & ~set == 0 else { throw fail("dead_letter", "invalid presence byte 0x\(String(set, radix: 16))") }
+                var patch = DeadLetterPatch()
+                if set & 1 != 0 {
+                    patch.sourceFilter = .set(set & 8 != 0 ? try enumByte("dead_letter.source_filter", SourceKind.self) : nil)
+                }
+                if set & 2 != 0 {
+                    patch.triggerIDFilter = .set(set & 16 != 0 ? try id("dead_letter.trigger_id_filter") : nil)
+                }
+                if set & 4 != 0 {
+                    patch.scriptIDFilter = .set(set & 32 != 0 ? try id("dead_letter.script_id_filter") : nil)
+                }
+                update.deadLetter = patch
+            }
+            return .triggerUpdated(update)
+        case .triggerDeleted:
+            return .triggerDeleted(triggerID: try id("trigger_id"))
+        case .kvInsert, .kvUpdate, .kvDelete:
+            let op: KVOp = type == .kvInsert ? .insert : (type == .kvUpdate ? .update : .delete)
+            let appID = try id("app_id")
+            let collection = try string("collection")
+            let key = try string("key")
+            let value: String? = try bool("value") ? try string("value") : nil
+            return .kv(KVMutation(op: op, appID: appID, collection: collection, key: key, value: value))
+        case .deliveryAttempted:
+            let sourcePosition = try varUInt("source_position")
+            let triggerID = try id("trigger_id")
+            let attempt = try varInt("attempt")
+            let outcome = try enumByte("outcome", AttemptOutcome.self)
+            let flags = try mask("flags", allowed: 0b11)
+            let error: String? = flags & 1 != 0 ? try string("error") : nil
+            return .deliveryAttempted(DeliveryAttempt(
+                sourcePosition: sourcePosition, triggerID: triggerID, attempt: attempt, outcome: outcome,
+                error: error, retryable: flags & 2 != 0, durationMs: try varInt("duration_ms")))
+        }
+    }
+
+    mutating func ops() throws(RecordError) -> OpSet {
+        OpSet(rawValue: try mask("kv.ops", allowed: OpSet.all.rawValue))
+    }
+}
