@@ -1,0 +1,100 @@
+import Glibc
+import HeraldCore
+import HeraldStore
+
+/// What a projection run did.
+public struct ProjectResult: Sendable {
+    /// Checkpoint before and after.
+    public var from: UInt64
+    public var to: UInt64
+    /// Records applied.
+    public var records: UInt64 { to - from }
+}
+
+extension DataDirectory {
+    /// Records applied per projection transaction (each commits its checkpoint).
+    public static let projectBatchRecords = 10_000
+
+    /// `herald project`: applies the log's records after the projection's checkpoint.
+    /// Each batch commits with its checkpoint, so a killed run resumes where it stopped.
+    @discardableResult
+    public func project(progress: ((UInt64) -> Void)? = nil) throws -> ProjectResult {
+        let projection = try openProjection()
+        return try project(into: projection, progress: progress)
+    }
+
+    /// `herald project --rebuild`: builds a new projection from position 0 beside the live
+    /// one, then swaps it in (the live one stays intact until the rebuild has committed).
+    @discardableResult
+    public func rebuildProjection(progress: ((UInt64) -> Void)? = nil) throws -> ProjectResult {
+        let temporary = projectionPath + ".rebuild"
+        removeDatabase(temporary)
+        let result: ProjectResult
+        do {
+            let projection = try Projection(path: temporary)
+            result = try project(into: projection, progress: progress)
+            try projection.database.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        }
+        removeDatabase(projectionPath)
+        guard rename(temporary, projectionPath) == 0 else {
+            throw HeraldError.unreadable(source: temporary, reason: "cannot rename over \(projectionPath)")
+        }
+        return result
+    }
+
+    func project(into projection: Projection, progress: ((UInt64) -> Void)?) throws -> ProjectResult {
+        var dispatcher = try projection.loadDispatcher()
+        let start = dispatcher.position
+        let reader = try openReader()
+        let last = reader.lastPosition
+        if start > last {
+            throw StoreError.aheadOfLog(path: projection.database.path, checkpoint: start, lastPosition: last)
+        }
+        var steps: [Projection.Step] = []
+        steps.reserveCapacity(DataDirectory.projectBatchRecords)
+        var failure: Error?
+        try reader.forEach(from: start + 1) { position, record in
+            do throws(RecordError) {
+                try dispatcher.check(record)
+            } catch {
+                failure = HeraldError.badLogRecord(position: position, reason: error.description)
+                return false
+            }
+            var effects: [DispatchEffect] = []
+            dispatcher.applyChecked(record, effects: &effects)
+            steps.append(Projection.Step(position: position, record: record, effects: effects))
+            if steps.count >= DataDirectory.projectBatchRecords {
+                try projection.apply(steps, registryAfter: dispatcher.registry)
+                steps.removeAll(keepingCapacity: true)
+                progress?(position)
+            }
+            return true
+        }
+        // Commit what was valid before reporting a bad record.
+        try projection.apply(steps, registryAfter: dispatcher.registry)
+        if let failure { throw failure }
+        return ProjectResult(from: start, to: dispatcher.position)
+    }
+
+    /// `herald verify`'s projection half: rebuilds from position 0 into a temporary database
+    /// and compares it, table by table, with the live projection (which is first caught up).
+    /// Returns the differences (empty = identical) and SQLite's own integrity problems.
+    public func verifyProjection() throws -> [String] {
+        let live = try openProjection()
+        var problems = try live.integrityProblems()
+        try project(into: live, progress: nil)
+        let temporary = projectionPath + ".verify"
+        removeDatabase(temporary)
+        defer { removeDatabase(temporary) }
+        let rebuilt = try Projection(path: temporary)
+        try project(into: rebuilt, progress: nil)
+        problems += try live.differences(from: rebuilt)
+        return problems
+    }
+
+    private func removeDatabase(_ path: String) {
+        for suffix in ["", "-wal", "-shm", "-journal"] {
+            FileSystemPaths.remove(path + suffix)
+        }
+    }
+}

@@ -1,0 +1,103 @@
+import HeraldCore
+import HeraldStore
+
+extension DataDirectory {
+    /// Replays the log from position 1 through `through` (`nil` = the end), validating every
+    /// record, and returns the dispatcher's state. `observe` sees each record with its
+    /// effects and the state after it.
+    public func replay(through: UInt64? = nil,
+                       observe: ((UInt64, Record, [DispatchEffect], Dispatcher) throws -> Void)? = nil) throws -> Dispatcher {
+        var dispatcher = Dispatcher()
+        try replay(into: &dispatcher, through: through, observe: observe)
+        return dispatcher
+    }
+
+    /// Continues `dispatcher` from its position through `through`.
+    public func replay(into dispatcher: inout Dispatcher, through: UInt64? = nil,
+                       observe: ((UInt64, Record, [DispatchEffect], Dispatcher) throws -> Void)? = nil) throws {
+        let reader = try openReader()
+        if let through, through > reader.lastPosition {
+            throw HeraldError.positionOutOfRange(position: through, lastPosition: reader.lastPosition)
+        }
+        guard dispatcher.position < (through ?? reader.lastPosition) else { return }
+        var effects: [DispatchEffect] = []
+        var state = dispatcher
+        try reader.forEach(from: dispatcher.position + 1, through: through) { position, record in
+            do throws(RecordError) {
+                try state.check(record)
+            } catch {
+                throw HeraldError.badLogRecord(position: position, reason: error.description)
+            }
+            effects.removeAll(keepingCapacity: true)
+            state.applyChecked(record, effects: &effects)
+            try observe?(position, record, effects, state)
+            return true
+        }
+        dispatcher = state
+    }
+
+    /// The dispatcher as of the log's end, resumed from the projection's checkpoint when the
+    /// projection exists and is usable (so startup does not replay finished work), else
+    /// replayed from position 1.
+    public func currentState() throws -> Dispatcher {
+        var dispatcher = Dispatcher()
+        if FileSystemPaths.exists(projectionPath) {
+            let projection = try openProjection()
+            let lastPosition = try openReader().lastPosition
+            let loaded = try projection.loadDispatcher()
+            if loaded.position <= lastPosition {
+                dispatcher = loaded
+            }
+        }
+        try replay(into: &dispatcher)
+        return dispatcher
+    }
+
+    /// Every delivery as of `position` (`nil` = the end), in canonical order.
+    public func deliveries(at position: UInt64? = nil) throws -> [Delivery] {
+        var ledger = DeliveryLedger()
+        _ = try replay(through: position) { _, _, effects, _ in ledger.absorb(effects) }
+        return ledger.deliveries
+    }
+
+    /// `herald explain P`.
+    public func explain(position: UInt64) throws -> RecordExplanation {
+        let reader = try openReader()
+        guard position >= 1, position <= reader.lastPosition else {
+            throw HeraldError.positionOutOfRange(position: position, lastPosition: reader.lastPosition)
+        }
+        var before = try replay(through: position - 1)
+        var target: Record?
+        var effects: [DispatchEffect] = []
+        var later: [(position: UInt64, registration: TriggerRegistration)] = []
+        try reader.forEach(from: position) { at, record in
+            if at == position {
+                target = record
+            } else if case .triggerRegistered(let r) = record.body {
+                later.append((at, r))
+            }
+            return true
+        }
+        guard let record = target else {
+            throw HeraldError.positionOutOfRange(position: position, lastPosition: reader.lastPosition)
+        }
+        let snapshot = before
+        do throws(RecordError) {
+            try before.check(record)
+        } catch {
+            throw HeraldError.badLogRecord(position: position, reason: error.description)
+        }
+        before.applyChecked(record, effects: &effects)
+        return Explainer.explain(record: record, at: position, before: snapshot, effects: effects,
+                                 laterRegistrations: later)
+    }
+
+    /// `herald explain P:TRIGGER_ID`: the delivery's timeline up to `through` (`nil` = the end).
+    public func timeline(of id: DeliveryID, through: UInt64? = nil) throws -> DeliveryTimeline {
+        var timeline = DeliveryTimeline(id: id)
+        _ = try replay(through: through) { position, record, effects, state in
+            timeline.observe(position: position, record: record, effects: effects, registry: state.registry)
+        }
+        return timeline
+    }
+}

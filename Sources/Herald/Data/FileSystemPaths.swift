@@ -1,0 +1,21 @@
+import Glibc
+
+/// Small POSIX helpers for the shell (the log has its own file layer).
+enum FileSystemPaths {
+    /// Creates a directory unless it exists.
+    static func makeDirectory(_ path: String) throws {
+        if mkdir(path, 0o755) != 0 && errno != EEXIST {
+            throw HeraldError.unreadable(source: path, reason: "cannot create directory: \(String(cString: strerror(errno)))")
+        }
+    }
+
+    /// True when `path` exists.
+    static func exists(_ path: String) -> Bool {
+        access(path, F_OK) == 0
+    }
+
+    /// Removes a file if it exists.
+    static func remove(_ path: String) {
+        unlink(path)
+    }
+}

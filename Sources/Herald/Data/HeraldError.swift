@@ -1,0 +1,33 @@
+import HeraldCore
+
+/// Errors of the engine's shell: data directory, import, replay, projection runs.
+public enum HeraldError: Error, Sendable, CustomStringConvertible {
+    /// Some input lines are invalid; nothing was appended.
+    case invalidInput(source: String, errors: [RecordError], more: Int)
+    /// A record in the log fails to decode or to validate: the log was not written by a correct Herald.
+    case badLogRecord(position: UInt64, reason: String)
+    /// A position outside the log.
+    case positionOutOfRange(position: UInt64, lastPosition: UInt64)
+    /// The input could not be read.
+    case unreadable(source: String, reason: String)
+    /// `herald verify` found differences.
+    case verifyFailed([String])
+
+    public var description: String {
+        switch self {
+        case .invalidInput(let source, let errors, let more):
+            var text = "\(source): \(errors.count + more) invalid line(s); nothing was appended:\n"
+            text += errors.map { "  \($0)" }.joined(separator: "\n")
+            if more > 0 { text += "\n  … and \(more) more" }
+            return text
+        case .badLogRecord(let position, let reason):
+            return "The record at log position \(position) is invalid: \(reason)."
+        case .positionOutOfRange(let position, let last):
+            return "Position \(position) is outside the log (0…\(last))."
+        case .unreadable(let source, let reason):
+            return "Cannot read \(source): \(reason)."
+        case .verifyFailed(let problems):
+            return "verify failed:\n" + problems.map { "  \($0)" }.joined(separator: "\n")
+        }
+    }
+}

@@ -1,0 +1,17 @@
+import ArgumentParser
+
+@main
+struct HeraldCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "herald",
+        abstract: "Herald: an event-sourced trigger engine.",
+        discussion: """
+            Every fact is appended to a compressed segment log in the data directory (--data, \
+            else $HERALD_DATA, else ./herald-data); deliveries, retries and dead letters are \
+            derived from it deterministically.
+            """,
+        subcommands: [
+            ImportCommand.self, DumpCommand.self, StatsCommand.self, ProjectCommand.self, VerifyCommand.self,
+            TriggersCommand.self, DeliveriesCommand.self, ExplainCommand.self,
+        ])
+}

@@ -1,0 +1,40 @@
+import ArgumentParser
+import Herald
+import HeraldCore
+import HeraldLog
+
+struct StatsCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "stats",
+        abstract: "Segments, blocks, records, raw and stored bytes, compression ratio, ts range.")
+
+    @OptionGroup var global: GlobalOptions
+
+    func run() throws {
+        let directory = global.directory
+        let stats = try LogStats(directory: directory.logPath)
+        let ratio = stats.storedBytes == 0 ? 0 : Double(stats.rawBytes) / Double(stats.storedBytes)
+        var lines = [
+            "log          \(directory.logPath)",
+            "segments     \(stats.segments)",
+            "blocks       \(stats.blocks)",
+            "records      \(stats.records)",
+            "raw bytes    \(stats.rawBytes)",
+            "stored bytes \(stats.storedBytes)",
+            "ratio        \(String(format2: ratio)):1",
+        ]
+        if let first = stats.firstTs, let last = stats.lastTs {
+            lines.append("ts range     \(first) (\(Timestamp.iso8601(first))) … \(last) (\(Timestamp.iso8601(last)))")
+        }
+        print(lines.joined(separator: "\n"))
+    }
+}
+
+extension String {
+    /// Two decimals, without Foundation.
+    init(format2 value: Double) {
+        let hundredths = Int((value * 100).rounded())
+        let fraction = hundredths % 100
+        self = "\(hundredths / 100).\(fraction < 10 ? "0" : "")\(fraction)"
+    }
+}

@@ -1,0 +1,116 @@
+import ArgumentParser
+import Glibc
+import Herald
+import HeraldCore
+
+/// Options every subcommand shares.
+struct GlobalOptions: ParsableArguments {
+    @Option(name: .long, help: "Data directory (default: $HERALD_DATA, else ./herald-data).")
+    var data: String?
+
+    var directory: DataDirectory {
+        DataDirectory(path: data ?? ProcessEnvironment.variables["HERALD_DATA"] ?? "./herald-data")
+    }
+}
+
+enum ProcessEnvironment {
+    /// The process environment, read once.
+    static var variables: [String: String] {
+        var result: [String: String] = [:]
+        var pointer = environ
+        while let entry = pointer.pointee {
+            let text = String(cString: entry)
+            if let equals = text.firstIndex(of: "=") {
+                result[String(text[..<equals])] = String(text[text.index(after: equals)...])
+            }
+            pointer += 1
+        }
+        return result
+    }
+}
+
+/// Buffered standard output: one write per 64 KiB, not per line.
+struct Output {
+    private var buffer: [UInt8] = []
+
+    init() {
+        buffer.reserveCapacity(1 << 16)
+    }
+
+    mutating func write(_ text: String) {
+        buffer.append(contentsOf: text.utf8)
+        if buffer.count >= 1 << 16 { flush() }
+    }
+
+    mutating func write(bytes: [UInt8]) {
+        buffer.append(contentsOf: bytes)
+        if buffer.count >= 1 << 16 { flush() }
+    }
+
+    mutating func flush() {
+        var offset = 0
+        while offset < buffer.count {
+            let n = buffer.withUnsafeBytes { bytes -> Int in
+                guard let base = bytes.baseAddress else { return 0 }
+                return Glibc.write(1, base + offset, bytes.count - offset)
+            }
+            if n <= 0 { break }
+            offset += n
+        }
+        buffer.removeAll(keepingCapacity: true)
+    }
+}
+
+/// Writes to standard error.
+func printError(_ text: String) {
+    var line = text
+    if !line.hasSuffix("\n") { line += "\n" }
+    _ = line.withCString { fputs($0, stderr) }
+}
+
+/// True when standard error is a terminal (progress is shown only then).
+var stderrIsTerminal: Bool { isatty(2) != 0 }
+
+/// Parses a `--at P` value against the log: 0…last position.
+func checkedPosition(_ position: UInt64?, in directory: DataDirectory) throws -> UInt64? {
+    guard let position else { return nil }
+    let last = try directory.openReader().lastPosition
+    guard position <= last else {
+        throw ValidationError("--at \(position) is outside the log (0…\(last))")
+    }
+    return position
+}
+
+extension HeraldID: @retroactive ExpressibleByArgument {
+    public init?(argument: String) {
+        self.init(argument)
+    }
+}
+
+extension DeliveryStatus: @retroactive ExpressibleByArgument {
+    public init?(argument: String) {
+        self.init(name: argument)
+    }
+}
+
+/// `table` for people, `jsonl` for tools.
+enum OutputFormat: String, ExpressibleByArgument, CaseIterable {
+    case table
+    case jsonl
+}
+
+/// Left-aligned text columns.
+func renderTable(header: [String], rows: [[String]]) -> String {
+    var widths = header.map(\.count)
+    for row in rows {
+        for (index, cell) in row.enumerated() where index < widths.count {
+            widths[index] = max(widths[index], cell.count)
+        }
+    }
+    func line(_ cells: [String]) -> String {
+        cells.enumerated().map { index, cell in
+            index == cells.count - 1 ? cell : cell + String(repeating: " ", count: widths[index] - cell.count)
+        }.joined(separator: "  ")
+    }
+    return ([line(header)] + rows.map(line)).joined(separator: "\n") + "\n"
+}
