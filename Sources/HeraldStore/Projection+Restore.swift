@@ -181,3 +181,24 @@ extension Projection {
         return nil
     }
 }
+
+extension Projection {
+    /// The dead-letter event recorded at `position`, if any.
+    public func deadLetter(at position: UInt64) throws -> DeadLetterEvent? {
+        let statement = try database.prepare("""
+            SELECT ts, source_position, trigger_id, app_id, script_id, source_kind, depth, last_error
+            FROM dead_letters WHERE position = ?
+            """)
+        try statement.bind(.integer(Int64(bitPattern: position)), at: 1)
+        guard try statement.step() else { return nil }
+        guard let trigger = statement.text(at: 2).flatMap(HeraldID.init), let app = statement.text(at: 3).flatMap(HeraldID.init),
+              let script = statement.text(at: 4).flatMap(HeraldID.init),
+              let source = statement.text(at: 5).flatMap(SourceKind.init(name:)), statement.int64(at: 1) >= 0 else {
+            throw StoreError.damaged(path: database.path, reason: "dead_letters row at position \(position) is invalid")
+        }
+        return DeadLetterEvent(position: position, ts: statement.int64(at: 0),
+                               delivery: DeliveryID(sourcePosition: UInt64(statement.int64(at: 1)), triggerID: trigger),
+                               appID: app, sourceKind: source, triggerID: trigger, scriptID: script,
+                               depth: statement.int64(at: 6), lastError: statement.text(at: 7))
+    }
+}

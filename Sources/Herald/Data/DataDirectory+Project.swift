@@ -43,37 +43,7 @@ extension DataDirectory {
     }
 
     func project(into projection: Projection, progress: ((UInt64) -> Void)?) throws -> ProjectResult {
-        var dispatcher = try projection.loadDispatcher()
-        let start = dispatcher.position
-        let reader = try openReader()
-        let last = reader.lastPosition
-        if start > last {
-            throw StoreError.aheadOfLog(path: projection.database.path, checkpoint: start, lastPosition: last)
-        }
-        var steps: [Projection.Step] = []
-        steps.reserveCapacity(DataDirectory.projectBatchRecords)
-        var failure: Error?
-        try reader.forEach(from: start + 1) { position, record in
-            do throws(RecordError) {
-                try dispatcher.check(record)
-            } catch {
-                failure = HeraldError.badLogRecord(position: position, reason: error.description)
-                return false
-            }
-            var effects: [DispatchEffect] = []
-            dispatcher.applyChecked(record, effects: &effects)
-            steps.append(Projection.Step(position: position, record: record, effects: effects))
-            if steps.count >= DataDirectory.projectBatchRecords {
-                try projection.apply(steps, registryAfter: dispatcher.registry)
-                steps.removeAll(keepingCapacity: true)
-                progress?(position)
-            }
-            return true
-        }
-        // Commit what was valid before reporting a bad record.
-        try projection.apply(steps, registryAfter: dispatcher.registry)
-        if let failure { throw failure }
-        return ProjectResult(from: start, to: dispatcher.position)
+        try Projector(directory: self, projection: projection).catchUp(progress: progress)
     }
 
     /// `herald verify`'s projection half: rebuilds from position 0 into a temporary database

@@ -1,0 +1,61 @@
+import HeraldCore
+import HeraldStore
+
+/// Keeps a projection caught up with the log, holding the dispatcher state that goes with
+/// the projection's checkpoint so each catch-up reads only the new records.
+final class Projector {
+    let directory: DataDirectory
+    let projection: Projection
+    private(set) var dispatcher: Dispatcher
+
+    init(directory: DataDirectory, projection: Projection? = nil) throws {
+        self.directory = directory
+        self.projection = try projection ?? directory.openProjection()
+        self.dispatcher = try self.projection.loadDispatcher()
+    }
+
+    /// Applies every record after the checkpoint, in batches that commit with their checkpoint.
+    @discardableResult
+    func catchUp(progress: ((UInt64) -> Void)? = nil) throws -> ProjectResult {
+        let start = dispatcher.position
+        let reader = try directory.openReader()
+        let last = reader.lastPosition
+        if start > last {
+            throw StoreError.aheadOfLog(path: projection.database.path, checkpoint: start, lastPosition: last)
+        }
+        var steps: [Projection.Step] = []
+        steps.reserveCapacity(DataDirectory.projectBatchRecords)
+        var failure: Error?
+        var state = dispatcher
+        var committed = dispatcher
+        try reader.forEach(from: start + 1) { position, record in
+            do throws(RecordError) {
+                try state.check(record)
+            } catch {
+                failure = HeraldError.badLogRecord(position: position, reason: error.description)
+                return false
+            }
+            var effects: [DispatchEffect] = []
+            state.applyChecked(record, effects: &effects)
+            steps.append(Projection.Step(position: position, record: record, effects: effects))
+            if steps.count >= DataDirectory.projectBatchRecords {
+                try projection.apply(steps, registryAfter: state.registry)
+                committed = state
+                steps.removeAll(keepingCapacity: true)
+                progress?(position)
+            }
+            return true
+        }
+        // Commit what was valid before reporting a bad record.
+        try projection.apply(steps, registryAfter: state.registry)
+        committed = state
+        dispatcher = committed
+        if let failure { throw failure }
+        return ProjectResult(from: start, to: dispatcher.position)
+    }
+
+    /// The dead-letter event recorded at `position`, if any.
+    func deadLetter(at position: UInt64) throws -> DeadLetterEvent? {
+        try projection.deadLetter(at: position)
+    }
+}

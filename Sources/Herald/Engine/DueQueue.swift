@@ -1,0 +1,53 @@
+import HeraldCore
+
+/// Pending deliveries ordered by due time, then canonical order: a binary min-heap.
+/// Entries are not removed when a delivery finishes or is rescheduled; the engine drops
+/// stale ones when they surface (the heap is a hint, the dispatcher's state is the truth).
+struct DueQueue: Sendable {
+    struct Entry: Sendable {
+        var dueAt: Int64
+        var sourcePosition: UInt64
+        var triggerRank: UInt64
+        var id: DeliveryID
+
+        func precedes(_ other: Entry) -> Bool {
+            (dueAt, sourcePosition, triggerRank) < (other.dueAt, other.sourcePosition, other.triggerRank)
+        }
+    }
+
+    private var heap: [Entry] = []
+
+    var count: Int { heap.count }
+    var first: Entry? { heap.first }
+
+    mutating func push(_ delivery: Delivery) {
+        guard let due = delivery.dueAt else { return }
+        heap.append(Entry(dueAt: due, sourcePosition: delivery.id.sourcePosition, triggerRank: delivery.triggerRank,
+                          id: delivery.id))
+        var child = heap.count - 1
+        while child > 0 {
+            let parent = (child - 1) / 2
+            guard heap[child].precedes(heap[parent]) else { break }
+            heap.swapAt(child, parent)
+            child = parent
+        }
+    }
+
+    mutating func popFirst() -> Entry? {
+        guard !heap.isEmpty else { return nil }
+        heap.swapAt(0, heap.count - 1)
+        let top = heap.removeLast()
+        var parent = 0
+        while true {
+            let left = 2 * parent + 1
+            let right = left + 1
+            var smallest = parent
+            if left < heap.count && heap[left].precedes(heap[smallest]) { smallest = left }
+            if right < heap.count && heap[right].precedes(heap[smallest]) { smallest = right }
+            if smallest == parent { break }
+            heap.swapAt(parent, smallest)
+            parent = smallest
+        }
+        return top
+    }
+}

@@ -1,0 +1,450 @@
+import HeraldCore
+import HeraldLog
+import HeraldStore
+import Synchronization
+
+/// Options of a live engine.
+public struct HeraldOptions: Sendable {
+    /// Log durability for every append (commands and outcomes).
+    public var durability: LogDurability
+    /// Stamps new records and times attempts. A ``VirtualClock`` makes the engine deterministic.
+    public var clock: any HeraldClock
+    /// Runs scripts.
+    public var executor: any ScriptExecutor
+    /// Attempts running at once.
+    public var concurrency: Int
+    /// An attempt still running after this long is cancelled and recorded as an error.
+    public var attemptTimeoutMs: Int64
+    /// HERALD_RETRY_* defaults.
+    public var environment: HeraldEnvironment
+
+    public init(durability: LogDurability = .always, clock: any HeraldClock = SystemClock(),
+                executor: any ScriptExecutor = RuntimeRouter(["process": ProcessExecutor()]),
+                concurrency: Int = 16, attemptTimeoutMs: Int64 = 30_000,
+                environment: HeraldEnvironment = HeraldEnvironment()) {
+        self.durability = durability
+        self.clock = clock
+        self.executor = executor
+        self.concurrency = max(1, concurrency)
+        self.attemptTimeoutMs = max(1, attemptTimeoutMs)
+        self.environment = environment
+    }
+}
+
+/// One finished attempt, as the engine reports it (`herald run` prints one line each).
+public struct AttemptReport: Sendable {
+    public var position: UInt64
+    public var ts: Int64
+    public var delivery: Delivery
+    public var attempt: DeliveryAttempt
+}
+
+/// Counts for `herald status`.
+public struct EngineStatus: Sendable {
+    public var position: UInt64
+    public var pending: Int
+    public var due: Int
+    public var inFlight: Int
+    public var nextDueAt: Int64?
+}
+
+/// The embeddable engine: opens a data directory, validates and appends commands, and
+/// dispatches due deliveries through a ``ScriptExecutor``, appending each outcome.
+///
+/// ```swift
+/// let herald = try Herald.open(directory: DataDirectory(path: "data"),
+///                              options: HeraldOptions(executor: ClosureExecutor(fallback: { _ in .ok })))
+/// try herald.append(.appCreated(appID: app, name: "shop"))
+/// try await herald.run(untilIdle: true)
+/// try herald.close()
+/// ```
+/// Safe to call from many tasks: commands and outcomes are validated and appended in one order.
+public final class Herald: Sendable {
+    /// The data directory.
+    public let directory: DataDirectory
+    /// The options it was opened with.
+    public let options: HeraldOptions
+    private let writer: RecordWriter
+    private let reader: RecordReader
+    private let state: Mutex<State>
+    private let wakeup = Notifier()
+    private let projector: Mutex<Projector?>
+
+    struct State: Sendable {
+        var dispatcher: Dispatcher
+        var queue = DueQueue()
+        var inFlight: Set<DeliveryID> = []
+        /// Source records (KV mutations) of pending deliveries, by position.
+        var kvSources: [UInt64: Record] = [:]
+        /// Dead-letter events of pending dead-letter deliveries, by position.
+        var deadLetters: [UInt64: DeadLetterEvent] = [:]
+        /// Source positions that neither the log nor the projection can describe.
+        var unresolvable: Set<UInt64> = []
+        var stopping = false
+    }
+
+    private init(directory: DataDirectory, options: HeraldOptions, writer: RecordWriter, reader: RecordReader,
+                 state: State, projector: Projector?) {
+        self.directory = directory
+        self.options = options
+        self.writer = writer
+        self.reader = reader
+        self.state = Mutex(state)
+        self.projector = Mutex(projector)
+    }
+
+    /// Opens `directory` (created when missing), recovers the log, catches the projection up
+    /// and resumes every pending delivery at its due time (at-least-once: an attempt whose
+    /// outcome was never recorded runs again).
+    public static func open(directory: DataDirectory, options: HeraldOptions = HeraldOptions()) throws -> Herald {
+        let writer = try directory.openWriter(durability: options.durability)
+        let reader = try directory.openReader()
+        let projector = try Projector(directory: directory)
+        try projector.catchUp()
+        var state = State(dispatcher: projector.dispatcher)
+        for delivery in state.dispatcher.pendingInOrder {
+            state.queue.push(delivery)
+        }
+        let engine = Herald(directory: directory, options: options, writer: writer, reader: reader, state: state,
+                            projector: projector)
+        return engine
+    }
+
+    // MARK: - Commands
+
+    /// Validates and appends one record; `ts` defaults to the clock (`max(now, last ts)`).
+    /// Returns its position. On a rule violation nothing is appended.
+    @discardableResult
+    public func append(_ body: RecordBody, ts: Int64? = nil) throws -> UInt64 {
+        try append([body], ts: ts).upperBound
+    }
+
+    /// Validates and appends records as one batch (one block, one fsync): all or nothing.
+    @discardableResult
+    public func append(_ bodies: [RecordBody], ts: Int64? = nil) throws -> ClosedRange<UInt64> {
+        let now = options.clock.nowMs()
+        let range: ClosedRange<UInt64> = try state.withLock { s in
+            var next = s.dispatcher
+            var records: [Record] = []
+            var allEffects: [(Record, [DispatchEffect])] = []
+            for (index, body) in bodies.enumerated() {
+                let record = Record(ts: ts ?? max(now, next.lastTs ?? 0), body: body)
+                var effects: [DispatchEffect] = []
+                do throws(RecordError) {
+                    try next.check(record)
+                } catch {
+                    throw bodies.count == 1 ? error : error.at("record \(index + 1) of \(bodies.count)")
+                }
+                next.applyChecked(record, effects: &effects)
+                records.append(record)
+                allEffects.append((record, effects))
+            }
+            let range = try writer.append(records)
+            s.dispatcher = next
+            var position = range.lowerBound
+            for (record, effects) in allEffects {
+                Herald.absorb(effects, record: record, at: position, into: &s)
+                position += 1
+            }
+            return range
+        }
+        wakeup.notify()
+        return range
+    }
+
+    private static func absorb(_ effects: [DispatchEffect], record: Record, at position: UInt64, into s: inout State) {
+        for effect in effects {
+            switch effect {
+            case .created(let d):
+                s.queue.push(d)
+                if d.sourceKind == .kv { s.kvSources[position] = record }
+            case .attempted(let d, _, _, _):
+                if d.status == .pending { s.queue.push(d) }
+            case .deadLetter(let event):
+                s.deadLetters[event.position] = event
+            case .cancelled:
+                break
+            }
+        }
+    }
+
+    // MARK: - Reads
+
+    /// The last appended position.
+    public var position: UInt64 { state.withLock { $0.dispatcher.position } }
+
+    /// The dispatcher's state now (registry and pending deliveries).
+    public var dispatcher: Dispatcher { state.withLock { $0.dispatcher } }
+
+    /// Live triggers in registration order.
+    public func triggers(app: HeraldID? = nil) -> [Registry.Trigger] {
+        state.withLock { $0.dispatcher.registry.liveTriggers(app: app) }
+    }
+
+    /// Every delivery as of `position` (`nil` = now), in canonical order, derived from the log.
+    public func deliveries(at position: UInt64? = nil) throws -> [Delivery] {
+        try directory.deliveries(at: position)
+    }
+
+    /// `explain P`.
+    public func explain(position: UInt64) throws -> RecordExplanation {
+        try directory.explain(position: position)
+    }
+
+    /// `explain P:TRIGGER_ID`.
+    public func explain(delivery: DeliveryID) throws -> DeliveryTimeline {
+        try directory.timeline(of: delivery)
+    }
+
+    /// Pending, due, in flight, next due time.
+    public func status() -> EngineStatus {
+        let now = options.clock.nowMs()
+        return state.withLock { s in
+            let pending = s.dispatcher.pending.values
+            return EngineStatus(position: s.dispatcher.position, pending: pending.count,
+                                due: pending.filter { ($0.dueAt ?? .max) <= now }.count, inFlight: s.inFlight.count,
+                                nextDueAt: pending.compactMap(\.dueAt).min())
+        }
+    }
+
+    /// The earliest due time of a pending delivery not in flight.
+    public func nextDueAt() -> Int64? {
+        state.withLock { s in
+            s.dispatcher.pending.values.filter { !s.inFlight.contains($0.id) }.compactMap(\.dueAt).min()
+        }
+    }
+
+    // MARK: - Dispatching
+
+    /// Runs one round: every delivery due now (up to `concurrency`) runs at once; their
+    /// outcomes are appended as one batch. Returns the attempts recorded.
+    @discardableResult
+    public func runDue(report: (@Sendable (AttemptReport) -> Void)? = nil) async throws -> [AttemptReport] {
+        let now = options.clock.nowMs()
+        let invocations = try takeDue(now: now)
+        guard !invocations.isEmpty else { return [] }
+        let timeout = options.attemptTimeoutMs
+        let executor = options.executor
+        let clock = options.clock
+        let results = await withTaskGroup(of: (Int, ExecutionResult, Int64).self) { group in
+            for (index, invocation) in invocations.enumerated() {
+                group.addTask {
+                    let start = clock.nowMs()
+                    let result = await Herald.execute(invocation, executor: executor, timeoutMs: timeout)
+                    return (index, result, max(0, clock.nowMs() - start))
+                }
+            }
+            var collected = [(ExecutionResult, Int64)?](repeating: nil, count: invocations.count)
+            for await (index, result, measured) in group {
+                collected[index] = (result, measured)
+            }
+            return collected
+        }
+        var attempts: [DeliveryAttempt] = []
+        for (index, invocation) in invocations.enumerated() {
+            let (result, measured) = results[index] ?? (.error("the attempt did not report"), 0)
+            var duration = result.durationMs ?? measured
+            var outcome = result.outcome
+            if duration > timeout {
+                outcome = .error("timed out after \(timeout) ms", retryable: true)
+                duration = timeout
+            }
+            switch outcome {
+            case .ok:
+                attempts.append(DeliveryAttempt(sourcePosition: invocation.delivery.sourcePosition,
+                                                triggerID: invocation.delivery.triggerID, attempt: invocation.attempt,
+                                                outcome: .ok, durationMs: duration))
+            case .error(let message, let retryable):
+                attempts.append(DeliveryAttempt(sourcePosition: invocation.delivery.sourcePosition,
+                                                triggerID: invocation.delivery.triggerID, attempt: invocation.attempt,
+                                                outcome: .error, error: message, retryable: retryable,
+                                                durationMs: duration))
+            }
+        }
+        return try recordOutcomes(attempts, report: report)
+    }
+
+    private static func execute(_ invocation: Invocation, executor: any ScriptExecutor,
+                                timeoutMs: Int64) async -> ExecutionResult {
+        await withTaskGroup(of: ExecutionResult?.self) { group in
+            group.addTask { await executor.execute(invocation) }
+            group.addTask {
+                do {
+                    try await Task.sleep(for: .milliseconds(timeoutMs))
+                } catch {
+                    return nil
+                }
+                return .error("timed out after \(timeoutMs) ms", retryable: true, durationMs: timeoutMs)
+            }
+            let first = await group.next() ?? nil
+            group.cancelAll()
+            return first ?? .error("the attempt was cancelled", retryable: true)
+        }
+    }
+
+    /// Picks due deliveries (not in flight) and builds their invocations, marking them in flight.
+    private func takeDue(now: Int64) throws -> [Invocation] {
+        var needSources: [UInt64] = []
+        var picked: [Invocation] = []
+        state.withLock { s in
+            guard !s.stopping else { return }
+            var slots = options.concurrency - s.inFlight.count
+            while slots > 0, let top = s.queue.first, top.dueAt <= now {
+                _ = s.queue.popFirst()
+                guard let delivery = s.dispatcher.pending[top.id], delivery.dueAt == top.dueAt,
+                      !s.inFlight.contains(top.id) else { continue }
+                let registry = s.dispatcher.registry
+                guard let script = registry.scripts[delivery.scriptID],
+                      !s.unresolvable.contains(delivery.id.sourcePosition) else { continue }
+                let principal = registry.triggers[delivery.id.triggerID].flatMap { registry.adminUsers[$0.registeredBy] }
+                let event: Invocation.Event
+                switch delivery.sourceKind {
+                case .kv, .http:
+                    if let record = s.kvSources[delivery.id.sourcePosition], case .kv(let m) = record.body {
+                        event = .kv(position: delivery.id.sourcePosition, ts: record.ts, mutation: m)
+                    } else {
+                        needSources.append(delivery.id.sourcePosition)
+                        s.queue.push(delivery)
+                        continue
+                    }
+                case .deadLetter:
+                    if let dead = s.deadLetters[delivery.id.sourcePosition] {
+                        event = .deadLetter(dead)
+                    } else {
+                        needSources.append(delivery.id.sourcePosition)
+                        s.queue.push(delivery)
+                        continue
+                    }
+                }
+                s.inFlight.insert(delivery.id)
+                slots -= 1
+                picked.append(Invocation(delivery: delivery.id, attempt: delivery.attempts + 1,
+                                         dueAt: delivery.dueAt ?? now, depth: delivery.depth, event: event,
+                                         script: script, app: registry.apps[script.appID], principal: principal))
+            }
+        }
+        if !needSources.isEmpty {
+            try loadSources(Array(Set(needSources)).sorted())
+            if picked.isEmpty { return try takeDue(now: now) }
+        }
+        return picked
+    }
+
+    /// After a restart, pending deliveries' source records come back from the log and the projection.
+    private func loadSources(_ positions: [UInt64]) throws {
+        var kv: [UInt64: Record] = [:]
+        var dead: [UInt64: DeadLetterEvent] = [:]
+        for position in positions {
+            try reader.forEach(from: position, through: position) { at, record in
+                if case .kv = record.body { kv[at] = record }
+                return false
+            }
+            if kv[position] == nil, let event = try projector.withLock({ try $0?.deadLetter(at: position) }) {
+                dead[position] = event
+            }
+        }
+        state.withLock { s in
+            s.kvSources.merge(kv) { old, _ in old }
+            s.deadLetters.merge(dead) { old, _ in old }
+            for position in positions where kv[position] == nil && dead[position] == nil {
+                // Nothing describes this event: its deliveries stay pending (visible in
+                // `herald status`) instead of spinning.
+                s.unresolvable.insert(position)
+            }
+        }
+    }
+
+    /// Validates and appends attempt outcomes as one batch; an outcome whose delivery was
+    /// cancelled meanwhile is dropped (the log's rules decide).
+    private func recordOutcomes(_ attempts: [DeliveryAttempt],
+                                report: (@Sendable (AttemptReport) -> Void)?) throws -> [AttemptReport] {
+        let now = options.clock.nowMs()
+        let reports: [AttemptReport] = try state.withLock { s in
+            defer { for a in attempts { s.inFlight.remove(DeliveryID(sourcePosition: a.sourcePosition, triggerID: a.triggerID)) } }
+            var next = s.dispatcher
+            var records: [Record] = []
+            var effectsList: [[DispatchEffect]] = []
+            for attempt in attempts {
+                let record = Record(ts: max(now, next.lastTs ?? 0), body: .deliveryAttempted(attempt))
+                do throws(RecordError) {
+                    try next.check(record)
+                } catch {
+                    continue  // cancelled or finished meanwhile
+                }
+                var effects: [DispatchEffect] = []
+                next.applyChecked(record, effects: &effects)
+                records.append(record)
+                effectsList.append(effects)
+            }
+            guard !records.isEmpty else { return [] }
+            let range = try writer.append(records)
+            s.dispatcher = next
+            var reports: [AttemptReport] = []
+            for (offset, record) in records.enumerated() {
+                let position = range.lowerBound + UInt64(offset)
+                let effects = effectsList[offset]
+                Herald.absorb(effects, record: record, at: position, into: &s)
+                for case .attempted(let d, let a, _, _) in effects {
+                    reports.append(AttemptReport(position: position, ts: record.ts, delivery: d, attempt: a))
+                }
+            }
+            Herald.dropFinishedSources(&s)
+            return reports
+        }
+        if let report { reports.forEach(report) }
+        return reports
+    }
+
+    private static func dropFinishedSources(_ s: inout State) {
+        guard s.kvSources.count + s.deadLetters.count > 1024 else { return }
+        let live = Set(s.dispatcher.pending.keys.map(\.sourcePosition))
+        s.kvSources = s.kvSources.filter { live.contains($0.key) }
+        s.deadLetters = s.deadLetters.filter { live.contains($0.key) }
+    }
+
+    /// Runs the dispatcher until ``stop()`` (or, with `untilIdle`, until no delivery is
+    /// pending). Sleeps until the next due time or the next append.
+    public func run(untilIdle: Bool = false, report: (@Sendable (AttemptReport) -> Void)? = nil) async throws {
+        var lastProjection = options.clock.nowMs()
+        while !Task.isCancelled {
+            if state.withLock({ $0.stopping }) { break }
+            let done = try await runDue(report: report)
+            let now = options.clock.nowMs()
+            if now - lastProjection >= 1000 {
+                try projectNow()
+                lastProjection = now
+            }
+            if !done.isEmpty { continue }
+            if untilIdle && state.withLock({ $0.dispatcher.pending.isEmpty }) { break }
+            let next = nextDueAt()
+            let wait = next.map { max(0, min($0 - now, 1000)) } ?? 1000
+            if let virtual = options.clock as? VirtualClock {
+                // Virtual time never passes by itself: jump to the next due time.
+                guard let next else { if untilIdle { break } else { await wakeup.wait(upToMs: 50); continue } }
+                virtual.advance(to: next)
+                continue
+            }
+            await wakeup.wait(upToMs: wait)
+        }
+        try projectNow()
+    }
+
+    /// Brings the projection up to date with the log.
+    public func projectNow() throws {
+        try projector.withLock { try $0?.catchUp() }
+    }
+
+    /// Stops taking new work; the run loop returns after the round in progress.
+    public func stop() {
+        state.withLock { $0.stopping = true }
+        wakeup.notify()
+    }
+
+    /// Stops, catches the projection up, and releases the log (the writer lock).
+    public func close() throws {
+        stop()
+        try projectNow()
+        projector.withLock { $0 = nil }
+        writer.close()
+    }
+}
