@@ -1,0 +1,75 @@
+import CLZ4
+
+/// LZ4 frame compression of a block's record bytes. Only this file sees LZ4 types.
+enum LZ4Codec {
+    /// Upper bound of the compressed frame for `rawBytes` input.
+    static func bound(rawBytes: Int, level: Int32) -> Int {
+        var prefs = preferences(rawBytes: rawBytes, level: level)
+        return LZ4F_compressFrameBound(rawBytes, &prefs)
+    }
+
+    static func preferences(rawBytes: Int, level: Int32) -> LZ4F_preferences_t {
+        var prefs = LZ4F_preferences_t()
+        prefs.frameInfo.blockSizeID = LZ4F_max1MB
+        prefs.frameInfo.blockMode = LZ4F_blockLinked
+        prefs.frameInfo.contentChecksumFlag = LZ4F_noContentChecksum
+        prefs.frameInfo.contentSize = UInt64(rawBytes)
+        prefs.compressionLevel = level
+        return prefs
+    }
+
+    /// Compresses `src` into one LZ4 frame at `dst`; returns the frame size, or nil on failure.
+    static func compress(_ src: UnsafeRawBufferPointer, into dst: UnsafeMutableRawBufferPointer, level: Int32) -> Int? {
+        var prefs = preferences(rawBytes: src.count, level: level)
+        let result = LZ4F_compressFrame(dst.baseAddress, dst.count, src.baseAddress, src.count, &prefs)
+        if LZ4F_isError(result) != 0 { return nil }
+        return result
+    }
+}
+
+/// A reusable LZ4 frame decompression context (one per cursor or scanner).
+///
+/// Not Sendable: used by one thread at a time.
+final class LZ4Decompressor {
+    private var context: OpaquePointer?
+
+    init() {
+        var ctx: OpaquePointer?
+        let result = LZ4F_createDecompressionContext(&ctx, UInt32(LZ4F_VERSION))
+        precondition(LZ4F_isError(result) == 0 && ctx != nil, "LZ4F_createDecompressionContext failed")
+        context = ctx
+    }
+
+    deinit { LZ4F_freeDecompressionContext(context) }
+
+    /// Decompresses exactly one frame `src` into exactly `dst.count` bytes. Returns a reason on
+    /// any mismatch (bad frame, short or long output, trailing input).
+    func decompress(_ src: UnsafeRawBufferPointer, into dst: UnsafeMutableRawBufferPointer) -> String? {
+        LZ4F_resetDecompressionContext(context)
+        var srcOffset = 0
+        var dstOffset = 0
+        // Bound: each round consumes input or produces output; a frame needs few rounds.
+        for _ in 0..<1_000_000 {
+            var srcSize = src.count - srcOffset
+            var dstSize = dst.count - dstOffset
+            let result = LZ4F_decompress(
+                context, dst.baseAddress.map { $0 + dstOffset }, &dstSize,
+                src.baseAddress.map { $0 + srcOffset }, &srcSize, nil)
+            if LZ4F_isError(result) != 0 {
+                let name = LZ4F_getErrorName(result).map { String(cString: $0) } ?? "unknown"
+                return "LZ4 frame error: \(name)"
+            }
+            srcOffset += srcSize
+            dstOffset += dstSize
+            if result == 0 {
+                guard srcOffset == src.count else { return "\(src.count - srcOffset) bytes after the LZ4 frame" }
+                guard dstOffset == dst.count else { return "LZ4 frame decoded to \(dstOffset) bytes, header says \(dst.count)" }
+                return nil
+            }
+            if srcSize == 0 && dstSize == 0 {
+                return srcOffset == src.count ? "LZ4 frame is truncated" : "LZ4 frame decodes to more than \(dst.count) bytes"
+            }
+        }
+        return "LZ4 frame did not terminate"
+    }
+}

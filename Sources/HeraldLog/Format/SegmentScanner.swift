@@ -1,0 +1,129 @@
+/// Reads block headers (and optionally verifies whole blocks) of one segment file.
+/// Never traps on hostile bytes: every size read from disk is checked against the file size.
+struct SegmentScanner {
+    enum BlockRead {
+        /// `offset` is exactly the end of the file.
+        case end
+        /// The bytes at `offset` are not a valid block (the reason says why).
+        case bad(String)
+        /// A valid block.
+        case ok(BlockHeader)
+    }
+
+    let file: any LogFile
+    let fileSize: UInt64
+    private var header = [UInt8](repeating: 0, count: BlockHeader.size)
+    private(set) var body: [UInt8] = []
+
+    init(file: any LogFile, fileSize: UInt64) {
+        self.file = file
+        self.fileSize = fileSize
+    }
+
+    /// Reads the block at `offset`. With `verifyBody`, reads its LZ4 frame into `body` and checks
+    /// the block CRC; otherwise only the header CRC is checked.
+    mutating func readBlock(at offset: UInt64, verifyBody: Bool) throws -> BlockRead {
+        if offset == fileSize { return .end }
+        guard offset < fileSize else { return .bad("offset past end of file") }
+        let left = fileSize - offset
+        guard left >= UInt64(BlockHeader.size) else { return .bad("incomplete block header (\(left) of \(BlockHeader.size) bytes)") }
+        let got = try header.withUnsafeMutableBytes { try file.read(into: $0, at: offset) }
+        guard got == BlockHeader.size else { return .bad("incomplete block header (\(got) of \(BlockHeader.size) bytes)") }
+        let parsed = header.withUnsafeBytes { BlockHeader.parse($0) }
+        let h: BlockHeader
+        switch parsed {
+        case let .failure(problem): return .bad(problem.reason)
+        case let .success(value): h = value
+        }
+        guard h.blockBytes <= left else { return .bad("block of \(h.blockBytes) bytes runs past the end of the file (\(left) bytes left)") }
+        if verifyBody {
+            let n = Int(h.compressedBytes)
+            if body.count < n { body = [UInt8](repeating: 0, count: n) }
+            let read = try body.withUnsafeMutableBytes { try file.read(into: UnsafeMutableRawBufferPointer(rebasing: $0[0..<n]), at: offset + UInt64(BlockHeader.size)) }
+            guard read == n else { return .bad("block body is short (\(read) of \(n) bytes)") }
+            let ok = header.withUnsafeBytes { hb in
+                body.withUnsafeBytes { bb in BlockHeader.verify(header: hb, body: UnsafeRawBufferPointer(rebasing: bb[0..<n]), expected: h.blockCRC) }
+            }
+            guard ok else { return .bad("block checksum mismatch") }
+        }
+        return .ok(h)
+    }
+
+    /// The offset of the first fully valid block that starts after `offset`, or nil.
+    /// Used to tell a torn tail (nothing valid follows) from corruption in the middle.
+    mutating func findValidBlock(after offset: UInt64) throws -> UInt64? {
+        let magic: [UInt8] = [0x5B, 0x2A, 0x4D, 0x18]
+        let chunkBytes = 1 << 20
+        var chunk = [UInt8](repeating: 0, count: chunkBytes)
+        var start = offset + 1
+        // Bound: each round advances `start` by at least chunkBytes - 3 until the end of file.
+        while start + UInt64(BlockHeader.size) <= fileSize {
+            let n = try chunk.withUnsafeMutableBytes { try file.read(into: $0, at: start) }
+            guard n >= 4 else { return nil }
+            var candidates: [UInt64] = []
+            chunk.withUnsafeBytes { raw in
+                var i = 0
+                while i + 4 <= n {
+                    if raw[i] == magic[0] && raw[i + 1] == magic[1] && raw[i + 2] == magic[2] && raw[i + 3] == magic[3] {
+                        candidates.append(start + UInt64(i))
+                    }
+                    i += 1
+                }
+            }
+            for candidate in candidates {
+                if case .ok = try readBlock(at: candidate, verifyBody: true) { return candidate }
+            }
+            guard n > 3 else { return nil }
+            start += UInt64(n - 3)
+            if n < chunkBytes { break }
+        }
+        return nil
+    }
+}
+
+/// The result of verifying a whole segment.
+struct SegmentScan {
+    var entries: [IndexEntry] = []
+    /// End of the last valid block.
+    var validEnd: UInt64 = 0
+    var lastCRC: UInt32 = 0
+    var lastTs: Int64
+    var nextPosition: UInt64
+    /// First bad byte range start and why, if the segment does not end cleanly.
+    var bad: (offset: UInt64, reason: String)?
+}
+
+extension SegmentScanner {
+    /// Verifies every block of a segment in order: header and block CRC, the previous-CRC chain,
+    /// positions contiguous from `base`, timestamps not decreasing from `previousTs`. Stops at
+    /// the first block that fails a checksum or structure check (`bad`). A block whose checksums
+    /// are valid but whose content contradicts the chain throws `corruptBlock` right away.
+    mutating func verifySegment(directory: String, name: String, base: UInt64, previousTs: Int64) throws -> SegmentScan {
+        var scan = SegmentScan(lastTs: previousTs, nextPosition: base)
+        var offset: UInt64 = 0
+        // Bound: every valid block advances `offset` by at least its 71-byte minimum size.
+        while true {
+            switch try readBlock(at: offset, verifyBody: true) {
+            case .end:
+                scan.validEnd = offset
+                return scan
+            case let .bad(reason):
+                scan.validEnd = offset
+                scan.bad = (offset, reason)
+                return scan
+            case let .ok(h):
+                func refuse(_ why: String) -> LogError {
+                    .corruptBlock(directory: directory, segment: name, offset: offset, position: scan.nextPosition, reason: why)
+                }
+                guard h.basePosition == scan.nextPosition else { throw refuse("the block holds positions from \(h.basePosition), out of sequence") }
+                guard h.previousCRC == scan.lastCRC else { throw refuse("the block does not chain to the previous block (previous-CRC mismatch)") }
+                guard h.firstTs >= scan.lastTs else { throw refuse("the block's first timestamp \(h.firstTs) is smaller than the previous timestamp \(scan.lastTs)") }
+                scan.entries.append(IndexEntry(header: h, offset: offset))
+                scan.lastCRC = h.blockCRC
+                scan.lastTs = h.lastTs
+                scan.nextPosition = h.endPosition
+                offset += h.blockBytes
+            }
+        }
+    }
+}

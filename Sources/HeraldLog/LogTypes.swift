@@ -1,0 +1,123 @@
+/// One record to append: an opaque payload and its timestamp.
+///
+/// The log never looks inside `payload`; another module encodes records.
+/// ```swift
+/// try writer.append([LogEntry(ts: 1_700_000_000_000, payload: Array("hello".utf8))])
+/// ```
+public struct LogEntry: Sendable, Equatable {
+    /// The record's timestamp (for example milliseconds since the epoch); never negative, never
+    /// smaller than the previous record's.
+    public var ts: Int64
+    /// The record's bytes, stored verbatim.
+    public var payload: [UInt8]
+
+    /// Creates an entry.
+    /// - Parameters:
+    ///   - ts: the timestamp, `>= 0` and not smaller than the previous entry's.
+    ///   - payload: the record bytes.
+    public init(ts: Int64, payload: [UInt8]) {
+        self.ts = ts
+        self.payload = payload
+    }
+}
+
+/// When an acknowledged append is on stable storage.
+public enum LogDurability: Sendable, Equatable {
+    /// An acknowledged append has been `fdatasync`ed: it survives process crash and power loss.
+    case always
+    /// Appends are acknowledged after `pwrite`; the writer `fdatasync`s at most once per
+    /// `milliseconds` (on the next append after the interval has passed, on `sync()` and on
+    /// `close()`). Survives a process crash; a power loss can lose the unsynced suffix.
+    case interval(milliseconds: Int)
+    /// Appends are acknowledged after `pwrite` and synced only when a segment is closed or on
+    /// `sync()`/`close()`. Survives a process crash; a power loss can lose the unsynced suffix.
+    case none
+}
+
+/// Tuning knobs of a `LogWriter`.
+public struct LogConfiguration: Sendable, Equatable {
+    /// A segment is closed when the next block would make it larger than this (default 64 MiB).
+    /// A block larger than the limit still goes into a segment of its own.
+    public var segmentBytesMax: UInt64
+    /// Records are packed into a block until its uncompressed size reaches this (default 1 MiB).
+    public var blockRawBytesMax: Int
+    /// Largest accepted payload (default 16 MiB).
+    public var payloadBytesMax: Int
+    /// Upper bound on queued, not yet written payload bytes; appenders wait beyond it (default 64 MiB).
+    public var pendingBytesMax: Int
+    /// When acknowledged appends are durable (default `.always`).
+    public var durability: LogDurability
+    /// LZ4 frame compression level: 0 = fast (default), 3...12 = LZ4-HC (smaller, slower writes).
+    public var compressionLevel: Int32
+
+    /// Creates a configuration; every parameter has the documented default.
+    public init(
+        segmentBytesMax: UInt64 = 64 << 20,
+        blockRawBytesMax: Int = 1 << 20,
+        payloadBytesMax: Int = 16 << 20,
+        pendingBytesMax: Int = 64 << 20,
+        durability: LogDurability = .always,
+        compressionLevel: Int32 = 0
+    ) {
+        self.segmentBytesMax = segmentBytesMax
+        self.blockRawBytesMax = blockRawBytesMax
+        self.payloadBytesMax = payloadBytesMax
+        self.pendingBytesMax = pendingBytesMax
+        self.durability = durability
+        self.compressionLevel = compressionLevel
+    }
+
+    func validate() throws {
+        guard segmentBytesMax >= 128 else { throw LogError.invalidConfiguration(reason: "segmentBytesMax \(segmentBytesMax) is below 128 bytes") }
+        guard blockRawBytesMax >= 1, blockRawBytesMax <= 256 << 20 else { throw LogError.invalidConfiguration(reason: "blockRawBytesMax \(blockRawBytesMax) is outside 1...256 MiB") }
+        guard payloadBytesMax >= 0, payloadBytesMax <= 256 << 20 else { throw LogError.invalidConfiguration(reason: "payloadBytesMax \(payloadBytesMax) is outside 0...256 MiB") }
+        guard pendingBytesMax >= 1 else { throw LogError.invalidConfiguration(reason: "pendingBytesMax must be positive") }
+        if case let .interval(ms) = durability, ms < 0 { throw LogError.invalidConfiguration(reason: "durability interval \(ms) ms is negative") }
+        guard compressionLevel >= 0, compressionLevel <= 12 else { throw LogError.invalidConfiguration(reason: "compressionLevel \(compressionLevel) is outside 0...12") }
+    }
+}
+
+/// What the writer did to the log when it opened it.
+public struct RecoveryReport: Sendable, Equatable {
+    /// A torn or corrupt tail that was cut from the last segment.
+    public struct Truncation: Sendable, Equatable {
+        /// The segment file name (e.g. `00000000000000000001.log`).
+        public var segment: String
+        /// The byte offset the segment was truncated to (the end of its last valid block).
+        public var offset: UInt64
+        /// How many bytes were cut.
+        public var bytesCut: UInt64
+        /// Why the first cut byte did not start a valid block.
+        public var reason: String
+    }
+    /// Number of segments found (after recovery).
+    public var segmentCount: Int
+    /// The last position in the log after recovery (0 when empty).
+    public var lastPosition: UInt64
+    /// The cut tail, if any.
+    public var truncation: Truncation?
+    /// Index files that were missing or inconsistent and were rewritten.
+    public var rebuiltIndexes: [String]
+}
+
+/// Summary of a log computed from block headers only.
+public struct LogStats: Sendable, Equatable {
+    /// Number of segment files.
+    public var segments: Int
+    /// Number of blocks.
+    public var blocks: Int
+    /// Number of records.
+    public var records: UInt64
+    /// Uncompressed record bytes (framing included).
+    public var rawBytes: UInt64
+    /// Bytes on disk of all blocks (headers and LZ4 frames).
+    public var storedBytes: UInt64
+    /// First position, or nil for an empty log.
+    public var firstPosition: UInt64?
+    /// Last position, or nil for an empty log.
+    public var lastPosition: UInt64?
+    /// Smallest timestamp, or nil for an empty log.
+    public var firstTs: Int64?
+    /// Largest timestamp, or nil for an empty log.
+    public var lastTs: Int64?
+}

@@ -1,0 +1,146 @@
+/// Reads blocks forward from a position. Not thread-safe: use one cursor per thread.
+///
+/// `nextBlock()` returns nil when the cursor has reached the reader's `lastPosition`; call it
+/// again later (after `refresh()` for a standalone reader) to continue.
+///
+/// ```swift
+/// let cursor = try reader.makeCursor(from: 1_000)
+/// while let block = try cursor.nextBlock() {
+///     block.forEachRecord { position, ts, payload in /* ... */ }
+/// }
+/// ```
+public final class LogCursor {
+    /// The reader this cursor reads through.
+    public let reader: LogReader
+    /// The position of the next record the cursor will yield.
+    public private(set) var nextPosition: UInt64
+
+    private var file: (any LogFile)?
+    private var segmentBase: UInt64 = 0
+    private var segmentClosed = false
+    private var offset: UInt64 = 0
+    private var seekedViaIndex = false
+    private var header = [UInt8](repeating: 0, count: BlockHeader.size)
+    private var compressed: [UInt8] = []
+    private var raw: [UInt8] = []
+    private let decompressor = LZ4Decompressor()
+
+    init(reader: LogReader, from position: UInt64) {
+        self.reader = reader
+        self.nextPosition = position
+    }
+
+    deinit { file?.close() }
+
+    private var segmentName: String { SegmentFiles.segmentName(base: segmentBase) }
+
+    private func corrupt(_ reason: String) -> LogError {
+        .corruptBlock(directory: reader.directory, segment: segmentName, offset: offset, position: nextPosition, reason: reason)
+    }
+
+    /// Opens the segment holding `nextPosition` and seeks via its block index.
+    private func seek() throws {
+        file?.close()
+        file = nil
+        guard let found = try reader.segment(holding: nextPosition) else {
+            throw LogError.segmentGap(directory: reader.directory, segment: "(none)", expectedPosition: nextPosition, foundPosition: 0)
+        }
+        let opened = try reader.fileSystem.open(SegmentFiles.join(reader.directory, SegmentFiles.segmentName(base: found.base)), mode: .readOnly)
+        file = opened
+        segmentBase = found.base
+        segmentClosed = found.closed
+        offset = reader.seekOffset(segment: found.base, closed: found.closed, fileSize: try opened.size(), position: nextPosition)
+        seekedViaIndex = offset > 0
+    }
+
+    /// Moves to the next segment at the end of the current one; it must start at `nextPosition`.
+    private func advanceSegment() throws {
+        guard let found = try reader.segment(holding: nextPosition), found.base > segmentBase else {
+            throw corrupt("the segment ends before published position \(nextPosition)")
+        }
+        guard found.base == nextPosition else {
+            throw LogError.segmentGap(directory: reader.directory, segment: SegmentFiles.segmentName(base: found.base), expectedPosition: nextPosition, foundPosition: found.base)
+        }
+        file?.close()
+        file = try reader.fileSystem.open(SegmentFiles.join(reader.directory, SegmentFiles.segmentName(base: found.base)), mode: .readOnly)
+        segmentBase = found.base
+        segmentClosed = found.closed
+        offset = 0
+        seekedViaIndex = false
+    }
+
+    /// The next block, verified (header and block CRC, LZ4 frame, record framing), or nil when
+    /// the cursor is at the reader's `lastPosition`. Only one block is held at a time.
+    ///
+    /// - Throws: `LogError.corruptBlock` if a published block is damaged, `.segmentGap` if
+    ///   segment names do not match positions, `.io` on I/O failure.
+    public func nextBlock() throws -> LogBlock? {
+        guard nextPosition <= reader.lastPosition else { return nil }
+        if file == nil { try seek() }
+        // Bound: each round consumes one block or one segment, or falls back from the index once.
+        while true {
+            guard let file else { return nil }
+            let got = try header.withUnsafeMutableBytes { try file.read(into: $0, at: offset) }
+            if got == 0 && !seekedViaIndex {
+                try advanceSegment()
+                continue
+            }
+            let parsed: BlockHeader? = got == BlockHeader.size ? (try? header.withUnsafeBytes { try BlockHeader.parse($0).get() }) : nil
+            guard let h = parsed, h.basePosition <= nextPosition else {
+                if seekedViaIndex {
+                    // The index is derived data: on any mismatch, scan headers from the start.
+                    reader.dropIndex(segment: segmentBase)
+                    seekedViaIndex = false
+                    offset = 0
+                    continue
+                }
+                if got < BlockHeader.size { throw corrupt("incomplete block header (\(got) bytes)") }
+                if let h = parsed { throw corrupt("the block starts at position \(h.basePosition), leaving a gap") }
+                let reason = header.withUnsafeBytes { bytes -> String in
+                    if case let .failure(problem) = BlockHeader.parse(bytes) { return problem.reason }
+                    return "invalid block header"
+                }
+                throw corrupt(reason)
+            }
+            seekedViaIndex = false
+            if h.endPosition <= nextPosition {
+                offset += h.blockBytes
+                continue
+            }
+            return try decode(h, file: file)
+        }
+    }
+
+    private func decode(_ h: BlockHeader, file: any LogFile) throws -> LogBlock {
+        let n = Int(h.compressedBytes)
+        if compressed.count < n { compressed = [UInt8](repeating: 0, count: n) }
+        let got = try compressed.withUnsafeMutableBytes { try file.read(into: UnsafeMutableRawBufferPointer(rebasing: $0[0..<n]), at: offset + UInt64(BlockHeader.size)) }
+        guard got == n else { throw corrupt("block body is short (\(got) of \(n) bytes)") }
+        let crcOK = header.withUnsafeBytes { hb in
+            compressed.withUnsafeBytes { cb in BlockHeader.verify(header: hb, body: UnsafeRawBufferPointer(rebasing: cb[0..<n]), expected: h.blockCRC) }
+        }
+        guard crcOK else { throw corrupt("block checksum mismatch") }
+        let rawBytes = Int(h.rawBytes)
+        if raw.count < rawBytes { raw = [UInt8](repeating: 0, count: rawBytes) }
+        let problem = compressed.withUnsafeBytes { cb in
+            raw.withUnsafeMutableBytes { rb in
+                decompressor.decompress(UnsafeRawBufferPointer(rebasing: cb[0..<n]), into: UnsafeMutableRawBufferPointer(rebasing: rb[0..<rawBytes]))
+            }
+        }
+        if let problem { throw corrupt(problem) }
+        let skip = Int(nextPosition - h.basePosition)
+        let start = raw.withUnsafeBytes { rb in
+            RecordFraming.validate(UnsafeRawBufferPointer(rebasing: rb[0..<rawBytes]), count: h.count, firstTs: h.firstTs, lastTs: h.lastTs, skip: skip)
+        }
+        let startPoint: (offset: Int, ts: Int64)
+        switch start {
+        case let .failure(bad): throw corrupt(bad.reason)
+        case let .success(point): startPoint = point
+        }
+        let block = LogBlock(basePosition: nextPosition, count: Int(h.count) - skip, lastTs: h.lastTs, bytes: raw,
+                             rawBytes: rawBytes, startOffset: startPoint.offset, startTs: startPoint.ts)
+        offset += h.blockBytes
+        nextPosition = h.endPosition
+        return block
+    }
+}

@@ -1,0 +1,379 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The single writer of a log directory.
+///
+/// `append` may be called from many threads at once: concurrent appends are coalesced into
+/// one block write and one `fdatasync` (group commit). The first waiting caller becomes the
+/// leader, writes everything queued so far, syncs per `LogDurability`, publishes the new last
+/// position and wakes the others.
+///
+/// ```swift
+/// let writer = try LogWriter(directory: "/var/lib/herald/log")
+/// let positions = try writer.append([LogEntry(ts: 1, payload: [1, 2, 3])]) // 1..<2
+/// try writer.close()
+/// ```
+public final class LogWriter: Sendable {
+    /// The log directory.
+    public let directory: String
+    /// The configuration the writer was opened with.
+    public let configuration: LogConfiguration
+    /// What recovery did when the writer opened the log.
+    public let recoveryReport: RecoveryReport
+    let fileSystem: any LogFileSystem
+    let published: PublishedPosition
+    private let core: WriterCore
+
+    /// Opens (creating if needed) the log in `directory` for writing, taking its lock file and
+    /// recovering a torn tail (see `recoveryReport`).
+    ///
+    /// - Throws: `LogError.writerLocked` if another writer holds the lock, `.corruptBlock` or
+    ///   `.segmentGap` if the log is damaged anywhere but a torn tail, `.io` on I/O failure.
+    public init(directory: String, configuration: LogConfiguration = LogConfiguration(), fileSystem: any LogFileSystem = PosixFileSystem()) throws {
+        try configuration.validate()
+        self.directory = directory
+        self.configuration = configuration
+        self.fileSystem = fileSystem
+        try fileSystem.createDirectory(directory)
+        let lock = try fileSystem.lockExclusive(SegmentFiles.join(directory, SegmentFiles.lockName))
+        do {
+            let opened = try Recovery.open(directory: directory, fileSystem: fileSystem)
+            self.recoveryReport = opened.report
+            self.published = PublishedPosition(opened.report.lastPosition)
+            self.core = WriterCore(lock: lock, active: opened.active, nextPosition: opened.report.lastPosition + 1, lastTs: opened.lastTs)
+        } catch {
+            lock.unlock()
+            throw error
+        }
+    }
+
+    deinit {
+        core.release()
+    }
+
+    /// The last acknowledged position (0 for an empty log).
+    public var lastPosition: UInt64 { published.load() }
+
+    /// A reader that sees exactly what this writer has acknowledged.
+    public func makeReader() -> LogReader {
+        LogReader(directory: directory, fileSystem: fileSystem, published: published)
+    }
+
+    /// Appends one entry and returns its position.
+    @discardableResult
+    public func append(_ entry: LogEntry) throws -> UInt64 {
+        try append([entry]).lowerBound
+    }
+
+    /// Appends entries atomically in order and returns their positions. Returns once the
+    /// entries are acknowledged per the durability policy. Entries are validated first: a
+    /// negative or decreasing timestamp or an oversized payload throws and appends nothing.
+    ///
+    /// - Throws: `LogError.negativeTimestamp`, `.timestampDecreased`, `.payloadTooLarge`;
+    ///   `.writerFailed` once any write or sync has failed; `.writerClosed` after `close()`.
+    @discardableResult
+    public func append(_ entries: [LogEntry]) throws -> Range<UInt64> {
+        var bytes = 0
+        var previous: Int64 = 0
+        for (index, entry) in entries.enumerated() {
+            guard entry.ts >= 0 else { throw LogError.negativeTimestamp(ts: entry.ts, index: index) }
+            if index > 0, entry.ts < previous { throw LogError.timestampDecreased(ts: entry.ts, previousTs: previous, index: index) }
+            guard entry.payload.count <= configuration.payloadBytesMax else {
+                throw LogError.payloadTooLarge(bytes: entry.payload.count, limitBytes: configuration.payloadBytesMax, index: index)
+            }
+            previous = entry.ts
+            bytes += entry.payload.count + 20
+        }
+        return try core.append(entries, bytes: bytes, writer: self)
+    }
+
+    /// Forces an `fdatasync` of the active segment now (useful with `.interval` and `.none`).
+    public func sync() throws {
+        try core.sync(writer: self)
+    }
+
+    /// Waits for in-flight appends, syncs, and releases the files and the lock. Later appends
+    /// throw `.writerClosed`. Idempotent.
+    public func close() throws {
+        try core.close(writer: self)
+    }
+}
+
+/// The active segment: the only file the writer ever writes.
+struct ActiveSegment {
+    var base: UInt64
+    var file: any LogFile
+    var index: any LogFile
+    var size: UInt64
+    var lastCRC: UInt32
+    var indexEntries: Int
+}
+
+/// Mutable writer state. `@unchecked Sendable`: fields marked (lock) are only touched while
+/// holding `lock`; fields marked (leader) only by the single thread that set `leaderActive`
+/// under the lock (or by init/close when no leader can exist), which orders them.
+final class WriterCore: @unchecked Sendable {
+    let lock = ConditionLock()
+    // (lock)
+    var pending: [[LogEntry]] = []
+    var pendingBytes = 0
+    var nextPosition: UInt64
+    var lastAcceptedTs: Int64
+    var acknowledged: UInt64
+    var leaderActive = false
+    var failure: LogError?
+    var closed = false
+    // (leader)
+    var active: ActiveSegment?
+    var fileLock: (any LogFileLock)?
+    var raw: [UInt8] = []
+    var out: [UInt8] = []
+    var indexBuffer: [UInt8] = []
+    var lastSync = ContinuousClock.now
+
+    init(lock fileLock: any LogFileLock, active: ActiveSegment, nextPosition: UInt64, lastTs: Int64) {
+        self.fileLock = fileLock
+        self.active = active
+        self.nextPosition = nextPosition
+        self.lastAcceptedTs = lastTs
+        self.acknowledged = nextPosition - 1
+    }
+
+    /// Closes files and the lock without syncing (deinit path).
+    func release() {
+        active?.file.close()
+        active?.index.close()
+        active = nil
+        fileLock?.unlock()
+        fileLock = nil
+    }
+
+    func append(_ entries: [LogEntry], bytes: Int, writer: LogWriter) throws -> Range<UInt64> {
+        lock.lock()
+        defer { lock.unlock() }
+        // Bound the queue: wait while others' entries fill it (a lone big append always fits).
+        while failure == nil, !closed, pendingBytes > 0, pendingBytes + bytes > writer.configuration.pendingBytesMax {
+            lock.wait()
+        }
+        if let failure { throw LogError.writerFailed(directory: writer.directory, cause: failure) }
+        if closed { throw LogError.writerClosed(directory: writer.directory) }
+        guard let first = entries.first, let last = entries.last else { return nextPosition..<nextPosition }
+        guard first.ts >= lastAcceptedTs else { throw LogError.timestampDecreased(ts: first.ts, previousTs: lastAcceptedTs, index: 0) }
+        let start = nextPosition
+        nextPosition += UInt64(entries.count)
+        lastAcceptedTs = last.ts
+        pending.append(entries)
+        pendingBytes += bytes
+        let end = nextPosition
+        // Bound: each round either returns, throws, leads one commit, or waits for a leader.
+        while true {
+            if acknowledged >= end - 1 { return start..<end }
+            if let failure { throw LogError.writerFailed(directory: writer.directory, cause: failure) }
+            if leaderActive {
+                lock.wait()
+                continue
+            }
+            leaderActive = true
+            let batches = pending
+            let batchFirst = acknowledged + 1
+            let batchEnd = nextPosition
+            pending = []
+            pendingBytes = 0
+            lock.broadcast()
+            lock.unlock()
+            var cause: LogError?
+            do {
+                try commit(batches, firstPosition: batchFirst, writer: writer)
+            } catch let e as LogError {
+                cause = e
+            } catch {
+                cause = .io(operation: "commit", path: writer.directory, offset: nil, errno: EIO)
+            }
+            lock.lock()
+            leaderActive = false
+            if let cause {
+                failure = cause
+            } else {
+                acknowledged = batchEnd - 1
+                writer.published.store(acknowledged)
+            }
+            lock.broadcast()
+        }
+    }
+
+    func sync(writer: LogWriter) throws {
+        try lead(writer: writer) { core in
+            guard let active = core.active else { return }
+            try active.file.sync()
+            core.lastSync = .now
+        }
+    }
+
+    func close(writer: LogWriter) throws {
+        lock.lock()
+        if closed && active == nil {
+            lock.unlock()
+            return
+        }
+        closed = true
+        lock.broadcast()
+        // Drain: appends already queued are committed by their own callers.
+        while leaderActive || !pending.isEmpty { lock.wait() }
+        let failed = failure
+        leaderActive = true
+        lock.unlock()
+        var syncError: LogError?
+        if failed == nil, let active {
+            do { try active.file.sync() } catch let e as LogError { syncError = e } catch {}
+        }
+        release()
+        lock.lock()
+        leaderActive = false
+        if let syncError { failure = syncError }
+        lock.broadcast()
+        lock.unlock()
+        if let syncError { throw syncError }
+    }
+
+    /// Runs `body` as the leader (no commit in flight); a failure fails the writer closed.
+    private func lead(writer: LogWriter, _ body: (WriterCore) throws -> Void) throws {
+        lock.lock()
+        while leaderActive { lock.wait() }
+        if let failure {
+            lock.unlock()
+            throw LogError.writerFailed(directory: writer.directory, cause: failure)
+        }
+        if active == nil {
+            lock.unlock()
+            throw LogError.writerClosed(directory: writer.directory)
+        }
+        leaderActive = true
+        lock.unlock()
+        var cause: LogError?
+        do { try body(self) } catch let e as LogError { cause = e } catch {}
+        lock.lock()
+        leaderActive = false
+        if let cause { failure = cause }
+        lock.broadcast()
+        lock.unlock()
+        if let cause { throw cause }
+    }
+
+    // MARK: - Leader work
+
+    /// Packs the batches into blocks of at most `blockRawBytesMax` raw bytes, writes them,
+    /// then syncs per policy.
+    private func commit(_ batches: [[LogEntry]], firstPosition: UInt64, writer: LogWriter) throws {
+        let limit = writer.configuration.blockRawBytesMax
+        var blockBase = firstPosition
+        var blockCount: UInt32 = 0
+        var firstTs: Int64 = 0
+        var previousTs: Int64 = 0
+        raw.removeAll(keepingCapacity: true)
+        for batch in batches {
+            for entry in batch {
+                let delta = UInt64(entry.ts - previousTs)
+                let recordBytes = RecordFraming.varintSize(delta) + RecordFraming.varintSize(UInt64(entry.payload.count)) + entry.payload.count
+                if blockCount > 0, raw.count + recordBytes > limit {
+                    try writeBlock(base: blockBase, count: blockCount, firstTs: firstTs, lastTs: previousTs, writer: writer)
+                    blockBase += UInt64(blockCount)
+                    blockCount = 0
+                    raw.removeAll(keepingCapacity: true)
+                }
+                if blockCount == 0 {
+                    firstTs = entry.ts
+                    previousTs = entry.ts
+                }
+                RecordFraming.appendVarint(UInt64(entry.ts - previousTs), to: &raw)
+                RecordFraming.appendVarint(UInt64(entry.payload.count), to: &raw)
+                raw.append(contentsOf: entry.payload)
+                previousTs = entry.ts
+                blockCount += 1
+            }
+        }
+        if blockCount > 0 {
+            try writeBlock(base: blockBase, count: blockCount, firstTs: firstTs, lastTs: previousTs, writer: writer)
+        }
+        guard let active else { return }
+        switch writer.configuration.durability {
+        case .always:
+            try active.file.sync()
+            lastSync = .now
+        case let .interval(milliseconds):
+            if ContinuousClock.now - lastSync >= .milliseconds(milliseconds) {
+                try active.file.sync()
+                lastSync = .now
+            }
+        case .none:
+            break
+        }
+    }
+
+    private func writeBlock(base: UInt64, count: UInt32, firstTs: Int64, lastTs: Int64, writer: LogWriter) throws {
+        guard var segment = active else { throw LogError.writerClosed(directory: writer.directory) }
+        let level = writer.configuration.compressionLevel
+        let capacity = BlockHeader.size + LZ4Codec.bound(rawBytes: raw.count, level: level)
+        if out.count < capacity { out = [UInt8](repeating: 0, count: capacity) }
+        let compressed = raw.withUnsafeBytes { src in
+            out.withUnsafeMutableBytes { dst in
+                LZ4Codec.compress(src, into: UnsafeMutableRawBufferPointer(rebasing: dst[BlockHeader.size...]), level: level)
+            }
+        }
+        guard let compressed, compressed <= Int(UInt32.max) - BlockHeader.size else {
+            throw LogError.io(operation: "LZ4F_compressFrame", path: SegmentFiles.join(writer.directory, SegmentFiles.segmentName(base: segment.base)), offset: segment.size, errno: EINVAL)
+        }
+        var header = BlockHeader(basePosition: base, count: count, rawBytes: UInt32(raw.count), compressedBytes: UInt32(compressed),
+                                 previousCRC: segment.lastCRC, firstTs: firstTs, lastTs: lastTs, blockCRC: 0)
+        let blockBytes = BlockHeader.size + compressed
+        if segment.size > 0, segment.size + UInt64(blockBytes) > writer.configuration.segmentBytesMax {
+            segment = try roll(from: segment, newBase: base, writer: writer)
+            header.previousCRC = 0
+        }
+        out.withUnsafeMutableBytes { buffer in
+            header.encodePrefix(into: buffer)
+            let crc = BlockHeader.verifyingCRC(buffer, compressed: compressed)
+            header.blockCRC = crc
+            BlockHeader.seal(buffer, blockCRC: crc)
+        }
+        // Pair assertion: what we are about to write parses back to the same header.
+        out.withUnsafeBytes { buffer in
+            if case let .success(parsed) = BlockHeader.parse(UnsafeRawBufferPointer(rebasing: buffer[0..<BlockHeader.size])) {
+                precondition(parsed == header, "block header does not round-trip")
+            } else {
+                preconditionFailure("block header does not parse")
+            }
+        }
+        try out.withUnsafeBytes { try segment.file.write(UnsafeRawBufferPointer(rebasing: $0[0..<blockBytes]), at: segment.size) }
+        indexBuffer.removeAll(keepingCapacity: true)
+        BlockIndexFile.encode(IndexEntry(header: header, offset: segment.size), into: &indexBuffer)
+        let indexOffset = UInt64(BlockIndexFile.headerBytes + segment.indexEntries * BlockIndexFile.entryBytes)
+        try indexBuffer.withUnsafeBytes { try segment.index.write($0, at: indexOffset) }
+        segment.size += UInt64(blockBytes)
+        segment.lastCRC = header.blockCRC
+        segment.indexEntries += 1
+        active = segment
+    }
+
+    /// Closes the full segment (synced, so a closed segment is whole on disk whatever the
+    /// policy) and starts a new one, synced together with its directory.
+    private func roll(from segment: ActiveSegment, newBase: UInt64, writer: LogWriter) throws -> ActiveSegment {
+        try segment.file.sync()
+        segment.file.close()
+        segment.index.close()
+        active = nil
+        let next = try Recovery.createSegment(directory: writer.directory, base: newBase, fileSystem: writer.fileSystem)
+        active = next
+        return next
+    }
+}
+
+extension BlockHeader {
+    /// The block CRC of an encoded header prefix followed by `compressed` body bytes.
+    static func verifyingCRC(_ buffer: UnsafeMutableRawBufferPointer, compressed: Int) -> UInt32 {
+        let raw = UnsafeRawBufferPointer(buffer)
+        let state = CRC32C.update(CRC32C.update(CRC32C.start, UnsafeRawBufferPointer(rebasing: raw[0..<56])),
+                                  UnsafeRawBufferPointer(rebasing: raw[size..<(size + compressed)]))
+        return CRC32C.finish(state)
+    }
+}

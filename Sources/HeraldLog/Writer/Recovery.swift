@@ -1,0 +1,97 @@
+/// Opening a log for writing: verify every segment, cut a torn tail, rebuild indexes.
+enum Recovery {
+    struct Opened {
+        var report: RecoveryReport
+        var active: ActiveSegment
+        var lastTs: Int64
+    }
+
+    /// Verifies the whole log (see Schema/log-format.md, "Recovery") and returns the active
+    /// segment positioned at its end.
+    static func open(directory: String, fileSystem fs: any LogFileSystem) throws -> Opened {
+        let bases = try SegmentFiles.list(fs, directory)
+        guard let lastBase = bases.last else {
+            let active = try createSegment(directory: directory, base: 1, fileSystem: fs)
+            return Opened(report: RecoveryReport(segmentCount: 1, lastPosition: 0, truncation: nil, rebuiltIndexes: []), active: active, lastTs: 0)
+        }
+        var expected: UInt64 = 1
+        var lastTs: Int64 = 0
+        var truncation: RecoveryReport.Truncation?
+        var rebuilt: [String] = []
+        for base in bases {
+            let name = SegmentFiles.segmentName(base: base)
+            let isLast = base == lastBase
+            guard base == expected else {
+                throw LogError.segmentGap(directory: directory, segment: name, expectedPosition: expected, foundPosition: base)
+            }
+            let path = SegmentFiles.join(directory, name)
+            let file = try fs.open(path, mode: isLast ? .readWrite : .readOnly)
+            var keepOpen = false
+            defer { if !keepOpen { file.close() } }
+            let size = try file.size()
+            var scanner = SegmentScanner(file: file, fileSize: size)
+            let scan = try scanner.verifySegment(directory: directory, name: name, base: base, previousTs: lastTs)
+            if let bad = scan.bad {
+                guard isLast else {
+                    throw LogError.corruptBlock(directory: directory, segment: name, offset: bad.offset, position: scan.nextPosition,
+                                                reason: "\(bad.reason), in a closed segment")
+                }
+                if let valid = try scanner.findValidBlock(after: bad.offset) {
+                    throw LogError.corruptBlock(directory: directory, segment: name, offset: bad.offset, position: scan.nextPosition,
+                                                reason: "\(bad.reason), and a valid block follows at byte offset \(valid), so this is not a torn tail")
+                }
+                try file.truncate(to: bad.offset)
+                try file.sync()
+                truncation = .init(segment: name, offset: bad.offset, bytesCut: size - bad.offset, reason: bad.reason)
+            }
+            if !isLast && scan.entries.isEmpty {
+                throw LogError.corruptBlock(directory: directory, segment: name, offset: 0, position: base, reason: "a closed segment holds no blocks")
+            }
+            let indexName = SegmentFiles.indexName(base: base)
+            let indexPath = SegmentFiles.join(directory, indexName)
+            let loaded = BlockIndexFile.load(fs, path: indexPath, base: base, fileSize: scan.validEnd)
+            let indexCurrent = loaded.complete && loaded.entries == scan.entries
+            if !indexCurrent {
+                try writeIndex(fs, path: indexPath, base: base, entries: scan.entries)
+                rebuilt.append(indexName)
+            }
+            expected = scan.nextPosition
+            lastTs = scan.lastTs
+            if isLast {
+                keepOpen = true
+                let index = try fs.open(indexPath, mode: .readWrite)
+                let active = ActiveSegment(base: base, file: file, index: index, size: scan.validEnd, lastCRC: scan.lastCRC, indexEntries: scan.entries.count)
+                let report = RecoveryReport(segmentCount: bases.count, lastPosition: expected - 1, truncation: truncation, rebuiltIndexes: rebuilt)
+                return Opened(report: report, active: active, lastTs: lastTs)
+            }
+        }
+        preconditionFailure("the last segment returns from the loop")
+    }
+
+    /// Rewrites an index file from scratch (derived data: not synced).
+    static func writeIndex(_ fs: any LogFileSystem, path: String, base: UInt64, entries: [IndexEntry]) throws {
+        let file = try fs.open(path, mode: .create)
+        defer { file.close() }
+        let bytes = BlockIndexFile.encodeAll(base: base, entries)
+        try file.truncate(to: 0)
+        try bytes.withUnsafeBytes { try file.write($0, at: 0) }
+    }
+
+    /// Creates an empty segment and its index, syncing the segment and the directory.
+    static func createSegment(directory: String, base: UInt64, fileSystem fs: any LogFileSystem) throws -> ActiveSegment {
+        let path = SegmentFiles.join(directory, SegmentFiles.segmentName(base: base))
+        let file = try fs.open(path, mode: .create)
+        do {
+            try file.truncate(to: 0)
+            let indexPath = SegmentFiles.join(directory, SegmentFiles.indexName(base: base))
+            try writeIndex(fs, path: indexPath, base: base, entries: [])
+            let index = try fs.open(indexPath, mode: .readWrite)
+            try file.sync()
+            try fs.syncDirectory(directory)
+            return ActiveSegment(base: base, file: file, index: index, size: 0, lastCRC: 0, indexEntries: 0)
+        } catch {
+            file.close()
+            throw error
+        }
+    }
+}
