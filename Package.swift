@@ -42,6 +42,8 @@ let package = Package(
         .testTarget(name: "HeraldLogTests", dependencies: ["HeraldLog"]),
         .testTarget(name: "HeraldStoreTests", dependencies: ["HeraldStore", "HeraldCore"]),
         .testTarget(name: "HeraldTests", dependencies: ["Herald", "HeraldTesting"]),
+        // Uses only the public products, exactly as a user's test target would.
+        .testTarget(name: "HeraldTestingTests", dependencies: ["HeraldTesting", "Herald"]),
     ],
     swiftLanguageModes: [.v6]
 )

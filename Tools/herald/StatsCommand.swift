@@ -12,7 +12,7 @@ struct StatsCommand: ParsableCommand {
 
     func run() throws {
         let directory = global.directory
-        let stats = try LogStats(directory: directory.logPath)
+        let stats = try directory.logStats()
         let ratio = stats.storedBytes == 0 ? 0 : Double(stats.rawBytes) / Double(stats.storedBytes)
         var lines = [
             "log          \(directory.logPath)",

@@ -65,7 +65,16 @@ struct Output {
 func printError(_ text: String) {
     var line = text
     if !line.hasSuffix("\n") { line += "\n" }
-    _ = line.withCString { fputs($0, stderr) }
+    var bytes = Array(line.utf8)
+    var offset = 0
+    while offset < bytes.count {
+        let n = bytes.withUnsafeMutableBytes { raw -> Int in
+            guard let base = raw.baseAddress else { return 0 }
+            return Glibc.write(2, base + offset, raw.count - offset)
+        }
+        if n <= 0 { break }
+        offset += n
+    }
 }
 
 /// True when standard error is a terminal (progress is shown only then).
@@ -81,13 +90,13 @@ func checkedPosition(_ position: UInt64?, in directory: DataDirectory) throws ->
     return position
 }
 
-extension HeraldID: @retroactive ExpressibleByArgument {
+extension HeraldID: ExpressibleByArgument {
     public init?(argument: String) {
         self.init(argument)
     }
 }
 
-extension DeliveryStatus: @retroactive ExpressibleByArgument {
+extension DeliveryStatus: ExpressibleByArgument {
     public init?(argument: String) {
         self.init(name: argument)
     }

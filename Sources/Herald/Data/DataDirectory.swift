@@ -25,9 +25,9 @@ public struct DataDirectory: Sendable {
 
     /// Opens the log for appending (the one writer; a second is refused). Creates the
     /// directory when missing. Recovery of a torn tail happens here.
-    public func openWriter(durability: Durability = .always) throws -> RecordWriter {
+    public func openWriter(durability: LogDurability = .always) throws -> RecordWriter {
         try makeDirectories()
-        return try RecordWriter(writer: LogWriter(directory: logPath, options: LogOptions(durability: durability)))
+        return try RecordWriter(writer: LogWriter(directory: logPath, configuration: LogConfiguration(durability: durability)))
     }
 
     /// Opens the log for reading; a missing log reads as empty.
@@ -46,5 +46,13 @@ public struct DataDirectory: Sendable {
         for directory in [path, logPath] {
             try FileSystemPaths.makeDirectory(directory)
         }
+    }
+}
+
+extension DataDirectory {
+    /// Segments, blocks, records, raw and stored bytes, ts range (block headers only).
+    public func logStats() throws -> LogStats {
+        try makeDirectories()
+        return try LogReader(directory: logPath).stats()
     }
 }

@@ -3,7 +3,8 @@ import HeraldStore
 
 /// Keeps a projection caught up with the log, holding the dispatcher state that goes with
 /// the projection's checkpoint so each catch-up reads only the new records.
-final class Projector {
+/// `@unchecked Sendable`: the engine keeps it inside a `Mutex` and touches it only under that lock.
+final class Projector: @unchecked Sendable {
     let directory: DataDirectory
     let projection: Projection
     private(set) var dispatcher: Dispatcher

@@ -12,20 +12,33 @@ public final class RecordWriter: Sendable {
     /// The last appended position (0 for an empty log).
     public var lastPosition: UInt64 { writer.lastPosition }
 
-    /// What recovery cut from a torn tail when the log was opened, if anything.
-    public var recovery: RecoveryReport? { writer.recovery }
+    /// What recovery found when the log was opened (a torn tail cut, indexes rebuilt).
+    public var recovery: RecoveryReport { writer.recoveryReport }
+
+    /// A reader that follows this writer's acknowledged position live.
+    public func makeReader() -> RecordReader {
+        RecordReader(reader: writer.makeReader())
+    }
 
     /// Appends records (already validated) as one group-committed batch; returns their positions.
     @discardableResult
     public func append(_ records: [Record]) throws -> ClosedRange<UInt64> {
+        precondition(!records.isEmpty, "append needs at least one record")
         var entries: [LogEntry] = []
         entries.reserveCapacity(records.count)
         for record in records {
             var payload: [UInt8] = []
+            payload.reserveCapacity(128)
             RecordBinaryCodec.encode(record.body, into: &payload)
             entries.append(LogEntry(ts: record.ts, payload: payload))
         }
-        return try writer.append(entries)
+        let range = try writer.append(entries)
+        return range.lowerBound...(range.upperBound - 1)
+    }
+
+    /// Releases the log (and its lock).
+    public func close() throws {
+        try writer.close()
     }
 }
 
@@ -37,21 +50,37 @@ public final class RecordReader: Sendable {
         self.reader = reader
     }
 
-    /// The last published position (0 for an empty log).
-    public var lastPosition: UInt64 { reader.lastPosition }
+    /// The last published position (0 for an empty log); looks for new blocks first.
+    public var lastPosition: UInt64 { (try? reader.refresh()) ?? reader.lastPosition }
 
-    /// Calls `body` for each record from `from` through `through` (inclusive; `nil` = the end).
-    /// Stops early when `body` returns false.
+    private struct Stop: Error {}
+
+    /// Calls `body` for each record from `from` through `through` (inclusive; `nil` = the end
+    /// as of the call). Stops early when `body` returns false. Seeks by the block index.
     public func forEach(from: UInt64 = 1, through: UInt64? = nil,
                         _ body: (UInt64, Record) throws -> Bool) throws {
-        try reader.forEach(from: max(from, 1), to: through) { position, ts, payload in
-            let decoded: RecordBody
-            do {
-                decoded = try RecordBinaryCodec.decode(payload)
-            } catch {
-                throw HeraldError.badLogRecord(position: position, reason: error.description)
+        let last = min(through ?? .max, lastPosition)
+        let first = max(from, 1)
+        guard first <= last else { return }
+        let cursor = try reader.makeCursor(from: first)
+        do {
+            while let block = try cursor.nextBlock() {
+                if block.basePosition > last { break }
+                try block.forEachRecord { position, ts, payload in
+                    guard position >= first else { return }
+                    guard position <= last else { throw Stop() }
+                    let decoded: RecordBody
+                    do {
+                        decoded = try RecordBinaryCodec.decode(payload)
+                    } catch let error as RecordError {
+                        throw HeraldError.badLogRecord(position: position, reason: error.description)
+                    }
+                    if try !body(position, Record(ts: ts, body: decoded)) { throw Stop() }
+                }
+                if block.endPosition > last { break }
             }
-            return try body(position, Record(ts: ts, body: decoded))
+        } catch is Stop {
+            return
         }
     }
 }

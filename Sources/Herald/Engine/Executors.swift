@@ -50,7 +50,7 @@ public struct ProcessExecutor: ScriptExecutor {
     }
 
     public func execute(_ invocation: Invocation) async -> ExecutionResult {
-        let pid = Mutex<pid_t>(0)
+        let pid = ChildProcess()
         let input = Array(invocation.json.utf8) + [0x0A]
         let command = invocation.script.source
         let tailBytes = stderrTailBytes
@@ -63,16 +63,16 @@ public struct ProcessExecutor: ScriptExecutor {
                 }
             }
         } onCancel: {
-            pid.withLock { if $0 > 0 { kill($0, SIGKILL) } }
+            pid.kill()
         }
     }
 
-    private static func run(command: String, input: [UInt8], pid: Mutex<pid_t>, tailBytes: Int,
+    private static func run(command: String, input: [UInt8], pid: ChildProcess, tailBytes: Int,
                             notRetryable: Int32) -> ExecutionResult {
         var stdinPipe: [Int32] = [0, 0]
         var stderrPipe: [Int32] = [0, 0]
-        guard pipe2(&stdinPipe, O_CLOEXEC) == 0 else { return .error("cannot create a pipe: \(errnoText())") }
-        guard pipe2(&stderrPipe, O_CLOEXEC) == 0 else {
+        guard makePipe(&stdinPipe) else { return .error("cannot create a pipe: \(errnoText())") }
+        guard makePipe(&stderrPipe) else {
             close(stdinPipe[0]); close(stdinPipe[1])
             return .error("cannot create a pipe: \(errnoText())")
         }
@@ -92,7 +92,7 @@ public struct ProcessExecutor: ScriptExecutor {
             close(stdinPipe[1]); close(stderrPipe[0])
             return .error("cannot start /bin/sh: \(String(cString: strerror(rc)))")
         }
-        pid.withLock { $0 = child }
+        pid.started(child)
         // Feed stdin on another thread so a script that writes much to stderr cannot deadlock us.
         let writer = stdinPipe[1]
         DispatchQueue.global().async {
@@ -119,7 +119,7 @@ public struct ProcessExecutor: ScriptExecutor {
         close(stderrPipe[0])
         var status: Int32 = 0
         while waitpid(child, &status, 0) < 0 && errno == EINTR {}
-        pid.withLock { $0 = 0 }
+        pid.finished()
         if tail.count > tailBytes { tail.removeFirst(tail.count - tailBytes) }
         let message = String(decoding: tail, as: UTF8.self).trimmingTrailingNewlines()
         let signalled = status & 0x7f
@@ -133,6 +133,33 @@ public struct ProcessExecutor: ScriptExecutor {
     }
 
     private static func errnoText() -> String { String(cString: strerror(errno)) }
+
+    /// A pipe whose ends close on exec, so children inherit only what posix_spawn dup2s.
+    private static func makePipe(_ fds: inout [Int32]) -> Bool {
+        guard pipe(&fds) == 0 else { return false }
+        _ = fcntl(fds[0], F_SETFD, FD_CLOEXEC)
+        _ = fcntl(fds[1], F_SETFD, FD_CLOEXEC)
+        return true
+    }
+}
+
+/// The running child's pid, so cancellation can kill it.
+final class ChildProcess: Sendable {
+    private let pid = Mutex<pid_t>(0)
+    private let killed = Mutex(false)
+
+    func started(_ child: pid_t) {
+        let kill = killed.withLock { $0 }
+        pid.withLock { $0 = child }
+        if kill { Glibc.kill(child, SIGKILL) }
+    }
+
+    func finished() { pid.withLock { $0 = 0 } }
+
+    func kill() {
+        killed.withLock { $0 = true }
+        pid.withLock { if $0 > 0 { _ = Glibc.kill($0, SIGKILL) } }
+    }
 }
 
 extension String {

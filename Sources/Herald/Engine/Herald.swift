@@ -445,6 +445,6 @@ public final class Herald: Sendable {
         stop()
         try projectNow()
         projector.withLock { $0 = nil }
-        writer.close()
+        try writer.close()
     }
 }

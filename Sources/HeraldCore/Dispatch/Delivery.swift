@@ -80,6 +80,19 @@ public struct DeadLetterEvent: Equatable, Sendable {
 
     /// Deepest dead-letter delivery created: stops a failing handler from looping on its own dead letters.
     public static let maxDepth: Int64 = 3
+
+    public init(position: UInt64, ts: Int64, delivery: DeliveryID, appID: HeraldID, sourceKind: SourceKind,
+                triggerID: HeraldID, scriptID: HeraldID, depth: Int64, lastError: String?) {
+        self.position = position
+        self.ts = ts
+        self.delivery = delivery
+        self.appID = appID
+        self.sourceKind = sourceKind
+        self.triggerID = triggerID
+        self.scriptID = scriptID
+        self.depth = depth
+        self.lastError = lastError
+    }
 }
 
 /// What applying one record changed in the derived state, in a deterministic order.
