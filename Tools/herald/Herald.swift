@@ -1,7 +1,7 @@
 import ArgumentParser
 
 @main
-struct HeraldCommand: ParsableCommand {
+struct HeraldCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "herald",
         abstract: "Herald: an event-sourced trigger engine.",
@@ -13,5 +13,6 @@ struct HeraldCommand: ParsableCommand {
         subcommands: [
             ImportCommand.self, DumpCommand.self, StatsCommand.self, ProjectCommand.self, VerifyCommand.self,
             TriggersCommand.self, DeliveriesCommand.self, ExplainCommand.self,
+            RunCommand.self, AppendCommand.self, StatusCommand.self,
         ])
 }

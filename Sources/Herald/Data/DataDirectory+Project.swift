@@ -68,3 +68,18 @@ extension DataDirectory {
         }
     }
 }
+
+extension DataDirectory {
+    /// Deliveries per status, from the projection (caught up first).
+    public func deliveryCounts() throws -> [DeliveryStatus: Int] {
+        let projection = try openProjection()
+        try project(into: projection, progress: nil)
+        var counts: [DeliveryStatus: Int] = [:]
+        for row in try projection.database.rows("SELECT status, count(*) FROM deliveries GROUP BY status") {
+            if let name = row.first?.text, let status = DeliveryStatus(name: name), let count = row.last?.integer {
+                counts[status] = Int(count)
+            }
+        }
+        return counts
+    }
+}

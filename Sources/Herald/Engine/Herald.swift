@@ -289,6 +289,8 @@ public final class Herald: Sendable {
         state.withLock { s in
             guard !s.stopping else { return }
             var slots = options.concurrency - s.inFlight.count
+            var deferred: [Delivery] = []
+            defer { for delivery in deferred { s.queue.push(delivery) } }
             while slots > 0, let top = s.queue.first, top.dueAt <= now {
                 _ = s.queue.popFirst()
                 guard let delivery = s.dispatcher.pending[top.id], delivery.dueAt == top.dueAt,
@@ -304,7 +306,7 @@ public final class Herald: Sendable {
                         event = .kv(position: delivery.id.sourcePosition, ts: record.ts, mutation: m)
                     } else {
                         needSources.append(delivery.id.sourcePosition)
-                        s.queue.push(delivery)
+                        deferred.append(delivery)
                         continue
                     }
                 case .deadLetter:
@@ -312,7 +314,7 @@ public final class Herald: Sendable {
                         event = .deadLetter(dead)
                     } else {
                         needSources.append(delivery.id.sourcePosition)
-                        s.queue.push(delivery)
+                        deferred.append(delivery)
                         continue
                     }
                 }

@@ -1,0 +1,72 @@
+import ArgumentParser
+import Dispatch
+import Glibc
+import Herald
+import HeraldCore
+
+struct RunCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "run",
+        abstract: "Run the dispatcher: execute due deliveries and record every outcome.",
+        discussion: """
+            Scripts of runtime "process" run their source with /bin/sh -c, the invocation JSON on \
+            stdin; exit 0 = ok, exit 75 = error that is not retried, any other exit = retryable \
+            error carrying the end of stderr. SIGINT/SIGTERM stop gracefully: no new attempts \
+            start, the round in flight finishes (or times out) and is recorded. After a crash, \
+            `herald run` resumes every pending delivery (an attempt whose outcome was not recorded \
+            runs again: at-least-once).
+            """)
+
+    @OptionGroup var global: GlobalOptions
+
+    @Option(help: "Attempts running at once.")
+    var concurrency: Int = 16
+
+    @Option(help: "Per-attempt timeout in milliseconds.")
+    var timeoutMs: Int64 = 30_000
+
+    @Option(help: "Exit code of a process script that means: do not retry.")
+    var notRetryableExitCode: Int32 = 75
+
+    @Flag(help: "Exit once no delivery is pending.")
+    var untilIdle = false
+
+    @Flag(help: "Print nothing per attempt.")
+    var quiet = false
+
+    func validate() throws {
+        guard (1...4096).contains(concurrency) else { throw ValidationError("--concurrency must be 1…4096") }
+        guard timeoutMs >= 1 else { throw ValidationError("--timeout-ms must be at least 1") }
+    }
+
+    func run() async throws {
+        let environment = try HeraldEnvironment(variables: ProcessEnvironment.variables)
+        let options = HeraldOptions(
+            executor: RuntimeRouter(["process": ProcessExecutor(notRetryableExitCode: notRetryableExitCode)]),
+            concurrency: concurrency, attemptTimeoutMs: timeoutMs, environment: environment)
+        let herald = try Herald.open(directory: global.directory, options: options)
+        let status = herald.status()
+        printError("herald run: position \(status.position), \(status.pending) pending delivery(ies)")
+        let signals = [SIGINT, SIGTERM].map { number -> DispatchSourceSignal in
+            signal(number, SIG_IGN)
+            let source = DispatchSource.makeSignalSource(signal: number, queue: .global())
+            source.setEventHandler { herald.stop() }
+            source.resume()
+            return source
+        }
+        let quiet = quiet
+        try await herald.run(untilIdle: untilIdle) { report in
+            guard !quiet else { return }
+            let a = report.attempt
+            var line = "\(report.position) ts \(report.ts) \(report.delivery.id) attempt \(a.attempt) \(a.outcome) \(a.durationMs)ms"
+            if let error = a.error { line += " error=\(error)" }
+            line += " → \(report.delivery.status)"
+            if let due = report.delivery.dueAt { line += " next due \(due)" }
+            print(line)
+        }
+        try herald.close()
+        signals.forEach { $0.cancel() }
+        let end = herald.status()
+        printError("herald run: stopped at position \(end.position), \(end.pending) pending")
+    }
+}
