@@ -311,6 +311,8 @@ extension SimulatedFileSystem.State {
 
 /// A handle on a simulated file; invalid after `restart`/`powerLoss`.
 final class SimulatedFile: LogFile {
+    /// Simulated files are in memory: refuse anything beyond 1 GiB instead of trapping.
+    static let sizeMax: UInt64 = 1 << 30
     let fs: SimulatedFileSystem
     let inode: Int
     let path: String
@@ -328,12 +330,16 @@ final class SimulatedFile: LogFile {
     }
 
     func write(_ bytes: UnsafeRawBufferPointer, at offset: UInt64) throws {
+        guard offset <= SimulatedFile.sizeMax, UInt64(bytes.count) <= SimulatedFile.sizeMax - offset else {
+            throw LogError.io(operation: "pwrite", path: path, offset: offset, errno: EFBIG)
+        }
         try fs.write(inode: inode, generation: generation, path: path, op: .write(offset: Int(offset), bytes: Array(bytes)))
     }
 
     func sync() throws { try fs.sync(inode: inode, generation: generation, path: path) }
 
     func truncate(to size: UInt64) throws {
+        guard size <= SimulatedFile.sizeMax else { throw LogError.io(operation: "ftruncate", path: path, offset: size, errno: EFBIG) }
         try fs.write(inode: inode, generation: generation, path: path, op: .truncate(size: Int(size)))
     }
 

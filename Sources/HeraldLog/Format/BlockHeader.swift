@@ -78,7 +78,9 @@ struct BlockHeader: Equatable, Sendable {
               header.basePosition <= UInt64.max / 2 else { return .failure(.init("bad position range")) }
         guard header.firstTs >= 0, header.lastTs >= header.firstTs else { return .failure(.init("bad timestamp range \(header.firstTs)...\(header.lastTs)")) }
         guard header.rawBytes <= rawBytesLimit, header.rawBytes >= 2 * header.count else { return .failure(.init("bad raw size \(header.rawBytes) for \(header.count) records")) }
-        guard header.compressedBytes >= compressedBytesMin else { return .failure(.init("bad compressed size \(header.compressedBytes)")) }
+        // An LZ4 frame never exceeds its input by more than ~0.4 % plus small overheads.
+        guard header.compressedBytes >= compressedBytesMin,
+              UInt64(header.compressedBytes) <= UInt64(header.rawBytes) + UInt64(header.rawBytes / 128) + 4_096 else { return .failure(.init("bad compressed size \(header.compressedBytes)")) }
         return .success(header)
     }
 

@@ -1,0 +1,72 @@
+import Foundation
+import Testing
+@testable import HeraldLog
+
+/// Runs `body` with a fresh temporary directory that is removed afterwards, even on failure.
+func withTemporaryDirectory<R>(_ body: (String) throws -> R) throws -> R {
+    var template = Array((NSTemporaryDirectory() + "herald-log-XXXXXX").utf8CString)
+    let path = try template.withUnsafeMutableBufferPointer { buffer -> String in
+        guard let base = buffer.baseAddress, let made = mkdtemp(base) else { throw CocoaError(.fileWriteUnknown) }
+        return String(cString: made)
+    }
+    defer { try? FileManager.default.removeItem(atPath: path) }
+    return try body(path)
+}
+
+/// A deterministic payload for position-independent entry number `n`.
+func payload(_ n: Int, bytes: Int = 40) -> [UInt8] {
+    // Shaped like the engine's records: a little binary framing, then JSON text for KV values.
+    var out: [UInt8] = [1, UInt8(truncatingIfNeeded: n), UInt8(truncatingIfNeeded: n >> 8)]
+    out += Array("{\"n\":\(n),\"key\":\"users/\(n % 97)\",\"value\":{\"name\":\"user\(n % 13)\"".utf8)
+    let plans = ["free", "pro", "team", "enterprise"]
+    var item = 0
+    while out.count < bytes {
+        out += Array(",\"item\(item)\":{\"sku\":\"SKU-\((n * 31 + item) % 1000)\",\"qty\":\(n % 5 + item),\"plan\":\"\(plans[(n + item) % 4])\",\"updated_at\":\"2024-05-\(10 + n % 18)T12:\(10 + n % 50):00Z\"}".utf8)
+        item += 1
+    }
+    return Array(out.prefix(max(bytes, 1)))
+}
+
+func entries(_ range: Range<Int>, bytes: Int = 40) -> [LogEntry] {
+    range.map { LogEntry(ts: Int64($0 / 3), payload: payload($0, bytes: bytes)) }
+}
+
+struct ReadRecord: Equatable {
+    var position: UInt64
+    var ts: Int64
+    var payload: [UInt8]
+}
+
+func readAll(_ reader: LogReader, from: UInt64 = 1) throws -> [ReadRecord] {
+    var out: [ReadRecord] = []
+    try reader.forEach(from: from) { out.append(ReadRecord(position: $0.position, ts: $0.ts, payload: Array($0.payload))) }
+    return out
+}
+
+func readAll(directory: String, fileSystem: any LogFileSystem = PosixFileSystem()) throws -> [ReadRecord] {
+    try readAll(LogReader(directory: directory, fileSystem: fileSystem))
+}
+
+func segmentFiles(_ directory: String) throws -> [String] {
+    try FileManager.default.contentsOfDirectory(atPath: directory).filter { $0.hasSuffix(".log") }.sorted()
+}
+
+func readFile(_ path: String) throws -> [UInt8] {
+    Array(try Data(contentsOf: URL(fileURLWithPath: path)))
+}
+
+func writeFile(_ path: String, _ bytes: [UInt8]) throws {
+    try Data(bytes).write(to: URL(fileURLWithPath: path))
+}
+
+/// Offsets of the blocks in a segment file, by walking headers.
+func blockOffsets(_ bytes: [UInt8]) -> [Int] {
+    var offsets: [Int] = []
+    var at = 0
+    while at + 64 <= bytes.count {
+        offsets.append(at)
+        let compressed = Int(bytes[at + 32]) | Int(bytes[at + 33]) << 8 | Int(bytes[at + 34]) << 16 | Int(bytes[at + 35]) << 24
+        at += 64 + compressed
+    }
+    return offsets
+}
