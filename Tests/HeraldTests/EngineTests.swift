@@ -1,0 +1,129 @@
+import Herald
+import HeraldCore
+import Synchronization
+import Testing
+
+@Suite struct EngineTests {
+    /// Two apps, each with its own admin-registered trigger on the same collection name.
+    @Test func principalIsTheRegisteringAdminAndAppsStayIsolated() async throws {
+        let seen = Mutex<[Invocation]>([])
+        let executor = ClosureExecutor(fallback: { invocation in
+            seen.withLock { $0.append(invocation) }
+            return .ok
+        })
+        let clock = VirtualClock(startMs: 5_000)
+        try await withTemporaryDirectory { path in
+            let herald = try Herald.open(directory: DataDirectory(path: path),
+                                         options: HeraldOptions(durability: .none, clock: clock, executor: executor))
+            let (alice, bob) = (testID(1), testID(2))
+            let (appA, appB) = (testID(10), testID(11))
+            let (scriptA, scriptB) = (testID(20), testID(21))
+            let (triggerA, triggerB) = (testID(30), testID(31))
+            try herald.append([
+                .adminUserCreated(adminUserID: alice, email: "alice@example.com"),
+                .adminUserCreated(adminUserID: bob, email: "bob@example.com"),
+                .appCreated(appID: appA, name: "a"), .appCreated(appID: appB, name: "b"),
+                .scriptRegistered(ScriptRegistration(scriptID: scriptA, appID: appA, name: "sa", runtime: "swift", source: "")),
+                .scriptRegistered(ScriptRegistration(scriptID: scriptB, appID: appB, name: "sb", runtime: "swift", source: "")),
+                .triggerRegistered(TriggerRegistration(triggerID: triggerA, appID: appA, scriptID: scriptA, kind: .kv,
+                                                       retry: .builtIn, registeredBy: alice,
+                                                       kv: KVDetails(collectionGlob: "*", ops: []))),
+                .triggerRegistered(TriggerRegistration(triggerID: triggerB, appID: appB, scriptID: scriptB, kind: .kv,
+                                                       retry: .builtIn, registeredBy: bob,
+                                                       kv: KVDetails(collectionGlob: "*", ops: []))),
+            ])
+            // A script of app A may not be used by a trigger of app B.
+            #expect(throws: RecordError.self) {
+                try herald.append(.triggerRegistered(TriggerRegistration(
+                    triggerID: testID(32), appID: appB, scriptID: scriptA, kind: .kv, retry: .builtIn, registeredBy: bob,
+                    kv: KVDetails(collectionGlob: "*", ops: []))))
+            }
+            for index in 0..<5 {
+                try herald.append(.kv(KVMutation(op: .insert, appID: index % 2 == 0 ? appA : appB, collection: "users",
+                                                 key: "k\(index)", value: "\(index)")))
+            }
+            try await herald.run(untilIdle: true)
+            try herald.close()
+        }
+        let invocations = seen.withLock { $0 }
+        #expect(invocations.count == 5)
+        for invocation in invocations {
+            guard case .kv(_, _, let mutation) = invocation.event else {
+                Issue.record("expected a kv event")
+                continue
+            }
+            #expect(mutation.appID == invocation.script.appID, "a script only ever sees its own app's events")
+            let expectedPrincipal = invocation.script.appID == testID(10) ? "alice@example.com" : "bob@example.com"
+            #expect(invocation.principal?.email == expectedPrincipal)
+            #expect(invocation.json.contains("\"principal\":{\"admin_user_id\":\"\(invocation.principal?.id.description ?? "")\""))
+        }
+    }
+
+    @Test func timeoutsAreRecordedAsErrorsAndExecutorFailuresDoNotStopTheEngine() async throws {
+        let executor = ClosureExecutor(fallback: { invocation in
+            if invocation.attempt == 1 {
+                try? await Task.sleep(for: .seconds(5))  // real time: cut by the 100 ms timeout
+                return .ok
+            }
+            return .ok
+        })
+        try await withTemporaryDirectory { path in
+            let directory = DataDirectory(path: path)
+            let herald = try Herald.open(directory: directory, options: HeraldOptions(
+                durability: .none, executor: executor, attemptTimeoutMs: 100))
+            let (admin, app, script, trigger) = (testID(1), testID(2), testID(3), testID(4))
+            try herald.append([
+                .adminUserCreated(adminUserID: admin, email: "a@example.com"),
+                .appCreated(appID: app, name: "a"),
+                .scriptRegistered(ScriptRegistration(scriptID: script, appID: app, name: "s", runtime: "swift", source: "")),
+                .triggerRegistered(TriggerRegistration(triggerID: trigger, appID: app, scriptID: script, kind: .kv,
+                                                       retry: RetryConfig(maxAttempts: 3, backoff: .constant, baseMs: 10),
+                                                       registeredBy: admin, kv: KVDetails(collectionGlob: "*", ops: []))),
+                .kv(KVMutation(op: .insert, appID: app, collection: "c", key: "k", value: "1")),
+            ])
+            try await herald.run(untilIdle: true)
+            try herald.close()
+            let deliveries = try directory.deliveries()
+            #expect(deliveries.count == 1)
+            #expect(deliveries.first?.status == .succeeded)
+            #expect(deliveries.first?.attempts == 2)
+            #expect(deliveries.first?.lastError == "timed out after 100 ms")
+        }
+    }
+
+    @Test func restartResumesPendingDeliveries() async throws {
+        try await withTemporaryDirectory { path in
+            let directory = DataDirectory(path: path)
+            let (admin, app, script, trigger) = (testID(1), testID(2), testID(3), testID(4))
+            do {
+                let herald = try Herald.open(directory: directory, options: HeraldOptions(
+                    durability: .always, executor: ClosureExecutor(fallback: { _ in .error("not yet") })))
+                try herald.append([
+                    .adminUserCreated(adminUserID: admin, email: "a@example.com"),
+                    .appCreated(appID: app, name: "a"),
+                    .scriptRegistered(ScriptRegistration(scriptID: script, appID: app, name: "s", runtime: "swift", source: "")),
+                    .triggerRegistered(TriggerRegistration(triggerID: trigger, appID: app, scriptID: script, kind: .kv,
+                                                           retry: RetryConfig(maxAttempts: 5, backoff: .constant, baseMs: 1),
+                                                           registeredBy: admin, kv: KVDetails(collectionGlob: "*", ops: []))),
+                    .kv(KVMutation(op: .insert, appID: app, collection: "c", key: "k", value: "{\"a\":[1,2]}")),
+                ])
+                try await herald.runDue()  // attempt 1 fails; the engine "crashes" (is dropped without close)
+                try herald.close()
+            }
+            let seen = Mutex<[String]>([])
+            let herald = try Herald.open(directory: directory, options: HeraldOptions(
+                executor: ClosureExecutor(fallback: { invocation in
+                    if case .kv(_, _, let m) = invocation.event { seen.withLock { $0.append(m.value ?? "") } }
+                    return .ok
+                })))
+            #expect(herald.status().pending == 1)
+            try await herald.run(untilIdle: true)
+            try herald.close()
+            #expect(seen.withLock { $0 } == ["{\"a\":[1,2]}"], "the source record is reloaded from the log after a restart")
+            let delivery = try directory.deliveries().first
+            #expect(delivery?.status == .succeeded)
+            #expect(delivery?.attempts == 2)
+            #expect(try directory.verifyProjection().isEmpty)
+        }
+    }
+}
