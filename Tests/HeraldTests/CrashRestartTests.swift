@@ -1,0 +1,83 @@
+import Foundation
+import Herald
+import HeraldCore
+import Testing
+
+/// `herald run` killed with SIGKILL at random moments, restarted each time: nothing is lost.
+@Suite struct CrashRestartTests {
+    var heraldBinary: String { packageRoot + "/.build/debug/herald" }
+
+    @discardableResult
+    func herald(_ arguments: [String], wait: Bool = true) throws -> (Process, Pipe) {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: heraldBinary)
+        process.arguments = arguments
+        let output = Pipe()
+        process.standardOutput = output
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        if wait { process.waitUntilExit() }
+        return (process, output)
+    }
+
+    @Test func sigkillDuringRunLosesNothing() async throws {
+        guard FileManager.default.isExecutableFile(atPath: heraldBinary) else {
+            Issue.record("\(heraldBinary) is missing: build the herald product first (Tools/test does)")
+            return
+        }
+        try await withTemporaryDirectory { path in
+            let data = path + "/data"
+            let a = "a0000000-0000-4000-8000-000000000001", app = "b0000000-0000-4000-8000-000000000001"
+            let ok = "c0000000-0000-4000-8000-000000000001", flaky = "c0000000-0000-4000-8000-000000000002"
+            let broken = "c0000000-0000-4000-8000-000000000003"
+            var lines = [
+                #"{"type":"admin_user.created","admin_user_id":"\#(a)","email":"ops@example.com"}"#,
+                #"{"type":"app.created","app_id":"\#(app)","name":"shop"}"#,
+                #"{"type":"script.registered","script_id":"\#(ok)","app_id":"\#(app)","name":"ok","runtime":"process","source":"cat >/dev/null; sleep 0.02"}"#,
+                #"{"type":"script.registered","script_id":"\#(flaky)","app_id":"\#(app)","name":"flaky","runtime":"process","source":"cat >/dev/null; [ $(od -An -N1 -tu1 /dev/urandom) -lt 100 ] && exit 0; echo flaky >&2; exit 1"}"#,
+                #"{"type":"script.registered","script_id":"\#(broken)","app_id":"\#(app)","name":"broken","runtime":"process","source":"echo broken >&2; exit 75"}"#,
+                #"{"type":"trigger.registered","trigger_id":"d0000000-0000-4000-8000-000000000001","app_id":"\#(app)","script_id":"\#(ok)","kind":"kv","retry":{"max_attempts":5,"backoff":"constant","base_ms":20},"registered_by":"\#(a)","kv":{"collection_glob":"*","ops":[]}}"#,
+                #"{"type":"trigger.registered","trigger_id":"d0000000-0000-4000-8000-000000000002","app_id":"\#(app)","script_id":"\#(flaky)","kind":"kv","retry":{"max_attempts":4,"backoff":"linear","base_ms":10},"registered_by":"\#(a)","kv":{"collection_glob":"users:*","ops":["insert"]}}"#,
+                #"{"type":"trigger.registered","trigger_id":"d0000000-0000-4000-8000-000000000003","app_id":"\#(app)","script_id":"\#(broken)","kind":"kv","registered_by":"\#(a)","kv":{"collection_glob":"orders","ops":[]}}"#,
+                #"{"type":"trigger.registered","trigger_id":"d0000000-0000-4000-8000-000000000004","app_id":"\#(app)","script_id":"\#(ok)","kind":"dead_letter","retry":{"max_attempts":3,"backoff":"constant","base_ms":10},"registered_by":"\#(a)","dead_letter":{}}"#,
+            ]
+            for index in 0..<60 {
+                let collection = ["users:1", "users:2", "orders"][index % 3]
+                lines.append(#"{"type":"kv.insert","app_id":"\#(app)","collection":"\#(collection)","key":"k\#(index)","value":{"i":\#(index)}}"#)
+            }
+            let input = path + "/setup.jsonl"
+            try lines.joined(separator: "\n").write(toFile: input, atomically: true, encoding: .utf8)
+            let (importer, _) = try herald(["import", "--data", data, input])
+            #expect(importer.terminationStatus == 0)
+
+            var random = SeededRandom(seed: 2026)
+            for round in 0..<12 {
+                let (runner, _) = try herald(["run", "--data", data, "--until-idle", "--quiet", "--concurrency", "4"], wait: false)
+                try await Task.sleep(for: .milliseconds(Int.random(in: 80...400, using: &random)))
+                if runner.isRunning {
+                    kill(runner.processIdentifier, SIGKILL)
+                }
+                runner.waitUntilExit()
+                _ = round
+            }
+            let (last, _) = try herald(["run", "--data", data, "--until-idle", "--quiet"])
+            #expect(last.terminationStatus == 0)
+
+            let (listing, pipe) = try herald(["deliveries", "--data", data, "--format", "jsonl"])
+            #expect(listing.terminationStatus == 0)
+            let text = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+            let deliveries = text.split(separator: "\n")
+            // 60 events → 60 (ok) + 40 (flaky, users:*) + 20 (broken, orders) kv deliveries,
+            // plus one dead-letter delivery per dead kv delivery.
+            let kv = deliveries.filter { $0.contains(#""source_kind":"kv""#) }
+            #expect(kv.count == 120)
+            #expect(!deliveries.contains { $0.contains(#""status":"pending""#) }, "every delivery finished")
+            let dead = kv.filter { $0.contains(#""status":"dead""#) }.count
+            let deadLetterDeliveries = deliveries.filter { $0.contains(#""source_kind":"dead_letter""#) }.count
+            #expect(dead >= 20, "every 'broken' delivery died (exit 75 = not retryable)")
+            #expect(deadLetterDeliveries == dead, "each dead kv delivery caused one dead-letter delivery")
+            let (verify, _) = try herald(["verify", "--data", data])
+            #expect(verify.terminationStatus == 0, "herald verify passes after the crashes")
+        }
+    }
+}
