@@ -146,5 +146,6 @@ CREATE TABLE checkpoint (
     last_ts INTEGER
 );
 INSERT INTO checkpoint (id, position, last_ts) VALUES (1, 0, NULL);
+
 """#
 }
