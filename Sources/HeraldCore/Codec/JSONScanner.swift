@@ -207,7 +207,23 @@ struct JSONScanner {
         var escaped = false
         let count = bytes.count
         while true {
-            // The common case: runs of printable ASCII.
+            // The common case: runs of printable ASCII, 8 bytes at a time while no byte is
+            // `"`, `\`, a control character or non-ASCII (SWAR tests; the byte loop below
+            // then finds the exact byte).
+            if let base = bytes.baseAddress {
+                let raw = UnsafeRawPointer(base)
+                while count - index >= 8 {
+                    let word = raw.loadUnaligned(fromByteOffset: index, as: UInt64.self)
+                    let ones: UInt64 = 0x0101_0101_0101_0101
+                    let highs: UInt64 = 0x8080_8080_8080_8080
+                    let quote = word ^ (ones &* 0x22)
+                    let backslash = word ^ (ones &* 0x5C)
+                    let special = (word | ((word &- ones &* 0x20) & ~word)
+                        | ((quote &- ones) & ~quote) | ((backslash &- ones) & ~backslash)) & highs
+                    if special != 0 { break }
+                    index += 8
+                }
+            }
             while index < count {
                 let byte = bytes[index]
                 guard byte >= 0x20 && byte < 0x80 && byte != 0x22 && byte != 0x5C else { break }
@@ -390,4 +406,49 @@ extension JSONScanner {
             out.append(0x80 | UInt8(truncatingIfNeeded: scalar & 0x3F))
         }
     }
+}
+
+/// True when `bytes` is well-formed UTF-8 (Unicode Table 3-7: no overlongs, no surrogates,
+/// nothing above U+10FFFF). ASCII runs are checked 8 bytes at a time.
+func isValidUTF8(_ bytes: UnsafeBufferPointer<UInt8>) -> Bool {
+    let count = bytes.count
+    var index = 0
+    guard let base = bytes.baseAddress else { return true }
+    let raw = UnsafeRawPointer(base)
+    while index < count {
+        while count - index >= 8,
+              raw.loadUnaligned(fromByteOffset: index, as: UInt64.self) & 0x8080_8080_8080_8080 == 0 {
+            index += 8
+        }
+        guard index < count else { return true }
+        let lead = bytes[index]
+        if lead < 0x80 {
+            index += 1
+            continue
+        }
+        let length: Int
+        var low: UInt8 = 0x80
+        var high: UInt8 = 0xBF
+        switch lead {
+        case 0xC2...0xDF: length = 2
+        case 0xE0: length = 3; low = 0xA0
+        case 0xE1...0xEC, 0xEE...0xEF: length = 3
+        case 0xED: length = 3; high = 0x9F
+        case 0xF0: length = 4; low = 0x90
+        case 0xF1...0xF3: length = 4
+        case 0xF4: length = 4; high = 0x8F
+        default: return false
+        }
+        guard count - index >= length else { return false }
+        let second = bytes[index + 1]
+        guard second >= low && second <= high else { return false }
+        var offset = 2
+        while offset < length {
+            let continuation = bytes[index + offset]
+            guard continuation >= 0x80 && continuation <= 0xBF else { return false }
+            offset += 1
+        }
+        index += length
+    }
+    return true
 }

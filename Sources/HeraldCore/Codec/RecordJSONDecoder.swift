@@ -143,22 +143,19 @@ private struct LineParser {
         if let duplicate { throw fail(duplicate, "duplicate key") }
         if let unknown { throw fail(unknown, "unknown field") }
         let masks = JSONField.masks[Int(type.rawValue)]
-        let layout = JSONField.layout(of: type)
         if present & ~masks.allowed != 0 {
             let field = JSONField.allCases.first { present & ~masks.allowed & $0.bit != 0 }
             throw fail(field?.jsonName, "unknown field")
         }
         if masks.required & ~present != 0 {
-            let missing = layout.first { masks.required & ~present & $0.field.bit != 0 }
+            let missing = JSONField.layout(of: type).first { masks.required & ~present & $0.field.bit != 0 }
             throw fail(missing?.field.jsonName, "required field is missing")
         }
 
         var ts: Int64?
         if let tsSpan = span(.ts) { ts = try int64(tsSpan, "ts") }
         let body = try body(of: type)
-        do {
-            try RecordRules.check(body, ts: ts, valueIsValidated: true)
-        }
+        try RecordRules.check(body, ts: ts, valueIsValidated: true)
         return (ts, body)
     }
 
@@ -427,7 +424,7 @@ private struct LineParser {
         guard span.kind == .string else {
             throw fail(path, span.kind == .null ? "must not be null" : "must be a UUID string, not \(span.kind.phrase)")
         }
-        guard let parsed = withContent(span, { HeraldID(utf8: $0) }) else {
+        guard let parsed = withContent(span, { parseHeraldID($0) }) else {
             throw fail(path, "'\(text(span))' is not a UUID in canonical 8-4-4-4-12 form")
         }
         return parsed
