@@ -274,7 +274,9 @@ struct JSONScanner {
                 throw error("lone surrogate \\u\(String(unit, radix: 16, uppercase: true))", at: escapeStart)
             }
         default:
-            throw error("invalid escape '\\' \(found())")
+            let next = bytes[index]
+            let shown = next >= 0x21 && next < 0x7F ? String(Character(Unicode.Scalar(next))) : "byte 0x\(hex2(next))"
+            throw error("invalid escape sequence '\\\(shown)'", at: escapeStart)
         }
     }
 
