@@ -155,15 +155,14 @@ struct JSONScanner {
     }
 
     private mutating func scanLiteral(_ literal: StaticString) throws(JSONSyntaxError) {
-        let name = literal.description
         let count = literal.utf8CodeUnitCount
         let start = index
-        guard bytes.count - index >= count else { throw error("expected '\(name)'", at: start) }
+        guard bytes.count - index >= count else { throw error("expected '\(literal)'", at: start) }
         let matches = literal.withUTF8Buffer { expected in
             for offset in 0..<count where bytes[start + offset] != expected[offset] { return false }
             return true
         }
-        guard matches else { throw error("expected '\(name)'", at: start) }
+        guard matches else { throw error("expected '\(literal)'", at: start) }
         index += count
     }
 
@@ -207,27 +206,34 @@ struct JSONScanner {
         var escaped = false
         let count = bytes.count
         while true {
-            // The common case: runs of printable ASCII, 8 bytes at a time while no byte is
-            // `"`, `\`, a control character or non-ASCII (SWAR tests; the byte loop below
-            // then finds the exact byte).
+            // The common case: runs of printable ASCII, 8 bytes at a time. SWAR tests flag
+            // each byte that is `"`, `\`, a control character or non-ASCII; a false flag can
+            // only sit above a true one (borrows run upwards), so the lowest flag is exact.
+            var found = false
             if let base = bytes.baseAddress {
                 let raw = UnsafeRawPointer(base)
                 while count - index >= 8 {
-                    let word = raw.loadUnaligned(fromByteOffset: index, as: UInt64.self)
+                    let word = UInt64(littleEndian: raw.loadUnaligned(fromByteOffset: index, as: UInt64.self))
                     let ones: UInt64 = 0x0101_0101_0101_0101
                     let highs: UInt64 = 0x8080_8080_8080_8080
                     let quote = word ^ (ones &* 0x22)
                     let backslash = word ^ (ones &* 0x5C)
                     let special = (word | ((word &- ones &* 0x20) & ~word)
                         | ((quote &- ones) & ~quote) | ((backslash &- ones) & ~backslash)) & highs
-                    if special != 0 { break }
+                    if special != 0 {
+                        index += special.trailingZeroBitCount >> 3
+                        found = true
+                        break
+                    }
                     index += 8
                 }
             }
-            while index < count {
-                let byte = bytes[index]
-                guard byte >= 0x20 && byte < 0x80 && byte != 0x22 && byte != 0x5C else { break }
-                index += 1
+            if !found {
+                while index < count {
+                    let byte = bytes[index]
+                    guard byte >= 0x20 && byte < 0x80 && byte != 0x22 && byte != 0x5C else { break }
+                    index += 1
+                }
             }
             guard index < count else { throw error("unterminated string", at: open) }
             let byte = bytes[index]

@@ -196,19 +196,18 @@ private struct LineParser {
             if let valueSpan = span(.value) { value = rawText(valueSpan) }
             return .kv(KVMutation(op: op, appID: appID, collection: collection, key: key, value: value))
         case .deliveryAttempted:
+            let sourcePosition = try uint64(required(.sourcePosition), "source_position")
+            let triggerID = try id(required(.triggerID), "trigger_id")
+            let attempt = try int64(required(.attempt), "attempt")
             let outcomeIndex = try choice(required(.outcome), "outcome", ["ok", "error"], "'ok' or 'error'")
             var error: String?
             if let errorSpan = span(.error), errorSpan.kind != .null { error = try string(errorSpan, "error") }
             var retryable = true
             if let retryableSpan = span(.retryable) { retryable = try bool(retryableSpan, "retryable") }
+            let durationMs = try int64(required(.durationMs), "duration_ms")
             return .deliveryAttempted(DeliveryAttempt(
-                sourcePosition: try uint64(required(.sourcePosition), "source_position"),
-                triggerID: try id(required(.triggerID), "trigger_id"),
-                attempt: try int64(required(.attempt), "attempt"),
-                outcome: outcomeIndex == 0 ? .ok : .error,
-                error: error,
-                retryable: retryable,
-                durationMs: try int64(required(.durationMs), "duration_ms")))
+                sourcePosition: sourcePosition, triggerID: triggerID, attempt: attempt,
+                outcome: outcomeIndex == 0 ? .ok : .error, error: error, retryable: retryable, durationMs: durationMs))
         }
     }
 
