@@ -424,6 +424,15 @@ func isValidUTF8(_ bytes: UnsafeBufferPointer<UInt8>) -> Bool {
     guard let base = bytes.baseAddress else { return true }
     let raw = UnsafeRawPointer(base)
     while index < count {
+        // ASCII runs: 32 bytes per step, then 8.
+        while count - index >= 32 {
+            let merged = raw.loadUnaligned(fromByteOffset: index, as: UInt64.self)
+                | raw.loadUnaligned(fromByteOffset: index + 8, as: UInt64.self)
+                | raw.loadUnaligned(fromByteOffset: index + 16, as: UInt64.self)
+                | raw.loadUnaligned(fromByteOffset: index + 24, as: UInt64.self)
+            guard merged & 0x8080_8080_8080_8080 == 0 else { break }
+            index += 32
+        }
         while count - index >= 8,
               raw.loadUnaligned(fromByteOffset: index, as: UInt64.self) & 0x8080_8080_8080_8080 == 0 {
             index += 8
@@ -459,4 +468,17 @@ func isValidUTF8(_ bytes: UnsafeBufferPointer<UInt8>) -> Bool {
         index += length
     }
     return true
+}
+
+/// A string from bytes already known to be valid UTF-8, in one copy (small ASCII strings are
+/// built inline without validation work).
+@inline(__always)
+func makeString(validUTF8 bytes: UnsafeBufferPointer<UInt8>) -> String {
+    let count = bytes.count
+    guard count > 0, let source = bytes.baseAddress else { return "" }
+    return String(unsafeUninitializedCapacity: count) { target in
+        guard let destination = target.baseAddress else { return 0 }
+        destination.initialize(from: source, count: count)
+        return count
+    }
 }

@@ -279,9 +279,9 @@ private struct BinaryReader {
         guard count > 0 else { return "" }
         let slice = UnsafeRawBufferPointer(rebasing: bytes[start..<(start + count)])
         // Validate first (String(decoding:) would repair silently), then build the string in
-        // one copy; String(validating:) is generic and several times slower here.
+        // one copy; String(validating:) is unspecialized and several times slower here.
         let decoded: String? = slice.withMemoryRebound(to: UInt8.self) { utf8 in
-            isValidUTF8(utf8) ? String(decoding: utf8, as: UTF8.self) : nil
+            isValidUTF8(utf8) ? makeString(validUTF8: utf8) : nil
         }
         guard let decoded else { throw fail(field, "invalid UTF-8") }
         return decoded

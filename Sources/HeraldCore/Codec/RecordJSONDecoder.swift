@@ -409,14 +409,14 @@ private struct LineParser {
     func rawText(_ span: JSONSpan) -> String {
         let start = span.kind == .string ? span.start - 1 : span.start
         let end = span.kind == .string ? span.end + 1 : span.end
-        return String(decoding: UnsafeBufferPointer(rebasing: bytes[start..<end]), as: UTF8.self)
+        return makeString(validUTF8: UnsafeBufferPointer(rebasing: bytes[start..<end]))
     }
 
     func string(_ span: JSONSpan, _ path: String) throws(RecordError) -> String {
         guard span.kind == .string else {
             throw fail(path, span.kind == .null ? "must not be null" : "must be a string, not \(span.kind.phrase)")
         }
-        return withContent(span) { String(decoding: $0, as: UTF8.self) }
+        return withContent(span) { makeString(validUTF8: $0) }
     }
 
     func id(_ span: JSONSpan, _ path: String) throws(RecordError) -> HeraldID {
