@@ -69,6 +69,8 @@ import Testing
                 let decoded = try decoder.decode(line: line)
                 #expect(decoded.ts == record.ts, context)
                 #expect(decoded.body == record.body, context)
+                // The dump of the import is the same line, byte for byte.
+                #expect(RecordJSONEncoder().encode(Record(ts: decoded.ts ?? -1, body: decoded.body)) == line, context)
                 #expect(try RecordBinaryCodec.decode(RecordBinaryCodec.encode(record.body)) == record.body, context)
             } catch {
                 Issue.record(Comment(rawValue: "\(error); \(context.rawValue)"))

@@ -87,6 +87,10 @@ private let t2 = CodecFixtures.trigger2
                   ts: nil, body: .deliveryAttempted(DeliveryAttempt(
                     sourcePosition: UInt64.max, triggerID: t, attempt: Int64.max, outcome: .error, error: "", durationMs: 0))),
         ValidLine(line: #"{"t\u0079pe":"app.deleted","app_id":"\#(A)"}"#, ts: nil, body: .appDeleted(appID: a)),
+        ValidLine(line: #"{"type":"trigger.updated","trigger_id":"\#(T)","retry":{"max\u005fattempts":3,"backoff":"\u0063onstant"}}"#,
+                  ts: nil, body: .triggerUpdated(TriggerUpdate(triggerID: t, retry: RetryPatch(maxAttempts: 3, backoff: .constant)))),
+        ValidLine(line: #"{"type":"trigger.updated","trigger_id":"\#(T)","kv":{"collection_glob":"orders"},"retry":{}}"#,
+                  ts: nil, body: .triggerUpdated(TriggerUpdate(triggerID: t, retry: RetryPatch(), kv: KVPatch(collectionGlob: "orders")))),
     ]
 
     @Test(arguments: valid)
