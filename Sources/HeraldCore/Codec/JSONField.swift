@@ -40,6 +40,9 @@ enum JSONField: Int, CaseIterable {
         }
     }
 
+    /// The number of fields (`allCases.count` without building the array).
+    static let count = JSONField.durationMs.rawValue + 1
+
     @inline(__always)
     var bit: UInt32 { 1 << UInt32(rawValue) }
 

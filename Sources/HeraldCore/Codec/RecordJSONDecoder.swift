@@ -24,7 +24,7 @@ public struct RecordJSONDecoder: Sendable {
     /// - Throws: ``RecordError`` with `recordType` when known, `field` as a JSON path
     ///   (`retry.max_attempts`, `kv.ops[1]`) and the reason.
     public func decode(line: UnsafeBufferPointer<UInt8>) throws(RecordError) -> (ts: Int64?, body: RecordBody) {
-        try withUnsafeTemporaryAllocation(of: JSONSpan.self, capacity: JSONField.allCases.count) {
+        try withUnsafeTemporaryAllocation(of: JSONSpan.self, capacity: JSONField.count) {
             (slots: UnsafeMutableBufferPointer<JSONSpan>) throws(RecordError) -> (ts: Int64?, body: RecordBody) in
             var parser = LineParser(bytes: line, slots: slots, retryDefaults: retryDefaults)
             return try parser.parse()
