@@ -112,6 +112,14 @@ import Testing
                 let line = #"{"type":"app.deleted","app_id":"\#(text)"}"#
                 #expect((try? RecordJSONDecoder().decode(line: line).body) == .appDeleted(appID: id))
                 #expect(HeraldID(text) == id)
+                // Any one-byte change is accepted by the decoder exactly when the model's parser accepts it.
+                var mutated = Array(text.utf8)
+                let position = Int(rng.next() % 36)
+                let replacements: [UInt8] = Array("0aAfFgG-{ z".utf8)
+                mutated[position] = replacements[Int(rng.next() % UInt64(replacements.count))]
+                let mutatedText = String(decoding: mutated, as: UTF8.self)
+                let decoded = try? RecordJSONDecoder().decode(line: #"{"type":"app.deleted","app_id":"\#(mutatedText)"}"#).body
+                #expect(decoded == HeraldID(mutatedText).map { .appDeleted(appID: $0) }, "\(mutatedText)")
             }
         }
     }

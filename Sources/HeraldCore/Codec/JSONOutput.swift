@@ -162,9 +162,26 @@ public struct JSONOutput: Sendable {
     /// Writes an id as a string in canonical lowercase form.
     public mutating func id(_ value: HeraldID) {
         separate()
-        bytes.append(UInt8(ascii: "\""))
-        value.appendCanonical(to: &bytes)
-        bytes.append(UInt8(ascii: "\""))
+        // 38 bytes built on the stack and appended once: cheaper than 38 single appends.
+        withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 38) { buffer in
+            let hex: StaticString = "0123456789abcdef"
+            hex.withUTF8Buffer { digits in
+                buffer[0] = UInt8(ascii: "\"")
+                buffer[37] = UInt8(ascii: "\"")
+                var position = 1
+                for nibble in 0..<32 {
+                    if nibble == 8 || nibble == 12 || nibble == 16 || nibble == 20 {
+                        buffer[position] = UInt8(ascii: "-")
+                        position += 1
+                    }
+                    let word = nibble < 16 ? value.high : value.low
+                    let shift = UInt64(60 - (nibble % 16) * 4)
+                    buffer[position] = digits[Int((word >> shift) & 0xF)]
+                    position += 1
+                }
+            }
+            bytes.append(contentsOf: UnsafeBufferPointer(buffer))
+        }
         needsComma = true
     }
 
