@@ -36,6 +36,46 @@ struct EscapeCase: CustomTestStringConvertible, Sendable {
         #expect(keyed.text == "{" + row.json + ":null}")
     }
 
+    /// The escaping rule written the slow, obvious way.
+    static func referenceEscape(_ text: String) -> [UInt8] {
+        var out: [UInt8] = [0x22]
+        let hex = Array("0123456789abcdef".utf8)
+        for byte in text.utf8 {
+            switch byte {
+            case 0x22: out += [0x5C, 0x22]
+            case 0x5C: out += [0x5C, 0x5C]
+            case 0x08: out += Array(#"\b"#.utf8)
+            case 0x0C: out += Array(#"\f"#.utf8)
+            case 0x0A: out += Array(#"\n"#.utf8)
+            case 0x0D: out += Array(#"\r"#.utf8)
+            case 0x09: out += Array(#"\t"#.utf8)
+            case 0..<0x20: out += Array(#"\u00"#.utf8) + [hex[Int(byte >> 4)], hex[Int(byte & 0xF)]]
+            default: out.append(byte)
+            }
+        }
+        return out + [0x22]
+    }
+
+    @Test(arguments: [UInt64(5), 6, 7])
+    func longStringsEscapeLikeTheReference(seed: UInt64) throws {
+        var rng = SeededGenerator(seed: seed)
+        let alphabet: [Unicode.Scalar] = ["a", "Z", " ", "/", "\"", "\\", "\u{0}", "\u{8}", "\u{1F}", "\u{7F}", "é", "€", "😀", "\n"]
+        for _ in 0..<500 {
+            var text = ""
+            for _ in 0..<Int(rng.next() % 48) {
+                // Mostly plain runs, so the 8-byte fast path is taken and then interrupted.
+                let scalar = rng.next() % 3 == 0 ? alphabet[Int(rng.next() % UInt64(alphabet.count))] : "x"
+                text.unicodeScalars.append(scalar)
+            }
+            var out = JSONOutput()
+            out.string(text)
+            #expect(out.bytes == Self.referenceEscape(text), "seed \(seed): \(text.debugDescription)")
+            // And the decoder reads it back.
+            let line = #"{"type":"app.created","app_id":"a0000000-0000-4000-8000-000000000001","name":"# + out.text + "}"
+            #expect(try RecordJSONDecoder().decode(line: line).body == .appCreated(appID: CodecFixtures.app, name: text))
+        }
+    }
+
     @Test func writesCompactStructureWithCommas() {
         var out = JSONOutput()
         out.beginObject()
