@@ -35,7 +35,9 @@ struct RuleCase: CustomTestStringConvertible, Sendable {
         RuleCase(rule: "value not JSON", body: .kv(KVMutation(op: .update, appID: a, collection: "c", key: "k", value: "{")),
                  error: "kv.update: field 'value': is not one JSON value: invalid JSON at column 2: expected a string key, found the end of the line"),
         RuleCase(rule: "two values", body: .kv(KVMutation(op: .update, appID: a, collection: "c", key: "k", value: "1 2")),
-                 error: "kv.update: field 'value': is not one JSON value: invalid JSON at column 3: unexpected data after the value, found '2'"),
+                 error: "kv.update: field 'value': is not one JSON value: invalid JSON at column 2: unexpected data after the value, found ' '"),
+        RuleCase(rule: "padded value", body: .kv(KVMutation(op: .insert, appID: a, collection: "c", key: "k", value: " 1")),
+                 error: "kv.insert: field 'value': is not one JSON value: invalid JSON at column 1: expected a value, found ' '"),
         RuleCase(rule: "ok with error", body: .deliveryAttempted(DeliveryAttempt(sourcePosition: 1, triggerID: t, attempt: 1, outcome: .ok, error: "", durationMs: 0)),
                  error: "delivery.attempted: field 'error': must be absent or null with outcome ok"),
     ]
@@ -56,7 +58,7 @@ struct RuleCase: CustomTestStringConvertible, Sendable {
     }
 
     @Test func acceptsEdgeValues() throws {
-        try RecordRules.check(.kv(KVMutation(op: .update, appID: Self.a, collection: "c", key: "k", value: " [1] ")), ts: Record.tsMax)
+        try RecordRules.check(.kv(KVMutation(op: .update, appID: Self.a, collection: "c", key: "k", value: "[1, {\"a\": null}]")), ts: Record.tsMax)
         try RecordRules.check(.appCreated(appID: Self.a, name: ""), ts: 0)
         try RecordRules.check(.deliveryAttempted(DeliveryAttempt(sourcePosition: 0, triggerID: Self.t, attempt: 1, outcome: .error, error: "", durationMs: 0)), ts: nil)
     }

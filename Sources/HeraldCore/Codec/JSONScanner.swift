@@ -75,7 +75,7 @@ struct JSONScanner {
     func found() -> String {
         guard index < bytes.count else { return "found the end of the line" }
         let byte = bytes[index]
-        if byte >= 0x21 && byte < 0x7F { return "found '\(Character(Unicode.Scalar(byte)))'" }
+        if byte >= 0x20 && byte < 0x7F { return "found '\(Character(Unicode.Scalar(byte)))'" }
         return "found byte 0x\(String(byte, radix: 16, uppercase: true))"
     }
 
@@ -339,16 +339,16 @@ struct JSONScanner {
 }
 
 extension JSONScanner {
-    /// True when `bytes` is exactly one well-formed JSON value, optionally surrounded by whitespace.
+    /// Nil when `bytes` is exactly one well-formed JSON value with no whitespace around it
+    /// (the form the decoder stores, so a dump and re-import give back the same text);
+    /// otherwise the first problem.
     static func isValidJSON(_ bytes: UnsafeBufferPointer<UInt8>) -> JSONSyntaxError? {
         var scanner = JSONScanner(bytes)
-        scanner.skipWhitespace()
         do {
             _ = try scanner.scanValue()
         } catch {
             return error
         }
-        scanner.skipWhitespace()
         if !scanner.atEnd { return scanner.error("unexpected data after the value, \(scanner.found())") }
         return nil
     }
