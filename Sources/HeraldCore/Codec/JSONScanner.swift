@@ -105,11 +105,11 @@ struct JSONScanner {
             }
             while true {
                 guard peek == 0x22 else { throw error("expected a string key, \(found())") }
-                _ = try scanString()
+                try skipString()
                 skipWhitespace()
                 try expect(0x3A, "':' after an object key")
                 skipWhitespace()
-                _ = try scanValue(depth: depth + 1)
+                try skipValue(depth: depth + 1)
                 skipWhitespace()
                 if peek == 0x2C {
                     index += 1
@@ -128,7 +128,7 @@ struct JSONScanner {
                 return JSONSpan(start: start, end: index, kind: .array, flag: false)
             }
             while true {
-                _ = try scanValue(depth: depth + 1)
+                try skipValue(depth: depth + 1)
                 skipWhitespace()
                 if peek == 0x2C {
                     index += 1
@@ -152,6 +152,23 @@ struct JSONScanner {
         default:
             throw error("expected a value, \(found())")
         }
+    }
+
+    /// Scans a value inside a container: strings and scalars inline, containers recursively.
+    @inline(__always)
+    private mutating func skipValue(depth: Int) throws(JSONSyntaxError) {
+        guard index < bytes.count else { throw error("expected a value, found the end of the line") }
+        switch bytes[index] {
+        case 0x22: try skipString()
+        case 0x2D, 0x30...0x39: _ = try scanNumber()
+        default: _ = try scanValue(depth: depth)
+        }
+    }
+
+    /// `scanString` without its result, inlined for the strings inside containers.
+    @inline(__always)
+    private mutating func skipString() throws(JSONSyntaxError) {
+        _ = try scanString()
     }
 
     private mutating func scanLiteral(_ literal: StaticString) throws(JSONSyntaxError) {
@@ -199,6 +216,7 @@ struct JSONScanner {
     private func isDigit(_ byte: Int) -> Bool { byte >= 0x30 && byte <= 0x39 }
 
     /// Scans a string at `"`, validating escapes and UTF-8; the span is its content.
+    @inline(__always)
     mutating func scanString() throws(JSONSyntaxError) -> JSONSpan {
         let open = index
         index += 1
