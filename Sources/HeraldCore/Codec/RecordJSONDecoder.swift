@@ -462,6 +462,14 @@ private struct LineParser {
         let negative = index < span.end && bytes[index] == 0x2D
         if negative { index += 1 }
         var magnitude: UInt64 = 0
+        if span.end - index <= 19 {
+            // At most 19 digits: below 10^19 < 2^64, so no overflow is possible.
+            while index < span.end {
+                magnitude = magnitude &* 10 &+ UInt64(bytes[index] &- 0x30)
+                index += 1
+            }
+            return (negative, magnitude)
+        }
         while index < span.end {
             let (times10, overflow1) = magnitude.multipliedReportingOverflow(by: 10)
             let (sum, overflow2) = times10.addingReportingOverflow(UInt64(bytes[index] &- 0x30))
