@@ -40,22 +40,34 @@ enum JSONField: Int, CaseIterable {
         }
     }
 
+    /// The number of fields (`allCases.count` without building the array).
+    static let count = JSONField.durationMs.rawValue + 1
+
     @inline(__always)
     var bit: UInt32 { 1 << UInt32(rawValue) }
 
-    /// UTF-8 names indexed by raw value.
-    static let utf8Names: [[UInt8]] = JSONField.allCases.map { Array($0.jsonName.utf8) }
-
-    /// The field named by `key` (raw UTF-8, escapes already resolved), if any.
+    /// The field named by `key` (raw UTF-8, escapes already resolved), if any. A switch on
+    /// the length keeps this to one or two short comparisons on the hot path.
     static func match(_ key: UnsafeBufferPointer<UInt8>) -> JSONField? {
-        let names = utf8Names
-        let count = key.count
-        guard count > 0 else { return nil }
-        let first = key[0]
-        for (index, name) in names.enumerated() where name.count == count && name[0] == first {
-            if name.withUnsafeBufferPointer({ $0.elementsEqual(key) }) { return JSONField(rawValue: index) }
+        @inline(__always) func eq(_ name: StaticString) -> Bool { bytesEqual(key, name) }
+        switch key.count {
+        case 2: return eq("ts") ? .ts : eq("kv") ? .kv : nil
+        case 3: return eq("key") ? .key : nil
+        case 4: return eq("type") ? .type : eq("name") ? .name : eq("kind") ? .kind : nil
+        case 5: return eq("value") ? .value : eq("email") ? .email : eq("retry") ? .retry : eq("error") ? .error : nil
+        case 6: return eq("app_id") ? .appID : eq("source") ? .source : nil
+        case 7:
+            return eq("attempt") ? .attempt : eq("outcome") ? .outcome : eq("enabled") ? .enabled
+                : eq("runtime") ? .runtime : nil
+        case 9: return eq("script_id") ? .scriptID : eq("retryable") ? .retryable : nil
+        case 10: return eq("collection") ? .collection : eq("trigger_id") ? .triggerID : nil
+        case 11: return eq("duration_ms") ? .durationMs : eq("dead_letter") ? .deadLetter : nil
+        case 13:
+            return eq("admin_user_id") ? .adminUserID : eq("dispatch_mode") ? .dispatchMode
+                : eq("registered_by") ? .registeredBy : nil
+        case 15: return eq("source_position") ? .sourcePosition : nil
+        default: return nil
         }
-        return nil
     }
 
     /// The fields of each record type in DESIGN.md §2 table order (without `type` and `ts`),
@@ -97,13 +109,55 @@ enum JSONField: Int, CaseIterable {
         return table
     }()
 
-    /// UTF-8 type names with their types.
-    static let typeNames: [(name: [UInt8], type: RecordType)] = RecordType.allCases.map { (Array($0.name.utf8), $0) }
-
+    /// The record type named by `name` (raw UTF-8), if any.
     static func recordType(_ name: UnsafeBufferPointer<UInt8>) -> RecordType? {
-        for entry in typeNames where entry.name.count == name.count {
-            if entry.name.withUnsafeBufferPointer({ $0.elementsEqual(name) }) { return entry.type }
+        @inline(__always) func eq(_ candidate: StaticString) -> Bool { bytesEqual(name, candidate) }
+        switch name.count {
+        case 9: return eq("kv.insert") ? .kvInsert : eq("kv.update") ? .kvUpdate : eq("kv.delete") ? .kvDelete : nil
+        case 11: return eq("app.created") ? .appCreated : eq("app.deleted") ? .appDeleted : nil
+        case 14: return eq("script.deleted") ? .scriptDeleted : nil
+        case 15: return eq("trigger.updated") ? .triggerUpdated : eq("trigger.deleted") ? .triggerDeleted : nil
+        case 17: return eq("script.registered") ? .scriptRegistered : nil
+        case 18:
+            return eq("delivery.attempted") ? .deliveryAttempted : eq("trigger.registered") ? .triggerRegistered
+                : eq("admin_user.created") ? .adminUserCreated : eq("admin_user.deleted") ? .adminUserDeleted : nil
+        default: return nil
         }
+    }
+}
+
+/// True when `bytes` equals `name` byte for byte.
+@inline(__always)
+func bytesEqual(_ bytes: UnsafeBufferPointer<UInt8>, _ name: StaticString) -> Bool {
+    name.withUTF8Buffer { expected in
+        guard expected.count == bytes.count else { return false }
+        for index in 0..<expected.count where expected[index] != bytes[index] { return false }
+        return true
+    }
+}
+
+/// Parses a canonical 8-4-4-4-12 UUID in either case; the same language as
+/// `HeraldID(utf8:)`, unrolled for the decoder's hot path.
+@inline(__always)
+func parseHeraldID(_ bytes: UnsafeBufferPointer<UInt8>) -> HeraldID? {
+    guard bytes.count == 36, bytes[8] == 0x2D, bytes[13] == 0x2D, bytes[18] == 0x2D, bytes[23] == 0x2D else {
         return nil
     }
+    var valid = true
+    @inline(__always) func nibble(_ byte: UInt8) -> UInt64 {
+        let digit = byte &- 0x30
+        if digit < 10 { return UInt64(digit) }
+        let letter = (byte | 0x20) &- 0x61
+        if letter < 6 { return UInt64(letter) &+ 10 }
+        valid = false
+        return 0
+    }
+    var high: UInt64 = 0
+    var low: UInt64 = 0
+    for index in 0..<8 { high = high << 4 | nibble(bytes[index]) }
+    for index in 9..<13 { high = high << 4 | nibble(bytes[index]) }
+    for index in 14..<18 { high = high << 4 | nibble(bytes[index]) }
+    for index in 19..<23 { low = low << 4 | nibble(bytes[index]) }
+    for index in 24..<36 { low = low << 4 | nibble(bytes[index]) }
+    return valid ? HeraldID(high: high, low: low) : nil
 }

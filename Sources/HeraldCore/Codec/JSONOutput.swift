@@ -162,9 +162,22 @@ public struct JSONOutput: Sendable {
     /// Writes an id as a string in canonical lowercase form.
     public mutating func id(_ value: HeraldID) {
         separate()
-        bytes.append(UInt8(ascii: "\""))
-        value.appendCanonical(to: &bytes)
-        bytes.append(UInt8(ascii: "\""))
+        // 38 bytes built on the stack and appended once: cheaper than 38 single appends.
+        withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 38) { buffer in
+            guard let base = buffer.baseAddress else { return }
+            base[0] = UInt8(ascii: "\"")
+            JSONOutput.writeHex(value.high >> 32, digits: 8, to: base + 1)
+            base[9] = UInt8(ascii: "-")
+            JSONOutput.writeHex(value.high >> 16, digits: 4, to: base + 10)
+            base[14] = UInt8(ascii: "-")
+            JSONOutput.writeHex(value.high, digits: 4, to: base + 15)
+            base[19] = UInt8(ascii: "-")
+            JSONOutput.writeHex(value.low >> 48, digits: 4, to: base + 20)
+            base[24] = UInt8(ascii: "-")
+            JSONOutput.writeHex(value.low, digits: 12, to: base + 25)
+            base[37] = UInt8(ascii: "\"")
+            bytes.append(contentsOf: UnsafeBufferPointer(buffer))
+        }
         needsComma = true
     }
 
@@ -180,6 +193,19 @@ public struct JSONOutput: Sendable {
 
     // MARK: Internals
 
+    /// Writes the low `digits` nibbles of `value` as lowercase hex, most significant first.
+    @inline(__always)
+    private static func writeHex(_ value: UInt64, digits: Int, to target: UnsafeMutablePointer<UInt8>) {
+        var remaining = value
+        var position = digits
+        while position > 0 {
+            position -= 1
+            let nibble = UInt8(truncatingIfNeeded: remaining & 0xF)
+            target[position] = nibble < 10 ? nibble &+ 0x30 : nibble &+ 0x57
+            remaining >>= 4
+        }
+    }
+
     private mutating func appendQuoted(_ value: String) {
         var value = value
         value.withUTF8 { appendQuoted(utf8: $0) }
@@ -191,6 +217,25 @@ public struct JSONOutput: Sendable {
         var index = 0
         let count = source.count
         while index < count {
+            // 8 bytes at a time while none needs escaping (SWAR: flags `"`, `\` and bytes
+            // below 0x20; the lowest flag is exact, so the byte loop resumes right there).
+            if let base = source.baseAddress {
+                let raw = UnsafeRawPointer(base)
+                while count - index >= 8 {
+                    let word = UInt64(littleEndian: raw.loadUnaligned(fromByteOffset: index, as: UInt64.self))
+                    let ones: UInt64 = 0x0101_0101_0101_0101
+                    let quote = word ^ (ones &* 0x22)
+                    let backslash = word ^ (ones &* 0x5C)
+                    let special = (((word &- ones &* 0x20) & ~word) | ((quote &- ones) & ~quote)
+                        | ((backslash &- ones) & ~backslash)) & (ones &* 0x80)
+                    if special != 0 {
+                        index += special.trailingZeroBitCount >> 3
+                        break
+                    }
+                    index += 8
+                }
+            }
+            guard index < count else { break }
             let byte = source[index]
             if byte >= 0x20 && byte != 0x22 && byte != 0x5C {
                 index += 1

@@ -75,7 +75,7 @@ struct JSONScanner {
     func found() -> String {
         guard index < bytes.count else { return "found the end of the line" }
         let byte = bytes[index]
-        if byte >= 0x21 && byte < 0x7F { return "found '\(Character(Unicode.Scalar(byte)))'" }
+        if byte >= 0x20 && byte < 0x7F { return "found '\(Character(Unicode.Scalar(byte)))'" }
         return "found byte 0x\(String(byte, radix: 16, uppercase: true))"
     }
 
@@ -105,11 +105,11 @@ struct JSONScanner {
             }
             while true {
                 guard peek == 0x22 else { throw error("expected a string key, \(found())") }
-                _ = try scanString()
+                try skipString()
                 skipWhitespace()
                 try expect(0x3A, "':' after an object key")
                 skipWhitespace()
-                _ = try scanValue(depth: depth + 1)
+                try skipValue(depth: depth + 1)
                 skipWhitespace()
                 if peek == 0x2C {
                     index += 1
@@ -128,7 +128,7 @@ struct JSONScanner {
                 return JSONSpan(start: start, end: index, kind: .array, flag: false)
             }
             while true {
-                _ = try scanValue(depth: depth + 1)
+                try skipValue(depth: depth + 1)
                 skipWhitespace()
                 if peek == 0x2C {
                     index += 1
@@ -154,16 +154,32 @@ struct JSONScanner {
         }
     }
 
+    /// Scans a value inside a container: strings and scalars inline, containers recursively.
+    @inline(__always)
+    private mutating func skipValue(depth: Int) throws(JSONSyntaxError) {
+        guard index < bytes.count else { throw error("expected a value, found the end of the line") }
+        switch bytes[index] {
+        case 0x22: try skipString()
+        case 0x2D, 0x30...0x39: _ = try scanNumber()
+        default: _ = try scanValue(depth: depth)
+        }
+    }
+
+    /// `scanString` without its result, inlined for the strings inside containers.
+    @inline(__always)
+    private mutating func skipString() throws(JSONSyntaxError) {
+        _ = try scanString()
+    }
+
     private mutating func scanLiteral(_ literal: StaticString) throws(JSONSyntaxError) {
-        let name = literal.description
         let count = literal.utf8CodeUnitCount
         let start = index
-        guard bytes.count - index >= count else { throw error("expected '\(name)'", at: start) }
+        guard bytes.count - index >= count else { throw error("expected '\(literal)'", at: start) }
         let matches = literal.withUTF8Buffer { expected in
             for offset in 0..<count where bytes[start + offset] != expected[offset] { return false }
             return true
         }
-        guard matches else { throw error("expected '\(name)'", at: start) }
+        guard matches else { throw error("expected '\(literal)'", at: start) }
         index += count
     }
 
@@ -200,6 +216,7 @@ struct JSONScanner {
     private func isDigit(_ byte: Int) -> Bool { byte >= 0x30 && byte <= 0x39 }
 
     /// Scans a string at `"`, validating escapes and UTF-8; the span is its content.
+    @inline(__always)
     mutating func scanString() throws(JSONSyntaxError) -> JSONSpan {
         let open = index
         index += 1
@@ -207,11 +224,34 @@ struct JSONScanner {
         var escaped = false
         let count = bytes.count
         while true {
-            // The common case: runs of printable ASCII.
-            while index < count {
-                let byte = bytes[index]
-                guard byte >= 0x20 && byte < 0x80 && byte != 0x22 && byte != 0x5C else { break }
-                index += 1
+            // The common case: runs of printable ASCII, 8 bytes at a time. SWAR tests flag
+            // each byte that is `"`, `\`, a control character or non-ASCII; a false flag can
+            // only sit above a true one (borrows run upwards), so the lowest flag is exact.
+            var found = false
+            if let base = bytes.baseAddress {
+                let raw = UnsafeRawPointer(base)
+                while count - index >= 8 {
+                    let word = UInt64(littleEndian: raw.loadUnaligned(fromByteOffset: index, as: UInt64.self))
+                    let ones: UInt64 = 0x0101_0101_0101_0101
+                    let highs: UInt64 = 0x8080_8080_8080_8080
+                    let quote = word ^ (ones &* 0x22)
+                    let backslash = word ^ (ones &* 0x5C)
+                    let special = (word | ((word &- ones &* 0x20) & ~word)
+                        | ((quote &- ones) & ~quote) | ((backslash &- ones) & ~backslash)) & highs
+                    if special != 0 {
+                        index += special.trailingZeroBitCount >> 3
+                        found = true
+                        break
+                    }
+                    index += 8
+                }
+            }
+            if !found {
+                while index < count {
+                    let byte = bytes[index]
+                    guard byte >= 0x20 && byte < 0x80 && byte != 0x22 && byte != 0x5C else { break }
+                    index += 1
+                }
             }
             guard index < count else { throw error("unterminated string", at: open) }
             let byte = bytes[index]
@@ -258,7 +298,9 @@ struct JSONScanner {
                 throw error("lone surrogate \\u\(String(unit, radix: 16, uppercase: true))", at: escapeStart)
             }
         default:
-            throw error("invalid escape '\\' \(found())")
+            let next = bytes[index]
+            let shown = next >= 0x21 && next < 0x7F ? String(Character(Unicode.Scalar(next))) : "byte 0x\(hex2(next))"
+            throw error("invalid escape sequence '\\\(shown)'", at: escapeStart)
         }
     }
 
@@ -315,16 +357,16 @@ struct JSONScanner {
 }
 
 extension JSONScanner {
-    /// True when `bytes` is exactly one well-formed JSON value, optionally surrounded by whitespace.
+    /// Nil when `bytes` is exactly one well-formed JSON value with no whitespace around it
+    /// (the form the decoder stores, so a dump and re-import give back the same text);
+    /// otherwise the first problem.
     static func isValidJSON(_ bytes: UnsafeBufferPointer<UInt8>) -> JSONSyntaxError? {
         var scanner = JSONScanner(bytes)
-        scanner.skipWhitespace()
         do {
             _ = try scanner.scanValue()
         } catch {
             return error
         }
-        scanner.skipWhitespace()
         if !scanner.atEnd { return scanner.error("unexpected data after the value, \(scanner.found())") }
         return nil
     }
@@ -389,5 +431,72 @@ extension JSONScanner {
             out.append(0x80 | UInt8(truncatingIfNeeded: (scalar >> 6) & 0x3F))
             out.append(0x80 | UInt8(truncatingIfNeeded: scalar & 0x3F))
         }
+    }
+}
+
+/// True when `bytes` is well-formed UTF-8 (Unicode Table 3-7: no overlongs, no surrogates,
+/// nothing above U+10FFFF). ASCII runs are checked 8 bytes at a time.
+func isValidUTF8(_ bytes: UnsafeBufferPointer<UInt8>) -> Bool {
+    let count = bytes.count
+    var index = 0
+    guard let base = bytes.baseAddress else { return true }
+    let raw = UnsafeRawPointer(base)
+    while index < count {
+        // ASCII runs: 32 bytes per step, then 8.
+        while count - index >= 32 {
+            let merged = raw.loadUnaligned(fromByteOffset: index, as: UInt64.self)
+                | raw.loadUnaligned(fromByteOffset: index + 8, as: UInt64.self)
+                | raw.loadUnaligned(fromByteOffset: index + 16, as: UInt64.self)
+                | raw.loadUnaligned(fromByteOffset: index + 24, as: UInt64.self)
+            guard merged & 0x8080_8080_8080_8080 == 0 else { break }
+            index += 32
+        }
+        while count - index >= 8,
+              raw.loadUnaligned(fromByteOffset: index, as: UInt64.self) & 0x8080_8080_8080_8080 == 0 {
+            index += 8
+        }
+        guard index < count else { return true }
+        let lead = bytes[index]
+        if lead < 0x80 {
+            index += 1
+            continue
+        }
+        let length: Int
+        var low: UInt8 = 0x80
+        var high: UInt8 = 0xBF
+        switch lead {
+        case 0xC2...0xDF: length = 2
+        case 0xE0: length = 3; low = 0xA0
+        case 0xE1...0xEC, 0xEE...0xEF: length = 3
+        case 0xED: length = 3; high = 0x9F
+        case 0xF0: length = 4; low = 0x90
+        case 0xF1...0xF3: length = 4
+        case 0xF4: length = 4; high = 0x8F
+        default: return false
+        }
+        guard count - index >= length else { return false }
+        let second = bytes[index + 1]
+        guard second >= low && second <= high else { return false }
+        var offset = 2
+        while offset < length {
+            let continuation = bytes[index + offset]
+            guard continuation >= 0x80 && continuation <= 0xBF else { return false }
+            offset += 1
+        }
+        index += length
+    }
+    return true
+}
+
+/// A string from bytes already known to be valid UTF-8, in one copy (small ASCII strings are
+/// built inline without validation work).
+@inline(__always)
+func makeString(validUTF8 bytes: UnsafeBufferPointer<UInt8>) -> String {
+    let count = bytes.count
+    guard count > 0, let source = bytes.baseAddress else { return "" }
+    return String(unsafeUninitializedCapacity: count) { target in
+        guard let destination = target.baseAddress else { return 0 }
+        destination.initialize(from: source, count: count)
+        return count
     }
 }

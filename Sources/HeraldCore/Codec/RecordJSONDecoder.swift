@@ -24,7 +24,7 @@ public struct RecordJSONDecoder: Sendable {
     /// - Throws: ``RecordError`` with `recordType` when known, `field` as a JSON path
     ///   (`retry.max_attempts`, `kv.ops[1]`) and the reason.
     public func decode(line: UnsafeBufferPointer<UInt8>) throws(RecordError) -> (ts: Int64?, body: RecordBody) {
-        try withUnsafeTemporaryAllocation(of: JSONSpan.self, capacity: JSONField.allCases.count) {
+        try withUnsafeTemporaryAllocation(of: JSONSpan.self, capacity: JSONField.count) {
             (slots: UnsafeMutableBufferPointer<JSONSpan>) throws(RecordError) -> (ts: Int64?, body: RecordBody) in
             var parser = LineParser(bytes: line, slots: slots, retryDefaults: retryDefaults)
             return try parser.parse()
@@ -143,22 +143,19 @@ private struct LineParser {
         if let duplicate { throw fail(duplicate, "duplicate key") }
         if let unknown { throw fail(unknown, "unknown field") }
         let masks = JSONField.masks[Int(type.rawValue)]
-        let layout = JSONField.layout(of: type)
         if present & ~masks.allowed != 0 {
             let field = JSONField.allCases.first { present & ~masks.allowed & $0.bit != 0 }
             throw fail(field?.jsonName, "unknown field")
         }
         if masks.required & ~present != 0 {
-            let missing = layout.first { masks.required & ~present & $0.field.bit != 0 }
+            let missing = JSONField.layout(of: type).first { masks.required & ~present & $0.field.bit != 0 }
             throw fail(missing?.field.jsonName, "required field is missing")
         }
 
         var ts: Int64?
         if let tsSpan = span(.ts) { ts = try int64(tsSpan, "ts") }
         let body = try body(of: type)
-        do {
-            try RecordRules.check(body, ts: ts, valueIsValidated: true)
-        }
+        try RecordRules.check(body, ts: ts, valueIsValidated: true)
         return (ts, body)
     }
 
@@ -199,19 +196,18 @@ private struct LineParser {
             if let valueSpan = span(.value) { value = rawText(valueSpan) }
             return .kv(KVMutation(op: op, appID: appID, collection: collection, key: key, value: value))
         case .deliveryAttempted:
+            let sourcePosition = try uint64(required(.sourcePosition), "source_position")
+            let triggerID = try id(required(.triggerID), "trigger_id")
+            let attempt = try int64(required(.attempt), "attempt")
             let outcomeIndex = try choice(required(.outcome), "outcome", ["ok", "error"], "'ok' or 'error'")
             var error: String?
             if let errorSpan = span(.error), errorSpan.kind != .null { error = try string(errorSpan, "error") }
             var retryable = true
             if let retryableSpan = span(.retryable) { retryable = try bool(retryableSpan, "retryable") }
+            let durationMs = try int64(required(.durationMs), "duration_ms")
             return .deliveryAttempted(DeliveryAttempt(
-                sourcePosition: try uint64(required(.sourcePosition), "source_position"),
-                triggerID: try id(required(.triggerID), "trigger_id"),
-                attempt: try int64(required(.attempt), "attempt"),
-                outcome: outcomeIndex == 0 ? .ok : .error,
-                error: error,
-                retryable: retryable,
-                durationMs: try int64(required(.durationMs), "duration_ms")))
+                sourcePosition: sourcePosition, triggerID: triggerID, attempt: attempt,
+                outcome: outcomeIndex == 0 ? .ok : .error, error: error, retryable: retryable, durationMs: durationMs))
         }
     }
 
@@ -413,21 +409,21 @@ private struct LineParser {
     func rawText(_ span: JSONSpan) -> String {
         let start = span.kind == .string ? span.start - 1 : span.start
         let end = span.kind == .string ? span.end + 1 : span.end
-        return String(decoding: UnsafeBufferPointer(rebasing: bytes[start..<end]), as: UTF8.self)
+        return makeString(validUTF8: UnsafeBufferPointer(rebasing: bytes[start..<end]))
     }
 
     func string(_ span: JSONSpan, _ path: String) throws(RecordError) -> String {
         guard span.kind == .string else {
             throw fail(path, span.kind == .null ? "must not be null" : "must be a string, not \(span.kind.phrase)")
         }
-        return withContent(span) { String(decoding: $0, as: UTF8.self) }
+        return withContent(span) { makeString(validUTF8: $0) }
     }
 
     func id(_ span: JSONSpan, _ path: String) throws(RecordError) -> HeraldID {
         guard span.kind == .string else {
             throw fail(path, span.kind == .null ? "must not be null" : "must be a UUID string, not \(span.kind.phrase)")
         }
-        guard let parsed = withContent(span, { HeraldID(utf8: $0) }) else {
+        guard let parsed = withContent(span, { parseHeraldID($0) }) else {
             throw fail(path, "'\(text(span))' is not a UUID in canonical 8-4-4-4-12 form")
         }
         return parsed
@@ -466,6 +462,14 @@ private struct LineParser {
         let negative = index < span.end && bytes[index] == 0x2D
         if negative { index += 1 }
         var magnitude: UInt64 = 0
+        if span.end - index <= 19 {
+            // At most 19 digits: below 10^19 < 2^64, so no overflow is possible.
+            while index < span.end {
+                magnitude = magnitude &* 10 &+ UInt64(bytes[index] &- 0x30)
+                index += 1
+            }
+            return (negative, magnitude)
+        }
         while index < span.end {
             let (times10, overflow1) = magnitude.multipliedReportingOverflow(by: 10)
             let (sum, overflow2) = times10.addingReportingOverflow(UInt64(bytes[index] &- 0x30))

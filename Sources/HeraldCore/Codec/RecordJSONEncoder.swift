@@ -30,105 +30,105 @@ public struct RecordJSONEncoder: Sendable {
     /// ``JSONOutput/newline()`` between records).
     public func append(_ record: Record, to out: inout JSONOutput) {
         out.beginObject()
-        out.key("type")
+        out.field("type")
         out.string(record.body.type.name)
-        out.key("ts")
+        out.field("ts")
         out.int(record.ts)
         switch record.body {
         case .adminUserCreated(let adminUserID, let email):
-            out.key("admin_user_id"); out.id(adminUserID)
-            out.key("email"); out.string(email)
+            out.field("admin_user_id"); out.id(adminUserID)
+            out.field("email"); out.string(email)
         case .adminUserDeleted(let adminUserID):
-            out.key("admin_user_id"); out.id(adminUserID)
+            out.field("admin_user_id"); out.id(adminUserID)
         case .appCreated(let appID, let name):
-            out.key("app_id"); out.id(appID)
-            out.key("name"); out.string(name)
+            out.field("app_id"); out.id(appID)
+            out.field("name"); out.string(name)
         case .appDeleted(let appID):
-            out.key("app_id"); out.id(appID)
+            out.field("app_id"); out.id(appID)
         case .scriptRegistered(let script):
-            out.key("script_id"); out.id(script.scriptID)
-            out.key("app_id"); out.id(script.appID)
-            out.key("name"); out.string(script.name)
-            out.key("runtime"); out.string(script.runtime)
-            out.key("source"); out.string(script.source)
+            out.field("script_id"); out.id(script.scriptID)
+            out.field("app_id"); out.id(script.appID)
+            out.field("name"); out.string(script.name)
+            out.field("runtime"); out.string(script.runtime)
+            out.field("source"); out.string(script.source)
         case .scriptDeleted(let scriptID):
-            out.key("script_id"); out.id(scriptID)
+            out.field("script_id"); out.id(scriptID)
         case .triggerRegistered(let trigger):
-            out.key("trigger_id"); out.id(trigger.triggerID)
-            out.key("app_id"); out.id(trigger.appID)
-            out.key("script_id"); out.id(trigger.scriptID)
-            out.key("kind"); out.string(trigger.kind.description)
-            out.key("enabled"); out.bool(trigger.enabled)
-            out.key("dispatch_mode"); out.string(trigger.dispatchMode.description)
-            out.key("retry")
+            out.field("trigger_id"); out.id(trigger.triggerID)
+            out.field("app_id"); out.id(trigger.appID)
+            out.field("script_id"); out.id(trigger.scriptID)
+            out.field("kind"); out.string(trigger.kind.description)
+            out.field("enabled"); out.bool(trigger.enabled)
+            out.field("dispatch_mode"); out.string(trigger.dispatchMode.description)
+            out.field("retry")
             out.beginObject()
-            out.key("max_attempts"); out.int(trigger.retry.maxAttempts)
-            out.key("backoff"); out.string(trigger.retry.backoff.description)
-            out.key("base_ms"); out.int(trigger.retry.baseMs)
+            out.field("max_attempts"); out.int(trigger.retry.maxAttempts)
+            out.field("backoff"); out.string(trigger.retry.backoff.description)
+            out.field("base_ms"); out.int(trigger.retry.baseMs)
             out.endObject()
-            out.key("registered_by"); out.id(trigger.registeredBy)
+            out.field("registered_by"); out.id(trigger.registeredBy)
             if let kv = trigger.kv {
-                out.key("kv")
+                out.field("kv")
                 out.beginObject()
-                out.key("collection_glob"); out.string(kv.collectionGlob)
-                out.key("ops"); Self.appendOps(kv.ops, to: &out)
+                out.field("collection_glob"); out.string(kv.collectionGlob)
+                out.field("ops"); Self.appendOps(kv.ops, to: &out)
                 out.endObject()
             }
             if let deadLetter = trigger.deadLetter {
-                out.key("dead_letter")
+                out.field("dead_letter")
                 out.beginObject()
-                out.key("source_filter"); out.string(deadLetter.sourceFilter?.description)
-                out.key("trigger_id_filter"); out.id(deadLetter.triggerIDFilter)
-                out.key("script_id_filter"); out.id(deadLetter.scriptIDFilter)
+                out.field("source_filter"); out.string(deadLetter.sourceFilter?.description)
+                out.field("trigger_id_filter"); out.id(deadLetter.triggerIDFilter)
+                out.field("script_id_filter"); out.id(deadLetter.scriptIDFilter)
                 out.endObject()
             }
         case .triggerUpdated(let update):
-            out.key("trigger_id"); out.id(update.triggerID)
-            if let enabled = update.enabled { out.key("enabled"); out.bool(enabled) }
+            out.field("trigger_id"); out.id(update.triggerID)
+            if let enabled = update.enabled { out.field("enabled"); out.bool(enabled) }
             if let retry = update.retry {
-                out.key("retry")
+                out.field("retry")
                 out.beginObject()
-                if let maxAttempts = retry.maxAttempts { out.key("max_attempts"); out.int(maxAttempts) }
-                if let backoff = retry.backoff { out.key("backoff"); out.string(backoff.description) }
-                if let baseMs = retry.baseMs { out.key("base_ms"); out.int(baseMs) }
+                if let maxAttempts = retry.maxAttempts { out.field("max_attempts"); out.int(maxAttempts) }
+                if let backoff = retry.backoff { out.field("backoff"); out.string(backoff.description) }
+                if let baseMs = retry.baseMs { out.field("base_ms"); out.int(baseMs) }
                 out.endObject()
             }
             if let kv = update.kv {
-                out.key("kv")
+                out.field("kv")
                 out.beginObject()
-                if let glob = kv.collectionGlob { out.key("collection_glob"); out.string(glob) }
-                if let ops = kv.ops { out.key("ops"); Self.appendOps(ops, to: &out) }
+                if let glob = kv.collectionGlob { out.field("collection_glob"); out.string(glob) }
+                if let ops = kv.ops { out.field("ops"); Self.appendOps(ops, to: &out) }
                 out.endObject()
             }
             if let deadLetter = update.deadLetter {
-                out.key("dead_letter")
+                out.field("dead_letter")
                 out.beginObject()
                 if case .set(let source) = deadLetter.sourceFilter {
-                    out.key("source_filter"); out.string(source?.description)
+                    out.field("source_filter"); out.string(source?.description)
                 }
                 if case .set(let trigger) = deadLetter.triggerIDFilter {
-                    out.key("trigger_id_filter"); out.id(trigger)
+                    out.field("trigger_id_filter"); out.id(trigger)
                 }
                 if case .set(let script) = deadLetter.scriptIDFilter {
-                    out.key("script_id_filter"); out.id(script)
+                    out.field("script_id_filter"); out.id(script)
                 }
                 out.endObject()
             }
         case .triggerDeleted(let triggerID):
-            out.key("trigger_id"); out.id(triggerID)
+            out.field("trigger_id"); out.id(triggerID)
         case .kv(let mutation):
-            out.key("app_id"); out.id(mutation.appID)
-            out.key("collection"); out.string(mutation.collection)
-            out.key("key"); out.string(mutation.key)
-            if let value = mutation.value { out.key("value"); out.raw(value) }
+            out.field("app_id"); out.id(mutation.appID)
+            out.field("collection"); out.string(mutation.collection)
+            out.field("key"); out.string(mutation.key)
+            if let value = mutation.value { out.field("value"); out.raw(value) }
         case .deliveryAttempted(let attempt):
-            out.key("source_position"); out.uint(attempt.sourcePosition)
-            out.key("trigger_id"); out.id(attempt.triggerID)
-            out.key("attempt"); out.int(attempt.attempt)
-            out.key("outcome"); out.string(attempt.outcome.description)
-            if let error = attempt.error { out.key("error"); out.string(error) }
-            out.key("retryable"); out.bool(attempt.retryable)
-            out.key("duration_ms"); out.int(attempt.durationMs)
+            out.field("source_position"); out.uint(attempt.sourcePosition)
+            out.field("trigger_id"); out.id(attempt.triggerID)
+            out.field("attempt"); out.int(attempt.attempt)
+            out.field("outcome"); out.string(attempt.outcome.description)
+            if let error = attempt.error { out.field("error"); out.string(error) }
+            out.field("retryable"); out.bool(attempt.retryable)
+            out.field("duration_ms"); out.int(attempt.durationMs)
         }
         out.endObject()
     }
@@ -140,4 +140,11 @@ public struct RecordJSONEncoder: Sendable {
         if ops.contains(.delete) { out.string("delete") }
         out.endArray()
     }
+}
+
+private extension JSONOutput {
+    /// A key of the record format, taken as a `StaticString` (a plain `key("…")` literal
+    /// would pick the `String` overload).
+    @inline(__always)
+    mutating func field(_ name: StaticString) { key(name) }
 }

@@ -86,7 +86,7 @@ public enum RecordRules {
 
         case .kv(let mutation):
             if mutation.collection.utf8.isEmpty { throw fail("collection", "must not be empty") }
-            if mutation.collection.utf8.contains(UInt8(ascii: "*")) { throw fail("collection", "must not contain '*'") }
+            if containsStar(mutation.collection) { throw fail("collection", "must not contain '*'") }
             if mutation.key.utf8.isEmpty { throw fail("key", "must not be empty") }
             switch (mutation.op, mutation.value) {
             case (.delete, nil):
@@ -116,6 +116,14 @@ public enum RecordRules {
             default: break
             }
             if attempt.durationMs < 0 { throw fail("duration_ms", "must not be negative, not \(attempt.durationMs)") }
+        }
+    }
+
+    private static func containsStar(_ string: String) -> Bool {
+        var string = string
+        return string.withUTF8 { utf8 in
+            for byte in utf8 where byte == UInt8(ascii: "*") { return true }
+            return false
         }
     }
 

@@ -1,0 +1,58 @@
+import HeraldCore
+import Testing
+
+struct BinaryCase: CustomTestStringConvertible, Sendable {
+    var name: String
+    var bytes: [UInt8]
+    var error: String
+    var testDescription: String { name }
+}
+
+@Suite struct BinaryCodecTests {
+    static let appID: [UInt8] = [0xA0, 0, 0, 0, 0, 0, 0x40, 0, 0x80, 0, 0, 0, 0, 0, 0, 1]
+
+    @Test func appCreatedIsEncodedByteByByte() throws {
+        let body = RecordBody.appCreated(appID: CodecFixtures.app, name: "é")
+        let expected: [UInt8] = [1, 3] + Self.appID + [2, 0xC3, 0xA9]
+        #expect(RecordBinaryCodec.encode(body) == expected)
+        #expect(try RecordBinaryCodec.decode(expected) == body)
+    }
+
+    @Test func attemptUsesVarintsAndZigzag() throws {
+        let body = RecordBody.deliveryAttempted(DeliveryAttempt(sourcePosition: 300, triggerID: HeraldID(high: 0, low: 1), attempt: 1,
+                                                                outcome: .error, error: "x", retryable: true, durationMs: 64))
+        let expected: [UInt8] = [1, 13, 0xAC, 0x02] + [UInt8](repeating: 0, count: 15) + [1] + [2, 1, 3, 1, 0x78, 0x80, 0x01]
+        #expect(RecordBinaryCodec.encode(body) == expected)
+        #expect(try RecordBinaryCodec.decode(expected) == body)
+    }
+
+    static let bad: [BinaryCase] = [
+        BinaryCase(name: "empty", bytes: [], error: "field 'version': truncated record: the payload ends at byte 0 inside this field"),
+        BinaryCase(name: "unknown version", bytes: [2, 4] + appID, error: "field 'version': unknown binary format version 2 (this build reads 1)"),
+        BinaryCase(name: "unknown type", bytes: [1, 14], error: "field 'type': unknown record type byte 14"),
+        BinaryCase(name: "truncated id", bytes: [1, 4, 0xA0], error: "app.deleted: field 'app_id': truncated record: the payload ends at byte 3 inside this field"),
+        BinaryCase(name: "trailing bytes", bytes: [1, 4] + appID + [0, 0], error: "app.deleted: 2 trailing bytes after the record"),
+        BinaryCase(name: "length past the end", bytes: [1, 3] + appID + [5, 0x61], error: "app.created: field 'name': string length 5 runs past the end of the payload (1 bytes left)"),
+        BinaryCase(name: "huge length", bytes: [1, 3] + appID + [0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x01],
+                   error: "app.created: field 'name': string length 18446744073709551615 runs past the end of the payload (0 bytes left)"),
+        BinaryCase(name: "varint overflow", bytes: [1, 3] + appID + [0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x02],
+                   error: "app.created: field 'name': varint overflows 64 bits"),
+        BinaryCase(name: "non-minimal varint", bytes: [1, 3] + appID + [0x81, 0x00, 0x61], error: "app.created: field 'name': non-minimal varint"),
+        BinaryCase(name: "invalid UTF-8", bytes: [1, 3] + appID + [2, 0xC3, 0x28], error: "app.created: field 'name': invalid UTF-8"),
+        BinaryCase(name: "surrogate in UTF-8", bytes: [1, 3] + appID + [3, 0xED, 0xA0, 0x80], error: "app.created: field 'name': invalid UTF-8"),
+        BinaryCase(name: "bad outcome", bytes: [1, 13, 1] + appID + [2, 7], error: "delivery.attempted: field 'outcome': invalid value 7"),
+        BinaryCase(name: "bad presence", bytes: [1, 12] + appID + [1, 0x63, 1, 0x6B, 2], error: "kv.delete: field 'value': invalid boolean byte 2"),
+        BinaryCase(name: "bad update mask", bytes: [1, 8] + appID + [0x10], error: "trigger.updated: field 'fields': invalid presence byte 0x10"),
+        BinaryCase(name: "filter value without set", bytes: [1, 8] + appID + [8, 0b001000], error: "trigger.updated: field 'dead_letter': invalid presence byte 0x8"),
+    ]
+
+    @Test(arguments: bad)
+    func rejectsHostileBytes(_ row: BinaryCase) {
+        do {
+            let body = try RecordBinaryCodec.decode(row.bytes)
+            Issue.record("decoded \(body)")
+        } catch {
+            #expect(error.description == row.error)
+        }
+    }
+}

@@ -1,0 +1,65 @@
+import HeraldCore
+import Testing
+
+/// Random mutations and truncations of valid encodings: the decoders return or throw, never trap.
+@Suite struct CodecHostileInputTests {
+    static let seeds: [UInt64] = [11, 12, 13, 14]
+
+    @Test(arguments: seeds)
+    func mutatedJSONNeverTraps(seed: UInt64) {
+        var generator = RecordGenerator(seed: seed)
+        var rng = SeededGenerator(seed: seed ^ 0xFFFF)
+        let decoder = RecordJSONDecoder()
+        let interesting: [UInt8] = Array(#"{}[]",:\"0123456789-.eE+tfnu \#r"#.utf8) + [0x00, 0x1F, 0x80, 0xBF, 0xC3, 0xED, 0xF4, 0xFF]
+        var accepted = 0
+        for _ in 0..<300 {
+            let record = generator.record()
+            var line = RecordJSONEncoder().encode(record)
+            let edits = Int.random(in: 1...4, using: &rng)
+            for _ in 0..<edits where !line.isEmpty {
+                let position = Int.random(in: 0..<line.count, using: &rng)
+                switch Int.random(in: 0...3, using: &rng) {
+                case 0: line[position] = interesting[Int.random(in: 0..<interesting.count, using: &rng)]
+                case 1: line.remove(at: position)
+                case 2: line.insert(interesting[Int.random(in: 0..<interesting.count, using: &rng)], at: position)
+                default: line.removeLast(Int.random(in: 0...line.count - position, using: &rng))
+                }
+            }
+            if let decoded = try? decoder.decode(line: line) {
+                accepted += 1
+                // Whatever is accepted also obeys the rules and survives a dump.
+                #expect((try? RecordRules.check(decoded.body, ts: decoded.ts)) != nil, "seed \(seed)")
+            }
+        }
+        #expect(accepted < 300, "seed \(seed): mutations should break most lines")
+    }
+
+    @Test(arguments: seeds)
+    func mutatedBinaryNeverTraps(seed: UInt64) {
+        var generator = RecordGenerator(seed: seed)
+        var rng = SeededGenerator(seed: seed ^ 0xABCD)
+        for _ in 0..<300 {
+            let payload = RecordBinaryCodec.encode(generator.body())
+            // Every truncation is an error.
+            for length in 0..<payload.count {
+                #expect(throws: RecordError.self, "seed \(seed)") { try RecordBinaryCodec.decode(Array(payload[0..<length])) }
+            }
+            var mutated = payload
+            for _ in 0..<Int.random(in: 1...3, using: &rng) {
+                let position = Int.random(in: 0..<mutated.count, using: &rng)
+                mutated[position] = UInt8.random(in: 0...255, using: &rng)
+            }
+            _ = try? RecordBinaryCodec.decode(mutated)
+            #expect(throws: RecordError.self, "seed \(seed)") { try RecordBinaryCodec.decode(payload + [0]) }
+        }
+    }
+
+    @Test func randomBytesNeverTrap() {
+        var rng = SeededGenerator(seed: 77)
+        for _ in 0..<2000 {
+            let bytes = (0..<Int.random(in: 0...64, using: &rng)).map { _ in UInt8.random(in: 0...255, using: &rng) }
+            _ = try? RecordBinaryCodec.decode([RecordBinaryCodec.formatVersion] + bytes)
+            _ = try? RecordJSONDecoder().decode(line: bytes)
+        }
+    }
+}
