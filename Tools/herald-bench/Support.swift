@@ -216,14 +216,14 @@ final class Reporter {
         } else {
             jsonFile = nil
         }
-        print(pad("workload", 14) + " " + pad("measure", 34) + " " + pad("value", 14) + " " + pad("unit", 12) + " " + pad("peer", 26) + " " + pad("target", 14) + " note")
+        print(pad("workload", 14) + " " + pad("measure", 46) + " " + pad("value", 14) + " " + pad("unit", 12) + " " + pad("peer", 26) + " " + pad("target", 14) + " note")
     }
 
     deinit { if let jsonFile { fclose(jsonFile) } }
 
     func emit(_ row: Row) {
         rows.append(row)
-        print(pad(row.workload, 14) + " " + pad(row.measure, 34) + " " + pad(grouped(row.value), 14) + " " + pad(row.unit, 12) + " "
+        print(pad(row.workload, 14) + " " + pad(row.measure, 46) + " " + pad(grouped(row.value), 14) + " " + pad(row.unit, 12) + " "
               + pad(row.peer, 26) + " " + pad(row.target, 14) + " " + row.note)
         print("JSON " + row.json)
         if let jsonFile {

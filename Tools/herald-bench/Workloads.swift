@@ -14,9 +14,10 @@ struct BenchOptions {
     var liveSeconds = 5.0
     var liveConcurrency = 16
     var liveBatch = 4096
+    var restartEvents = 690_000
 }
 
-let allWorkloads = ["ingest", "import", "scan", "derive", "project", "live"]
+let allWorkloads = ["ingest", "import", "scan", "derive", "project", "live", "restart"]
 
 /// Each benchmark. Inputs are loaded (and decoded when needed) before the clock starts.
 struct Benchmarks {

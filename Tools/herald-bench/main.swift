@@ -2,10 +2,10 @@ import Glibc
 
 let usage = """
     usage: herald-bench --workload DIR [--only LIST] [--json FILE] [--work DIR] [--no-peers]
-                        [--live-events N] [--live-rate N] [--live-seconds S] [--live-concurrency N] [--live-batch N]
+                        [--live-events N] [--live-rate N] [--live-seconds S] [--live-concurrency N] [--live-batch N] [--restart-events N]
 
       --workload DIR       directory holding setup.jsonl and events.jsonl (python3 workload.py DIR)
-      --only LIST          comma-separated subset of: ingest,import,scan,derive,project,live (default: all, in that order)
+      --only LIST          comma-separated subset of: ingest,import,scan,derive,project,live,restart (default: all, in that order)
                            scan needs a log from ingest or import; project needs import
       --json FILE          also append one JSON object per result line to FILE
       --work DIR           scratch directory (default /tmp/herald-bench/<workload name>); its logs are replaced
@@ -15,6 +15,7 @@ let usage = """
       --live-seconds S     paced phase length (default 5)
       --live-concurrency N HeraldOptions.concurrency (default 16, the library default)
       --live-batch N       events per Herald.append in the sustained phase (default 4096)
+      --restart-events N   events (each delivery with an ok attempt) in the restart log (default 690000 ≈ 1 M deliveries)
     """
 
 func writeStderr(_ text: String) {
@@ -39,6 +40,7 @@ func parseOptions(_ arguments: [String]) throws -> (BenchOptions, String?) {
     var liveSeconds = 5.0
     var liveConcurrency = 16
     var liveBatch = 4096
+    var restartEvents = 690_000
     var index = 0
     func value(_ flag: String) throws -> String {
         index += 1
@@ -71,6 +73,7 @@ func parseOptions(_ arguments: [String]) throws -> (BenchOptions, String?) {
             liveSeconds = s
         case "--live-concurrency": liveConcurrency = try positive(flag)
         case "--live-batch": liveBatch = try positive(flag)
+        case "--restart-events": restartEvents = try positive(flag)
         case "-h", "--help":
             print(usage)
             exit(0)
@@ -90,6 +93,7 @@ func parseOptions(_ arguments: [String]) throws -> (BenchOptions, String?) {
     options.liveSeconds = liveSeconds
     options.liveConcurrency = liveConcurrency
     options.liveBatch = liveBatch
+    options.restartEvents = restartEvents
     return (options, json)
 }
 
@@ -111,6 +115,7 @@ do {
         case "derive": try bench.derive()
         case "project": try bench.project()
         case "live": try await bench.live()
+        case "restart": try bench.restart()
         default: break
         }
     }
