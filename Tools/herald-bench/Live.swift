@@ -23,7 +23,7 @@ extension Benchmarks {
         let setupFile = try LineFile(path: options.workload.setupPath)
         let setup = try setupFile.records()
         let all = try LineFile(path: options.workload.eventsPath).records(defaultTs: setup.last?.ts ?? 0)
-        let sustainedCount = min(options.liveEvents ?? all.count, all.count)
+        let sustainedCount = min(options.liveEvents ?? 20_000, all.count)
         guard sustainedCount > 0 else { throw BenchError("live: the workload has no events") }
         let sustained = all[0..<sustainedCount].map(\.body)
         let pacedCount = Int(Double(options.liveRate) * options.liveSeconds)

@@ -10,7 +10,7 @@ let usage = """
       --json FILE          also append one JSON object per result line to FILE
       --work DIR           scratch directory (default /tmp/herald-bench/<workload name>); its logs are replaced
       --no-peers           skip the SQLite peers
-      --live-events N      events appended in the sustained live phase (default: all)
+      --live-events N      events appended in the sustained live phase (default 20000)
       --live-rate N        paced phase rate in events/s (default 10000)
       --live-seconds S     paced phase length (default 5)
       --live-concurrency N HeraldOptions.concurrency (default 16, the library default)
