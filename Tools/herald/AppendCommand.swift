@@ -22,7 +22,7 @@ struct AppendCommand: ParsableCommand {
         let decoded: (ts: Int64?, body: RecordBody)
         do {
             decoded = try RecordJSONDecoder(retryDefaults: environment.retryDefaults).decode(line: json)
-        } catch let error as RecordError {
+        } catch {
             printError("argument: \(error)")
             throw ExitCode(1)
         }

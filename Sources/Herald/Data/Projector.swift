@@ -27,30 +27,32 @@ final class Projector: @unchecked Sendable {
         var steps: [Projection.Step] = []
         steps.reserveCapacity(DataDirectory.projectBatchRecords)
         var failure: Error?
-        var state = dispatcher
-        var committed = dispatcher
-        try reader.forEach(from: start + 1) { position, record in
-            do throws(RecordError) {
-                try state.check(record)
-            } catch {
-                failure = HeraldError.badLogRecord(position: position, reason: error.description)
-                return false
+        // `dispatcher` is advanced in place (no copy of the pending deliveries per batch). If a
+        // batch fails to commit, the in-memory state is ahead of the projection: reload it.
+        do {
+            try reader.forEach(from: start + 1) { position, record in
+                do throws(RecordError) {
+                    try dispatcher.check(record)
+                } catch {
+                    failure = HeraldError.badLogRecord(position: position, reason: error.description)
+                    return false
+                }
+                var effects: [DispatchEffect] = []
+                dispatcher.applyChecked(record, effects: &effects)
+                steps.append(Projection.Step(position: position, record: record, effects: effects))
+                if steps.count >= DataDirectory.projectBatchRecords {
+                    try projection.apply(steps, registryAfter: dispatcher.registry)
+                    steps.removeAll(keepingCapacity: true)
+                    progress?(position)
+                }
+                return true
             }
-            var effects: [DispatchEffect] = []
-            state.applyChecked(record, effects: &effects)
-            steps.append(Projection.Step(position: position, record: record, effects: effects))
-            if steps.count >= DataDirectory.projectBatchRecords {
-                try projection.apply(steps, registryAfter: state.registry)
-                committed = state
-                steps.removeAll(keepingCapacity: true)
-                progress?(position)
-            }
-            return true
+            // Commit what was valid before reporting a bad record.
+            try projection.apply(steps, registryAfter: dispatcher.registry)
+        } catch {
+            dispatcher = try projection.loadDispatcher()
+            throw error
         }
-        // Commit what was valid before reporting a bad record.
-        try projection.apply(steps, registryAfter: state.registry)
-        committed = state
-        dispatcher = committed
         if let failure { throw failure }
         return ProjectResult(from: start, to: dispatcher.position)
     }

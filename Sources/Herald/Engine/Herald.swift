@@ -39,6 +39,21 @@ public struct AttemptReport: Sendable {
     public var attempt: DeliveryAttempt
 }
 
+/// Why the engine refused work.
+public enum EngineError: Error, Sendable, CustomStringConvertible {
+    /// An append to the log failed after the engine's state moved on: it fails closed; reopen it.
+    case failed(String)
+    /// `append` was called with no records.
+    case emptyBatch
+
+    public var description: String {
+        switch self {
+        case .failed(let reason): "The engine stopped taking work: \(reason). Reopen the data directory to recover from the log."
+        case .emptyBatch: "append needs at least one record."
+        }
+    }
+}
+
 /// Counts for `herald status`.
 public struct EngineStatus: Sendable {
     public var position: UInt64
@@ -78,9 +93,13 @@ public final class Herald: Sendable {
         var kvSources: [UInt64: Record] = [:]
         /// Dead-letter events of pending dead-letter deliveries, by position.
         var deadLetters: [UInt64: DeadLetterEvent] = [:]
+        /// Pending deliveries per source position: a cached source goes when its count reaches 0.
+        var sourceRefs: [UInt64: Int] = [:]
         /// Source positions that neither the log nor the projection can describe.
         var unresolvable: Set<UInt64> = []
         var stopping = false
+        /// Set when an append failed after the state moved on: the engine fails closed.
+        var failure: String?
     }
 
     private init(directory: DataDirectory, options: HeraldOptions, writer: RecordWriter, reader: RecordReader,
@@ -104,6 +123,7 @@ public final class Herald: Sendable {
         var state = State(dispatcher: projector.dispatcher)
         for delivery in state.dispatcher.pendingInOrder {
             state.queue.push(delivery)
+            state.sourceRefs[delivery.id.sourcePosition, default: 0] += 1
         }
         let engine = Herald(directory: directory, options: options, writer: writer, reader: reader, state: state,
                             projector: projector)
@@ -124,25 +144,44 @@ public final class Herald: Sendable {
     public func append(_ bodies: [RecordBody], ts: Int64? = nil) throws -> ClosedRange<UInt64> {
         let now = options.clock.nowMs()
         let range: ClosedRange<UInt64> = try state.withLock { s in
-            var next = s.dispatcher
+            if let failure = s.failure { throw EngineError.failed(failure) }
             var records: [Record] = []
-            var allEffects: [(Record, [DispatchEffect])] = []
-            for (index, body) in bodies.enumerated() {
-                let record = Record(ts: ts ?? max(now, next.lastTs ?? 0), body: body)
+            var allEffects: [[DispatchEffect]] = []
+            if bodies.count == 1, let body = bodies.first {
+                // The common case: check, then apply in place (no copy of the pending deliveries).
+                let record = Record(ts: ts ?? max(now, s.dispatcher.lastTs ?? 0), body: body)
+                try s.dispatcher.check(record)
                 var effects: [DispatchEffect] = []
-                do throws(RecordError) {
-                    try next.check(record)
-                } catch {
-                    throw bodies.count == 1 ? error : error.at("record \(index + 1) of \(bodies.count)")
-                }
-                next.applyChecked(record, effects: &effects)
+                s.dispatcher.applyChecked(record, effects: &effects)
                 records.append(record)
-                allEffects.append((record, effects))
+                allEffects.append(effects)
+            } else {
+                // A batch is all or nothing: validate it against a copy.
+                var next = s.dispatcher
+                for (index, body) in bodies.enumerated() {
+                    let record = Record(ts: ts ?? max(now, next.lastTs ?? 0), body: body)
+                    do throws(RecordError) {
+                        try next.check(record)
+                    } catch {
+                        throw error.at("record \(index + 1) of \(bodies.count)")
+                    }
+                    var effects: [DispatchEffect] = []
+                    next.applyChecked(record, effects: &effects)
+                    records.append(record)
+                    allEffects.append(effects)
+                }
+                s.dispatcher = next
             }
-            let range = try writer.append(records)
-            s.dispatcher = next
+            guard !records.isEmpty else { throw EngineError.emptyBatch }
+            let range: ClosedRange<UInt64>
+            do {
+                range = try writer.append(records)
+            } catch {
+                s.failure = "appending to the log failed: \(error)"
+                throw error
+            }
             var position = range.lowerBound
-            for (record, effects) in allEffects {
+            for (record, effects) in zip(records, allEffects) {
                 Herald.absorb(effects, record: record, at: position, into: &s)
                 position += 1
             }
@@ -157,14 +196,31 @@ public final class Herald: Sendable {
             switch effect {
             case .created(let d):
                 s.queue.push(d)
+                s.sourceRefs[d.id.sourcePosition, default: 0] += 1
                 if d.sourceKind == .kv { s.kvSources[position] = record }
             case .attempted(let d, _, _, _):
-                if d.status == .pending { s.queue.push(d) }
+                if d.status == .pending {
+                    s.queue.push(d)
+                } else {
+                    release(d.id.sourcePosition, in: &s)
+                }
             case .deadLetter(let event):
                 s.deadLetters[event.position] = event
-            case .cancelled:
-                break
+            case .cancelled(let d):
+                release(d.id.sourcePosition, in: &s)
             }
+        }
+    }
+
+    /// One fewer pending delivery of this source: forget the cached source at zero.
+    private static func release(_ position: UInt64, in s: inout State) {
+        let left = s.sourceRefs[position, default: 1] - 1
+        if left > 0 {
+            s.sourceRefs[position] = left
+        } else {
+            s.sourceRefs[position] = nil
+            s.kvSources[position] = nil
+            s.deadLetters[position] = nil
         }
     }
 
@@ -207,10 +263,16 @@ public final class Herald: Sendable {
         }
     }
 
-    /// The earliest due time of a pending delivery not in flight.
+    /// The earliest due time of a pending delivery not in flight (stale queue entries are dropped).
     public func nextDueAt() -> Int64? {
         state.withLock { s in
-            s.dispatcher.pending.values.filter { !s.inFlight.contains($0.id) }.compactMap(\.dueAt).min()
+            while let top = s.queue.first {
+                if let delivery = s.dispatcher.pending[top.id], delivery.dueAt == top.dueAt, !s.inFlight.contains(top.id) {
+                    return top.dueAt
+                }
+                _ = s.queue.popFirst()
+            }
+            return nil
         }
     }
 
@@ -363,24 +425,31 @@ public final class Herald: Sendable {
         let now = options.clock.nowMs()
         let reports: [AttemptReport] = try state.withLock { s in
             defer { for a in attempts { s.inFlight.remove(DeliveryID(sourcePosition: a.sourcePosition, triggerID: a.triggerID)) } }
-            var next = s.dispatcher
+            if let failure = s.failure { throw EngineError.failed(failure) }
             var records: [Record] = []
             var effectsList: [[DispatchEffect]] = []
+            // Each outcome is checked and applied in place; one whose delivery was cancelled
+            // or finished meanwhile fails its check and is dropped.
             for attempt in attempts {
-                let record = Record(ts: max(now, next.lastTs ?? 0), body: .deliveryAttempted(attempt))
+                let record = Record(ts: max(now, s.dispatcher.lastTs ?? 0), body: .deliveryAttempted(attempt))
                 do throws(RecordError) {
-                    try next.check(record)
+                    try s.dispatcher.check(record)
                 } catch {
-                    continue  // cancelled or finished meanwhile
+                    continue
                 }
                 var effects: [DispatchEffect] = []
-                next.applyChecked(record, effects: &effects)
+                s.dispatcher.applyChecked(record, effects: &effects)
                 records.append(record)
                 effectsList.append(effects)
             }
             guard !records.isEmpty else { return [] }
-            let range = try writer.append(records)
-            s.dispatcher = next
+            let range: ClosedRange<UInt64>
+            do {
+                range = try writer.append(records)
+            } catch {
+                s.failure = "appending attempt outcomes to the log failed: \(error)"
+                throw error
+            }
             var reports: [AttemptReport] = []
             for (offset, record) in records.enumerated() {
                 let position = range.lowerBound + UInt64(offset)
@@ -390,43 +459,41 @@ public final class Herald: Sendable {
                     reports.append(AttemptReport(position: position, ts: record.ts, delivery: d, attempt: a))
                 }
             }
-            Herald.dropFinishedSources(&s)
             return reports
         }
         if let report { reports.forEach(report) }
         return reports
     }
 
-    private static func dropFinishedSources(_ s: inout State) {
-        guard s.kvSources.count + s.deadLetters.count > 1024 else { return }
-        let live = Set(s.dispatcher.pending.keys.map(\.sourcePosition))
-        s.kvSources = s.kvSources.filter { live.contains($0.key) }
-        s.deadLetters = s.deadLetters.filter { live.contains($0.key) }
-    }
-
     /// Runs the dispatcher until ``stop()`` (or, with `untilIdle`, until no delivery is
     /// pending). Sleeps until the next due time or the next append.
     public func run(untilIdle: Bool = false, report: (@Sendable (AttemptReport) -> Void)? = nil) async throws {
-        var lastProjection = options.clock.nowMs()
+        // The projection catches up beside the dispatcher, never inside a round.
+        let projecting = Task.detached { [self] in
+            while !Task.isCancelled {
+                try? await Task.sleep(for: .seconds(1))
+                try? self.projectNow()
+            }
+        }
+        defer { projecting.cancel() }
         while !Task.isCancelled {
             if state.withLock({ $0.stopping }) { break }
             let done = try await runDue(report: report)
-            let now = options.clock.nowMs()
-            if now - lastProjection >= 1000 {
-                try projectNow()
-                lastProjection = now
-            }
             if !done.isEmpty { continue }
             if untilIdle && state.withLock({ $0.dispatcher.pending.isEmpty }) { break }
+            let now = options.clock.nowMs()
             let next = nextDueAt()
-            let wait = next.map { max(0, min($0 - now, 1000)) } ?? 1000
             if let virtual = options.clock as? VirtualClock {
                 // Virtual time never passes by itself: jump to the next due time.
-                guard let next else { if untilIdle { break } else { await wakeup.wait(upToMs: 50); continue } }
-                virtual.advance(to: next)
+                if let next {
+                    virtual.advance(to: next)
+                    continue
+                }
+                if untilIdle { break }
+                await wakeup.wait(upToMs: 50)
                 continue
             }
-            await wakeup.wait(upToMs: wait)
+            await wakeup.wait(upToMs: next.map { max(0, min($0 - now, 1000)) } ?? 1000)
         }
         try projectNow()
     }
