@@ -31,7 +31,7 @@ let package = Package(
 
         .executableTarget(
             name: "herald",
-            dependencies: ["Herald", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            dependencies: ["Herald", "HeraldTesting", .product(name: "ArgumentParser", package: "swift-argument-parser")],
             path: "Tools/herald"),
         .executableTarget(
             name: "herald-bench",

@@ -12,6 +12,6 @@ struct HeraldCommand: ParsableCommand {
             """,
         subcommands: [
             ImportCommand.self, DumpCommand.self, StatsCommand.self, ProjectCommand.self, VerifyCommand.self,
-            TriggersCommand.self, DeliveriesCommand.self, ExplainCommand.self,
+            TriggersCommand.self, DeliveriesCommand.self, ExplainCommand.self, FixturesCommand.self, RecordCommand.self,
         ])
 }
