@@ -9,6 +9,11 @@ public enum FixtureSlice: Sendable, Equatable {
     case delivery(DeliveryID)
     /// Every delivery of one trigger.
     case trigger(HeraldID)
+
+    /// The slice of one delivery written `P:TRIGGER_ID`; `nil` when `text` is not one.
+    public static func delivery(_ text: String) -> FixtureSlice? {
+        DeliveryID(text).map { .delivery($0) }
+    }
 }
 
 /// What ``FixtureRecorder/record(from:slice:to:)`` wrote.
