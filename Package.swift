@@ -27,11 +27,11 @@ let package = Package(
         // The embeddable engine.
         .target(name: "Herald", dependencies: ["HeraldCore", "HeraldLog", "HeraldStore"]),
         // Fixture runner for users' regression tests.
-        .target(name: "HeraldTesting", dependencies: ["Herald"]),
+        .target(name: "HeraldTesting", dependencies: ["Herald", "HeraldCore", "HeraldLog"]),
 
         .executableTarget(
             name: "herald",
-            dependencies: ["Herald", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            dependencies: ["Herald", "HeraldTesting", .product(name: "ArgumentParser", package: "swift-argument-parser")],
             path: "Tools/herald"),
         .executableTarget(
             name: "herald-bench",

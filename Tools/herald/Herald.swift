@@ -13,6 +13,6 @@ struct HeraldCommand: AsyncParsableCommand {
         subcommands: [
             ImportCommand.self, DumpCommand.self, StatsCommand.self, ProjectCommand.self, VerifyCommand.self,
             TriggersCommand.self, DeliveriesCommand.self, ExplainCommand.self,
-            RunCommand.self, AppendCommand.self, StatusCommand.self,
+            RunCommand.self, AppendCommand.self, StatusCommand.self, FixturesCommand.self, RecordCommand.self,
         ])
 }

@@ -1,0 +1,115 @@
+import Glibc
+import Herald
+import HeraldTesting
+import Testing
+
+/// The repository's `fixtures/` directory, found from this file.
+private let fixturesDirectory: String = {
+    var path = Substring(#filePath)
+    for _ in 0..<3 {
+        if let slash = path.lastIndex(of: "/") { path = path[..<slash] }
+    }
+    return String(path) + "/fixtures"
+}()
+
+/// Runs a shell command (cp -R for temp copies; the tests stay Foundation-free).
+private func sh(_ command: String) -> Int32 {
+    system(command)
+}
+
+@Suite struct FixturesTests {
+    @Test func everyFixtureInTheRepositoryPasses() async {
+        let results = await expectFixturesPass(in: fixturesDirectory)
+        #expect(results.count >= 25)
+        #expect(FixtureResult.summary(results) == "\(results.count) passed, 0 failed")
+    }
+
+    @Test func aChangedExpectedByteFailsWithADiff() async throws {
+        let temporary = try makeTemporaryDirectory()
+        defer { _ = sh("rm -rf '\(temporary)'") }
+        #expect(sh("cp -R '\(fixturesDirectory)/rules/last-error-kept-after-success' '\(temporary)/fixture'") == 0)
+        let file = temporary + "/fixture/expected/deliveries.jsonl"
+        // "second" → "secend": one byte changed.
+        #expect(sh("sed -i 's/\"last_error\":\"second\"/\"last_error\":\"secend\"/' '\(file)'") == 0)
+        let results = await FixtureRunner.run(directory: temporary + "/fixture")
+        #expect(results.count == 1)
+        let result = try #require(results.first)
+        #expect(!result.passed)
+        let mismatch = try #require(result.mismatches.first)
+        #expect(mismatch.file == "expected/deliveries.jsonl")
+        #expect(mismatch.diff.contains("-{\"source_position\":6"))
+        #expect(mismatch.diff.contains("\"last_error\":\"secend\""))
+        #expect(mismatch.diff.contains("+{\"source_position\":6"))
+        #expect(mismatch.diff.contains("\"last_error\":\"second\""))
+        #expect(mismatch.diff.contains("@@ -1 +1 @@"))
+        #expect(FixtureResult.summary(results) == "0 passed, 1 failed")
+
+        // --update repairs it and says which file changed.
+        let updated = await FixtureRunner.run(directory: temporary + "/fixture", update: true)
+        #expect(updated.first?.updatedFiles == ["expected/deliveries.jsonl"])
+        let again = await FixtureRunner.run(directory: temporary + "/fixture")
+        #expect(again.first?.passed == true)
+    }
+
+    @Test func aMalformedScenarioNamesFileAndLine() async throws {
+        let temporary = try makeTemporaryDirectory()
+        defer { _ = sh("rm -rf '\(temporary)'") }
+        #expect(sh("mkdir -p '\(temporary)/bad' && printf '{\"settings\":{\"start_ms\":0,\"run_until_ms\":10}}\\n{\"script\":\"nope\"}\\n' > '\(temporary)/bad/scenario.jsonl'") == 0)
+        let result = try #require(await FixtureRunner.run(directory: temporary + "/bad").first)
+        #expect(!result.passed)
+        #expect(result.error?.contains("scenario.jsonl:2: script: 'nope' is not a UUID") == true)
+    }
+
+    @Test func aRecordedDeliveryIsASelfContainedFixture() async throws {
+        let temporary = try makeTemporaryDirectory()
+        defer { _ = sh("rm -rf '\(temporary)'") }
+        // A real data directory: the dead-letter-chain log.
+        let data = DataDirectory(path: temporary + "/data")
+        _ = try data.importLines(from: fixturesDirectory + "/logs/dead-letter-chain/log.jsonl")
+        // 14:…2 is a dead-letter delivery: its chain (8:…1 and its attempts) must come along.
+        let slice = try #require(FixtureSlice.delivery("14:d0000000-0000-4000-8000-000000000002"))
+        let recorded = try await FixtureRecorder.record(from: data, slice: slice, to: temporary + "/fixture")
+        #expect(recorded.result.error == nil)
+        // Registry 1…7, the source 8, attempts 9, 11, 14, then the delivery's attempts 15, 16.
+        #expect(recorded.positions == [1, 2, 3, 4, 5, 6, 7, 8, 9, 11, 14, 15, 16])
+        let newPosition = try #require(recorded.newPosition(of: 14))
+        #expect(newPosition == 11)
+
+        let own = await FixtureRunner.run(directory: temporary + "/fixture")
+        #expect(own.count == 1 && own.allSatisfy(\.passed))
+
+        // Same delivery, same story: status, attempts, errors; only positions renumbered.
+        let original = String(decoding: try CanonicalText.deliveries(of: data), as: UTF8.self)
+        let originalLine = try #require(original.split(separator: "\n").first { $0.contains("\"source_position\":14,") })
+        let fresh = DataDirectory(path: temporary + "/fresh")
+        _ = try fresh.importLines(from: temporary + "/fixture/log.jsonl")
+        let replayed = String(decoding: try CanonicalText.deliveries(of: fresh), as: UTF8.self)
+        let replayedLine = try #require(replayed.split(separator: "\n").first { $0.contains("\"source_position\":11,") })
+        let renumbered = originalLine.replacingOccurrences("\"source_position\":14,", "\"source_position\":11,")
+            .replacingOccurrences("\"finished_at\":16}", "\"finished_at\":13}")
+        #expect(replayedLine == renumbered)
+        let explain = temporary + "/fixture/expected/explain/11:d0000000-0000-4000-8000-000000000002.txt"
+        #expect(sh("grep -q 'succeeded after 2 attempt' '\(explain)'") == 0)
+    }
+}
+
+private func makeTemporaryDirectory() throws -> String {
+    var template = Array("/tmp/herald-fixtures-test-XXXXXX".utf8CString)
+    let made = template.withUnsafeMutableBufferPointer { buffer in buffer.baseAddress.map { mkdtemp($0) != nil } ?? false }
+    try #require(made)
+    return String(decoding: template.prefix(while: { $0 != 0 }).map { UInt8(bitPattern: $0) }, as: UTF8.self)
+}
+
+extension Substring {
+    /// Replaces every occurrence (no Foundation in these tests).
+    fileprivate func replacingOccurrences(_ target: String, _ replacement: String) -> String {
+        let parts = String(self).split(separator: target, omittingEmptySubsequences: false)
+        return parts.joined(separator: replacement)
+    }
+}
+
+extension String {
+    fileprivate func replacingOccurrences(_ target: String, _ replacement: String) -> String {
+        self[...].replacingOccurrences(target, replacement)
+    }
+}
