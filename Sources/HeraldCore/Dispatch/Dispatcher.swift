@@ -18,11 +18,11 @@ public struct Dispatcher: Sendable {
     /// ts of the last applied record.
     public private(set) var lastTs: Int64?
     /// Pending deliveries by id.
-    public private(set) var pending: [DeliveryID: Delivery] = [:]
+    public private(set) var pending = FastTable<DeliveryID, Delivery>()
     /// Number of deliveries created so far.
     public private(set) var createdCount: UInt64 = 0
-    private var pendingPerTrigger: [HeraldID: Int] = [:]
-    private var matchers: [HeraldID: (generation: UInt64, matcher: KVMatcher)] = [:]
+    private var pendingPerTrigger = FastTable<HeraldID, Int>()
+    private var matchers = FastTable<HeraldID, AppMatcher>()
     private var scratch: [KVMatcher.Entry] = []
 
     public init() {}
@@ -30,6 +30,12 @@ public struct Dispatcher: Sendable {
     /// The pending deliveries in canonical order.
     public var pendingInOrder: [Delivery] {
         pending.values.sorted { $0.orderKey < $1.orderKey }
+    }
+
+    /// An app's KV matcher and the registry generation it was built from.
+    private struct AppMatcher: Sendable {
+        var generation: UInt64
+        var matcher: KVMatcher
     }
 
     // MARK: - Checking
@@ -90,39 +96,40 @@ public struct Dispatcher: Sendable {
             recordAttempt(attempt, at: at, ts: record.ts, effects: &effects)
         default:
             let removed = registry.apply(record, at: at)
-            for trigger in removed where pendingPerTrigger[trigger.id, default: 0] > 0 {
+            for trigger in removed where (pendingPerTrigger[trigger.id] ?? 0) > 0 {
                 cancelPending(of: trigger.id, at: at, effects: &effects)
             }
         }
     }
 
     private mutating func matchKV(_ mutation: KVMutation, at: UInt64, ts: Int64, effects: inout [DispatchEffect]) {
-        let generation = registry.triggerGeneration[mutation.appID, default: 0]
-        if matchers[mutation.appID]?.generation != generation {
+        let generation = registry.generation(of: mutation.appID)
+        var entry = matchers[mutation.appID]
+        if entry?.generation != generation {
             let triggers = registry.liveTriggers(app: mutation.appID, kind: .kv)
-            matchers[mutation.appID] = (generation, KVMatcher(triggers: triggers))
+            entry = AppMatcher(generation: generation, matcher: KVMatcher(triggers: triggers))
+            matchers[mutation.appID] = entry
         }
-        guard let matcher = matchers[mutation.appID]?.matcher, !matcher.isEmpty else { return }
+        guard let matcher = entry?.matcher, !matcher.isEmpty else { return }
         matcher.match(collection: mutation.collection, op: mutation.op, into: &scratch)
-        for entry in scratch {
-            guard let trigger = registry.triggers[entry.triggerID] else { continue }
-            create(Delivery(id: DeliveryID(sourcePosition: at, triggerID: trigger.id), appID: trigger.appID,
-                            scriptID: trigger.scriptID, sourceKind: .kv, depth: 0, retry: trigger.retry,
-                            triggerRank: trigger.registeredPosition, dueAt: ts),
+        for match in scratch {
+            create(Delivery(id: DeliveryID(sourcePosition: at, triggerID: match.triggerID), appID: mutation.appID,
+                            scriptID: match.scriptID, sourceKind: .kv, depth: 0, retry: match.retry,
+                            triggerRank: match.registeredPosition, dueAt: ts),
                    effects: &effects)
         }
     }
 
     private mutating func create(_ delivery: Delivery, effects: inout [DispatchEffect]) {
         pending[delivery.id] = delivery
-        pendingPerTrigger[delivery.id.triggerID, default: 0] += 1
+        pendingPerTrigger[delivery.id.triggerID] = (pendingPerTrigger[delivery.id.triggerID] ?? 0) + 1
         createdCount += 1
         effects.append(.created(delivery))
     }
 
     private mutating func finish(_ delivery: Delivery) {
         pending[delivery.id] = nil
-        let left = pendingPerTrigger[delivery.id.triggerID, default: 1] - 1
+        let left = (pendingPerTrigger[delivery.id.triggerID] ?? 1) - 1
         pendingPerTrigger[delivery.id.triggerID] = left > 0 ? left : nil
     }
 
@@ -206,7 +213,7 @@ extension Dispatcher {
         self.createdCount = createdCount
         for delivery in pending {
             self.pending[delivery.id] = delivery
-            pendingPerTrigger[delivery.id.triggerID, default: 0] += 1
+            pendingPerTrigger[delivery.id.triggerID] = (pendingPerTrigger[delivery.id.triggerID] ?? 0) + 1
         }
     }
 }

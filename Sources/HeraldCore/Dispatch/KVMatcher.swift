@@ -12,6 +12,9 @@ public struct KVMatcher: Sendable {
         public var triggerID: HeraldID
         public var registeredPosition: UInt64
         public var ops: OpSet
+        /// What a delivery copies from its trigger, so matching needs no registry lookup.
+        public var scriptID: HeraldID
+        public var retry: RetryConfig
     }
 
     private struct Node: Sendable {
@@ -30,7 +33,8 @@ public struct KVMatcher: Sendable {
         for trigger in triggers where trigger.enabled && trigger.kind == .kv {
             guard let kv = trigger.kv else { continue }
             let index = Int32(entries.count)
-            entries.append(Entry(triggerID: trigger.id, registeredPosition: trigger.registeredPosition, ops: kv.ops))
+            entries.append(Entry(triggerID: trigger.id, registeredPosition: trigger.registeredPosition, ops: kv.ops,
+                                 scriptID: trigger.scriptID, retry: trigger.retry))
             var glob = Array(kv.collectionGlob.utf8)
             let isPrefix = glob.last == UInt8(ascii: "*")
             if isPrefix { glob.removeLast() }

@@ -113,7 +113,7 @@ public struct Registry: Sendable {
     /// Every id ever created, of any kind: ids are never reused, also after deletion.
     private var usedIDs: Set<HeraldID> = []
     /// Bumped whenever the triggers of an app change, so matchers can rebuild lazily.
-    public private(set) var triggerGeneration: [HeraldID: UInt64] = [:]
+    private var triggerGeneration = FastTable<HeraldID, UInt64>()
 
     public init() {}
 
@@ -306,7 +306,12 @@ public struct Registry: Sendable {
     }
 
     private mutating func bump(_ app: HeraldID) {
-        triggerGeneration[app, default: 0] &+= 1
+        triggerGeneration[app] = (triggerGeneration[app] ?? 0) &+ 1
+    }
+
+    /// Changes whenever the app's triggers change: matchers rebuild lazily when it moves.
+    public func generation(of app: HeraldID) -> UInt64 {
+        triggerGeneration[app] ?? 0
     }
 }
 
