@@ -24,7 +24,7 @@ extension DataDirectory {
         var state = dispatcher
         try reader.forEach(from: dispatcher.position + 1, through: through) { position, record in
             do throws(RecordError) {
-                try state.check(record)
+                try state.check(record, statelessRulesChecked: true)
             } catch {
                 throw HeraldError.badLogRecord(position: position, reason: error.description)
             }
@@ -83,7 +83,7 @@ extension DataDirectory {
         }
         let snapshot = before
         do throws(RecordError) {
-            try before.check(record)
+            try before.check(record, statelessRulesChecked: true)
         } catch {
             throw HeraldError.badLogRecord(position: position, reason: error.description)
         }

@@ -32,7 +32,7 @@ final class Projector: @unchecked Sendable {
         do {
             try reader.forEach(from: start + 1) { position, record in
                 do throws(RecordError) {
-                    try dispatcher.check(record)
+                    try dispatcher.check(record, statelessRulesChecked: true)
                 } catch {
                     failure = HeraldError.badLogRecord(position: position, reason: error.description)
                     return false

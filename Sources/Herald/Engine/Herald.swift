@@ -288,23 +288,36 @@ public final class Herald: Sendable {
         let timeout = options.attemptTimeoutMs
         let executor = options.executor
         let clock = options.clock
-        let results = await withTaskGroup(of: (Int, ExecutionResult, Int64).self) { group in
+        // One deadline for the round (every attempt in it started together): when it fires,
+        // the attempts still running are cancelled and recorded as timed out.
+        let results = await withTaskGroup(of: (Int, ExecutionResult, Int64)?.self) { group in
             for (index, invocation) in invocations.enumerated() {
                 group.addTask {
                     let start = clock.nowMs()
-                    let result = await Herald.execute(invocation, executor: executor, timeoutMs: timeout)
+                    let result = await executor.execute(invocation)
                     return (index, result, max(0, clock.nowMs() - start))
                 }
             }
-            var collected = [(ExecutionResult, Int64)?](repeating: nil, count: invocations.count)
-            for await (index, result, measured) in group {
-                collected[index] = (result, measured)
+            group.addTask {
+                try? await Task.sleep(for: .milliseconds(timeout))
+                return nil
             }
+            var collected = [(ExecutionResult, Int64)?](repeating: nil, count: invocations.count)
+            var remaining = invocations.count
+            while remaining > 0, let next = await group.next() {
+                guard let (index, result, measured) = next else {
+                    group.cancelAll()  // the deadline: whatever is still running timed out
+                    break
+                }
+                collected[index] = (result, measured)
+                remaining -= 1
+            }
+            group.cancelAll()
             return collected
         }
         var attempts: [DeliveryAttempt] = []
         for (index, invocation) in invocations.enumerated() {
-            let (result, measured) = results[index] ?? (.error("the attempt did not report"), 0)
+            let (result, measured) = results[index] ?? (.error("timed out after \(timeout) ms", retryable: true), timeout)
             var duration = result.durationMs ?? measured
             var outcome = result.outcome
             if duration > timeout {
@@ -324,24 +337,6 @@ public final class Herald: Sendable {
             }
         }
         return try recordOutcomes(attempts, report: report)
-    }
-
-    private static func execute(_ invocation: Invocation, executor: any ScriptExecutor,
-                                timeoutMs: Int64) async -> ExecutionResult {
-        await withTaskGroup(of: ExecutionResult?.self) { group in
-            group.addTask { await executor.execute(invocation) }
-            group.addTask {
-                do {
-                    try await Task.sleep(for: .milliseconds(timeoutMs))
-                } catch {
-                    return nil
-                }
-                return .error("timed out after \(timeoutMs) ms", retryable: true, durationMs: timeoutMs)
-            }
-            let first = await group.next() ?? nil
-            group.cancelAll()
-            return first ?? .error("the attempt was cancelled", retryable: true)
-        }
     }
 
     /// Picks due deliveries (not in flight) and builds their invocations, marking them in flight.

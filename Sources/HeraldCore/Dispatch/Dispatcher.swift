@@ -42,8 +42,16 @@ public struct Dispatcher: Sendable {
 
     /// Checks `record` as the record at ``position`` + 1 would be checked: stateless rules,
     /// ts order, the registry's rules and the delivery rules. Changes nothing.
-    public func check(_ record: Record) throws(RecordError) {
-        try RecordRules.check(record.body, ts: record.ts)
+    /// - Parameter statelessRulesChecked: true for records whose ``RecordRules`` already passed
+    ///   (decoded by ``RecordJSONDecoder``, or read back from the log, where every record was
+    ///   checked before it was appended and is covered by a checksum since): skips re-validating
+    ///   KV values on the hot path.
+    public func check(_ record: Record, statelessRulesChecked: Bool = false) throws(RecordError) {
+        if !statelessRulesChecked {
+            try RecordRules.check(record.body, ts: record.ts)
+        } else if record.ts < 0 || record.ts > Record.tsMax {
+            try RecordRules.check(record.body, ts: record.ts)
+        }
         if let lastTs, record.ts < lastTs {
             throw RecordError(recordType: record.body.type.name, field: "ts",
                               reason: "ts \(record.ts) is before the previous record's ts \(lastTs) (ts never decreases)")
@@ -121,7 +129,7 @@ public struct Dispatcher: Sendable {
     }
 
     private mutating func create(_ delivery: Delivery, effects: inout [DispatchEffect]) {
-        pending[delivery.id] = delivery
+        pending.insertNew(delivery.id, delivery)  // new: its source position is the record being applied
         pendingPerTrigger[delivery.id.triggerID] = (pendingPerTrigger[delivery.id.triggerID] ?? 0) + 1
         createdCount += 1
         effects.append(.created(delivery))

@@ -22,106 +22,109 @@ extension DeliveryID: FastKey {
     @inlinable public var fastHash: UInt64 { triggerID.fastHash &+ sourcePosition &* 0xC2B2_AE3D_27D4_EB4F }
 }
 
-/// An open-addressing hash table (linear probing, tombstones) for the dispatcher's hot paths.
-/// Its iteration order is deterministic (unseeded hash), but nothing derived relies on it:
-/// callers sort where order matters.
+/// A hash map for the dispatcher's hot paths: entries live densely in two arrays (appended
+/// on insert, swap-removed on delete) and an open-addressing index (linear probing,
+/// tombstones) maps keys to them. Its iteration order is deterministic (unseeded hash), but
+/// nothing derived relies on it: callers sort where order matters.
 public struct FastTable<Key: FastKey, Value: Sendable>: Sendable {
-    private enum Slot: UInt8 { case empty, full, deleted }
-    private var keySlots: [Key?] = []
-    private var valueSlots: [Value?] = []
-    private var states: [Slot] = []
+    // A slot is 0 (empty), 1 (deleted), or the upper 32 bits of the key's hash beside its
+    // dense index + 2: most probes that do not match are rejected without touching `keys`.
+    private static var empty: UInt64 { 0 }
+    private static var deleted: UInt64 { 1 }
+    /// Dense entries.
+    public private(set) var keys: [Key] = []
+    public private(set) var values: [Value] = []
+    private var slots: [UInt64] = []
     private var mask = 0
-    /// Entries in the table.
-    public private(set) var count = 0
-    private var used = 0  // full + deleted
+    private var tombstones = 0
 
     public init() {}
 
-    public var isEmpty: Bool { count == 0 }
+    /// Entries in the table.
+    public var count: Int { keys.count }
+    public var isEmpty: Bool { keys.isEmpty }
 
     @inline(__always)
-    private func home(_ key: Key) -> Int { Int(truncatingIfNeeded: mix64(key.fastHash)) & mask }
+    private static func fingerprint(_ hash: UInt64) -> UInt64 { hash & 0xFFFF_FFFF_0000_0000 }
 
-    private func find(_ key: Key) -> Int? {
+    @inline(__always)
+    private static func position(_ slot: UInt64) -> Int { Int(truncatingIfNeeded: slot & 0xFFFF_FFFF) - 2 }
+
+    /// The slot holding `key`, if present.
+    private func slot(of key: Key) -> Int? {
         guard mask > 0 else { return nil }
-        var index = home(key)
+        let hash = mix64(key.fastHash)
+        let fingerprint = Self.fingerprint(hash)
+        var index = Int(truncatingIfNeeded: hash) & mask
         while true {
-            switch states[index] {
-            case .empty: return nil
-            case .full where keySlots[index] == key: return index
-            default: index = (index + 1) & mask
-            }
-        }
-    }
-
-    /// The value for `key`; setting `nil` removes it.
-    public subscript(key: Key) -> Value? {
-        get { find(key).flatMap { valueSlots[$0] } }
-        set {
-            if let newValue {
-                insert(key, newValue)
-            } else if let index = find(key) {
-                states[index] = .deleted
-                keySlots[index] = nil
-                valueSlots[index] = nil
-                count -= 1
-            }
-        }
-    }
-
-    private mutating func insert(_ key: Key, _ value: Value) {
-        if (used + 1) * 4 > states.count * 3 { grow() }
-        var index = home(key)
-        var firstDeleted: Int?
-        while true {
-            switch states[index] {
-            case .empty:
-                let target = firstDeleted ?? index
-                if firstDeleted == nil { used += 1 }
-                states[target] = .full
-                keySlots[target] = key
-                valueSlots[target] = value
-                count += 1
-                return
-            case .deleted:
-                if firstDeleted == nil { firstDeleted = index }
-            case .full where keySlots[index] == key:
-                valueSlots[index] = value
-                return
-            case .full:
-                break
+            let entry = slots[index]
+            if entry == Self.empty { return nil }
+            if entry > Self.deleted && Self.fingerprint(entry) == fingerprint && keys[Self.position(entry)] == key {
+                return index
             }
             index = (index + 1) & mask
         }
     }
 
-    private mutating func grow() {
-        let oldKeys = keySlots, oldValues = valueSlots, oldStates = states
-        let capacity = Swift.max(16, (count * 2 + 1).nextPowerOfTwo)
-        keySlots = Array(repeating: nil, count: capacity)
-        valueSlots = Array(repeating: nil, count: capacity)
-        states = Array(repeating: .empty, count: capacity)
-        mask = capacity - 1
-        count = 0
-        used = 0
-        for index in oldStates.indices where oldStates[index] == .full {
-            if let key = oldKeys[index], let value = oldValues[index] { insert(key, value) }
+    /// The value for `key`; setting `nil` removes it.
+    public subscript(key: Key) -> Value? {
+        get { slot(of: key).map { values[Self.position(slots[$0])] } }
+        set {
+            if let newValue {
+                if let found = slot(of: key) {
+                    values[Self.position(slots[found])] = newValue
+                } else {
+                    insertNew(key, newValue)
+                }
+            } else {
+                remove(key)
+            }
         }
     }
 
-    /// Every value (in table order: sort where order matters).
-    public var values: [Value] { compactMapEntries { _, value in value } }
+    /// Adds an entry whose key is known to be absent (a delivery id is created once), without
+    /// the lookup that the subscript pays.
+    public mutating func insertNew(_ key: Key, _ value: Value) {
+        if (keys.count + tombstones + 1) * 4 > slots.count * 3 { rehash(minimumCapacity: keys.count + 1) }
+        place(key, at: keys.count)
+        keys.append(key)
+        values.append(value)
+    }
 
-    /// Every key (in table order).
-    public var keys: [Key] { compactMapEntries { key, _ in key } }
+    private mutating func place(_ key: Key, at position: Int) {
+        let hash = mix64(key.fastHash)
+        var index = Int(truncatingIfNeeded: hash) & mask
+        while slots[index] > Self.deleted { index = (index + 1) & mask }
+        if slots[index] == Self.deleted { tombstones -= 1 }
+        slots[index] = Self.fingerprint(hash) | UInt64(position + 2)
+    }
 
-    private func compactMapEntries<T>(_ transform: (Key, Value) -> T) -> [T] {
-        var result: [T] = []
-        result.reserveCapacity(count)
-        for index in states.indices where states[index] == .full {
-            if let key = keySlots[index], let value = valueSlots[index] { result.append(transform(key, value)) }
+    private mutating func remove(_ key: Key) {
+        guard let found = slot(of: key) else { return }
+        let position = Self.position(slots[found])
+        slots[found] = Self.deleted
+        tombstones += 1
+        let last = keys.count - 1
+        if position != last {
+            // Move the last entry into the hole and repoint its slot.
+            if let moved = slot(of: keys[last]) {
+                slots[moved] = Self.fingerprint(slots[moved]) | UInt64(position + 2)
+            }
+            keys.swapAt(position, last)
+            values.swapAt(position, last)
         }
-        return result
+        keys.removeLast()
+        values.removeLast()
+    }
+
+    private mutating func rehash(minimumCapacity: Int) {
+        let capacity = Swift.max(16, (minimumCapacity * 2).nextPowerOfTwo)
+        slots = Array(repeating: Self.empty, count: capacity)
+        mask = capacity - 1
+        tombstones = 0
+        for (position, key) in keys.enumerated() {
+            place(key, at: position)
+        }
     }
 }
 
@@ -131,13 +134,9 @@ extension FastTable: Sequence {
         var index = 0
 
         public mutating func next() -> (key: Key, value: Value)? {
-            while index < table.states.count {
-                defer { index += 1 }
-                if table.states[index] == .full, let key = table.keySlots[index], let value = table.valueSlots[index] {
-                    return (key, value)
-                }
-            }
-            return nil
+            guard index < table.keys.count else { return nil }
+            defer { index += 1 }
+            return (table.keys[index], table.values[index])
         }
     }
 

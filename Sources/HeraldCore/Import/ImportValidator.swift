@@ -39,7 +39,7 @@ public struct ImportValidator: Sendable {
         do throws(RecordError) {
             let (ts, body) = try decoder.decode(line: line)
             let record = Record(ts: ts ?? max(nowMs, state.lastTs ?? 0), body: body)
-            try state.check(record)
+            try state.check(record, statelessRulesChecked: true)
             effects.removeAll(keepingCapacity: true)
             state.applyChecked(record, effects: &effects)
             acceptedCount += 1
