@@ -17,11 +17,13 @@ let package = Package(
         // C libraries, seen only through these wrappers.
         .systemLibrary(name: "CLZ4", pkgConfig: "liblz4", providers: [.apt(["liblz4-dev"])]),
         .systemLibrary(name: "CSQLite", pkgConfig: "sqlite3", providers: [.apt(["libsqlite3-dev"])]),
+        // SSE4.2 CRC-32C behind a cpuid check (HeraldLog falls back to its table otherwise).
+        .target(name: "CCRC32C"),
 
         // Pure core: records, codecs, validation, matching, reducers. No I/O.
         .target(name: "HeraldCore"),
         // The segment log: blocks, LZ4 frames, CRC32C, recovery, readers.
-        .target(name: "HeraldLog", dependencies: ["CLZ4"]),
+        .target(name: "HeraldLog", dependencies: ["CLZ4", "CCRC32C"]),
         // SQLite projection (Layout E + deliveries).
         .target(name: "HeraldStore", dependencies: ["HeraldCore", "CSQLite"]),
         // The embeddable engine.

@@ -121,3 +121,72 @@ public struct LogStats: Sendable, Equatable {
     /// Largest timestamp, or nil for an empty log.
     public var lastTs: Int64?
 }
+
+/// Records to append as one unit, their payloads packed in one buffer: no array per record.
+///
+/// ```swift
+/// var batch = LogBatch()
+/// batch.append(ts: 1) { $0.append(contentsOf: [1, 2, 3]) }
+/// try writer.append(batch)
+/// ```
+public struct LogBatch: Sendable {
+    /// All payloads, back to back.
+    public private(set) var bytes: [UInt8] = []
+    /// End offset in `bytes` of each record's payload.
+    public private(set) var ends: [Int] = []
+    /// Each record's timestamp.
+    public private(set) var timestamps: [Int64] = []
+
+    /// An empty batch with room for `records` records of `bytes` payload bytes in total.
+    public init(records: Int = 0, bytes: Int = 0) {
+        self.bytes.reserveCapacity(bytes)
+        self.ends.reserveCapacity(records)
+        self.timestamps.reserveCapacity(records)
+    }
+
+    /// Number of records.
+    public var count: Int { ends.count }
+    /// True when the batch holds no record.
+    public var isEmpty: Bool { ends.isEmpty }
+
+    /// Appends a record whose payload is whatever `encode` appends to the buffer it is given
+    /// (it must only append).
+    public mutating func append(ts: Int64, encode: (inout [UInt8]) throws -> Void) rethrows {
+        try encode(&bytes)
+        precondition(bytes.count >= (ends.last ?? 0), "LogBatch.append: the encoder removed bytes")
+        ends.append(bytes.count)
+        timestamps.append(ts)
+    }
+
+    /// Appends a record with the given payload bytes.
+    public mutating func append(ts: Int64, payload: some Sequence<UInt8>) {
+        append(ts: ts) { $0.append(contentsOf: payload) }
+    }
+}
+
+/// One caller's queued append (internal to the writer).
+enum PendingAppend: Sendable {
+    case entries([LogEntry])
+    case batch(LogBatch)
+
+    var count: Int {
+        switch self {
+        case let .entries(entries): entries.count
+        case let .batch(batch): batch.count
+        }
+    }
+
+    var firstTs: Int64? {
+        switch self {
+        case let .entries(entries): entries.first?.ts
+        case let .batch(batch): batch.timestamps.first
+        }
+    }
+
+    var lastTs: Int64? {
+        switch self {
+        case let .entries(entries): entries.last?.ts
+        case let .batch(batch): batch.timestamps.last
+        }
+    }
+}

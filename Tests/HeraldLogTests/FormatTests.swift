@@ -19,6 +19,19 @@ import Testing
                     for _ in 0..<8 { crc = (crc & 1) != 0 ? (crc >> 1) ^ 0x82F6_3B78 : crc >> 1 }
                 }
                 #expect(CRC32C.checksum(slice) == crc ^ 0xFFFF_FFFF, "start \(start) length \(length)")
+                // The table fallback agrees too (whichever one `checksum` dispatched to).
+                let software = slice.withUnsafeBytes { CRC32C.finish(CRC32C.softwareUpdate(CRC32C.start, $0)) }
+                #expect(software == crc ^ 0xFFFF_FFFF, "software, start \(start) length \(length)")
+            }
+        }
+        // Running state across split inputs equals one pass (both implementations).
+        data.withUnsafeBytes { raw in
+            let whole = CRC32C.update(CRC32C.start, raw)
+            for cut in [0, 1, 7, 8, 31, 32, 33, 150, 300] {
+                let a = UnsafeRawBufferPointer(rebasing: raw[0..<cut])
+                let b = UnsafeRawBufferPointer(rebasing: raw[cut...])
+                #expect(CRC32C.update(CRC32C.update(CRC32C.start, a), b) == whole)
+                #expect(CRC32C.softwareUpdate(CRC32C.softwareUpdate(CRC32C.start, a), b) == whole)
             }
         }
     }

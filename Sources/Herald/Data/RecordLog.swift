@@ -24,15 +24,13 @@ public final class RecordWriter: Sendable {
     @discardableResult
     public func append(_ records: [Record]) throws -> ClosedRange<UInt64> {
         precondition(!records.isEmpty, "append needs at least one record")
-        var entries: [LogEntry] = []
-        entries.reserveCapacity(records.count)
+        // One buffer for the whole batch (no array per record); the writer frames the payloads
+        // from it straight into its block buffer.
+        var batch = LogBatch(records: records.count, bytes: records.count * 256)
         for record in records {
-            var payload: [UInt8] = []
-            payload.reserveCapacity(128)
-            RecordBinaryCodec.encode(record.body, into: &payload)
-            entries.append(LogEntry(ts: record.ts, payload: payload))
+            batch.append(ts: record.ts) { RecordBinaryCodec.encode(record.body, into: &$0) }
         }
-        let range = try writer.append(entries)
+        let range = try writer.append(batch)
         return range.lowerBound...(range.upperBound - 1)
     }
 
@@ -69,13 +67,13 @@ public final class RecordReader: Sendable {
                 try block.forEachRecord { position, ts, payload in
                     guard position >= first else { return }
                     guard position <= last else { throw Stop() }
-                    let decoded: RecordBody
-                    do {
-                        decoded = try RecordBinaryCodec.decode(payload)
-                    } catch let error as RecordError {
+                    let record: Record
+                    do throws(RecordError) {
+                        record = try RecordBinaryCodec.decodeRecord(ts: ts, payload)
+                    } catch {
                         throw HeraldError.badLogRecord(position: position, reason: error.description)
                     }
-                    if try !body(position, Record(ts: ts, body: decoded)) { throw Stop() }
+                    if try !body(position, record) { throw Stop() }
                 }
                 if block.endPosition > last { break }
             }

@@ -133,21 +133,37 @@ public enum RecordBinaryCodec {
     /// - Throws: ``RecordError`` naming the record type (when the type byte was read), the
     ///   field and what is wrong with it; `location` is left empty for the caller.
     public static func decode(_ bytes: UnsafeRawBufferPointer) throws(RecordError) -> RecordBody {
-        var reader = BinaryReader(bytes: bytes)
-        let version = try reader.byte("version")
-        guard version == formatVersion else {
-            throw reader.fail("version", "unknown binary format version \(version) (this build reads \(formatVersion))")
+        var reader = try BinaryReader(header: bytes)
+        let type = reader.type.unsafelyUnwrapped
+        switch type {
+        case .kvInsert, .kvUpdate, .kvDelete:
+            // The common case (nearly every record), without going through `body(of:)`, built
+            // straight into the result (RecordBody is large: every move is a memcpy).
+            let mutation = try reader.kv(type)
+            try reader.end()
+            return .kv(mutation)
+        default:
+            let body = try reader.body(of: type)
+            try reader.end()
+            return body
         }
-        let typeByte = try reader.byte("type")
-        guard let type = RecordType(rawValue: typeByte) else {
-            throw reader.fail("type", "unknown record type byte \(typeByte)")
+    }
+
+    /// Decodes one payload into a `Record` with timestamp `ts` (what log readers need), building
+    /// the record in place instead of moving a decoded body into it.
+    public static func decodeRecord(ts: Int64, _ bytes: UnsafeRawBufferPointer) throws(RecordError) -> Record {
+        var reader = try BinaryReader(header: bytes)
+        let type = reader.type.unsafelyUnwrapped
+        switch type {
+        case .kvInsert, .kvUpdate, .kvDelete:
+            let mutation = try reader.kv(type)
+            try reader.end()
+            return Record(ts: ts, body: .kv(mutation))
+        default:
+            let body = try reader.body(of: type)
+            try reader.end()
+            return Record(ts: ts, body: body)
         }
-        reader.typeName = type.name
-        let body = try reader.body(of: type)
-        guard reader.index == bytes.count else {
-            throw reader.fail(nil, "\(bytes.count - reader.index) trailing bytes after the record")
-        }
-        return body
     }
 
     /// Decodes one payload held in an array.
@@ -195,32 +211,65 @@ public enum RecordBinaryCodec {
     }
 }
 
-/// Reads a payload; every read checks the remaining length.
+/// Reads a payload; every read checks the remaining length (no read ever goes past
+/// `count`, whatever the bytes say).
 private struct BinaryReader {
-    let bytes: UnsafeRawBufferPointer
+    /// Start of the payload (nil only when `count` is 0).
+    let base: UnsafeRawPointer?
+    let count: Int
     var index = 0
-    var typeName: String?
+    /// The record type once read; names the record in errors.
+    var type: RecordType?
 
     init(bytes: UnsafeRawBufferPointer) {
-        self.bytes = bytes
+        self.base = bytes.baseAddress
+        self.count = bytes.count
+    }
+
+    /// A reader past the version and type bytes (checked; `type` is set).
+    @inline(__always)
+    init(header bytes: UnsafeRawBufferPointer) throws(RecordError) {
+        self.init(bytes: bytes)
+        let version = try byte("version")
+        guard version == RecordBinaryCodec.formatVersion else {
+            throw fail("version", "unknown binary format version \(version) (this build reads \(RecordBinaryCodec.formatVersion))")
+        }
+        let typeByte = try byte("type")
+        guard let type = RecordType(rawValue: typeByte) else {
+            throw fail("type", "unknown record type byte \(typeByte)")
+        }
+        self.type = type
+    }
+
+    /// Every byte must have been used.
+    @inline(__always)
+    func end() throws(RecordError) {
+        guard index == count else { throw fail(nil, "\(count - index) trailing bytes after the record") }
     }
 
     func fail(_ field: String?, _ reason: String) -> RecordError {
-        RecordError(recordType: typeName, field: field, reason: reason)
+        RecordError(recordType: type?.name, field: field, reason: reason)
     }
 
     func truncated(_ field: String) -> RecordError {
-        fail(field, "truncated record: the payload ends at byte \(bytes.count) inside this field")
+        fail(field, "truncated record: the payload ends at byte \(count) inside this field")
+    }
+
+    /// The byte at `index`; callers have checked `index < count` (so `base` is non-nil).
+    @inline(__always)
+    func load(_ at: Int) -> UInt8 {
+        base.unsafelyUnwrapped.load(fromByteOffset: at, as: UInt8.self)
     }
 
     @inline(__always)
     mutating func byte(_ field: String) throws(RecordError) -> UInt8 {
-        guard index < bytes.count else { throw truncated(field) }
-        let value = bytes[index]
+        guard index < count else { throw truncated(field) }
+        let value = load(index)
         index += 1
         return value
     }
 
+    @inline(__always)
     mutating func bool(_ field: String) throws(RecordError) -> Bool {
         switch try byte(field) {
         case 0: return false
@@ -236,7 +285,20 @@ private struct BinaryReader {
         return value
     }
 
+    @inline(__always)
     mutating func varUInt(_ field: String) throws(RecordError) -> UInt64 {
+        // One-byte varints (string lengths < 128, small counts) are the common case.
+        if index < count {
+            let first = load(index)
+            if first < 0x80 {
+                index += 1
+                return UInt64(first)
+            }
+        }
+        return try varUIntSlow(field)
+    }
+
+    mutating func varUIntSlow(_ field: String) throws(RecordError) -> UInt64 {
         var result: UInt64 = 0
         var shift: UInt64 = 0
         while true {
@@ -258,33 +320,41 @@ private struct BinaryReader {
         return Int64(bitPattern: (raw >> 1) ^ (0 &- (raw & 1)))
     }
 
+    @inline(__always)
     mutating func id(_ field: String) throws(RecordError) -> HeraldID {
-        guard bytes.count - index >= 16 else { throw truncated(field) }
-        var high: UInt64 = 0
-        var low: UInt64 = 0
-        for offset in 0..<8 { high = high << 8 | UInt64(bytes[index + offset]) }
-        for offset in 8..<16 { low = low << 8 | UInt64(bytes[index + offset]) }
+        guard count - index >= 16, let base else { throw truncated(field) }
+        let high = UInt64(bigEndian: base.loadUnaligned(fromByteOffset: index, as: UInt64.self))
+        let low = UInt64(bigEndian: base.loadUnaligned(fromByteOffset: index + 8, as: UInt64.self))
         index += 16
         return HeraldID(high: high, low: low)
     }
 
+    @inline(__always)
     mutating func string(_ field: String) throws(RecordError) -> String {
         let length = try varUInt(field)
-        guard length <= UInt64(bytes.count - index) else {
-            throw fail(field, "string length \(length) runs past the end of the payload (\(bytes.count - index) bytes left)")
+        guard length <= UInt64(count - index) else {
+            throw fail(field, "string length \(length) runs past the end of the payload (\(count - index) bytes left)")
         }
-        let count = Int(length)
-        let start = index
-        index += count
-        guard count > 0 else { return "" }
-        let slice = UnsafeRawBufferPointer(rebasing: bytes[start..<(start + count)])
+        let length32 = Int(length)
+        guard length32 > 0, let base else { return "" }
+        let start = base.advanced(by: index).assumingMemoryBound(to: UInt8.self)
+        index += length32
+        let utf8 = UnsafeBufferPointer(start: start, count: length32)
         // Validate first (String(decoding:) would repair silently), then build the string in
         // one copy; String(validating:) is unspecialized and several times slower here.
-        let decoded: String? = slice.withMemoryRebound(to: UInt8.self) { utf8 in
-            isValidUTF8(utf8) ? makeString(validUTF8: utf8) : nil
-        }
-        guard let decoded else { throw fail(field, "invalid UTF-8") }
-        return decoded
+        guard isValidUTF8(utf8) else { throw fail(field, "invalid UTF-8") }
+        return makeString(validUTF8: utf8)
+    }
+
+    /// The fields of a kv.insert / kv.update / kv.delete after the type byte.
+    @inline(__always)
+    mutating func kv(_ type: RecordType) throws(RecordError) -> KVMutation {
+        let op: KVOp = type == .kvInsert ? .insert : (type == .kvUpdate ? .update : .delete)
+        let appID = try id("app_id")
+        let collection = try string("collection")
+        let key = try string("key")
+        let value: String? = try bool("value") ? try string("value") : nil
+        return KVMutation(op: op, appID: appID, collection: collection, key: key, value: value)
     }
 
     mutating func enumByte<T: RawRepresentable>(_ field: String, _: T.Type) throws(RecordError) -> T where T.RawValue == UInt8 {
@@ -376,12 +446,7 @@ private struct BinaryReader {
         case .triggerDeleted:
             return .triggerDeleted(triggerID: try id("trigger_id"))
         case .kvInsert, .kvUpdate, .kvDelete:
-            let op: KVOp = type == .kvInsert ? .insert : (type == .kvUpdate ? .update : .delete)
-            let appID = try id("app_id")
-            let collection = try string("collection")
-            let key = try string("key")
-            let value: String? = try bool("value") ? try string("value") : nil
-            return .kv(KVMutation(op: op, appID: appID, collection: collection, key: key, value: value))
+            return .kv(try kv(type))
         case .deliveryAttempted:
             let sourcePosition = try varUInt("source_position")
             let triggerID = try id("trigger_id")

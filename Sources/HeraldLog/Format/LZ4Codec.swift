@@ -42,10 +42,26 @@ final class LZ4Decompressor {
 
     deinit { LZ4F_freeDecompressionContext(context) }
 
+    /// Output capacity that lets LZ4F decode our frames (1 MiB max block size) straight into
+    /// the destination: with less room it decodes each block into its own buffer and copies.
+    static let directDecodeCapacity = 1 << 20
+
     /// Decompresses exactly one frame `src` into exactly `dst.count` bytes. Returns a reason on
     /// any mismatch (bad frame, short or long output, trailing input).
     func decompress(_ src: UnsafeRawBufferPointer, into dst: UnsafeMutableRawBufferPointer) -> String? {
+        decompress(src, into: dst, expected: dst.count)
+    }
+
+    /// Decompresses exactly one frame `src` that must decode to exactly `expected` bytes, into
+    /// the start of `dst` (`dst.count >= expected`; spare room past `expected` is scratch that
+    /// lets LZ4F skip its internal copy, see `directDecodeCapacity`). Returns a reason on any
+    /// mismatch (bad frame, short or long output, trailing input).
+    func decompress(_ src: UnsafeRawBufferPointer, into dst: UnsafeMutableRawBufferPointer, expected: Int) -> String? {
+        precondition(expected >= 0 && expected <= dst.count)
         LZ4F_resetDecompressionContext(context)
+        var options = LZ4F_decompressOptions_t()
+        // The output of earlier blocks stays in place until this call returns.
+        options.stableDst = 1
         var srcOffset = 0
         var dstOffset = 0
         // Bound: each round consumes input or produces output; a frame needs few rounds.
@@ -54,16 +70,17 @@ final class LZ4Decompressor {
             var dstSize = dst.count - dstOffset
             let result = LZ4F_decompress(
                 context, dst.baseAddress.map { $0 + dstOffset }, &dstSize,
-                src.baseAddress.map { $0 + srcOffset }, &srcSize, nil)
+                src.baseAddress.map { $0 + srcOffset }, &srcSize, &options)
             if LZ4F_isError(result) != 0 {
                 let name = LZ4F_getErrorName(result).map { String(cString: $0) } ?? "unknown"
                 return "LZ4 frame error: \(name)"
             }
             srcOffset += srcSize
             dstOffset += dstSize
+            if dstOffset > expected { return "LZ4 frame decodes to more than \(expected) bytes" }
             if result == 0 {
                 guard srcOffset == src.count else { return "\(src.count - srcOffset) bytes after the LZ4 frame" }
-                guard dstOffset == dst.count else { return "LZ4 frame decoded to \(dstOffset) bytes, header says \(dst.count)" }
+                guard dstOffset == expected else { return "LZ4 frame decoded to \(dstOffset) bytes, header says \(expected)" }
                 return nil
             }
             if srcSize == 0 && dstSize == 0 {

@@ -121,10 +121,13 @@ public final class LogCursor {
         }
         guard crcOK else { throw corrupt("block checksum mismatch") }
         let rawBytes = Int(h.rawBytes)
-        if raw.count < rawBytes { raw = [UInt8](repeating: 0, count: rawBytes) }
+        // Room for a whole LZ4 block past the expected size lets LZ4F decode in place (no copy
+        // through its own buffer); the buffer is reused across blocks (allocated once).
+        let capacity = max(rawBytes, LZ4Decompressor.directDecodeCapacity) + 64
+        if raw.count < capacity { raw = [UInt8](repeating: 0, count: capacity) }
         let problem = compressed.withUnsafeBytes { cb in
             raw.withUnsafeMutableBytes { rb in
-                decompressor.decompress(UnsafeRawBufferPointer(rebasing: cb[0..<n]), into: UnsafeMutableRawBufferPointer(rebasing: rb[0..<rawBytes]))
+                decompressor.decompress(UnsafeRawBufferPointer(rebasing: cb[0..<n]), into: rb, expected: rawBytes)
             }
         }
         if let problem { throw corrupt(problem) }

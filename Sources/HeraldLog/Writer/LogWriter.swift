@@ -85,7 +85,31 @@ public final class LogWriter: Sendable {
             previous = entry.ts
             bytes += entry.payload.count + 20
         }
-        return try core.append(entries, bytes: bytes, writer: self)
+        return try core.append(.entries(entries), bytes: bytes, writer: self)
+    }
+
+    /// Appends the records of `batch` atomically in order and returns their positions; same
+    /// contract as `append(_: [LogEntry])`, without one array per record: the payloads sit in
+    /// one contiguous buffer, framed straight into the block buffer.
+    ///
+    /// - Throws: as `append(_: [LogEntry])`.
+    @discardableResult
+    public func append(_ batch: LogBatch) throws -> Range<UInt64> {
+        var previous: Int64 = 0
+        var start = 0
+        var index = 0
+        // Bound: one round per record.
+        for (ts, end) in zip(batch.timestamps, batch.ends) {
+            guard ts >= 0 else { throw LogError.negativeTimestamp(ts: ts, index: index) }
+            if index > 0, ts < previous { throw LogError.timestampDecreased(ts: ts, previousTs: previous, index: index) }
+            guard end - start <= configuration.payloadBytesMax else {
+                throw LogError.payloadTooLarge(bytes: end - start, limitBytes: configuration.payloadBytesMax, index: index)
+            }
+            previous = ts
+            start = end
+            index += 1
+        }
+        return try core.append(.batch(batch), bytes: batch.bytes.count + 20 * batch.count, writer: self)
     }
 
     /// Forces an `fdatasync` of the active segment now (useful with `.interval` and `.none`).
@@ -116,7 +140,7 @@ struct ActiveSegment {
 final class WriterCore: @unchecked Sendable {
     let lock = ConditionLock()
     // (lock)
-    var pending: [[LogEntry]] = []
+    var pending: [PendingAppend] = []
     var pendingBytes = 0
     var nextPosition: UInt64
     var lastAcceptedTs: Int64
@@ -149,7 +173,7 @@ final class WriterCore: @unchecked Sendable {
         fileLock = nil
     }
 
-    func append(_ entries: [LogEntry], bytes: Int, writer: LogWriter) throws -> Range<UInt64> {
+    func append(_ entries: PendingAppend, bytes: Int, writer: LogWriter) throws -> Range<UInt64> {
         lock.lock()
         defer { lock.unlock() }
         // Bound the queue: wait while others' entries fill it (a lone big append always fits).
@@ -158,11 +182,11 @@ final class WriterCore: @unchecked Sendable {
         }
         if let failure { throw LogError.writerFailed(directory: writer.directory, cause: failure) }
         if closed { throw LogError.writerClosed(directory: writer.directory) }
-        guard let first = entries.first, let last = entries.last else { return nextPosition..<nextPosition }
-        guard first.ts >= lastAcceptedTs else { throw LogError.timestampDecreased(ts: first.ts, previousTs: lastAcceptedTs, index: 0) }
+        guard let firstTs = entries.firstTs, let lastTs = entries.lastTs else { return nextPosition..<nextPosition }
+        guard firstTs >= lastAcceptedTs else { throw LogError.timestampDecreased(ts: firstTs, previousTs: lastAcceptedTs, index: 0) }
         let start = nextPosition
         nextPosition += UInt64(entries.count)
-        lastAcceptedTs = last.ts
+        lastAcceptedTs = lastTs
         pending.append(entries)
         pendingBytes += bytes
         let end = nextPosition
@@ -264,32 +288,50 @@ final class WriterCore: @unchecked Sendable {
 
     /// Packs the batches into blocks of at most `blockRawBytesMax` raw bytes, writes them,
     /// then syncs per policy.
-    private func commit(_ batches: [[LogEntry]], firstPosition: UInt64, writer: LogWriter) throws {
+    private func commit(_ batches: [PendingAppend], firstPosition: UInt64, writer: LogWriter) throws {
         let limit = writer.configuration.blockRawBytesMax
         var blockBase = firstPosition
         var blockCount: UInt32 = 0
         var firstTs: Int64 = 0
         var previousTs: Int64 = 0
         raw.removeAll(keepingCapacity: true)
+        /// Frames one record into `raw`, closing the block first if it would overflow.
+        func add(ts: Int64, payload: UnsafeRawBufferPointer) throws {
+            let delta = UInt64(ts - previousTs)
+            let recordBytes = RecordFraming.varintSize(delta) + RecordFraming.varintSize(UInt64(payload.count)) + payload.count
+            if blockCount > 0, raw.count + recordBytes > limit {
+                try writeBlock(base: blockBase, count: blockCount, firstTs: firstTs, lastTs: previousTs, writer: writer)
+                blockBase += UInt64(blockCount)
+                blockCount = 0
+                raw.removeAll(keepingCapacity: true)
+            }
+            if blockCount == 0 {
+                firstTs = ts
+                previousTs = ts
+            }
+            RecordFraming.appendVarint(UInt64(ts - previousTs), to: &raw)
+            RecordFraming.appendVarint(UInt64(payload.count), to: &raw)
+            raw.append(contentsOf: payload)
+            previousTs = ts
+            blockCount += 1
+        }
         for batch in batches {
-            for entry in batch {
-                let delta = UInt64(entry.ts - previousTs)
-                let recordBytes = RecordFraming.varintSize(delta) + RecordFraming.varintSize(UInt64(entry.payload.count)) + entry.payload.count
-                if blockCount > 0, raw.count + recordBytes > limit {
-                    try writeBlock(base: blockBase, count: blockCount, firstTs: firstTs, lastTs: previousTs, writer: writer)
-                    blockBase += UInt64(blockCount)
-                    blockCount = 0
-                    raw.removeAll(keepingCapacity: true)
+            switch batch {
+            case let .entries(entries):
+                for entry in entries {
+                    try entry.payload.withUnsafeBytes { try add(ts: entry.ts, payload: $0) }
                 }
-                if blockCount == 0 {
-                    firstTs = entry.ts
-                    previousTs = entry.ts
+            case let .batch(batch):
+                if raw.capacity < min(limit, batch.bytes.count + 20 * batch.count) {
+                    raw.reserveCapacity(min(limit, batch.bytes.count + 20 * batch.count))
                 }
-                RecordFraming.appendVarint(UInt64(entry.ts - previousTs), to: &raw)
-                RecordFraming.appendVarint(UInt64(entry.payload.count), to: &raw)
-                raw.append(contentsOf: entry.payload)
-                previousTs = entry.ts
-                blockCount += 1
+                try batch.bytes.withUnsafeBytes { all in
+                    var start = 0
+                    for (ts, end) in zip(batch.timestamps, batch.ends) {
+                        try add(ts: ts, payload: UnsafeRawBufferPointer(rebasing: all[start..<end]))
+                        start = end
+                    }
+                }
             }
         }
         if blockCount > 0 {
