@@ -14,8 +14,8 @@ extension DataDirectory {
     /// any line is invalid, nothing, throwing ``HeraldError/invalidInput(source:errors:more:)``
     /// that lists each bad line.
     ///
-    /// The validated records are held in their compact binary form until the end of the input
-    /// (an import is atomic), then appended in group-committed batches.
+    /// The validated records are held in their compact binary form (``EncodedRecords``) until
+    /// the end of the input (an import is atomic), then appended in group-committed batches.
     public func importLines(from path: String, environment: HeraldEnvironment = HeraldEnvironment(),
                             clock: HeraldClock = SystemClock(), batchRecords: Int = 4096,
                             progress: ((Int) -> Void)? = nil) throws -> ImportResult {
@@ -23,11 +23,11 @@ extension DataDirectory {
         let state = try currentState()
         let input = try LineReader(path: path)
         var validator = ImportValidator(state: state, retryDefaults: environment.retryDefaults, nowMs: clock.nowMs())
-        var records: [Record] = []
+        var records = EncodedRecords(batchRecords: batchRecords)
         try input.forEachLine { line, number in
             if let record = validator.add(line: line, number: number), validator.errors.isEmpty {
                 records.append(record)
-            } else if !records.isEmpty {
+            } else if records.count > 0 {
                 records.removeAll()  // nothing will be appended: stop holding records
             }
             if number % 100_000 == 0 { progress?(number) }
@@ -35,17 +35,7 @@ extension DataDirectory {
         guard validator.errors.isEmpty else {
             throw HeraldError.invalidInput(source: input.source, errors: validator.errors, more: validator.errorsDropped)
         }
-        var first: UInt64?
-        var last: UInt64?
-        var start = 0
-        while start < records.count {
-            let end = min(start + batchRecords, records.count)
-            let range = try writer.append(Array(records[start..<end]))
-            first = first ?? range.lowerBound
-            last = range.upperBound
-            start = end
-        }
-        let positions = first.flatMap { f in last.map { f...$0 } }
+        let positions = try writer.append(records)
         return ImportResult(lines: records.count, positions: positions)
     }
 }

@@ -82,3 +82,48 @@ public final class RecordReader: Sendable {
         }
     }
 }
+
+/// Validated records in their binary encoding, in log-sized batches: what an import holds
+/// until it knows every line is valid (a few hundred bytes a record, not whole `Record`s).
+public struct EncodedRecords: Sendable {
+    /// Records per batch (one group commit each).
+    public let batchRecords: Int
+    private(set) var batches: [LogBatch] = []
+    /// Records held.
+    public private(set) var count = 0
+
+    public init(batchRecords: Int = 4096) {
+        self.batchRecords = max(1, batchRecords)
+    }
+
+    /// Encodes and keeps one record.
+    public mutating func append(_ record: Record) {
+        if batches.last.map({ $0.count >= batchRecords }) ?? true {
+            batches.append(LogBatch(records: batchRecords, bytes: batchRecords * 256))
+        }
+        batches[batches.count - 1].append(ts: record.ts) { RecordBinaryCodec.encode(record.body, into: &$0) }
+        count += 1
+    }
+
+    /// Drops everything held.
+    public mutating func removeAll() {
+        batches.removeAll()
+        count = 0
+    }
+}
+
+extension RecordWriter {
+    /// Appends encoded records, one group commit per batch; returns their positions
+    /// (`nil` when there is nothing to append).
+    public func append(_ records: EncodedRecords) throws -> ClosedRange<UInt64>? {
+        var first: UInt64?
+        var last: UInt64?
+        for batch in records.batches where !batch.isEmpty {
+            let range = try writer.append(batch)
+            first = first ?? range.lowerBound
+            last = range.upperBound - 1
+        }
+        guard let first, let last else { return nil }
+        return first...last
+    }
+}
