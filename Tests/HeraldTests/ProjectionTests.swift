@@ -119,17 +119,23 @@ import Testing
                 return files
             }
             let before = try snapshot()
+            let position = ProjectionTests.setup.count + 1
             let bad = [
                 #"{"type":"kv.insert","ts":10,"app_id":"\#(ProjectionTests.app)","collection":"c","key":"k","value":2}"#,
                 #"{"type":"kv.insert","ts":11,"app_id":"b0000000-0000-4000-8000-0000000000ff","collection":"c","key":"k","value":2}"#,
                 #"{"type":"kv.insert","ts":12,"app_id":"\#(ProjectionTests.app)","collection":"c","key":"k","value":2,"extra":1}"#,
+                // Valid: validated as if lines 2 and 3 were absent, against the delivery line 1 made.
+                #"{"type":"delivery.attempted","ts":13,"source_position":\#(position),"trigger_id":"d0000000-0000-4000-8000-000000000001","attempt":1,"outcome":"ok","duration_ms":1}"#,
+                // Invalid: attempt 1 was just recorded.
+                #"{"type":"delivery.attempted","ts":14,"source_position":\#(position),"trigger_id":"d0000000-0000-4000-8000-000000000001","attempt":1,"outcome":"ok","duration_ms":1}"#,
             ]
             #expect {
                 try importLines(bad, into: directory, at: path)
             } throws: { error in
                 let text = String(describing: error)
                 return text.contains("line 2: kv.insert: field 'app_id': app b0000000-0000-4000-8000-0000000000ff does not exist")
-                    && text.contains("line 3: kv.insert") && !text.contains("line 1:")
+                    && text.contains("line 3: kv.insert") && !text.contains("line 1:") && !text.contains("line 4:")
+                    && text.contains("line 5: delivery.attempted: field 'source_position'")
             }
             #expect(try snapshot() == before)
         }

@@ -25,10 +25,9 @@ extension DataDirectory {
         var validator = ImportValidator(state: state, retryDefaults: environment.retryDefaults, nowMs: clock.nowMs())
         var records = EncodedRecords(batchRecords: batchRecords)
         try input.forEachLine { line, number in
-            if let record = validator.add(line: line, number: number), validator.errors.isEmpty {
+            // Accepted records are kept even after a bad line: later attempt lines may need them.
+            if let record = validator.add(line: line, number: number, acceptedSoFar: { try records.decoded() }) {
                 records.append(record)
-            } else if records.count > 0 {
-                records.removeAll()  // nothing will be appended: stop holding records
             }
             if number % 100_000 == 0 { progress?(number) }
         }

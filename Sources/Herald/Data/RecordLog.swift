@@ -105,6 +105,23 @@ public struct EncodedRecords: Sendable {
         count += 1
     }
 
+    /// Decodes every record held, in order.
+    public func decoded() throws -> [Record] {
+        var records: [Record] = []
+        records.reserveCapacity(count)
+        for batch in batches {
+            var start = 0
+            try batch.bytes.withUnsafeBytes { bytes in
+                for (index, end) in batch.ends.enumerated() {
+                    let body = try RecordBinaryCodec.decode(UnsafeRawBufferPointer(rebasing: bytes[start..<end]))
+                    records.append(Record(ts: batch.timestamps[index], body: body))
+                    start = end
+                }
+            }
+        }
+        return records
+    }
+
     /// Drops everything held.
     public mutating func removeAll() {
         batches.removeAll()

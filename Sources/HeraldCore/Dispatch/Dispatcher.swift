@@ -24,6 +24,11 @@ public struct Dispatcher: Sendable {
     private var pendingPerTrigger = FastTable<HeraldID, Int>()
     private var matchers = FastTable<HeraldID, AppMatcher>()
     private var scratch: [KVMatcher.Entry] = []
+    /// When false the dispatcher keeps only the registry, ts and position: KV records match
+    /// nothing and no delivery is created or cancelled. An import validates this way until
+    /// its first `delivery.attempted` line (see ``ImportValidator``), because deriving
+    /// deliveries is most of the cost and only attempts need them.
+    public var tracksDeliveries = true
 
     public init() {}
 
@@ -58,6 +63,7 @@ public struct Dispatcher: Sendable {
         }
         try registry.check(record.body)
         if case .deliveryAttempted(let attempt) = record.body {
+            precondition(tracksDeliveries, "a dispatcher that does not track deliveries cannot check attempts")
             try checkAttempt(attempt, ts: record.ts)
         }
     }
@@ -99,12 +105,12 @@ public struct Dispatcher: Sendable {
         lastTs = record.ts
         switch record.body {
         case .kv(let mutation):
-            matchKV(mutation, at: at, ts: record.ts, effects: &effects)
+            if tracksDeliveries { matchKV(mutation, at: at, ts: record.ts, effects: &effects) }
         case .deliveryAttempted(let attempt):
-            recordAttempt(attempt, at: at, ts: record.ts, effects: &effects)
+            if tracksDeliveries { recordAttempt(attempt, at: at, ts: record.ts, effects: &effects) }
         default:
             let removed = registry.apply(record, at: at)
-            for trigger in removed where (pendingPerTrigger[trigger.id] ?? 0) > 0 {
+            for trigger in removed where tracksDeliveries && (pendingPerTrigger[trigger.id] ?? 0) > 0 {
                 cancelPending(of: trigger.id, at: at, effects: &effects)
             }
         }

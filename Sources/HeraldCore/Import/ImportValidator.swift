@@ -4,7 +4,7 @@
 ///
 /// ```swift
 /// var validator = ImportValidator(state: dispatcher, retryDefaults: .builtIn, nowMs: clock.nowMs())
-/// for (number, line) in lines { validator.add(line: line, number: number) }
+/// for (number, line) in lines { validator.add(line: line, number: number, acceptedSoFar: { accepted }) }
 /// if validator.errors.isEmpty { append(validator.records) }
 /// ```
 public struct ImportValidator: Sendable {
@@ -21,13 +21,18 @@ public struct ImportValidator: Sendable {
     private let decoder: RecordJSONDecoder
     private let nowMs: Int64
     private var effects: [DispatchEffect] = []
+    /// The state the import started from, kept for the switch to delivery tracking.
+    private let start: Dispatcher
 
     /// - Parameters:
     ///   - state: the dispatcher as of the log's last position.
     ///   - retryDefaults: HERALD_RETRY_* defaults for registrations that omit them.
     ///   - nowMs: the clock reading that stamps lines without `ts` (`max(now, last ts)`).
     public init(state: Dispatcher, retryDefaults: RetryConfig, nowMs: Int64, errorsMax: Int = 1000) {
+        self.start = state
         self.state = state
+        // Deliveries are derived only once an attempt line needs them (see `add`).
+        self.state.tracksDeliveries = false
         self.decoder = RecordJSONDecoder(retryDefaults: retryDefaults)
         self.nowMs = nowMs
         self.errorsMax = errorsMax
@@ -35,9 +40,26 @@ public struct ImportValidator: Sendable {
 
     /// Validates one line (without its newline). Returns the record to append, or `nil`
     /// when the line is bad (its error is in ``errors``).
-    public mutating func add(line: UnsafeBufferPointer<UInt8>, number: Int) -> Record? {
+    ///
+    /// Until the first `delivery.attempted` line, the state keeps only the registry (no other
+    /// rule depends on deliveries). At that line the validator derives them: from the start
+    /// state it re-applies every line accepted so far, which `acceptedSoFar` supplies.
+    public mutating func add(line: UnsafeBufferPointer<UInt8>, number: Int,
+                             acceptedSoFar: () throws -> [Record]) -> Record? {
         do throws(RecordError) {
             let (ts, body) = try decoder.decode(line: line)
+            if case .deliveryAttempted = body, !state.tracksDeliveries {
+                var full = start
+                do {
+                    for record in try acceptedSoFar() {
+                        effects.removeAll(keepingCapacity: true)
+                        full.applyChecked(record, effects: &effects)
+                    }
+                } catch {
+                    throw RecordError(reason: "cannot re-read the lines accepted so far: \(error)")
+                }
+                state = full
+            }
             let record = Record(ts: ts ?? max(nowMs, state.lastTs ?? 0), body: body)
             try state.check(record, statelessRulesChecked: true)
             effects.removeAll(keepingCapacity: true)
