@@ -104,10 +104,10 @@ public struct Registry: Sendable {
         public var cause: String
     }
 
-    public private(set) var apps: [HeraldID: App] = [:]
-    public private(set) var adminUsers: [HeraldID: AdminUser] = [:]
-    public private(set) var scripts: [HeraldID: Script] = [:]
-    public private(set) var triggers: [HeraldID: Trigger] = [:]
+    public private(set) var apps = FastTable<HeraldID, App>()
+    public private(set) var adminUsers = FastTable<HeraldID, AdminUser>()
+    public private(set) var scripts = FastTable<HeraldID, Script>()
+    public private(set) var triggers = FastTable<HeraldID, Trigger>()
     /// Deleted triggers, in deletion order.
     public private(set) var removedTriggers: [RemovedTrigger] = []
     /// Every id ever created, of any kind: ids are never reused, also after deletion.
