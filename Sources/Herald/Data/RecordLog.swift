@@ -53,6 +53,15 @@ public final class RecordReader: Sendable {
 
     private struct Stop: Error {}
 
+    @inline(__always)
+    private static func decode(position: UInt64, ts: Int64, _ payload: UnsafeRawBufferPointer) throws -> Record {
+        do throws(RecordError) {
+            return try RecordBinaryCodec.decodeRecord(ts: ts, payload)
+        } catch {
+            throw HeraldError.badLogRecord(position: position, reason: error.description)
+        }
+    }
+
     /// Calls `body` for each record from `from` through `through` (inclusive; `nil` = the end
     /// as of the call). Stops early when `body` returns false. Seeks by the block index.
     public func forEach(from: UInt64 = 1, through: UInt64? = nil,
@@ -67,13 +76,8 @@ public final class RecordReader: Sendable {
                 try block.forEachRecord { position, ts, payload in
                     guard position >= first else { return }
                     guard position <= last else { throw Stop() }
-                    let record: Record
-                    do throws(RecordError) {
-                        record = try RecordBinaryCodec.decodeRecord(ts: ts, payload)
-                    } catch {
-                        throw HeraldError.badLogRecord(position: position, reason: error.description)
-                    }
-                    if try !body(position, record) { throw Stop() }
+                    // Decoded straight into the argument (a Record is large; no extra move).
+                    if try !body(position, try Self.decode(position: position, ts: ts, payload)) { throw Stop() }
                 }
                 if block.endPosition > last { break }
             }
