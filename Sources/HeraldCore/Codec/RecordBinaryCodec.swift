@@ -344,12 +344,20 @@ private struct BinaryReader {
 
     @inline(__always)
     mutating func varUInt(_ field: String) throws(RecordError) -> UInt64 {
-        // One-byte varints (string lengths < 128, small counts) are the common case.
+        // One- and two-byte varints (lengths < 16,384) are the common case; anything else,
+        // including every error, goes through the checked loop from the same index.
         if index < count {
             let first = load(index)
             if first < 0x80 {
                 index += 1
                 return UInt64(first)
+            }
+            if count - index >= 2 {
+                let second = load(index + 1)
+                if second < 0x80 && second != 0 {
+                    index += 2
+                    return UInt64(first & 0x7F) | UInt64(second) << 7
+                }
             }
         }
         return try varUIntSlow(field)
