@@ -158,6 +158,13 @@ public struct LogBatch: Sendable {
         timestamps.append(ts)
     }
 
+    /// Removes every record, keeping the buffers' capacity for reuse.
+    public mutating func removeAll(keepingCapacity: Bool = true) {
+        bytes.removeAll(keepingCapacity: keepingCapacity)
+        ends.removeAll(keepingCapacity: keepingCapacity)
+        timestamps.removeAll(keepingCapacity: keepingCapacity)
+    }
+
     /// Appends a record with the given payload bytes.
     public mutating func append(ts: Int64, payload: some Sequence<UInt8>) {
         append(ts: ts) { $0.append(contentsOf: payload) }

@@ -18,6 +18,37 @@ struct BinaryCase: CustomTestStringConvertible, Sendable {
         #expect(try RecordBinaryCodec.decode(expected) == body)
     }
 
+    @Test func kvIsEncodedByteByByte() throws {
+        // Long value (two-byte length varint), non-ASCII, empty key; appended after existing bytes.
+        let value = "{\"v\":\"" + String(repeating: "ü", count: 70) + "\"}"
+        let insert = RecordBody.kv(KVMutation(op: .insert, appID: CodecFixtures.app, collection: "carts:1", key: "", value: value))
+        let valueBytes = Array(value.utf8)
+        #expect(valueBytes.count == 148)
+        let expected: [UInt8] = [1, 10] + Self.appID + [7] + Array("carts:1".utf8) + [0] + [1, 0x94, 0x01] + valueBytes
+        var out: [UInt8] = [9, 9]
+        RecordBinaryCodec.encode(insert, into: &out)
+        #expect(out == [9, 9] + expected)
+        #expect(try RecordBinaryCodec.decode(expected) == insert)
+        let delete = RecordBody.kv(KVMutation(op: .delete, appID: CodecFixtures.app, collection: "c", key: "k", value: nil))
+        let deleteBytes: [UInt8] = [1, 12] + Self.appID + [1, 0x63, 1, 0x6B, 0]
+        #expect(RecordBinaryCodec.encode(delete) == deleteBytes)
+        #expect(try RecordBinaryCodec.decode(deleteBytes) == delete)
+        let update = RecordBody.kv(KVMutation(op: .update, appID: CodecFixtures.app, collection: "c", key: "k", value: "1"))
+        #expect(RecordBinaryCodec.encode(update) == [1, 11] + Self.appID + [1, 0x63, 1, 0x6B, 1, 1, 0x31])
+        // Every string size around the ASCII check's word boundaries decodes back, and a
+        // non-ASCII byte at any offset is still validated.
+        for length in 0..<40 {
+            let text = String(repeating: "a", count: length)
+            let body = RecordBody.kv(KVMutation(op: .update, appID: CodecFixtures.app, collection: text, key: text, value: text))
+            #expect(try RecordBinaryCodec.decode(RecordBinaryCodec.encode(body)) == body)
+            for bad in 0..<length {
+                var bytes = RecordBinaryCodec.encode(body)
+                bytes[2 + 16 + 1 + bad] = 0xFF
+                #expect(throws: RecordError.self) { try RecordBinaryCodec.decode(bytes) }
+            }
+        }
+    }
+
     @Test func attemptUsesVarintsAndZigzag() throws {
         let body = RecordBody.deliveryAttempted(DeliveryAttempt(sourcePosition: 300, triggerID: HeraldID(high: 0, low: 1), attempt: 1,
                                                                 outcome: .error, error: "x", retryable: true, durationMs: 64))

@@ -1,9 +1,12 @@
 import HeraldCore
 import HeraldLog
+import Synchronization
 
 /// Appends records to the log in their binary encoding (the log itself stores opaque payloads).
 public final class RecordWriter: Sendable {
     let writer: LogWriter
+    /// A batch buffer kept between appends (its pages stay mapped: no fresh ~1 MiB per call).
+    private let spare = Mutex<LogBatch?>(nil)
 
     init(writer: LogWriter) {
         self.writer = writer
@@ -26,11 +29,19 @@ public final class RecordWriter: Sendable {
         precondition(!records.isEmpty, "append needs at least one record")
         // One buffer for the whole batch (no array per record); the writer frames the payloads
         // from it straight into its block buffer.
-        var batch = LogBatch(records: records.count, bytes: records.count * 256)
+        var batch = spare.withLock { $0.take() } ?? LogBatch(records: records.count, bytes: records.count * 256)
+        batch.removeAll(keepingCapacity: true)
         for record in records {
             batch.append(ts: record.ts) { RecordBinaryCodec.encode(record.body, into: &$0) }
         }
         let range = try writer.append(batch)
+        // Reuse the buffers next time (if the writer still shares them, the next mutation simply
+        // copies); an unusually large batch is not kept.
+        if batch.bytes.capacity <= 8 << 20 {
+            batch.removeAll(keepingCapacity: true)
+            let kept = batch
+            spare.withLock { $0 = kept }
+        }
         return range.lowerBound...(range.upperBound - 1)
     }
 
@@ -53,6 +64,15 @@ public final class RecordReader: Sendable {
 
     private struct Stop: Error {}
 
+    @inline(__always)
+    private static func decode(position: UInt64, ts: Int64, _ payload: UnsafeRawBufferPointer) throws -> Record {
+        do throws(RecordError) {
+            return try RecordBinaryCodec.decodeRecord(ts: ts, payload)
+        } catch {
+            throw HeraldError.badLogRecord(position: position, reason: error.description)
+        }
+    }
+
     /// Calls `body` for each record from `from` through `through` (inclusive; `nil` = the end
     /// as of the call). Stops early when `body` returns false. Seeks by the block index.
     public func forEach(from: UInt64 = 1, through: UInt64? = nil,
@@ -67,13 +87,8 @@ public final class RecordReader: Sendable {
                 try block.forEachRecord { position, ts, payload in
                     guard position >= first else { return }
                     guard position <= last else { throw Stop() }
-                    let record: Record
-                    do throws(RecordError) {
-                        record = try RecordBinaryCodec.decodeRecord(ts: ts, payload)
-                    } catch {
-                        throw HeraldError.badLogRecord(position: position, reason: error.description)
-                    }
-                    if try !body(position, record) { throw Stop() }
+                    // Decoded straight into the argument (a Record is large; no extra move).
+                    if try !body(position, try Self.decode(position: position, ts: ts, payload)) { throw Stop() }
                 }
                 if block.endPosition > last { break }
             }

@@ -434,6 +434,39 @@ extension JSONScanner {
     }
 }
 
+/// True when every byte of `bytes` is ASCII: words ORed together without early exit, the tail
+/// read as one overlapping word (no per-byte loop for the short keys and names that dominate).
+@inline(__always)
+func isASCII(_ bytes: UnsafeBufferPointer<UInt8>) -> Bool {
+    let count = bytes.count
+    guard let base = bytes.baseAddress else { return true }
+    let raw = UnsafeRawPointer(base)
+    if count >= 8 {
+        var merged: UInt64 = 0
+        var index = 0
+        while count - index >= 32 {
+            merged |= raw.loadUnaligned(fromByteOffset: index, as: UInt64.self)
+                | raw.loadUnaligned(fromByteOffset: index + 8, as: UInt64.self)
+                | raw.loadUnaligned(fromByteOffset: index + 16, as: UInt64.self)
+                | raw.loadUnaligned(fromByteOffset: index + 24, as: UInt64.self)
+            index += 32
+        }
+        while count - index >= 8 {
+            merged |= raw.loadUnaligned(fromByteOffset: index, as: UInt64.self)
+            index += 8
+        }
+        merged |= raw.loadUnaligned(fromByteOffset: count - 8, as: UInt64.self)
+        return merged & 0x8080_8080_8080_8080 == 0
+    }
+    if count >= 4 {
+        let merged = raw.loadUnaligned(fromByteOffset: 0, as: UInt32.self) | raw.loadUnaligned(fromByteOffset: count - 4, as: UInt32.self)
+        return merged & 0x8080_8080 == 0
+    }
+    var merged: UInt8 = 0
+    for index in 0..<count { merged |= base[index] }
+    return merged < 0x80
+}
+
 /// True when `bytes` is well-formed UTF-8 (Unicode Table 3-7: no overlongs, no surrogates,
 /// nothing above U+10FFFF). ASCII runs are checked 8 bytes at a time.
 func isValidUTF8(_ bytes: UnsafeBufferPointer<UInt8>) -> Bool {

@@ -20,6 +20,11 @@ public enum RecordBinaryCodec {
 
     /// Appends the encoding of `body` to `out`.
     public static func encode(_ body: RecordBody, into out: inout [UInt8]) {
+        if case .kv(let mutation) = body {
+            // Nearly every record: sized once, written through one pointer.
+            encodeKV(mutation, type: body.type, into: &out)
+            return
+        }
         out.append(formatVersion)
         out.append(body.type.rawValue)
         switch body {
@@ -180,6 +185,58 @@ public enum RecordBinaryCodec {
 
     // MARK: Writing
 
+    /// The kv.* encoding (same bytes as the generic path): grows `out` by the largest possible
+    /// size once, writes through a pointer, then trims to the bytes written.
+    static func encodeKV(_ mutation: KVMutation, type: RecordType, into out: inout [UInt8]) {
+        var collection = mutation.collection
+        var key = mutation.key
+        var value = mutation.value ?? ""
+        let hasValue = mutation.value != nil
+        collection.withUTF8 { c in
+            key.withUTF8 { k in
+                value.withUTF8 { v in
+                    // version, type, id, 3 varints (<= 10 bytes each), presence byte, strings.
+                    let most = 2 + 16 + 30 + 1 + c.count + k.count + v.count
+                    let start = out.count
+                    out.append(contentsOf: repeatElement(0, count: most))
+                    let written = out.withUnsafeMutableBytes { buffer -> Int in
+                        let base = buffer.baseAddress.unsafelyUnwrapped
+                        var at = start
+                        base.storeBytes(of: formatVersion, toByteOffset: at, as: UInt8.self)
+                        base.storeBytes(of: type.rawValue, toByteOffset: at + 1, as: UInt8.self)
+                        base.storeBytes(of: mutation.appID.high.bigEndian, toByteOffset: at + 2, as: UInt64.self)
+                        base.storeBytes(of: mutation.appID.low.bigEndian, toByteOffset: at + 10, as: UInt64.self)
+                        at += 18
+                        @inline(__always) func putVarint(_ value: Int) {
+                            var remaining = UInt64(value)
+                            while remaining >= 0x80 {
+                                base.storeBytes(of: UInt8(truncatingIfNeeded: remaining) | 0x80, toByteOffset: at, as: UInt8.self)
+                                remaining >>= 7
+                                at += 1
+                            }
+                            base.storeBytes(of: UInt8(truncatingIfNeeded: remaining), toByteOffset: at, as: UInt8.self)
+                            at += 1
+                        }
+                        @inline(__always) func putBytes(_ bytes: UnsafeBufferPointer<UInt8>) {
+                            putVarint(bytes.count)
+                            if let source = bytes.baseAddress, bytes.count > 0 {
+                                (base + at).copyMemory(from: source, byteCount: bytes.count)
+                                at += bytes.count
+                            }
+                        }
+                        putBytes(c)
+                        putBytes(k)
+                        base.storeBytes(of: hasValue ? 1 : 0, toByteOffset: at, as: UInt8.self)
+                        at += 1
+                        if hasValue { putBytes(v) }
+                        return at - start
+                    }
+                    out.removeLast(most - written)
+                }
+            }
+        }
+    }
+
     @inline(__always)
     static func appendVarUInt(_ value: UInt64, to out: inout [UInt8]) {
         var remaining = value
@@ -287,12 +344,20 @@ private struct BinaryReader {
 
     @inline(__always)
     mutating func varUInt(_ field: String) throws(RecordError) -> UInt64 {
-        // One-byte varints (string lengths < 128, small counts) are the common case.
+        // One- and two-byte varints (lengths < 16,384) are the common case; anything else,
+        // including every error, goes through the checked loop from the same index.
         if index < count {
             let first = load(index)
             if first < 0x80 {
                 index += 1
                 return UInt64(first)
+            }
+            if count - index >= 2 {
+                let second = load(index + 1)
+                if second < 0x80 && second != 0 {
+                    index += 2
+                    return UInt64(first & 0x7F) | UInt64(second) << 7
+                }
             }
         }
         return try varUIntSlow(field)
@@ -342,7 +407,7 @@ private struct BinaryReader {
         let utf8 = UnsafeBufferPointer(start: start, count: length32)
         // Validate first (String(decoding:) would repair silently), then build the string in
         // one copy; String(validating:) is unspecialized and several times slower here.
-        guard isValidUTF8(utf8) else { throw fail(field, "invalid UTF-8") }
+        guard isASCII(utf8) || isValidUTF8(utf8) else { throw fail(field, "invalid UTF-8") }
         return makeString(validUTF8: utf8)
     }
 
