@@ -12,6 +12,7 @@ let package = Package(
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
     ],
     targets: [
         // C libraries, seen only through these wrappers.
@@ -27,7 +28,8 @@ let package = Package(
         // SQLite projection (Layout E + deliveries).
         .target(name: "HeraldStore", dependencies: ["HeraldCore", "CSQLite"]),
         // The embeddable engine.
-        .target(name: "Herald", dependencies: ["HeraldCore", "HeraldLog", "HeraldStore"]),
+        .target(name: "Herald", dependencies: ["HeraldCore", "HeraldLog", "HeraldStore",
+                                              .product(name: "Logging", package: "swift-log")]),
         // Fixture runner for users' regression tests.
         .target(name: "HeraldTesting", dependencies: ["Herald", "HeraldCore", "HeraldLog"]),
 

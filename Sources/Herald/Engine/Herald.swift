@@ -1,6 +1,7 @@
 import HeraldCore
 import HeraldLog
 import HeraldStore
+import Logging
 import Synchronization
 
 /// Options of a live engine.
@@ -17,17 +18,23 @@ public struct HeraldOptions: Sendable {
     public var attemptTimeoutMs: Int64
     /// HERALD_RETRY_* defaults.
     public var environment: HeraldEnvironment
+    /// Where the engine reports what it cannot return to a caller: outcomes dropped because
+    /// their delivery was cancelled mid-attempt, failures of the background projection, a
+    /// failed log append (after which it stops taking work).
+    public var logger: Logger
 
     public init(durability: LogDurability = .always, clock: any HeraldClock = SystemClock(),
                 executor: any ScriptExecutor = RuntimeRouter(["process": ProcessExecutor()]),
                 concurrency: Int = 16, attemptTimeoutMs: Int64 = 30_000,
-                environment: HeraldEnvironment = HeraldEnvironment()) {
+                environment: HeraldEnvironment = HeraldEnvironment(),
+                logger: Logger = Logger(label: "herald")) {
         self.durability = durability
         self.clock = clock
         self.executor = executor
         self.concurrency = max(1, concurrency)
         self.attemptTimeoutMs = max(1, attemptTimeoutMs)
         self.environment = environment
+        self.logger = logger
     }
 }
 
@@ -430,6 +437,10 @@ public final class Herald: Sendable {
                 do throws(RecordError) {
                     try s.dispatcher.check(record)
                 } catch {
+                    options.logger.info("dropped the outcome of an attempt whose delivery finished meanwhile", metadata: [
+                        "delivery": "\(attempt.sourcePosition):\(attempt.triggerID)", "attempt": "\(attempt.attempt)",
+                        "reason": "\(error.reason)",
+                    ])
                     continue
                 }
                 var effects: [DispatchEffect] = []
@@ -443,6 +454,7 @@ public final class Herald: Sendable {
                 range = try writer.append(records)
             } catch {
                 s.failure = "appending attempt outcomes to the log failed: \(error)"
+                options.logger.critical("the engine stopped taking work", metadata: ["reason": "\(s.failure ?? "")"])
                 throw error
             }
             var reports: [AttemptReport] = []
@@ -467,7 +479,11 @@ public final class Herald: Sendable {
         let projecting = Task.detached { [self] in
             while !Task.isCancelled {
                 try? await Task.sleep(for: .seconds(1))
-                try? self.projectNow()
+                do {
+                    try self.projectNow()
+                } catch {
+                    self.options.logger.error("the projection could not catch up", metadata: ["error": "\(error)"])
+                }
             }
         }
         defer { projecting.cancel() }
