@@ -45,6 +45,27 @@ public final class RecordWriter: Sendable {
         return range.lowerBound...(range.upperBound - 1)
     }
 
+    /// Queues records and returns their positions at once; they are not acknowledged until
+    /// ``waitUntilDurable(through:)`` returns. Lets the engine fix the order under its own
+    /// lock and wait for the sync outside it, so commands and outcomes share group commits.
+    public func enqueue(_ records: [Record]) throws -> ClosedRange<UInt64> {
+        precondition(!records.isEmpty, "enqueue needs at least one record")
+        var batch = LogBatch(records: records.count, bytes: records.count * 256)
+        for record in records {
+            batch.append(ts: record.ts) { RecordBinaryCodec.encode(record.body, into: &$0) }
+        }
+        let range = try writer.enqueue(batch)
+        return range.lowerBound...(range.upperBound - 1)
+    }
+
+    /// Waits until `position` is written and synced per the durability policy.
+    public func waitUntilDurable(through position: UInt64) throws {
+        try writer.waitUntilAcknowledged(through: position)
+    }
+
+    /// The last acknowledged (durable per policy) position.
+    public var durablePosition: UInt64 { writer.lastPosition }
+
     /// Releases the log (and its lock).
     public func close() throws {
         try writer.close()

@@ -182,7 +182,7 @@ public final class Herald: Sendable {
             guard !records.isEmpty else { throw EngineError.emptyBatch }
             let range: ClosedRange<UInt64>
             do {
-                range = try writer.append(records)
+                range = try writer.enqueue(records)
             } catch {
                 s.failure = "appending to the log failed: \(error)"
                 throw error
@@ -194,8 +194,22 @@ public final class Herald: Sendable {
             }
             return range
         }
+        // The sync happens outside the state lock, so concurrent commands and attempt
+        // outcomes share group commits; nothing runs for a record before it is durable.
+        try waitDurable(through: range.upperBound)
         wakeup.notify()
         return range
+    }
+
+    private func waitDurable(through position: UInt64) throws {
+        do {
+            try writer.waitUntilDurable(through: position)
+        } catch {
+            let reason = "syncing the log failed: \(error)"
+            state.withLock { s in s.failure = s.failure ?? reason }
+            options.logger.critical("the engine stopped taking work", metadata: ["reason": "\(reason)"])
+            throw error
+        }
     }
 
     private static func absorb(_ effects: [DispatchEffect], record: Record, at position: UInt64, into s: inout State) {
@@ -350,6 +364,9 @@ public final class Herald: Sendable {
     private func takeDue(now: Int64) throws -> [Invocation] {
         var needSources: [UInt64] = []
         var picked: [Invocation] = []
+        // A delivery runs only once the record that created it (or scheduled its retry) is
+        // durable: a script never acts on an event a crash could still erase.
+        let durable = writer.durablePosition
         state.withLock { s in
             guard !s.stopping else { return }
             var slots = options.concurrency - s.inFlight.count
@@ -359,6 +376,10 @@ public final class Herald: Sendable {
                 _ = s.queue.popFirst()
                 guard let delivery = s.dispatcher.pending[top.id], delivery.dueAt == top.dueAt,
                       !s.inFlight.contains(top.id) else { continue }
+                if delivery.id.sourcePosition > durable {
+                    deferred.append(delivery)
+                    continue
+                }
                 let registry = s.dispatcher.registry
                 guard let script = registry.scripts[delivery.scriptID],
                       !s.unresolvable.contains(delivery.id.sourcePosition) else { continue }
@@ -451,7 +472,7 @@ public final class Herald: Sendable {
             guard !records.isEmpty else { return [] }
             let range: ClosedRange<UInt64>
             do {
-                range = try writer.append(records)
+                range = try writer.enqueue(records)
             } catch {
                 s.failure = "appending attempt outcomes to the log failed: \(error)"
                 options.logger.critical("the engine stopped taking work", metadata: ["reason": "\(s.failure ?? "")"])
@@ -468,6 +489,7 @@ public final class Herald: Sendable {
             }
             return reports
         }
+        if let last = reports.last?.position { try waitDurable(through: last) }
         if let report { reports.forEach(report) }
         return reports
     }

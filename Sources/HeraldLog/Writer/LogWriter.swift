@@ -112,6 +112,35 @@ public final class LogWriter: Sendable {
         return try core.append(.batch(batch), bytes: batch.bytes.count + 20 * batch.count, writer: self)
     }
 
+    /// Queues the records of `batch` and returns their positions at once, before they are
+    /// written: call ``waitUntilAcknowledged(through:)`` before acknowledging them to anyone.
+    /// Queued batches keep their order and coalesce into shared blocks and syncs, so a caller
+    /// can queue under its own lock (fixing the order) and wait outside it.
+    ///
+    /// - Throws: as ``append(_:)-(LogBatch)``, for a batch that cannot be queued.
+    public func enqueue(_ batch: LogBatch) throws -> Range<UInt64> {
+        var previous: Int64 = 0
+        for (index, ts) in batch.timestamps.enumerated() {
+            guard ts >= 0 else { throw LogError.negativeTimestamp(ts: ts, index: index) }
+            if index > 0, ts < previous { throw LogError.timestampDecreased(ts: ts, previousTs: previous, index: index) }
+            previous = ts
+        }
+        var start = 0
+        for (index, end) in batch.ends.enumerated() {
+            guard end - start <= configuration.payloadBytesMax else {
+                throw LogError.payloadTooLarge(bytes: end - start, limitBytes: configuration.payloadBytesMax, index: index)
+            }
+            start = end
+        }
+        return try core.enqueue(.batch(batch), bytes: batch.bytes.count + 20 * batch.count, writer: self)
+    }
+
+    /// Waits until every position up to `position` is written and synced per the durability
+    /// policy (leading a commit if no one else is), or throws if the writer failed.
+    public func waitUntilAcknowledged(through position: UInt64) throws {
+        try core.wait(through: position, writer: self)
+    }
+
     /// Forces an `fdatasync` of the active segment now (useful with `.interval` and `.none`).
     public func sync() throws {
         try core.sync(writer: self)
@@ -174,6 +203,13 @@ final class WriterCore: @unchecked Sendable {
     }
 
     func append(_ entries: PendingAppend, bytes: Int, writer: LogWriter) throws -> Range<UInt64> {
+        let range = try enqueue(entries, bytes: bytes, writer: writer)
+        if !range.isEmpty { try wait(through: range.upperBound - 1, writer: writer) }
+        return range
+    }
+
+    /// Assigns positions and queues the entries (no I/O).
+    func enqueue(_ entries: PendingAppend, bytes: Int, writer: LogWriter) throws -> Range<UInt64> {
         lock.lock()
         defer { lock.unlock() }
         // Bound the queue: wait while others' entries fill it (a lone big append always fits).
@@ -189,12 +225,19 @@ final class WriterCore: @unchecked Sendable {
         lastAcceptedTs = lastTs
         pending.append(entries)
         pendingBytes += bytes
-        let end = nextPosition
+        return start..<nextPosition
+    }
+
+    /// Waits until `position` is acknowledged, leading commits of everything queued meanwhile.
+    func wait(through position: UInt64, writer: LogWriter) throws {
+        lock.lock()
+        defer { lock.unlock() }
+        precondition(position < nextPosition, "waiting for position \(position), which was never queued")
         // Bound: each round either returns, throws, leads one commit, or waits for a leader.
         while true {
-            if acknowledged >= end - 1 { return start..<end }
+            if acknowledged >= position { return }
             if let failure { throw LogError.writerFailed(directory: writer.directory, cause: failure) }
-            if leaderActive {
+            if leaderActive || pending.isEmpty {
                 lock.wait()
                 continue
             }
