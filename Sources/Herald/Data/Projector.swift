@@ -17,7 +17,8 @@ final class Projector: @unchecked Sendable {
 
     /// Applies every record after the checkpoint, in batches that commit with their checkpoint.
     @discardableResult
-    func catchUp(progress: ((UInt64) -> Void)? = nil) throws -> ProjectResult {
+    /// - Parameter limit: apply at most this many records (the live engine projects in slices).
+    func catchUp(limit: UInt64 = .max, progress: ((UInt64) -> Void)? = nil) throws -> ProjectResult {
         let start = dispatcher.position
         let reader = try directory.openReader()
         let last = reader.lastPosition
@@ -30,7 +31,8 @@ final class Projector: @unchecked Sendable {
         // `dispatcher` is advanced in place (no copy of the pending deliveries per batch). If a
         // batch fails to commit, the in-memory state is ahead of the projection: reload it.
         do {
-            try reader.forEach(from: start + 1) { position, record in
+            let through = start &+ limit < start ? last : min(last, start + limit)
+            try reader.forEach(from: start + 1, through: through) { position, record in
                 do throws(RecordError) {
                     try dispatcher.check(record, statelessRulesChecked: true)
                 } catch {

@@ -1,6 +1,8 @@
 import HeraldCore
 import HeraldLog
 import HeraldStore
+import Dispatch
+import Foundation
 import Logging
 import Synchronization
 
@@ -18,6 +20,12 @@ public struct HeraldOptions: Sendable {
     public var attemptTimeoutMs: Int64
     /// HERALD_RETRY_* defaults.
     public var environment: HeraldEnvironment
+    /// How often `run` brings the projection up to date in the background (0: only when
+    /// `run` returns and on `close`). The projection makes restarts fast; it may lag the log.
+    public var projectionIntervalMs: Int64
+    /// Records the background projection applies per slice, so it never hogs a core that
+    /// dispatch needs (it runs on its own thread at a lower priority).
+    public var projectionSliceRecords: UInt64
     /// Where the engine reports what it cannot return to a caller: outcomes dropped because
     /// their delivery was cancelled mid-attempt, failures of the background projection, a
     /// failed log append (after which it stops taking work).
@@ -27,6 +35,7 @@ public struct HeraldOptions: Sendable {
                 executor: any ScriptExecutor = RuntimeRouter(["process": ProcessExecutor()]),
                 concurrency: Int = 16, attemptTimeoutMs: Int64 = 30_000,
                 environment: HeraldEnvironment = HeraldEnvironment(),
+                projectionIntervalMs: Int64 = 1000, projectionSliceRecords: UInt64 = 2000,
                 logger: Logger = Logger(label: "herald")) {
         self.durability = durability
         self.clock = clock
@@ -34,6 +43,8 @@ public struct HeraldOptions: Sendable {
         self.concurrency = max(1, concurrency)
         self.attemptTimeoutMs = max(1, attemptTimeoutMs)
         self.environment = environment
+        self.projectionIntervalMs = max(0, projectionIntervalMs)
+        self.projectionSliceRecords = max(1, projectionSliceRecords)
         self.logger = logger
     }
 }
@@ -90,6 +101,8 @@ public final class Herald: Sendable {
     private let reader: RecordReader
     private let state: Mutex<State>
     private let wakeup = Notifier()
+    /// Waits for the sync of pipelined rounds' outcomes and reports them, in order.
+    private let acknowledger = DispatchQueue(label: "herald.acknowledger")
     private let projector: Mutex<Projector?>
 
     struct State: Sendable {
@@ -163,21 +176,35 @@ public final class Herald: Sendable {
                 records.append(record)
                 allEffects.append(effects)
             } else {
-                // A batch is all or nothing: validate it against a copy.
-                var next = s.dispatcher
+                // A batch is all or nothing: validate it first. Without attempts in it, a
+                // registry-only copy suffices (no rule but an attempt's depends on deliveries),
+                // so validating costs nothing per pending delivery; with attempts, a full copy.
+                let hasAttempts = bodies.contains { if case .deliveryAttempted = $0 { true } else { false } }
+                var trial = s.dispatcher
+                if !hasAttempts { trial.tracksDeliveries = false }
                 for (index, body) in bodies.enumerated() {
-                    let record = Record(ts: ts ?? max(now, next.lastTs ?? 0), body: body)
+                    let record = Record(ts: ts ?? max(now, trial.lastTs ?? 0), body: body)
                     do throws(RecordError) {
-                        try next.check(record)
+                        try trial.check(record)
                     } catch {
                         throw error.at("record \(index + 1) of \(bodies.count)")
                     }
                     var effects: [DispatchEffect] = []
-                    next.applyChecked(record, effects: &effects)
+                    trial.applyChecked(record, effects: &effects)
                     records.append(record)
                     allEffects.append(effects)
                 }
-                s.dispatcher = next
+                if hasAttempts {
+                    s.dispatcher = trial
+                } else {
+                    // Every record passed: apply them for real, in place.
+                    allEffects.removeAll(keepingCapacity: true)
+                    for record in records {
+                        var effects: [DispatchEffect] = []
+                        s.dispatcher.applyChecked(record, effects: &effects)
+                        allEffects.append(effects)
+                    }
+                }
             }
             guard !records.isEmpty else { throw EngineError.emptyBatch }
             let range: ClosedRange<UInt64>
@@ -303,6 +330,12 @@ public final class Herald: Sendable {
     /// outcomes are appended as one batch. Returns the attempts recorded.
     @discardableResult
     public func runDue(report: (@Sendable (AttemptReport) -> Void)? = nil) async throws -> [AttemptReport] {
+        try await round(report: report, pipelined: false)
+    }
+
+    /// One round. `pipelined`: return once the outcomes are queued, and let the acknowledger
+    /// wait for their sync (then report), so the next round starts while the disk syncs.
+    private func round(report: (@Sendable (AttemptReport) -> Void)?, pipelined: Bool) async throws -> [AttemptReport] {
         let now = options.clock.nowMs()
         let invocations = try takeDue(now: now)
         guard !invocations.isEmpty else { return [] }
@@ -357,7 +390,7 @@ public final class Herald: Sendable {
                                                 durationMs: duration))
             }
         }
-        return try recordOutcomes(attempts, report: report)
+        return try recordOutcomes(attempts, pipelined: pipelined, report: report)
     }
 
     /// Picks due deliveries (not in flight) and builds their invocations, marking them in flight.
@@ -443,7 +476,7 @@ public final class Herald: Sendable {
 
     /// Validates and appends attempt outcomes as one batch; an outcome whose delivery was
     /// cancelled meanwhile is dropped (the log's rules decide).
-    private func recordOutcomes(_ attempts: [DeliveryAttempt],
+    private func recordOutcomes(_ attempts: [DeliveryAttempt], pipelined: Bool,
                                 report: (@Sendable (AttemptReport) -> Void)?) throws -> [AttemptReport] {
         let now = options.clock.nowMs()
         let reports: [AttemptReport] = try state.withLock { s in
@@ -489,29 +522,33 @@ public final class Herald: Sendable {
             }
             return reports
         }
-        if let last = reports.last?.position { try waitDurable(through: last) }
-        if let report { reports.forEach(report) }
+        guard let last = reports.last?.position else { return reports }
+        if pipelined {
+            // In order on one serial queue: each batch is reported once it is durable.
+            acknowledger.async { [self] in
+                guard (try? waitDurable(through: last)) != nil else { return }
+                if let report { reports.forEach(report) }
+            }
+        } else {
+            try waitDurable(through: last)
+            if let report { reports.forEach(report) }
+        }
         return reports
     }
 
     /// Runs the dispatcher until ``stop()`` (or, with `untilIdle`, until no delivery is
     /// pending). Sleeps until the next due time or the next append.
     public func run(untilIdle: Bool = false, report: (@Sendable (AttemptReport) -> Void)? = nil) async throws {
-        // The projection catches up beside the dispatcher, never inside a round.
-        let projecting = Task.detached { [self] in
-            while !Task.isCancelled {
-                try? await Task.sleep(for: .seconds(1))
-                do {
-                    try self.projectNow()
-                } catch {
-                    self.options.logger.error("the projection could not catch up", metadata: ["error": "\(error)"])
-                }
-            }
-        }
-        defer { projecting.cancel() }
+        // The projection catches up beside the dispatcher, never inside a round: on its own
+        // thread, at a lower priority, in slices.
+        let projecting = BackgroundProjection(engine: self)
+        projecting.start()
+        defer { projecting.stop() }
         while !Task.isCancelled {
             if state.withLock({ $0.stopping }) { break }
-            let done = try await runDue(report: report)
+            // Real time: the next round starts while the last one's outcomes sync. Virtual
+            // time: each round is synced and reported before the next, so runs replay exactly.
+            let done = try await round(report: report, pipelined: !(options.clock is VirtualClock))
             if !done.isEmpty { continue }
             if untilIdle && state.withLock({ $0.dispatcher.pending.isEmpty }) { break }
             let now = options.clock.nowMs()
@@ -528,12 +565,22 @@ public final class Herald: Sendable {
             }
             await wakeup.wait(upToMs: next.map { max(0, min($0 - now, 1000)) } ?? 1000)
         }
+        // Every pipelined round is synced and reported before run returns.
+        await withCheckedContinuation { (done: CheckedContinuation<Void, Never>) in
+            acknowledger.async { done.resume() }
+        }
+        if let failure = state.withLock({ $0.failure }) { throw EngineError.failed(failure) }
         try projectNow()
+    }
+
+    /// Applies at most `limit` records to the projection; returns how many it applied.
+    func projectSlice(limit: UInt64) throws -> UInt64 {
+        try projector.withLock { try $0?.catchUp(limit: limit).records } ?? 0
     }
 
     /// Brings the projection up to date with the log.
     public func projectNow() throws {
-        try projector.withLock { try $0?.catchUp() }
+        _ = try projector.withLock { try $0?.catchUp() }
     }
 
     /// Stops taking new work; the run loop returns after the round in progress.
@@ -548,5 +595,41 @@ public final class Herald: Sendable {
         try projectNow()
         projector.withLock { $0 = nil }
         try writer.close()
+    }
+}
+
+/// The live engine's projection thread: every `projectionIntervalMs`, applies slices of
+/// `projectionSliceRecords` records until caught up. A plain thread at nice 10 (Linux sets
+/// niceness per thread), outside Swift's cooperative pool, so SQLite work never delays a round.
+final class BackgroundProjection: Sendable {
+    private let engine: Herald
+    private let stopped = Mutex(false)
+
+    init(engine: Herald) {
+        self.engine = engine
+    }
+
+    func start() {
+        let interval = engine.options.projectionIntervalMs
+        guard interval > 0 else { return }
+        let thread = Thread { [self] in
+            // On Linux the nice value is per thread; `who = 0` is the calling thread.
+            setpriority(__priority_which_t(PRIO_PROCESS.rawValue), 0, 10)
+            while !stopped.withLock({ $0 }) {
+                Thread.sleep(forTimeInterval: Double(interval) / 1000)
+                do {
+                    while !stopped.withLock({ $0 }),
+                          try engine.projectSlice(limit: engine.options.projectionSliceRecords) > 0 {}
+                } catch {
+                    engine.options.logger.error("the projection could not catch up", metadata: ["error": "\(error)"])
+                }
+            }
+        }
+        thread.name = "herald-projection"
+        thread.start()
+    }
+
+    func stop() {
+        stopped.withLock { $0 = true }
     }
 }
