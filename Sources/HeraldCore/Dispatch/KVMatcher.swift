@@ -71,31 +71,36 @@ public struct KVMatcher: Sendable {
         return created
     }
 
-    private func find(in node: Int, byte: UInt8) -> Int? {
-        let bytes = nodes[node].edgeBytes
-        var low = 0
-        var high = bytes.count
-        while low < high {
-            let mid = (low + high) / 2
-            if bytes[mid] < byte { low = mid + 1 } else { high = mid }
+    /// The child of `node` along `byte`, searched without retaining the node's arrays.
+    @inline(__always)
+    private static func find(in node: borrowing Node, byte: UInt8) -> Int? {
+        node.edgeBytes.withUnsafeBufferPointer { bytes -> Int? in
+            var low = 0
+            var high = bytes.count
+            while low < high {
+                let mid = (low + high) / 2
+                if bytes[mid] < byte { low = mid + 1 } else { high = mid }
+            }
+            guard low < bytes.count, bytes[low] == byte else { return nil }
+            return Int(node.edgeNodes[low])
         }
-        guard low < bytes.count, bytes[low] == byte else { return nil }
-        return Int(nodes[node].edgeNodes[low])
     }
 
     /// The triggers matching a mutation of `collection` with `op`, in registration order.
     public func match(collection: String, op: KVOp, into result: inout [Entry]) {
         result.removeAll(keepingCapacity: true)
         var collection = collection
-        collection.withUTF8 { name in
-            var node = 0
-            collect(nodes[0].prefix, op: op, into: &result)
-            for byte in name {
-                guard let next = find(in: node, byte: byte) else { return }
-                node = next
-                collect(nodes[node].prefix, op: op, into: &result)
+        nodes.withUnsafeBufferPointer { nodes in
+            collection.withUTF8 { name in
+                var node = 0
+                collect(nodes[0].prefix, op: op, into: &result)
+                for byte in name {
+                    guard let next = KVMatcher.find(in: nodes[node], byte: byte) else { return }
+                    node = next
+                    collect(nodes[node].prefix, op: op, into: &result)
+                }
+                collect(nodes[node].exact, op: op, into: &result)
             }
-            collect(nodes[node].exact, op: op, into: &result)
         }
         if result.count > 1 {
             result.sort { $0.registeredPosition < $1.registeredPosition }
