@@ -21,19 +21,19 @@ extension DataDirectory {
         }
         guard dispatcher.position < (through ?? reader.lastPosition) else { return }
         var effects: [DispatchEffect] = []
-        var state = dispatcher
+        // Advanced in place: a copy would duplicate every pending delivery on the first change.
+        // On a bad record `dispatcher` holds the state after the last good one.
         try reader.forEach(from: dispatcher.position + 1, through: through) { position, record in
             do throws(RecordError) {
-                try state.check(record, statelessRulesChecked: true)
+                try dispatcher.check(record, statelessRulesChecked: true)
             } catch {
                 throw HeraldError.badLogRecord(position: position, reason: error.description)
             }
             effects.removeAll(keepingCapacity: true)
-            state.applyChecked(record, effects: &effects)
-            try observe?(position, record, effects, state)
+            dispatcher.applyChecked(record, effects: &effects)
+            try observe?(position, record, effects, dispatcher)
             return true
         }
-        dispatcher = state
     }
 
     /// The dispatcher as of the log's end, resumed from the projection's checkpoint when the
