@@ -51,7 +51,8 @@ extension Benchmarks {
             log.record(invocation.delivery.sourcePosition)
             return .ok
         })
-        let engineOptions = HeraldOptions(durability: .always, executor: executor, concurrency: options.liveConcurrency)
+        let engineOptions = HeraldOptions(durability: options.liveDurability, executor: executor,
+                                          concurrency: options.liveConcurrency)
         let herald = try Herald.open(directory: data, options: engineOptions)
         let runner = Task { try await herald.run() }
 
@@ -73,7 +74,7 @@ extension Benchmarks {
         let sustainedSeconds = seconds(start, drained)
         reporter.emit(Row(workload: "live", measure: "deliveries/s sustained (append+run)", value: Double(expectedSustained) / sustainedSeconds, unit: "deliveries/s",
                           target: "≥ 100,000",
-                          note: "\(sustainedCount) events → \(expectedSustained) deliveries in \(format3(sustainedSeconds)) s (appends took \(format3(seconds(start, appended))) s); concurrency \(options.liveConcurrency), batch \(options.liveBatch)",
+                          note: "\(sustainedCount) events → \(expectedSustained) deliveries in \(format3(sustainedSeconds)) s (appends took \(format3(seconds(start, appended))) s); concurrency \(options.liveConcurrency), batch \(options.liveBatch), durability \(options.liveDurability)",
                           extra: [("events", Double(sustainedCount)), ("deliveries", Double(expectedSustained)), ("seconds", sustainedSeconds),
                                   ("append_seconds", seconds(start, appended)), ("concurrency", Double(options.liveConcurrency))]))
 

@@ -13,6 +13,7 @@ struct BenchOptions {
     var liveRate = 10_000
     var liveSeconds = 5.0
     var liveConcurrency = 16
+    var liveDurability = LogDurability.always
     var liveBatch = 4096
     var restartEvents = 690_000
 }

@@ -1,4 +1,5 @@
 import Glibc
+import HeraldLog
 
 let usage = """
     usage: herald-bench --workload DIR [--only LIST] [--json FILE] [--work DIR] [--no-peers]
@@ -15,6 +16,7 @@ let usage = """
       --live-seconds S     paced phase length (default 5)
       --live-concurrency N HeraldOptions.concurrency (default 16, the library default)
       --live-batch N       events per Herald.append in the sustained phase (default 4096)
+      --live-durability D  always (default), none or interval:MS for the live engine's log
       --restart-events N   events (each delivery with an ok attempt) in the restart log (default 690000 ≈ 1 M deliveries)
     """
 
@@ -40,6 +42,7 @@ func parseOptions(_ arguments: [String]) throws -> (BenchOptions, String?) {
     var liveSeconds = 5.0
     var liveConcurrency = 16
     var liveBatch = 4096
+    var liveDurability = LogDurability.always
     var restartEvents = 690_000
     var index = 0
     func value(_ flag: String) throws -> String {
@@ -73,6 +76,17 @@ func parseOptions(_ arguments: [String]) throws -> (BenchOptions, String?) {
             liveSeconds = s
         case "--live-concurrency": liveConcurrency = try positive(flag)
         case "--live-batch": liveBatch = try positive(flag)
+        case "--live-durability":
+            let text = try value(flag)
+            if text == "always" {
+                liveDurability = .always
+            } else if text == "none" {
+                liveDurability = .none
+            } else if text.hasPrefix("interval:"), let ms = Int(text.dropFirst("interval:".count)), ms > 0 {
+                liveDurability = .interval(milliseconds: ms)
+            } else {
+                throw BenchError("--live-durability must be always, none or interval:MS, not '\(text)'", usage: true)
+            }
         case "--restart-events": restartEvents = try positive(flag)
         case "-h", "--help":
             print(usage)
@@ -93,6 +107,7 @@ func parseOptions(_ arguments: [String]) throws -> (BenchOptions, String?) {
     options.liveSeconds = liveSeconds
     options.liveConcurrency = liveConcurrency
     options.liveBatch = liveBatch
+    options.liveDurability = liveDurability
     options.restartEvents = restartEvents
     return (options, json)
 }
