@@ -202,3 +202,37 @@ extension Projection {
                                depth: statement.int64(at: 6), lastError: statement.text(at: 7))
     }
 }
+
+extension Projection {
+    /// Streams every projected delivery in canonical order (source position, then trigger
+    /// registration position), one row at a time.
+    public func forEachDelivery(_ body: (Delivery) throws -> Void) throws {
+        let rows = try database.prepare("""
+            SELECT source_position, trigger_id, trigger_rank, app_id, script_id, source_kind, depth,
+                   retry_max_attempts, retry_backoff, retry_base_ms, status, attempts, due_at, last_error, finished_at
+            FROM deliveries ORDER BY source_position, trigger_rank
+            """)
+        let path = database.path
+        while try rows.step() {
+            guard rows.int64(at: 0) >= 0, rows.int64(at: 2) >= 0,
+                  let trigger = rows.text(at: 1).flatMap(HeraldID.init),
+                  let app = rows.text(at: 3).flatMap(HeraldID.init), let script = rows.text(at: 4).flatMap(HeraldID.init),
+                  let source = rows.text(at: 5).flatMap(SourceKind.init(name:)),
+                  let backoff = rows.text(at: 8).flatMap(Backoff.init(name:)),
+                  let status = rows.text(at: 10).flatMap(DeliveryStatus.init(name:)) else {
+                throw StoreError.damaged(path: path, reason: "a deliveries row holds an invalid id, kind, backoff or status")
+            }
+            let finished = rows.isNull(at: 14) ? nil : rows.int64(at: 14)
+            if let finished, finished < 0 {
+                throw StoreError.damaged(path: path, reason: "a deliveries row has a negative finished_at")
+            }
+            try body(Delivery(
+                id: DeliveryID(sourcePosition: UInt64(rows.int64(at: 0)), triggerID: trigger), appID: app, scriptID: script,
+                sourceKind: source, depth: rows.int64(at: 6),
+                retry: RetryConfig(maxAttempts: rows.int64(at: 7), backoff: backoff, baseMs: rows.int64(at: 9)),
+                triggerRank: UInt64(rows.int64(at: 2)), status: status, attempts: rows.int64(at: 11),
+                dueAt: rows.isNull(at: 12) ? nil : rows.int64(at: 12), lastError: rows.text(at: 13),
+                finishedAt: finished.map { UInt64($0) }))
+        }
+    }
+}

@@ -64,8 +64,14 @@ public final class Projection: @unchecked Sendable {
     /// Applies steps in one transaction, moving the checkpoint to the last step's position.
     /// `registry` is the registry after the last step (for trigger rows after updates).
     public func apply(_ steps: [Step], registryAfter registry: Registry) throws {
-        guard let last = steps.last else { return }
+        guard let first = steps.first, let last = steps.last else { return }
         try database.transaction {
+            // Another process may have projected these positions meanwhile (`herald run`'s
+            // background projection beside `herald project`): refuse rather than apply twice.
+            let (checkpoint, _) = try checkpoint()
+            guard checkpoint == first.position - 1 else {
+                throw StoreError.checkpointMoved(path: database.path, expected: first.position - 1, found: checkpoint)
+            }
             for step in steps {
                 try applyRecord(step, registry: registry)
                 for effect in step.effects {

@@ -6,6 +6,8 @@ public enum StoreError: Error, Sendable, CustomStringConvertible {
     case schemaVersion(path: String, found: Int64, expected: Int64)
     /// A row Herald wrote no longer makes sense (edited by hand, or the file is damaged).
     case damaged(path: String, reason: String)
+    /// Another process moved the checkpoint while this one was projecting.
+    case checkpointMoved(path: String, expected: UInt64, found: UInt64)
     /// The projection is ahead of the log it is supposed to describe.
     case aheadOfLog(path: String, checkpoint: UInt64, lastPosition: UInt64)
 
@@ -17,6 +19,8 @@ public enum StoreError: Error, Sendable, CustomStringConvertible {
             "\(path) has projection schema version \(found), this Herald uses \(expected); rebuild it with `herald project --rebuild`."
         case .damaged(let path, let reason):
             "The projection \(path) is damaged: \(reason). Rebuild it with `herald project --rebuild`."
+        case .checkpointMoved(let path, let expected, let found):
+            "The projection \(path) moved to position \(found) while this process was applying from \(expected + 1): another process is projecting it; nothing was applied twice. Run the command again."
         case .aheadOfLog(let path, let checkpoint, let lastPosition):
             "The projection \(path) is at position \(checkpoint) but the log ends at \(lastPosition); it belongs to another log. Rebuild it with `herald project --rebuild`."
         }

@@ -28,7 +28,7 @@ struct DeliveriesCommand: ParsableCommand {
     func run() throws {
         let directory = global.directory
         let position = try checkedPosition(at, in: directory)
-        let deliveries = try directory.deliveries(at: position).filter { d in
+        func selected(_ d: Delivery) -> Bool {
             (status == nil || d.status == status) && (trigger == nil || d.id.triggerID == trigger)
                 && (app == nil || d.appID == app)
         }
@@ -36,13 +36,20 @@ struct DeliveriesCommand: ParsableCommand {
         switch format {
         case .jsonl:
             var line = JSONOutput()
-            for delivery in deliveries {
+            let write: (Delivery) -> Void = { delivery in
+                guard selected(delivery) else { return }
                 line.removeAll()
                 CanonicalOutput.append(delivery, to: &line)
                 line.newline()
                 output.write(bytes: line.bytes)
             }
+            if let position, position < (try directory.openReader().lastPosition) {
+                try directory.deliveries(at: position).forEach(write)  // an earlier state: derived by replay
+            } else {
+                try directory.forEachDelivery(write)  // now: streamed from the caught-up projection
+            }
         case .table:
+            let deliveries = try directory.deliveries(at: position).filter(selected)
             let rows = deliveries.map { d -> [String] in
                 [d.id.description, d.sourceKind.description, String(d.depth), d.status.description, String(d.attempts),
                  d.dueAt.map(String.init) ?? "-", d.finishedAt.map(String.init) ?? "-", d.lastError ?? ""]

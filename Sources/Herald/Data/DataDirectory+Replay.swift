@@ -101,3 +101,20 @@ extension DataDirectory {
         return timeline
     }
 }
+
+extension DataDirectory {
+    /// Every delivery as of the log's end, in canonical order. Streamed from the projection
+    /// when it is caught up (memory stays flat however many deliveries there are); otherwise
+    /// derived by replay. Never writes: a read must not race a running engine's projection.
+    public func forEachDelivery(_ body: (Delivery) throws -> Void) throws {
+        let last = try openReader().lastPosition
+        if FileSystemPaths.exists(projectionPath) {
+            let projection = try openProjection()
+            if try projection.checkpoint().position == last {
+                try projection.forEachDelivery(body)
+                return
+            }
+        }
+        try deliveries().forEach(body)
+    }
+}
