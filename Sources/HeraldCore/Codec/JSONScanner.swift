@@ -330,19 +330,7 @@ struct JSONScanner {
     /// surrogates, nothing above U+10FFFF).
     private mutating func scanUTF8Sequence() throws(JSONSyntaxError) {
         let lead = bytes[index]
-        let length: Int
-        var low: UInt8 = 0x80
-        var high: UInt8 = 0xBF
-        switch lead {
-        case 0xC2...0xDF: length = 2
-        case 0xE0: length = 3; low = 0xA0
-        case 0xE1...0xEC, 0xEE...0xEF: length = 3
-        case 0xED: length = 3; high = 0x9F
-        case 0xF0: length = 4; low = 0x90
-        case 0xF1...0xF3: length = 4
-        case 0xF4: length = 4; high = 0x8F
-        default: throw error("invalid UTF-8")
-        }
+        guard let (length, low, high) = utf8Sequence(lead: lead) else { throw error("invalid UTF-8") }
         guard bytes.count - index >= length else { throw error("invalid UTF-8 (truncated sequence)") }
         let second = bytes[index + 1]
         guard second >= low && second <= high else { throw error("invalid UTF-8") }
@@ -494,19 +482,7 @@ func isValidUTF8(_ bytes: UnsafeBufferPointer<UInt8>) -> Bool {
             index += 1
             continue
         }
-        let length: Int
-        var low: UInt8 = 0x80
-        var high: UInt8 = 0xBF
-        switch lead {
-        case 0xC2...0xDF: length = 2
-        case 0xE0: length = 3; low = 0xA0
-        case 0xE1...0xEC, 0xEE...0xEF: length = 3
-        case 0xED: length = 3; high = 0x9F
-        case 0xF0: length = 4; low = 0x90
-        case 0xF1...0xF3: length = 4
-        case 0xF4: length = 4; high = 0x8F
-        default: return false
-        }
+        guard let (length, low, high) = utf8Sequence(lead: lead) else { return false }
         guard count - index >= length else { return false }
         let second = bytes[index + 1]
         guard second >= low && second <= high else { return false }
@@ -531,5 +507,22 @@ func makeString(validUTF8 bytes: UnsafeBufferPointer<UInt8>) -> String {
         guard let destination = target.baseAddress else { return 0 }
         destination.initialize(from: source, count: count)
         return count
+    }
+}
+
+/// For a UTF-8 lead byte (≥ 0x80): the sequence length and the allowed range of the second
+/// byte, per Unicode Table 3-7 (no overlongs, no surrogates, nothing above U+10FFFF); `nil`
+/// when the byte cannot start a sequence.
+@inline(__always)
+func utf8Sequence(lead: UInt8) -> (length: Int, low: UInt8, high: UInt8)? {
+    switch lead {
+    case 0xC2...0xDF: (2, 0x80, 0xBF)
+    case 0xE0: (3, 0xA0, 0xBF)
+    case 0xE1...0xEC, 0xEE...0xEF: (3, 0x80, 0xBF)
+    case 0xED: (3, 0x80, 0x9F)
+    case 0xF0: (4, 0x90, 0xBF)
+    case 0xF1...0xF3: (4, 0x80, 0xBF)
+    case 0xF4: (4, 0x80, 0x8F)
+    default: nil
     }
 }
