@@ -42,6 +42,7 @@ extension DataDirectory {
         return result
     }
 
+    @discardableResult
     func project(into projection: Projection, progress: ((UInt64) -> Void)?) throws -> ProjectResult {
         try Projector(directory: self, projection: projection).catchUp(progress: progress)
     }

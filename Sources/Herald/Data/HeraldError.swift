@@ -10,8 +10,6 @@ public enum HeraldError: Error, Sendable, CustomStringConvertible {
     case positionOutOfRange(position: UInt64, lastPosition: UInt64)
     /// The input could not be read.
     case unreadable(source: String, reason: String)
-    /// `herald verify` found differences.
-    case verifyFailed([String])
 
     public var description: String {
         switch self {
@@ -26,8 +24,6 @@ public enum HeraldError: Error, Sendable, CustomStringConvertible {
             return "Position \(position) is outside the log (0…\(last))."
         case .unreadable(let source, let reason):
             return "Cannot read \(source): \(reason)."
-        case .verifyFailed(let problems):
-            return "verify failed:\n" + problems.map { "  \($0)" }.joined(separator: "\n")
         }
     }
 }

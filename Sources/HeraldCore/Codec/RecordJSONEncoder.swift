@@ -54,34 +54,7 @@ public struct RecordJSONEncoder: Sendable {
         case .scriptDeleted(let scriptID):
             out.field("script_id"); out.id(scriptID)
         case .triggerRegistered(let trigger):
-            out.field("trigger_id"); out.id(trigger.triggerID)
-            out.field("app_id"); out.id(trigger.appID)
-            out.field("script_id"); out.id(trigger.scriptID)
-            out.field("kind"); out.string(trigger.kind.description)
-            out.field("enabled"); out.bool(trigger.enabled)
-            out.field("dispatch_mode"); out.string(trigger.dispatchMode.description)
-            out.field("retry")
-            out.beginObject()
-            out.field("max_attempts"); out.int(trigger.retry.maxAttempts)
-            out.field("backoff"); out.string(trigger.retry.backoff.description)
-            out.field("base_ms"); out.int(trigger.retry.baseMs)
-            out.endObject()
-            out.field("registered_by"); out.id(trigger.registeredBy)
-            if let kv = trigger.kv {
-                out.field("kv")
-                out.beginObject()
-                out.field("collection_glob"); out.string(kv.collectionGlob)
-                out.field("ops"); Self.appendOps(kv.ops, to: &out)
-                out.endObject()
-            }
-            if let deadLetter = trigger.deadLetter {
-                out.field("dead_letter")
-                out.beginObject()
-                out.field("source_filter"); out.string(deadLetter.sourceFilter?.description)
-                out.field("trigger_id_filter"); out.id(deadLetter.triggerIDFilter)
-                out.field("script_id_filter"); out.id(deadLetter.scriptIDFilter)
-                out.endObject()
-            }
+            Self.appendTriggerFields(trigger, to: &out)
         case .triggerUpdated(let update):
             out.field("trigger_id"); out.id(update.triggerID)
             if let enabled = update.enabled { out.field("enabled"); out.bool(enabled) }
@@ -147,4 +120,39 @@ private extension JSONOutput {
     /// would pick the `String` overload).
     @inline(__always)
     mutating func field(_ name: StaticString) { key(name) }
+}
+
+extension RecordJSONEncoder {
+    /// A registration's fields in DESIGN.md §2 table order, every default written out: shared
+    /// by `herald dump` and the canonical `herald triggers` output, which lists the same keys.
+    static func appendTriggerFields(_ trigger: TriggerRegistration, to out: inout JSONOutput) {
+        out.field("trigger_id"); out.id(trigger.triggerID)
+        out.field("app_id"); out.id(trigger.appID)
+        out.field("script_id"); out.id(trigger.scriptID)
+        out.field("kind"); out.string(trigger.kind.description)
+        out.field("enabled"); out.bool(trigger.enabled)
+        out.field("dispatch_mode"); out.string(trigger.dispatchMode.description)
+        out.field("retry")
+        out.beginObject()
+        out.field("max_attempts"); out.int(trigger.retry.maxAttempts)
+        out.field("backoff"); out.string(trigger.retry.backoff.description)
+        out.field("base_ms"); out.int(trigger.retry.baseMs)
+        out.endObject()
+        out.field("registered_by"); out.id(trigger.registeredBy)
+        if let kv = trigger.kv {
+            out.field("kv")
+            out.beginObject()
+            out.field("collection_glob"); out.string(kv.collectionGlob)
+            out.field("ops"); appendOps(kv.ops, to: &out)
+            out.endObject()
+        }
+        if let deadLetter = trigger.deadLetter {
+            out.field("dead_letter")
+            out.beginObject()
+            out.field("source_filter"); out.string(deadLetter.sourceFilter?.description)
+            out.field("trigger_id_filter"); out.id(deadLetter.triggerIDFilter)
+            out.field("script_id_filter"); out.id(deadLetter.scriptIDFilter)
+            out.endObject()
+        }
+    }
 }

@@ -20,40 +20,11 @@ public enum CanonicalOutput {
         out.endObject()
     }
 
-    /// One `herald triggers --format jsonl` line (without the newline).
+    /// One `herald triggers --format jsonl` line (without the newline): the registration's
+    /// fields as they are now (updates applied), then `registered_position`.
     public static func append(_ t: Registry.Trigger, to out: inout JSONOutput) {
         out.beginObject()
-        out.key("trigger_id"); out.id(t.id)
-        out.key("app_id"); out.id(t.appID)
-        out.key("script_id"); out.id(t.scriptID)
-        out.key("kind"); out.string(t.kind.description)
-        out.key("enabled"); out.bool(t.enabled)
-        out.key("dispatch_mode"); out.string(t.dispatchMode.description)
-        out.key("retry")
-        out.beginObject()
-        out.key("max_attempts"); out.int(t.retry.maxAttempts)
-        out.key("backoff"); out.string(t.retry.backoff.description)
-        out.key("base_ms"); out.int(t.retry.baseMs)
-        out.endObject()
-        out.key("registered_by"); out.id(t.registeredBy)
-        if let kv = t.kv {
-            out.key("kv")
-            out.beginObject()
-            out.key("collection_glob"); out.string(kv.collectionGlob)
-            out.key("ops")
-            out.beginArray()
-            for op in kv.ops.ops { out.string(op.description) }
-            out.endArray()
-            out.endObject()
-        }
-        if let dl = t.deadLetter {
-            out.key("dead_letter")
-            out.beginObject()
-            out.key("source_filter"); out.string(dl.sourceFilter?.description)
-            out.key("trigger_id_filter"); out.id(dl.triggerIDFilter)
-            out.key("script_id_filter"); out.id(dl.scriptIDFilter)
-            out.endObject()
-        }
+        RecordJSONEncoder.appendTriggerFields(t.registration, to: &out)
         out.key("registered_position"); out.uint(t.registeredPosition)
         out.endObject()
     }

@@ -329,6 +329,13 @@ extension Registry {
 }
 
 extension Registry.Trigger {
+    /// The trigger as a registration record describing its current state.
+    public var registration: TriggerRegistration {
+        TriggerRegistration(triggerID: id, appID: appID, scriptID: scriptID, kind: kind, enabled: enabled,
+                            dispatchMode: dispatchMode, retry: retry, registeredBy: registeredBy, kv: kv,
+                            deadLetter: deadLetter)
+    }
+
     /// The trigger as a registration record would describe it.
     public init(_ r: TriggerRegistration, registeredPosition: UInt64, ts: Int64) {
         self.init(id: r.triggerID, appID: r.appID, scriptID: r.scriptID, kind: r.kind, enabled: r.enabled,
