@@ -49,6 +49,11 @@ public struct LogConfiguration: Sendable, Equatable {
     public var durability: LogDurability
     /// LZ4 frame compression level: 0 = fast (default), 3...12 = LZ4-HC (smaller, slower writes).
     public var compressionLevel: Int32
+    /// How long opening a writer keeps retrying a held lock before refusing (default 2000 ms).
+    /// A lock is briefly held by a process this one spawns, between its `fork` and `exec`
+    /// (the child shares the lock's open file description), so closing a writer and opening
+    /// it again while other threads spawn processes must not fail on that window.
+    public var lockWaitMilliseconds: Int
 
     /// Creates a configuration; every parameter has the documented default.
     public init(
@@ -57,7 +62,8 @@ public struct LogConfiguration: Sendable, Equatable {
         payloadBytesMax: Int = 16 << 20,
         pendingBytesMax: Int = 64 << 20,
         durability: LogDurability = .always,
-        compressionLevel: Int32 = 0
+        compressionLevel: Int32 = 0,
+        lockWaitMilliseconds: Int = 2000
     ) {
         self.segmentBytesMax = segmentBytesMax
         self.blockRawBytesMax = blockRawBytesMax
@@ -65,6 +71,7 @@ public struct LogConfiguration: Sendable, Equatable {
         self.pendingBytesMax = pendingBytesMax
         self.durability = durability
         self.compressionLevel = compressionLevel
+        self.lockWaitMilliseconds = lockWaitMilliseconds
     }
 
     func validate() throws {
@@ -74,6 +81,7 @@ public struct LogConfiguration: Sendable, Equatable {
         guard pendingBytesMax >= 1 else { throw LogError.invalidConfiguration(reason: "pendingBytesMax must be positive") }
         if case let .interval(ms) = durability, ms < 0 { throw LogError.invalidConfiguration(reason: "durability interval \(ms) ms is negative") }
         guard compressionLevel >= 0, compressionLevel <= 12 else { throw LogError.invalidConfiguration(reason: "compressionLevel \(compressionLevel) is outside 0...12") }
+        guard lockWaitMilliseconds >= 0, lockWaitMilliseconds <= 600_000 else { throw LogError.invalidConfiguration(reason: "lockWaitMilliseconds \(lockWaitMilliseconds) is outside 0...600000") }
     }
 }
 

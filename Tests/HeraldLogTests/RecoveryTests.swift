@@ -146,11 +146,26 @@ import Testing
         try withTemporaryDirectory { dir in
             let writer = try LogWriter(directory: dir)
             try writer.append(LogEntry(ts: 1, payload: [1]))
-            #expect(throws: LogError.writerLocked(lockFile: dir + "/LOCK")) { _ = try LogWriter(directory: dir) }
+            #expect(throws: LogError.writerLocked(lockFile: dir + "/LOCK")) {
+                _ = try LogWriter(directory: dir, configuration: LogConfiguration(lockWaitMilliseconds: 50))
+            }
             try writer.close()
             let next = try LogWriter(directory: dir)
             #expect(next.lastPosition == 1)
             try next.close()
+        }
+    }
+
+    /// A lock held for a moment (as by a child process between fork and exec) is waited for.
+    @Test func aBrieflyHeldLockIsWaitedFor() throws {
+        try withTemporaryDirectory { dir in
+            let holder = try PosixFileSystem().lockExclusive(dir + "/LOCK")
+            let release = Thread { usleep(100_000); holder.unlock() }
+            release.start()
+            let writer = try LogWriter(directory: dir, configuration: LogConfiguration(lockWaitMilliseconds: 5000))
+            try writer.append(LogEntry(ts: 1, payload: [1]))
+            #expect(writer.lastPosition == 1)
+            try writer.close()
         }
     }
 }

@@ -36,7 +36,7 @@ public final class LogWriter: Sendable {
         self.configuration = configuration
         self.fileSystem = fileSystem
         try fileSystem.createDirectory(directory)
-        let lock = try fileSystem.lockExclusive(SegmentFiles.join(directory, SegmentFiles.lockName))
+        let lock = try Self.takeLock(SegmentFiles.join(directory, SegmentFiles.lockName), waitingUpTo: configuration.lockWaitMilliseconds, fileSystem: fileSystem)
         do {
             let opened = try Recovery.open(directory: directory, fileSystem: fileSystem)
             self.recoveryReport = opened.report
@@ -50,6 +50,20 @@ public final class LogWriter: Sendable {
 
     deinit {
         core.release()
+    }
+
+    /// Takes the writer lock, retrying every 5 ms while it is held, for at most `milliseconds`.
+    private static func takeLock(_ path: String, waitingUpTo milliseconds: Int, fileSystem: any LogFileSystem) throws -> any LogFileLock {
+        var waited = 0
+        while true {
+            do {
+                return try fileSystem.lockExclusive(path)
+            } catch LogError.writerLocked where waited < milliseconds {
+                let step = min(5, milliseconds - waited)
+                usleep(UInt32(step) * 1000)
+                waited += step
+            }
+        }
     }
 
     /// The last acknowledged position (0 for an empty log).
