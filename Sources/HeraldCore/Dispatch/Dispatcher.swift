@@ -114,15 +114,25 @@ public struct Dispatcher: Sendable {
         }
     }
 
+    /// Builds every app's KV matcher for the current registry now, instead of at the app's
+    /// first KV record after a trigger change (which then pays for indexing its triggers).
+    /// Changes no derived state.
+    public mutating func prepareMatchers() {
+        for app in registry.apps.keys { _ = matcher(of: app) }
+    }
+
+    /// The app's matcher, rebuilt when its triggers changed since it was built.
+    private mutating func matcher(of app: HeraldID) -> KVMatcher {
+        let generation = registry.generation(of: app)
+        if let entry = matchers[app], entry.generation == generation { return entry.matcher }
+        let matcher = KVMatcher(triggers: registry.liveTriggers(app: app, kind: .kv))
+        matchers[app] = AppMatcher(generation: generation, matcher: matcher)
+        return matcher
+    }
+
     private mutating func matchKV(_ mutation: KVMutation, at: UInt64, ts: Int64, effects: inout [DispatchEffect]) {
-        let generation = registry.generation(of: mutation.appID)
-        var entry = matchers[mutation.appID]
-        if entry?.generation != generation {
-            let triggers = registry.liveTriggers(app: mutation.appID, kind: .kv)
-            entry = AppMatcher(generation: generation, matcher: KVMatcher(triggers: triggers))
-            matchers[mutation.appID] = entry
-        }
-        guard let matcher = entry?.matcher, !matcher.isEmpty else { return }
+        let matcher = matcher(of: mutation.appID)
+        guard !matcher.isEmpty else { return }
         matcher.match(collection: mutation.collection, op: mutation.op, into: &scratch)
         for match in scratch {
             create(PendingDeliveries.Snapshot(triggerID: match.triggerID, appID: mutation.appID, scriptID: match.scriptID,
