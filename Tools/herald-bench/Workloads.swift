@@ -14,6 +14,7 @@ struct BenchOptions {
     var liveSeconds = 5.0
     var liveConcurrency = 16
     var liveDurability = LogDurability.always
+    var liveProjectionMs: Int64 = 1000
     var liveBatch = 4096
     var restartEvents = 690_000
 }
