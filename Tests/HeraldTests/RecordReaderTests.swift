@@ -63,6 +63,39 @@ struct RecordReaderTests {
         }
     }
 
+    /// A payload that does not decode, in a block read ahead: the records before it first,
+    /// then the same error a serial read raises.
+    @Test func undecodableRecordAfterTheRecordsBeforeIt() async throws {
+        try await withTemporaryDirectory { path in
+            let data = DataDirectory(path: path)
+            let log = try LogWriter(directory: data.logPath, configuration: LogConfiguration(durability: .none))
+            for batch in 0..<6 {
+                let entries = (0..<50).map { index -> LogEntry in
+                    let n = batch * 50 + index + 1
+                    // Record 230 (in the fifth block) has a trailing byte.
+                    let payload = RecordBinaryCodec.encode(Self.record(n).body) + (n == 230 ? [0] : [])
+                    return LogEntry(ts: Self.record(n).ts, payload: payload)
+                }
+                try log.append(entries)
+            }
+            try log.close()
+            let reader = try data.openReader()
+            var seen: [UInt64] = []
+            do {
+                try reader.forEach { position, record in
+                    #expect(record == Self.record(Int(position)))
+                    seen.append(position)
+                    return true
+                }
+                Issue.record("record 230 must not decode")
+            } catch let HeraldError.badLogRecord(position, reason) {
+                #expect(position == 230)
+                #expect(reason.contains("trailing"))
+            }
+            #expect(seen == Array(1...229))
+        }
+    }
+
     @Test func corruptBlockAfterTheRecordsBeforeIt() async throws {
         try await withTemporaryDirectory { path in
             let data = DataDirectory(path: path)
