@@ -17,18 +17,22 @@ public struct Record: Equatable, Sendable {
 }
 
 /// The vocabulary of the log (DESIGN.md §2).
+///
+/// The rare, large payloads are `indirect` (boxed) so that a body is only as large as a
+/// ``KVMutation`` (72 bytes instead of 170): every record a scan decodes is moved and copied
+/// at that size.
 public enum RecordBody: Equatable, Sendable {
     case adminUserCreated(adminUserID: HeraldID, email: String)
     case adminUserDeleted(adminUserID: HeraldID)
     case appCreated(appID: HeraldID, name: String)
     case appDeleted(appID: HeraldID)
-    case scriptRegistered(ScriptRegistration)
+    indirect case scriptRegistered(ScriptRegistration)
     case scriptDeleted(scriptID: HeraldID)
-    case triggerRegistered(TriggerRegistration)
-    case triggerUpdated(TriggerUpdate)
+    indirect case triggerRegistered(TriggerRegistration)
+    indirect case triggerUpdated(TriggerUpdate)
     case triggerDeleted(triggerID: HeraldID)
     case kv(KVMutation)
-    case deliveryAttempted(DeliveryAttempt)
+    indirect case deliveryAttempted(DeliveryAttempt)
 
     /// The record's `"type"` as written in JSON Lines.
     public var type: RecordType {
