@@ -118,6 +118,9 @@ public final class Herald: Sendable {
         /// Source positions that neither the log nor the projection can describe.
         var unresolvable: Set<UInt64> = []
         var stopping = false
+        /// The last round left a due delivery waiting for its source record's sync: the run
+        /// loop waits for the notification that follows the sync instead of spinning.
+        var waitingForDurability = false
         /// Set when an append failed after the state moved on: the engine fails closed.
         var failure: String?
     }
@@ -400,6 +403,7 @@ public final class Herald: Sendable {
         // durable: a script never acts on an event a crash could still erase.
         let durable = writer.durablePosition
         state.withLock { s in
+            s.waitingForDurability = false
             guard !s.stopping else { return }
             var slots = options.concurrency - s.inFlight.count
             var deferred: [Delivery] = []
@@ -410,6 +414,7 @@ public final class Herald: Sendable {
                       !s.inFlight.contains(top.id) else { continue }
                 if delivery.id.sourcePosition > durable {
                     deferred.append(delivery)
+                    s.waitingForDurability = true
                     continue
                 }
                 let registry = s.dispatcher.registry
@@ -526,6 +531,7 @@ public final class Herald: Sendable {
             // In order on one serial queue: each batch is reported once it is durable.
             acknowledger.async { [self] in
                 guard (try? waitDurable(through: last)) != nil else { return }
+                wakeup.notify()  // dead-letter deliveries these outcomes created may run now
                 if let report { reports.forEach(report) }
             }
         } else {
@@ -562,7 +568,12 @@ public final class Herald: Sendable {
                 await wakeup.wait(upToMs: 50)
                 continue
             }
-            await wakeup.wait(upToMs: next.map { max(0, min($0 - now, 1000)) } ?? 1000)
+            var waitMs = next.map { max(0, min($0 - now, 1000)) } ?? 1000
+            if waitMs == 0 && state.withLock({ $0.waitingForDurability }) {
+                // Due, but its record is still syncing: the appender notifies once it is durable.
+                waitMs = 5
+            }
+            await wakeup.wait(upToMs: waitMs)
         }
         // Every pipelined round is synced and reported before run returns.
         await withCheckedContinuation { (done: CheckedContinuation<Void, Never>) in
