@@ -178,12 +178,12 @@ struct Benchmarks {
         let buildStart = nowNs()
         dispatcher.prepareMatchers()
         let buildSeconds = seconds(buildStart, nowNs())
-        let rssBefore = procStatusKiB("VmRSS") ?? 0
-        let hwmBefore = procStatusKiB("VmHWM") ?? 0
-        let created0 = dispatcher.createdCount
         let moved = UnsafeMutableBufferPointer<Record>.allocate(capacity: events.count)
         _ = moved.initialize(from: events)
         defer { moved.deallocate() }
+        let rssBefore = procStatusKiB("VmRSS") ?? 0
+        let hwmBefore = procStatusKiB("VmHWM") ?? 0
+        let created0 = dispatcher.createdCount
         let start = nowNs()
         try Self.deriveLoop(moved, dispatcher: &dispatcher, effects: &effects)
         let elapsed = seconds(start, nowNs())
