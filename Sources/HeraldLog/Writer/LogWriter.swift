@@ -41,11 +41,13 @@ public final class LogWriter: Sendable {
             let opened = try Recovery.open(directory: directory, fileSystem: fileSystem)
             self.recoveryReport = opened.report
             self.published = PublishedPosition(opened.report.lastPosition)
-            self.core = WriterCore(lock: lock, active: opened.active, nextPosition: opened.report.lastPosition + 1, lastTs: opened.lastTs)
+            self.core = WriterCore(lock: lock, active: opened.active, nextPosition: opened.report.lastPosition + 1, lastTs: opened.lastTs,
+                                   directory: directory, configuration: configuration, fileSystem: fileSystem, published: published)
         } catch {
             lock.unlock()
             throw error
         }
+        try core.start()
     }
 
     deinit {
@@ -177,21 +179,51 @@ struct ActiveSegment {
     var indexEntries: Int
 }
 
-/// Mutable writer state. `@unchecked Sendable`: fields marked (lock) are only touched while
-/// holding `lock`; fields marked (leader) only by the single thread that set `leaderActive`
-/// under the lock (or by init/close when no leader can exist), which orders them.
+/// Mutable writer state and the commit pipeline.
+///
+/// Appenders only queue (`enqueue`) and wait (`wait`). A committer thread takes everything
+/// queued, frames, compresses and writes it (one commit), and with `.always` hands the sync to
+/// a syncer thread: the committer frames and compresses the next commit while the previous one
+/// is being synced, on the other core. A position is acknowledged only after an `fdatasync`
+/// that started after its block was written (or after the write itself with `.interval` and
+/// `.none`, as before). The first failed write or sync fails the writer closed: nothing is
+/// acknowledged after it.
+///
+/// `@unchecked Sendable`: fields marked (lock) are only touched while holding `lock`; fields
+/// marked (committer) only by the committer thread, or by `close`/`release` after it has been
+/// joined (or by init before it starts), which orders them.
 final class WriterCore: @unchecked Sendable {
     let lock = ConditionLock()
+    let directory: String
+    let configuration: LogConfiguration
+    let fileSystem: any LogFileSystem
+    let published: PublishedPosition
     // (lock)
     var pending: [PendingAppend] = []
     var pendingBytes = 0
     var nextPosition: UInt64
     var lastAcceptedTs: Int64
+    /// Last position whose block is written (pwrite returned).
+    var written: UInt64
+    /// Last position acknowledged per the durability policy.
     var acknowledged: UInt64
-    var leaderActive = false
     var failure: LogError?
+    /// No more enqueues (`close` began or the writer is being released).
     var closed = false
-    // (leader)
+    /// The committer and syncer end once the queue is drained.
+    var stopping = false
+    /// Files and lock released (`close` or `release` done).
+    var released = false
+    /// A `close` is in progress.
+    var closing = false
+    /// The committer holds a taken commit.
+    var committing = false
+    /// An `fdatasync` of `syncFile` is in flight.
+    var syncing = false
+    /// The active segment file, for the syncer and `sync()`; nil while a segment rolls.
+    var syncFile: (any LogFile)?
+    var threads: [JoinableThread] = []
+    // (committer)
     var active: ActiveSegment?
     var fileLock: (any LogFileLock)?
     var raw: [UInt8] = []
@@ -199,21 +231,68 @@ final class WriterCore: @unchecked Sendable {
     var indexBuffer: [UInt8] = []
     var lastSync = ContinuousClock.now
 
-    init(lock fileLock: any LogFileLock, active: ActiveSegment, nextPosition: UInt64, lastTs: Int64) {
+    init(lock fileLock: any LogFileLock, active: ActiveSegment, nextPosition: UInt64, lastTs: Int64,
+         directory: String, configuration: LogConfiguration, fileSystem: any LogFileSystem, published: PublishedPosition) {
         self.fileLock = fileLock
         self.active = active
+        self.syncFile = active.file
         self.nextPosition = nextPosition
         self.lastAcceptedTs = lastTs
+        self.written = nextPosition - 1
         self.acknowledged = nextPosition - 1
+        self.directory = directory
+        self.configuration = configuration
+        self.fileSystem = fileSystem
+        self.published = published
     }
 
-    /// Closes files and the lock without syncing (deinit path).
+    /// Starts the committer (and, with `.always`, the syncer) thread.
+    func start() throws {
+        guard let committer = JoinableThread({ [self] in runCommitter() }) else {
+            throw LogError.io(operation: "pthread_create", path: directory, offset: nil, errno: EAGAIN)
+        }
+        lock.lock()
+        threads.append(committer)
+        lock.unlock()
+        if configuration.durability == .always {
+            guard let syncer = JoinableThread({ [self] in runSyncer() }) else {
+                release()
+                throw LogError.io(operation: "pthread_create", path: directory, offset: nil, errno: EAGAIN)
+            }
+            lock.lock()
+            threads.append(syncer)
+            lock.unlock()
+        }
+    }
+
+    /// Stops the threads once the queue is drained, then closes files and the lock without
+    /// syncing (deinit path). Idempotent.
     func release() {
+        stopThreads()
+        lock.lock()
+        defer { lock.unlock() }
+        // Another caller still joining its threads must not see the files closed under it.
+        guard !released, threads.isEmpty else { return }
+        syncFile = nil
+        released = true
         active?.file.close()
         active?.index.close()
         active = nil
         fileLock?.unlock()
         fileLock = nil
+        lock.wakeAll()
+    }
+
+    /// Refuses new appends and ends the committer and syncer once the queue is drained.
+    private func stopThreads() {
+        lock.lock()
+        closed = true
+        stopping = true
+        let running = threads
+        threads = []
+        lock.wakeAll()
+        lock.unlock()
+        for thread in running { thread.join() }
     }
 
     func append(_ entries: PendingAppend, bytes: Int, writer: LogWriter) throws -> Range<UInt64> {
@@ -222,16 +301,16 @@ final class WriterCore: @unchecked Sendable {
         return range
     }
 
-    /// Assigns positions and queues the entries (no I/O).
+    /// Assigns positions and queues the entries for the committer (no I/O here).
     func enqueue(_ entries: PendingAppend, bytes: Int, writer: LogWriter) throws -> Range<UInt64> {
         lock.lock()
         defer { lock.unlock() }
         // Bound the queue: wait while others' entries fill it (a lone big append always fits).
-        while failure == nil, !closed, pendingBytes > 0, pendingBytes + bytes > writer.configuration.pendingBytesMax {
+        while failure == nil, !closed, pendingBytes > 0, pendingBytes + bytes > configuration.pendingBytesMax {
             lock.wait()
         }
-        if let failure { throw LogError.writerFailed(directory: writer.directory, cause: failure) }
-        if closed { throw LogError.writerClosed(directory: writer.directory) }
+        if let failure { throw LogError.writerFailed(directory: directory, cause: failure) }
+        if closed { throw LogError.writerClosed(directory: directory) }
         guard let firstTs = entries.firstTs, let lastTs = entries.lastTs else { return nextPosition..<nextPosition }
         guard firstTs >= lastAcceptedTs else { throw LogError.timestampDecreased(ts: firstTs, previousTs: lastAcceptedTs, index: 0) }
         let start = nextPosition
@@ -239,114 +318,155 @@ final class WriterCore: @unchecked Sendable {
         lastAcceptedTs = lastTs
         pending.append(entries)
         pendingBytes += bytes
+        lock.signalWork()
         return start..<nextPosition
     }
 
-    /// Waits until `position` is acknowledged, leading commits of everything queued meanwhile.
+    /// Waits until `position` is acknowledged, or throws once the writer has failed.
     func wait(through position: UInt64, writer: LogWriter) throws {
         lock.lock()
         defer { lock.unlock() }
         precondition(position < nextPosition, "waiting for position \(position), which was never queued")
-        // Bound: each round either returns, throws, leads one commit, or waits for a leader.
+        // Bound: each round returns, throws, or sleeps until the committer or syncer progresses.
+        while acknowledged < position {
+            if let failure { throw LogError.writerFailed(directory: directory, cause: failure) }
+            lock.wait()
+        }
+    }
+
+    /// The committer thread: takes everything queued and commits it, until stopped and drained
+    /// or failed.
+    private func runCommitter() {
+        lock.lock()
+        defer { lock.unlock() }
+        // Bound: each round commits at least one queued append or ends the loop.
         while true {
-            if acknowledged >= position { return }
-            if let failure { throw LogError.writerFailed(directory: writer.directory, cause: failure) }
-            if leaderActive || pending.isEmpty {
-                lock.wait()
-                continue
-            }
-            leaderActive = true
-            let batches = pending
-            let batchFirst = acknowledged + 1
-            let batchEnd = nextPosition
+            while pending.isEmpty, !stopping, failure == nil { lock.waitForWork() }
+            if failure != nil || pending.isEmpty { return }
+            var batches = pending
+            let first = written + 1
+            let end = nextPosition
             pending = []
             pendingBytes = 0
+            committing = true
             lock.broadcast()
             lock.unlock()
             var cause: LogError?
             do {
-                try commit(batches, firstPosition: batchFirst, writer: writer)
+                try commit(batches, firstPosition: first)
             } catch let e as LogError {
                 cause = e
             } catch {
-                cause = .io(operation: "commit", path: writer.directory, offset: nil, errno: EIO)
+                cause = .io(operation: "commit", path: directory, offset: nil, errno: EIO)
             }
+            // Drop the payloads before anyone is acknowledged (a caller may reuse its buffers).
+            batches = []
             lock.lock()
-            leaderActive = false
+            committing = false
             if let cause {
-                failure = cause
-            } else {
-                acknowledged = batchEnd - 1
-                writer.published.store(acknowledged)
+                if failure == nil { failure = cause }
+            } else if failure == nil {
+                written = end - 1
+                if configuration.durability != .always {
+                    acknowledged = written
+                    published.store(acknowledged)
+                }
             }
-            lock.broadcast()
+            lock.wakeAll()
         }
     }
 
+    /// The syncer thread (`.always`): syncs the active segment whenever written positions are
+    /// not yet acknowledged, acknowledging what was written before the sync began.
+    private func runSyncer() {
+        lock.lock()
+        defer { lock.unlock() }
+        // Bound: each round syncs once or ends the loop.
+        while true {
+            if failure != nil { return }
+            if written > acknowledged, !syncing, let file = syncFile {
+                _ = syncAndAcknowledge(file, through: written)
+                continue
+            }
+            if stopping, !committing, pending.isEmpty, written <= acknowledged { return }
+            lock.waitForWork()
+        }
+    }
+
+    /// Syncs the active segment once everything queued so far is written.
     func sync(writer: LogWriter) throws {
-        try lead(writer: writer) { core in
-            guard let active = core.active else { return }
-            try active.file.sync()
-            core.lastSync = .now
+        lock.lock()
+        defer { lock.unlock() }
+        let target = nextPosition - 1
+        // Bound: each round sleeps until the committer, the syncer or a roll progresses.
+        while true {
+            if let failure { throw LogError.writerFailed(directory: directory, cause: failure) }
+            if released { throw LogError.writerClosed(directory: directory) }
+            if written >= target, !syncing, syncFile != nil { break }
+            lock.wait()
         }
+        guard let file = syncFile else { return }
+        if let cause = syncAndAcknowledge(file, through: written) { throw cause }
     }
 
+    /// Syncs `file` outside the lock (called and returning with it held), then acknowledges
+    /// `through`, or fails the writer. Returns the sync error.
+    private func syncAndAcknowledge(_ file: any LogFile, through: UInt64) -> LogError? {
+        syncing = true
+        lock.unlock()
+        var cause: LogError?
+        do { try file.sync() } catch let e as LogError { cause = e } catch {
+            cause = .io(operation: "fdatasync", path: directory, offset: nil, errno: EIO)
+        }
+        lock.lock()
+        syncing = false
+        if let cause {
+            if failure == nil { failure = cause }
+        } else if failure == nil, through > acknowledged {
+            acknowledged = through
+            published.store(acknowledged)
+        }
+        lock.wakeAll()
+        return cause
+    }
+
+    /// Drains the queue (every queued append is committed and acknowledged, or the writer has
+    /// failed), stops the threads, syncs, and releases the files and the lock.
     func close(writer: LogWriter) throws {
         lock.lock()
-        if closed && active == nil {
+        if released || closing {
+            // Idempotent; a concurrent close finishes the job.
+            while !released { lock.wait() }
             lock.unlock()
             return
         }
         closed = true
-        lock.broadcast()
-        // Drain: appends already queued are committed by their own callers.
-        while leaderActive || !pending.isEmpty { lock.wait() }
+        closing = true
+        lock.wakeAll()
+        while failure == nil, !pending.isEmpty || committing || syncing || acknowledged < written { lock.wait() }
+        lock.unlock()
+        stopThreads()
+        // The threads are gone: this caller owns the committer's fields.
+        lock.lock()
         let failed = failure
-        leaderActive = true
         lock.unlock()
         var syncError: LogError?
         if failed == nil, let active {
             do { try active.file.sync() } catch let e as LogError { syncError = e } catch {}
         }
-        release()
         lock.lock()
-        leaderActive = false
-        if let syncError { failure = syncError }
-        lock.broadcast()
+        if let syncError, failure == nil { failure = syncError }
         lock.unlock()
+        release()
         if let syncError { throw syncError }
     }
 
-    /// Runs `body` as the leader (no commit in flight); a failure fails the writer closed.
-    private func lead(writer: LogWriter, _ body: (WriterCore) throws -> Void) throws {
-        lock.lock()
-        while leaderActive { lock.wait() }
-        if let failure {
-            lock.unlock()
-            throw LogError.writerFailed(directory: writer.directory, cause: failure)
-        }
-        if active == nil {
-            lock.unlock()
-            throw LogError.writerClosed(directory: writer.directory)
-        }
-        leaderActive = true
-        lock.unlock()
-        var cause: LogError?
-        do { try body(self) } catch let e as LogError { cause = e } catch {}
-        lock.lock()
-        leaderActive = false
-        if let cause { failure = cause }
-        lock.broadcast()
-        lock.unlock()
-        if let cause { throw cause }
-    }
+    // MARK: - Committer work
 
-    // MARK: - Leader work
-
-    /// Packs the batches into blocks of at most `blockRawBytesMax` raw bytes, writes them,
-    /// then syncs per policy.
-    private func commit(_ batches: [PendingAppend], firstPosition: UInt64, writer: LogWriter) throws {
-        let limit = writer.configuration.blockRawBytesMax
+    /// Packs the batches into blocks of at most `blockRawBytesMax` raw bytes and writes them;
+    /// syncs per `.interval` (`.always` syncs are the syncer's).
+    private func commit(_ batches: [PendingAppend], firstPosition: UInt64) throws {
+        let limit = configuration.blockRawBytesMax
         var blockBase = firstPosition
         var blockCount: UInt32 = 0
         var firstTs: Int64 = 0
@@ -357,7 +477,7 @@ final class WriterCore: @unchecked Sendable {
             let delta = UInt64(ts - previousTs)
             let recordBytes = RecordFraming.varintSize(delta) + RecordFraming.varintSize(UInt64(payload.count)) + payload.count
             if blockCount > 0, raw.count + recordBytes > limit {
-                try writeBlock(base: blockBase, count: blockCount, firstTs: firstTs, lastTs: previousTs, writer: writer)
+                try writeBlock(base: blockBase, count: blockCount, firstTs: firstTs, lastTs: previousTs)
                 blockBase += UInt64(blockCount)
                 blockCount = 0
                 raw.removeAll(keepingCapacity: true)
@@ -392,13 +512,12 @@ final class WriterCore: @unchecked Sendable {
             }
         }
         if blockCount > 0 {
-            try writeBlock(base: blockBase, count: blockCount, firstTs: firstTs, lastTs: previousTs, writer: writer)
+            try writeBlock(base: blockBase, count: blockCount, firstTs: firstTs, lastTs: previousTs)
         }
         guard let active else { return }
-        switch writer.configuration.durability {
+        switch configuration.durability {
         case .always:
-            try active.file.sync()
-            lastSync = .now
+            break
         case let .interval(milliseconds):
             if ContinuousClock.now - lastSync >= .milliseconds(milliseconds) {
                 try active.file.sync()
@@ -409,9 +528,9 @@ final class WriterCore: @unchecked Sendable {
         }
     }
 
-    private func writeBlock(base: UInt64, count: UInt32, firstTs: Int64, lastTs: Int64, writer: LogWriter) throws {
-        guard var segment = active else { throw LogError.writerClosed(directory: writer.directory) }
-        let level = writer.configuration.compressionLevel
+    private func writeBlock(base: UInt64, count: UInt32, firstTs: Int64, lastTs: Int64) throws {
+        guard var segment = active else { throw LogError.writerClosed(directory: directory) }
+        let level = configuration.compressionLevel
         let capacity = BlockHeader.size + LZ4Codec.bound(rawBytes: raw.count, level: level)
         if out.count < capacity { out = [UInt8](repeating: 0, count: capacity) }
         let compressed = raw.withUnsafeBytes { src in
@@ -420,13 +539,13 @@ final class WriterCore: @unchecked Sendable {
             }
         }
         guard let compressed, compressed <= Int(UInt32.max) - BlockHeader.size else {
-            throw LogError.io(operation: "LZ4F_compressFrame", path: SegmentFiles.join(writer.directory, SegmentFiles.segmentName(base: segment.base)), offset: segment.size, errno: EINVAL)
+            throw LogError.io(operation: "LZ4F_compressFrame", path: SegmentFiles.join(directory, SegmentFiles.segmentName(base: segment.base)), offset: segment.size, errno: EINVAL)
         }
         var header = BlockHeader(basePosition: base, count: count, rawBytes: UInt32(raw.count), compressedBytes: UInt32(compressed),
                                  previousCRC: segment.lastCRC, firstTs: firstTs, lastTs: lastTs, blockCRC: 0)
         let blockBytes = BlockHeader.size + compressed
-        if segment.size > 0, segment.size + UInt64(blockBytes) > writer.configuration.segmentBytesMax {
-            segment = try roll(from: segment, newBase: base, writer: writer)
+        if segment.size > 0, segment.size + UInt64(blockBytes) > configuration.segmentBytesMax {
+            segment = try roll(from: segment, newBase: base)
             header.previousCRC = 0
         }
         out.withUnsafeMutableBytes { buffer in
@@ -456,13 +575,22 @@ final class WriterCore: @unchecked Sendable {
 
     /// Closes the full segment (synced, so a closed segment is whole on disk whatever the
     /// policy) and starts a new one, synced together with its directory.
-    private func roll(from segment: ActiveSegment, newBase: UInt64, writer: LogWriter) throws -> ActiveSegment {
+    private func roll(from segment: ActiveSegment, newBase: UInt64) throws -> ActiveSegment {
+        // No sync of the old file may be in flight while it is closed (nor start after).
+        lock.lock()
+        while syncing { lock.waitForWork() }
+        syncFile = nil
+        lock.unlock()
         try segment.file.sync()
         segment.file.close()
         segment.index.close()
         active = nil
-        let next = try Recovery.createSegment(directory: writer.directory, base: newBase, fileSystem: writer.fileSystem)
+        let next = try Recovery.createSegment(directory: directory, base: newBase, fileSystem: fileSystem)
         active = next
+        lock.lock()
+        syncFile = next.file
+        lock.wakeAll()
+        lock.unlock()
         return next
     }
 }
