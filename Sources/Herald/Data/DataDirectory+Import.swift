@@ -1,4 +1,6 @@
+import Dispatch
 import HeraldCore
+import Synchronization
 
 /// What an import did.
 public struct ImportResult: Sendable {
@@ -22,19 +24,82 @@ extension DataDirectory {
         let writer = try openWriter()
         let state = try currentState()
         let input = try LineReader(path: path)
-        var validator = ImportValidator(state: state, retryDefaults: environment.retryDefaults, nowMs: clock.nowMs())
-        var records = EncodedRecords(batchRecords: batchRecords)
-        try input.forEachLine { line, number in
-            // Accepted records are kept even after a bad line: later attempt lines may need them.
-            if let record = validator.add(line: line, number: number, acceptedSoFar: { try records.decoded() }) {
-                records.append(record)
+        let start = ImportValidator(state: state, retryDefaults: environment.retryDefaults, nowMs: clock.nowMs())
+        let decoder = start.decoder
+        // Two stages on two cores: this thread reads and decodes lines (stateless); the
+        // validating thread checks each against the state the lines before it build and keeps
+        // the encoded record. Chunks go between them in line order through a bounded queue.
+        let chunks = DecodedChunks(depth: 8)
+        let validated = Mutex<(ImportValidator, EncodedRecords)?>(nil)
+        let finished = DispatchSemaphore(value: 0)
+        DispatchQueue.global(qos: .userInitiated).async {
+            var validator = start
+            var records = EncodedRecords(batchRecords: batchRecords)
+            // Bound: one round per chunk; an empty chunk ends the input.
+            while true {
+                let chunk = chunks.take()
+                if chunk.isEmpty { break }
+                for (number, decoded) in chunk {
+                    // Accepted records are kept even after a bad line: later attempt lines may need them.
+                    if let record = validator.add(decoded: decoded, number: number, acceptedSoFar: { try records.decoded() }) {
+                        records.append(record)
+                    }
+                }
             }
-            if number % 100_000 == 0 { progress?(number) }
+            validated.withLock { $0 = (validator, records) }
+            finished.signal()
+        }
+        var chunk: [(Int, ImportValidator.Decoded)] = []
+        chunk.reserveCapacity(DecodedChunks.chunkLines)
+        do {
+            defer {
+                if !chunk.isEmpty { chunks.put(chunk) }
+                chunks.put([])
+                finished.wait()
+            }
+            try input.forEachLine { line, number in
+                chunk.append((number, ImportValidator.decode(line, with: decoder)))
+                if chunk.count == DecodedChunks.chunkLines {
+                    chunks.put(chunk)
+                    chunk.removeAll(keepingCapacity: true)
+                }
+                if number % 100_000 == 0 { progress?(number) }
+            }
+        }
+        guard let (validator, records) = validated.withLock({ $0.take() }) else {
+            preconditionFailure("the validating stage ended without a result")
         }
         guard validator.errors.isEmpty else {
             throw HeraldError.invalidInput(source: input.source, errors: validator.errors, more: validator.errorsDropped)
         }
         let positions = try writer.append(records)
         return ImportResult(lines: records.count, positions: positions)
+    }
+}
+
+/// Decoded lines in chunks, handed in order from the reading thread to the validating one;
+/// `put` waits while `depth` chunks are queued.
+final class DecodedChunks: Sendable {
+    typealias Chunk = [(Int, ImportValidator.Decoded)]
+    static let chunkLines = 1024
+    private let queue = Mutex<[Chunk]>([])
+    private let filled = DispatchSemaphore(value: 0)
+    private let free: DispatchSemaphore
+
+    init(depth: Int) {
+        free = DispatchSemaphore(value: depth)
+    }
+
+    func put(_ chunk: Chunk) {
+        free.wait()
+        queue.withLock { $0.append(chunk) }
+        filled.signal()
+    }
+
+    func take() -> Chunk {
+        filled.wait()
+        let chunk = queue.withLock { $0.removeFirst() }
+        free.signal()
+        return chunk
     }
 }

@@ -166,17 +166,19 @@ public struct EncodedRecords: Sendable {
 }
 
 extension RecordWriter {
-    /// Appends encoded records, one group commit per batch; returns their positions
-    /// (`nil` when there is nothing to append).
+    /// Appends encoded records and returns their positions (`nil` when there is nothing to
+    /// append) once all are acknowledged: every batch is queued at once, so the writer's
+    /// committer compresses the next batches while its syncer syncs the previous ones.
     public func append(_ records: EncodedRecords) throws -> ClosedRange<UInt64>? {
         var first: UInt64?
         var last: UInt64?
         for batch in records.batches where !batch.isEmpty {
-            let range = try writer.append(batch)
+            let range = try writer.enqueue(batch)
             first = first ?? range.lowerBound
             last = range.upperBound - 1
         }
         guard let first, let last else { return nil }
+        try writer.waitUntilAcknowledged(through: last)
         return first...last
     }
 }
