@@ -114,4 +114,58 @@ import Testing
             #expect(try segmentFiles(dir).count > 1, "the workload must roll segments")
         }
     }
+
+    /// Prepared blocks, written as they are: the same log as appending the same batches one
+    /// at a time (each batch closes its last block), mixed with ordinary appends and rolls.
+    @Test func preparedBlocksWriteTheSameLogAsBatchAppends() throws {
+        let config = LogConfiguration(segmentBytesMax: 4_096, blockRawBytesMax: 700)
+        var all = entries(0..<300, bytes: 90)
+        all[17].payload = []
+        let sizes = [1, 2, 50, 7, 100, 140]
+        try withTemporaryDirectory { viaBatches in
+            try withTemporaryDirectory { viaPrepared in
+                let a = try LogWriter(directory: viaBatches, configuration: config)
+                let b = try LogWriter(directory: viaPrepared, configuration: config)
+                var prepared = PreparedBlocks(configuration: config)
+                var start = 0
+                for (n, size) in sizes.enumerated() {
+                    let slice = Self.batch(Array(all[start..<(start + size)]))
+                    try a.append(slice)
+                    if n == 3 {
+                        // An ordinary append between two prepared appends.
+                        #expect(try b.enqueue(prepared) == 1..<54)
+                        prepared = PreparedBlocks(configuration: config)
+                        try b.append(slice)
+                    } else {
+                        try prepared.append(slice)
+                    }
+                    start += size
+                }
+                let range = try b.enqueue(prepared)
+                #expect(range == 61..<301)
+                try b.waitUntilAcknowledged(through: range.upperBound - 1)
+                try closeAndExpectSameLog(a, b, holding: all)
+            }
+        }
+    }
+
+    @Test func preparedBlocksAreValidated() throws {
+        var prepared = PreparedBlocks()
+        try prepared.append(Self.batch([LogEntry(ts: 5, payload: [1])]))
+        #expect(throws: LogError.self) { try prepared.append(Self.batch([LogEntry(ts: 4, payload: [1])])) }
+        #expect(throws: LogError.self) { try prepared.append(Self.batch([LogEntry(ts: -1, payload: [1])])) }
+        #expect(prepared.count == 1)
+        try withTemporaryDirectory { dir in
+            let writer = try LogWriter(directory: dir, configuration: LogConfiguration(payloadBytesMax: 10))
+            try writer.append(LogEntry(ts: 9, payload: [1]))
+            // Older than the log's last record.
+            #expect(throws: LogError.self) { try writer.enqueue(prepared) }
+            var big = PreparedBlocks()
+            try big.append(Self.batch([LogEntry(ts: 10, payload: [UInt8](repeating: 7, count: 11))]))
+            #expect(throws: LogError.self) { try writer.enqueue(big) }
+            #expect(writer.lastPosition == 1)
+            try writer.close()
+            #expect(try readAll(directory: dir).count == 1)
+        }
+    }
 }

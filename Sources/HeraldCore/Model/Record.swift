@@ -17,15 +17,19 @@ public struct Record: Equatable, Sendable {
 }
 
 /// The vocabulary of the log (DESIGN.md §2).
+///
+/// The registration cases are `indirect` (boxed): they are rare, and inline they would make
+/// every record as large as a trigger registration, so each move of a kv record on the ingest
+/// and import paths would copy a few hundred bytes.
 public enum RecordBody: Equatable, Sendable {
     case adminUserCreated(adminUserID: HeraldID, email: String)
     case adminUserDeleted(adminUserID: HeraldID)
     case appCreated(appID: HeraldID, name: String)
     case appDeleted(appID: HeraldID)
-    case scriptRegistered(ScriptRegistration)
+    indirect case scriptRegistered(ScriptRegistration)
     case scriptDeleted(scriptID: HeraldID)
-    case triggerRegistered(TriggerRegistration)
-    case triggerUpdated(TriggerUpdate)
+    indirect case triggerRegistered(TriggerRegistration)
+    indirect case triggerUpdated(TriggerUpdate)
     case triggerDeleted(triggerID: HeraldID)
     case kv(KVMutation)
     case deliveryAttempted(DeliveryAttempt)

@@ -151,6 +151,19 @@ public final class LogWriter: Sendable {
         return try core.enqueue(.batch(batch), bytes: batch.bytes.count + 20 * batch.count, writer: self)
     }
 
+    /// Queues records framed and compressed ahead (see ``PreparedBlocks``) and returns their
+    /// positions at once, like ``enqueue(_:)-(LogBatch)``; each prepared block is written as
+    /// it is.
+    ///
+    /// - Throws: `LogError.payloadTooLarge` if a record exceeds this writer's
+    ///   `payloadBytesMax`, else as ``enqueue(_:)-(LogBatch)``.
+    public func enqueue(_ prepared: PreparedBlocks) throws -> Range<UInt64> {
+        guard prepared.largestPayload <= configuration.payloadBytesMax else {
+            throw LogError.payloadTooLarge(bytes: prepared.largestPayload, limitBytes: configuration.payloadBytesMax, index: 0)
+        }
+        return try core.enqueue(.prepared(prepared), bytes: prepared.byteCount, writer: self)
+    }
+
     /// Waits until every position up to `position` is written and synced per the durability
     /// policy (leading a commit if no one else is), or throws if the writer failed.
     public func waitUntilAcknowledged(through position: UInt64) throws {
@@ -226,7 +239,7 @@ final class WriterCore: @unchecked Sendable {
     // (committer)
     var active: ActiveSegment?
     var fileLock: (any LogFileLock)?
-    var raw: [UInt8] = []
+    var framer: BlockFramer
     var out: [UInt8] = []
     var indexBuffer: [UInt8] = []
     var lastSync = ContinuousClock.now
@@ -236,6 +249,7 @@ final class WriterCore: @unchecked Sendable {
         self.fileLock = fileLock
         self.active = active
         self.syncFile = active.file
+        self.framer = BlockFramer(limit: configuration.blockRawBytesMax)
         self.nextPosition = nextPosition
         self.lastAcceptedTs = lastTs
         self.written = nextPosition - 1
@@ -463,34 +477,22 @@ final class WriterCore: @unchecked Sendable {
 
     // MARK: - Committer work
 
-    /// Packs the batches into blocks of at most `blockRawBytesMax` raw bytes and writes them;
-    /// syncs per `.interval` (`.always` syncs are the syncer's).
+    /// Packs the batches into blocks of at most `blockRawBytesMax` raw bytes and writes them
+    /// (prepared blocks as they are); syncs per `.interval` (`.always` syncs are the syncer's).
     private func commit(_ batches: [PendingAppend], firstPosition: UInt64) throws {
-        let limit = configuration.blockRawBytesMax
         var blockBase = firstPosition
-        var blockCount: UInt32 = 0
-        var firstTs: Int64 = 0
-        var previousTs: Int64 = 0
-        raw.removeAll(keepingCapacity: true)
-        /// Frames one record into `raw`, closing the block first if it would overflow.
+        framer.reset()
+        /// Writes the open block, if any, and starts the next.
+        func flush() throws {
+            guard framer.count > 0 else { return }
+            try writeBlock(base: blockBase)
+            blockBase += UInt64(framer.count)
+            framer.reset()
+        }
+        /// Frames one record, closing the block first if it would overflow.
         func add(ts: Int64, payload: UnsafeRawBufferPointer) throws {
-            let delta = UInt64(ts - previousTs)
-            let recordBytes = RecordFraming.varintSize(delta) + RecordFraming.varintSize(UInt64(payload.count)) + payload.count
-            if blockCount > 0, raw.count + recordBytes > limit {
-                try writeBlock(base: blockBase, count: blockCount, firstTs: firstTs, lastTs: previousTs)
-                blockBase += UInt64(blockCount)
-                blockCount = 0
-                raw.removeAll(keepingCapacity: true)
-            }
-            if blockCount == 0 {
-                firstTs = ts
-                previousTs = ts
-            }
-            RecordFraming.appendVarint(UInt64(ts - previousTs), to: &raw)
-            RecordFraming.appendVarint(UInt64(payload.count), to: &raw)
-            raw.append(contentsOf: payload)
-            previousTs = ts
-            blockCount += 1
+            if framer.isFull(adding: ts, payloadBytes: payload.count) { try flush() }
+            framer.add(ts: ts, payload: payload)
         }
         for batch in batches {
             switch batch {
@@ -499,9 +501,7 @@ final class WriterCore: @unchecked Sendable {
                     try entry.payload.withUnsafeBytes { try add(ts: entry.ts, payload: $0) }
                 }
             case let .batch(batch):
-                if raw.capacity < min(limit, batch.bytes.count + 20 * batch.count) {
-                    raw.reserveCapacity(min(limit, batch.bytes.count + 20 * batch.count))
-                }
+                framer.reserve(batch.bytes.count + 20 * batch.count)
                 try batch.bytes.withUnsafeBytes { all in
                     var start = 0
                     for (ts, end) in zip(batch.timestamps, batch.ends) {
@@ -509,11 +509,23 @@ final class WriterCore: @unchecked Sendable {
                         start = end
                     }
                 }
+            case let .prepared(prepared):
+                try flush()
+                try prepared.frames.withUnsafeBytes { frames in
+                    for block in prepared.blocks {
+                        let blockBytes = BlockHeader.size + Int(block.header.compressedBytes)
+                        if out.count < blockBytes { out = [UInt8](repeating: 0, count: blockBytes) }
+                        out.withUnsafeMutableBytes { dst in
+                            UnsafeMutableRawBufferPointer(rebasing: dst[BlockHeader.size..<blockBytes])
+                                .copyMemory(from: UnsafeRawBufferPointer(rebasing: frames[block.start..<block.end]))
+                        }
+                        try writeSealed(block.header, base: blockBase)
+                        blockBase += UInt64(block.header.count)
+                    }
+                }
             }
         }
-        if blockCount > 0 {
-            try writeBlock(base: blockBase, count: blockCount, firstTs: firstTs, lastTs: previousTs)
-        }
+        try flush()
         guard let active else { return }
         switch configuration.durability {
         case .always:
@@ -528,12 +540,13 @@ final class WriterCore: @unchecked Sendable {
         }
     }
 
-    private func writeBlock(base: UInt64, count: UInt32, firstTs: Int64, lastTs: Int64) throws {
-        guard var segment = active else { throw LogError.writerClosed(directory: directory) }
+    /// Compresses the framer's block into `out` and writes it at position `base`.
+    private func writeBlock(base: UInt64) throws {
+        guard let segment = active else { throw LogError.writerClosed(directory: directory) }
         let level = configuration.compressionLevel
-        let capacity = BlockHeader.size + LZ4Codec.bound(rawBytes: raw.count, level: level)
+        let capacity = BlockHeader.size + LZ4Codec.bound(rawBytes: framer.raw.count, level: level)
         if out.count < capacity { out = [UInt8](repeating: 0, count: capacity) }
-        let compressed = raw.withUnsafeBytes { src in
+        let compressed = framer.raw.withUnsafeBytes { src in
             out.withUnsafeMutableBytes { dst in
                 LZ4Codec.compress(src, into: UnsafeMutableRawBufferPointer(rebasing: dst[BlockHeader.size...]), level: level)
             }
@@ -541,8 +554,17 @@ final class WriterCore: @unchecked Sendable {
         guard let compressed, compressed <= Int(UInt32.max) - BlockHeader.size else {
             throw LogError.io(operation: "LZ4F_compressFrame", path: SegmentFiles.join(directory, SegmentFiles.segmentName(base: segment.base)), offset: segment.size, errno: EINVAL)
         }
-        var header = BlockHeader(basePosition: base, count: count, rawBytes: UInt32(raw.count), compressedBytes: UInt32(compressed),
-                                 previousCRC: segment.lastCRC, firstTs: firstTs, lastTs: lastTs, blockCRC: 0)
+        try writeSealed(framer.header(compressedBytes: compressed), base: base)
+    }
+
+    /// Writes the block whose LZ4 frame sits in `out` after the header room: `header` gets its
+    /// position and CRCs, the segment rolls if needed, then pwrite and the index entry.
+    private func writeSealed(_ sealed: BlockHeader, base: UInt64) throws {
+        guard var segment = active else { throw LogError.writerClosed(directory: directory) }
+        var header = sealed
+        header.basePosition = base
+        header.previousCRC = segment.lastCRC
+        let compressed = Int(header.compressedBytes)
         let blockBytes = BlockHeader.size + compressed
         if segment.size > 0, segment.size + UInt64(blockBytes) > configuration.segmentBytesMax {
             segment = try roll(from: segment, newBase: base)
