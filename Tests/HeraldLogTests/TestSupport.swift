@@ -83,3 +83,26 @@ func closeAndExpectSameLog(_ a: LogWriter, _ b: LogWriter, holding all: [LogEntr
         #expect(try readFile(a.directory + "/" + name) == readFile(b.directory + "/" + name), "\(name)")
     }
 }
+
+/// `lz4 -dc PATH`: its exit status and output, or nil when the lz4 tool is not installed.
+func lz4Decode(_ path: String) throws -> (status: Int32, output: [UInt8])? {
+    guard let lz4 = ["/usr/bin/lz4", "/usr/local/bin/lz4", "/bin/lz4"].first(where: { FileManager.default.isExecutableFile(atPath: $0) }) else {
+        return nil
+    }
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: lz4)
+    process.arguments = ["-dc", path]
+    let pipe = Pipe()
+    process.standardOutput = pipe
+    process.standardError = FileHandle.nullDevice
+    try process.run()
+    let output = Array(pipe.fileHandleForReading.readDataToEndOfFile())
+    process.waitUntilExit()
+    return (process.terminationStatus, output)
+}
+
+/// Size of a file on disk.
+func fileSize(_ path: String) throws -> UInt64 {
+    let attributes = try FileManager.default.attributesOfItem(atPath: path)
+    return (attributes[.size] as? NSNumber)?.uint64Value ?? 0
+}

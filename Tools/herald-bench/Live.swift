@@ -52,7 +52,7 @@ extension Benchmarks {
             return .ok
         })
         let engineOptions = HeraldOptions(durability: options.liveDurability, executor: executor,
-                                          concurrency: options.liveConcurrency)
+                                          concurrency: options.liveConcurrency, projectionIntervalMs: options.liveProjectionMs)
         let herald = try Herald.open(directory: data, options: engineOptions)
         let runner = Task { try await herald.run() }
 

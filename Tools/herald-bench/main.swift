@@ -17,6 +17,7 @@ let usage = """
       --live-concurrency N HeraldOptions.concurrency (default 16, the library default)
       --live-batch N       events per Herald.append in the sustained phase (default 4096)
       --live-durability D  always (default), none or interval:MS for the live engine's log
+      --live-projection-ms N  HeraldOptions.projectionIntervalMs of the live engine (default 1000; 0 = no background projection)
       --restart-events N   events (each delivery with an ok attempt) in the restart log (default 690000 ≈ 1 M deliveries)
     """
 
@@ -43,6 +44,7 @@ func parseOptions(_ arguments: [String]) throws -> (BenchOptions, String?) {
     var liveConcurrency = 16
     var liveBatch = 4096
     var liveDurability = LogDurability.always
+    var liveProjectionMs: Int64 = 1000
     var restartEvents = 690_000
     var index = 0
     func value(_ flag: String) throws -> String {
@@ -87,6 +89,10 @@ func parseOptions(_ arguments: [String]) throws -> (BenchOptions, String?) {
             } else {
                 throw BenchError("--live-durability must be always, none or interval:MS, not '\(text)'", usage: true)
             }
+        case "--live-projection-ms":
+            let text = try value(flag)
+            guard let ms = Int64(text), ms >= 0, ms <= 3_600_000 else { throw BenchError("--live-projection-ms must be in 0...3600000, not '\(text)'", usage: true) }
+            liveProjectionMs = ms
         case "--restart-events": restartEvents = try positive(flag)
         case "-h", "--help":
             print(usage)
@@ -108,6 +114,7 @@ func parseOptions(_ arguments: [String]) throws -> (BenchOptions, String?) {
     options.liveConcurrency = liveConcurrency
     options.liveBatch = liveBatch
     options.liveDurability = liveDurability
+    options.liveProjectionMs = liveProjectionMs
     options.restartEvents = restartEvents
     return (options, json)
 }

@@ -13,9 +13,8 @@ struct StatusCommand: ParsableCommand {
         let directory = global.directory
         let state = try directory.currentState()
         let now = SystemClock().nowMs()
-        let pending = state.pending.values
-        let due = pending.filter { ($0.dueAt ?? .max) <= now }.count
-        let next = pending.compactMap(\.dueAt).min()
+        let pending = state.pending
+        let (due, next) = pending.dueSummary(now: now)
         let counts = try directory.deliveryCounts()
         var lines = [
             "position     \(state.position)",

@@ -304,10 +304,9 @@ public final class Herald: Sendable {
     public func status() -> EngineStatus {
         let now = options.clock.nowMs()
         return state.withLock { s in
-            let pending = s.dispatcher.pending.values
-            return EngineStatus(position: s.dispatcher.position, pending: pending.count,
-                                due: pending.filter { ($0.dueAt ?? .max) <= now }.count, inFlight: s.inFlight.count,
-                                nextDueAt: pending.compactMap(\.dueAt).min())
+            let due = s.dispatcher.pending.dueSummary(now: now)
+            return EngineStatus(position: s.dispatcher.position, pending: s.dispatcher.pending.count,
+                                due: due.due, inFlight: s.inFlight.count, nextDueAt: due.earliest)
         }
     }
 

@@ -17,8 +17,8 @@ public struct Dispatcher: Sendable {
     public private(set) var position: UInt64 = 0
     /// ts of the last applied record.
     public private(set) var lastTs: Int64?
-    /// Pending deliveries by id.
-    public private(set) var pending = FastTable<DeliveryID, Delivery>()
+    /// Pending deliveries, in canonical order.
+    public private(set) var pending = PendingDeliveries()
     /// Number of deliveries created so far.
     public private(set) var createdCount: UInt64 = 0
     private var pendingPerTrigger = FastTable<HeraldID, Int>()
@@ -33,9 +33,7 @@ public struct Dispatcher: Sendable {
     public init() {}
 
     /// The pending deliveries in canonical order.
-    public var pendingInOrder: [Delivery] {
-        pending.values.sorted { $0.orderKey < $1.orderKey }
-    }
+    public var pendingInOrder: [Delivery] { pending.values }
 
     /// An app's KV matcher and the registry generation it was built from.
     private struct AppMatcher: Sendable {
@@ -116,33 +114,46 @@ public struct Dispatcher: Sendable {
         }
     }
 
+    /// Builds every app's KV matcher for the current registry now, instead of at the app's
+    /// first KV record after a trigger change (which then pays for indexing its triggers).
+    /// Changes no derived state.
+    public mutating func prepareMatchers() {
+        for app in registry.apps.keys { _ = matcher(of: app) }
+    }
+
+    /// The app's matcher, rebuilt when its triggers changed since it was built.
+    private mutating func matcher(of app: HeraldID) -> KVMatcher {
+        let generation = registry.generation(of: app)
+        if let entry = matchers[app], entry.generation == generation { return entry.matcher }
+        let matcher = KVMatcher(triggers: registry.liveTriggers(app: app, kind: .kv))
+        matchers[app] = AppMatcher(generation: generation, matcher: matcher)
+        return matcher
+    }
+
     private mutating func matchKV(_ mutation: KVMutation, at: UInt64, ts: Int64, effects: inout [DispatchEffect]) {
-        let generation = registry.generation(of: mutation.appID)
-        var entry = matchers[mutation.appID]
-        if entry?.generation != generation {
-            let triggers = registry.liveTriggers(app: mutation.appID, kind: .kv)
-            entry = AppMatcher(generation: generation, matcher: KVMatcher(triggers: triggers))
-            matchers[mutation.appID] = entry
-        }
-        guard let matcher = entry?.matcher, !matcher.isEmpty else { return }
+        let matcher = matcher(of: mutation.appID)
+        guard !matcher.isEmpty else { return }
         matcher.match(collection: mutation.collection, op: mutation.op, into: &scratch)
         for match in scratch {
-            create(Delivery(id: DeliveryID(sourcePosition: at, triggerID: match.triggerID), appID: mutation.appID,
-                            scriptID: match.scriptID, sourceKind: .kv, depth: 0, retry: match.retry,
-                            triggerRank: match.registeredPosition, dueAt: ts),
-                   effects: &effects)
+            create(PendingDeliveries.Snapshot(triggerID: match.triggerID, appID: mutation.appID, scriptID: match.scriptID,
+                                              sourceKind: .kv, retry: match.retry, triggerRank: match.registeredPosition),
+                   at: at, depth: 0, ts: ts, effects: &effects)
         }
     }
 
-    private mutating func create(_ delivery: Delivery, effects: inout [DispatchEffect]) {
-        pending.insertNew(delivery.id, delivery)  // new: its source position is the record being applied
-        pendingPerTrigger[delivery.id.triggerID] = (pendingPerTrigger[delivery.id.triggerID] ?? 0) + 1
+    /// Creates a pending delivery at `at` (the record being applied, so rows stay in canonical order).
+    private mutating func create(_ snapshot: PendingDeliveries.Snapshot, at: UInt64, depth: Int64, ts: Int64,
+                                 effects: inout [DispatchEffect]) {
+        pending.append(sourcePosition: at, snapshot: snapshot, depth: depth, dueAt: ts)
+        pendingPerTrigger[snapshot.triggerID] = (pendingPerTrigger[snapshot.triggerID] ?? 0) + 1
         createdCount += 1
-        effects.append(.created(delivery))
+        effects.append(.created(Delivery(id: DeliveryID(sourcePosition: at, triggerID: snapshot.triggerID), appID: snapshot.appID,
+                                         scriptID: snapshot.scriptID, sourceKind: snapshot.sourceKind, depth: depth,
+                                         retry: snapshot.retry, triggerRank: snapshot.triggerRank, dueAt: ts)))
     }
 
     private mutating func finish(_ delivery: Delivery) {
-        pending[delivery.id] = nil
+        pending.remove(delivery.id)
         let left = (pendingPerTrigger[delivery.id.triggerID] ?? 1) - 1
         pendingPerTrigger[delivery.id.triggerID] = left > 0 ? left : nil
     }
@@ -163,8 +174,9 @@ public struct Dispatcher: Sendable {
         case .error:
             delivery.lastError = attempt.error ?? ""
             if attempt.retryable && k < delivery.retry.maxAttempts {
-                delivery.dueAt = ts + delivery.retry.delayMs(afterAttempt: k)
-                pending[id] = delivery
+                let due = ts + delivery.retry.delayMs(afterAttempt: k)
+                delivery.dueAt = due
+                pending.update(id, attempts: k, dueAt: due, lastError: delivery.lastError)
                 effects.append(.attempted(delivery, attempt, position: at, ts: ts))
             } else {
                 delivery.status = .dead
@@ -185,15 +197,14 @@ public struct Dispatcher: Sendable {
         guard event.depth <= DeadLetterEvent.maxDepth else { return }
         for trigger in registry.liveTriggers(app: dead.appID, kind: .deadLetter)
         where trigger.enabled && DeadLetterMatch.admits(trigger.deadLetter, event) {
-            create(Delivery(id: DeliveryID(sourcePosition: at, triggerID: trigger.id), appID: trigger.appID,
-                            scriptID: trigger.scriptID, sourceKind: .deadLetter, depth: event.depth,
-                            retry: trigger.retry, triggerRank: trigger.registeredPosition, dueAt: ts),
-                   effects: &effects)
+            create(PendingDeliveries.Snapshot(triggerID: trigger.id, appID: trigger.appID, scriptID: trigger.scriptID,
+                                              sourceKind: .deadLetter, retry: trigger.retry, triggerRank: trigger.registeredPosition),
+                   at: at, depth: event.depth, ts: ts, effects: &effects)
         }
     }
 
     private mutating func cancelPending(of trigger: HeraldID, at: UInt64, effects: inout [DispatchEffect]) {
-        let doomed = pending.values.filter { $0.id.triggerID == trigger }.sorted { $0.orderKey < $1.orderKey }
+        let doomed = pending.ids(ofTrigger: trigger).compactMap { pending[$0] }
         for var delivery in doomed {
             delivery.status = .cancelled
             delivery.dueAt = nil
@@ -225,8 +236,8 @@ extension Dispatcher {
         self.position = position
         self.lastTs = lastTs
         self.createdCount = createdCount
-        for delivery in pending {
-            self.pending[delivery.id] = delivery
+        for delivery in pending.sorted(by: { $0.orderKey < $1.orderKey }) {
+            self.pending.append(delivery)
             pendingPerTrigger[delivery.id.triggerID] = (pendingPerTrigger[delivery.id.triggerID] ?? 0) + 1
         }
     }

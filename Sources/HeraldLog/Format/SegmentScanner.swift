@@ -2,7 +2,8 @@
 /// Never traps on hostile bytes: every size read from disk is checked against the file size.
 struct SegmentScanner {
     enum BlockRead {
-        /// `offset` is exactly the end of the file.
+        /// `offset` is exactly the end of the file, or the start of the preallocated filler
+        /// that runs to it (``SegmentFiller``).
         case end
         /// The bytes at `offset` are not a valid block (the reason says why).
         case bad(String)
@@ -26,8 +27,10 @@ struct SegmentScanner {
         if offset == fileSize { return .end }
         guard offset < fileSize else { return .bad("offset past end of file") }
         let left = fileSize - offset
+        let want = Int(min(left, UInt64(BlockHeader.size)))
+        let got = try header.withUnsafeMutableBytes { try file.read(into: UnsafeMutableRawBufferPointer(rebasing: $0[0..<want]), at: offset) }
+        if header.withUnsafeBytes({ SegmentFiller.isFiller(UnsafeRawBufferPointer(rebasing: $0[0..<got]), left: left) }) { return .end }
         guard left >= UInt64(BlockHeader.size) else { return .bad("incomplete block header (\(left) of \(BlockHeader.size) bytes)") }
-        let got = try header.withUnsafeMutableBytes { try file.read(into: $0, at: offset) }
         guard got == BlockHeader.size else { return .bad("incomplete block header (\(got) of \(BlockHeader.size) bytes)") }
         let parsed = header.withUnsafeBytes { BlockHeader.parse($0) }
         let h: BlockHeader

@@ -187,7 +187,10 @@ struct ActiveSegment {
     var base: UInt64
     var file: any LogFile
     var index: any LogFile
+    /// End of the last block: where the next block goes.
     var size: UInt64
+    /// Bytes of the file: ≥ `size`; the rest is zeros behind a filler header (``SegmentFiller``).
+    var allocated: UInt64
     var lastCRC: UInt32
     var indexEntries: Int
 }
@@ -466,7 +469,10 @@ final class WriterCore: @unchecked Sendable {
         lock.unlock()
         var syncError: LogError?
         if failed == nil, let active {
-            do { try active.file.sync() } catch let e as LogError { syncError = e } catch {}
+            do {
+                try Self.trimPreallocation(active)
+                try active.file.sync()
+            } catch let e as LogError { syncError = e } catch {}
         }
         lock.lock()
         if let syncError, failure == nil { failure = syncError }
@@ -514,7 +520,7 @@ final class WriterCore: @unchecked Sendable {
                 try prepared.frames.withUnsafeBytes { frames in
                     for block in prepared.blocks {
                         let blockBytes = BlockHeader.size + Int(block.header.compressedBytes)
-                        if out.count < blockBytes { out = [UInt8](repeating: 0, count: blockBytes) }
+                        if out.count < blockBytes + SegmentFiller.headerBytes { out = [UInt8](repeating: 0, count: blockBytes + SegmentFiller.headerBytes) }
                         out.withUnsafeMutableBytes { dst in
                             UnsafeMutableRawBufferPointer(rebasing: dst[BlockHeader.size..<blockBytes])
                                 .copyMemory(from: UnsafeRawBufferPointer(rebasing: frames[block.start..<block.end]))
@@ -544,7 +550,7 @@ final class WriterCore: @unchecked Sendable {
     private func writeBlock(base: UInt64) throws {
         guard let segment = active else { throw LogError.writerClosed(directory: directory) }
         let level = configuration.compressionLevel
-        let capacity = BlockHeader.size + LZ4Codec.bound(rawBytes: framer.raw.count, level: level)
+        let capacity = BlockHeader.size + LZ4Codec.bound(rawBytes: framer.raw.count, level: level) + SegmentFiller.headerBytes
         if out.count < capacity { out = [UInt8](repeating: 0, count: capacity) }
         let compressed = framer.raw.withUnsafeBytes { src in
             out.withUnsafeMutableBytes { dst in
@@ -584,7 +590,19 @@ final class WriterCore: @unchecked Sendable {
                 preconditionFailure("block header does not parse")
             }
         }
-        try out.withUnsafeBytes { try segment.file.write(UnsafeRawBufferPointer(rebasing: $0[0..<blockBytes]), at: segment.size) }
+        let end = segment.size + UInt64(blockBytes)
+        try reserve(&segment, through: end)
+        // The filler header after the block keeps the rest of the preallocated space skippable.
+        var writeBytes = blockBytes
+        if segment.allocated > end {
+            out.withUnsafeMutableBytes { buffer in
+                SegmentFiller.encodeHeader(totalBytes: segment.allocated - end,
+                                           into: UnsafeMutableRawBufferPointer(rebasing: buffer[blockBytes..<(blockBytes + SegmentFiller.headerBytes)]))
+            }
+            writeBytes += SegmentFiller.headerBytes
+        }
+        try out.withUnsafeBytes { try segment.file.write(UnsafeRawBufferPointer(rebasing: $0[0..<writeBytes]), at: segment.size) }
+        segment.allocated = max(segment.allocated, end)
         indexBuffer.removeAll(keepingCapacity: true)
         BlockIndexFile.encode(IndexEntry(header: header, offset: segment.size), into: &indexBuffer)
         let indexOffset = UInt64(BlockIndexFile.headerBytes + segment.indexEntries * BlockIndexFile.entryBytes)
@@ -595,14 +613,47 @@ final class WriterCore: @unchecked Sendable {
         active = segment
     }
 
-    /// Closes the full segment (synced, so a closed segment is whole on disk whatever the
-    /// policy) and starts a new one, synced together with its directory.
+    /// Makes room for a block ending at `end` plus a filler header after it: extends the file
+    /// with zeros in steps of 64 KiB doubling with the segment up to `preallocationBytesMax`,
+    /// never past `segmentBytesMax`. Synced with the block that follows.
+    private func reserve(_ segment: inout ActiveSegment, through end: UInt64) throws {
+        let filler = UInt64(SegmentFiller.headerBytes)
+        if end == segment.allocated || end + filler <= segment.allocated { return }
+        if end < segment.allocated {
+            // Too little room left for a filler header (preallocation turned off since): cut it.
+            try segment.file.truncate(to: end)
+            segment.allocated = end
+            return
+        }
+        let step = min(UInt64(configuration.preallocationBytesMax), max(64 << 10, segment.size))
+        var target = min(end + step, max(configuration.segmentBytesMax, end))
+        if target < end + filler { target = end }
+        var offset = segment.allocated
+        // Bound: each round writes up to 1 MiB of zeros until `target`.
+        while offset < target {
+            let n = Int(min(target - offset, UInt64(Self.zeros.count)))
+            try Self.zeros.withUnsafeBytes { try segment.file.write(UnsafeRawBufferPointer(rebasing: $0[0..<n]), at: offset) }
+            offset += UInt64(n)
+        }
+        segment.allocated = max(segment.allocated, target)
+    }
+
+    private static let zeros = [UInt8](repeating: 0, count: 1 << 20)
+
+    /// Cuts the preallocated end off a segment that is being closed.
+    static func trimPreallocation(_ segment: ActiveSegment) throws {
+        if segment.allocated > segment.size { try segment.file.truncate(to: segment.size) }
+    }
+
+    /// Closes the full segment (cut to its last block and synced, so a closed segment is whole
+    /// on disk whatever the policy) and starts a new one, synced together with its directory.
     private func roll(from segment: ActiveSegment, newBase: UInt64) throws -> ActiveSegment {
         // No sync of the old file may be in flight while it is closed (nor start after).
         lock.lock()
         while syncing { lock.waitForWork() }
         syncFile = nil
         lock.unlock()
+        try Self.trimPreallocation(segment)
         try segment.file.sync()
         segment.file.close()
         segment.index.close()

@@ -30,7 +30,16 @@ enum Recovery {
             defer { if !keepOpen { file.close() } }
             let size = try file.size()
             var scanner = SegmentScanner(file: file, fileSize: size)
-            let scan = try scanner.verifySegment(directory: directory, name: name, base: base, previousTs: lastTs)
+            var scan = try scanner.verifySegment(directory: directory, name: name, base: base, previousTs: lastTs)
+            // Without damage the file ends at the last block or in a filler running to its end.
+            var allocated = scan.bad == nil ? size : scan.validEnd
+            if let bad = scan.bad, isLast, try unusedTail(file, from: bad.offset, size: size) {
+                // Preallocated space whose filler header was not written yet: restore it.
+                try restoreFiller(file, at: bad.offset, size: size)
+                try file.sync()
+                scan.bad = nil
+                allocated = size - bad.offset >= UInt64(SegmentFiller.headerBytes) ? size : bad.offset
+            }
             if let bad = scan.bad {
                 guard isLast else {
                     throw LogError.corruptBlock(directory: directory, segment: name, offset: bad.offset, position: scan.nextPosition,
@@ -60,12 +69,48 @@ enum Recovery {
             if isLast {
                 keepOpen = true
                 let index = try fs.open(indexPath, mode: .readWrite)
-                let active = ActiveSegment(base: base, file: file, index: index, size: scan.validEnd, lastCRC: scan.lastCRC, indexEntries: scan.entries.count)
+                let active = ActiveSegment(base: base, file: file, index: index, size: scan.validEnd, allocated: allocated,
+                                           lastCRC: scan.lastCRC, indexEntries: scan.entries.count)
                 let report = RecoveryReport(segmentCount: bases.count, lastPosition: expected - 1, truncation: truncation, rebuiltIndexes: rebuilt)
                 return Opened(report: report, active: active, lastTs: lastTs)
             }
         }
         preconditionFailure("the last segment returns from the loop")
+    }
+
+    /// True when the bytes from `offset` to the end are zeros, possibly behind a filler header
+    /// (preallocated space, not data: a crash can leave a stale filler header or none at all).
+    static func unusedTail(_ file: any LogFile, from offset: UInt64, size: UInt64) throws -> Bool {
+        var chunk = [UInt8](repeating: 0, count: 1 << 20)
+        var at = offset
+        var first = true
+        // Bound: each round reads up to 1 MiB until `size`.
+        while at < size {
+            let want = Int(min(size - at, UInt64(chunk.count)))
+            let got = try chunk.withUnsafeMutableBytes { try file.read(into: UnsafeMutableRawBufferPointer(rebasing: $0[0..<want]), at: at) }
+            guard got == want else { return false }
+            let zero = chunk.withUnsafeBytes { raw -> Bool in
+                var start = 0
+                if first, want >= SegmentFiller.headerBytes, raw.u32(0) == SegmentFiller.frameMagic { start = SegmentFiller.headerBytes }
+                return raw[start..<want].allSatisfy { $0 == 0 }
+            }
+            guard zero else { return false }
+            first = false
+            at += UInt64(want)
+        }
+        return true
+    }
+
+    /// Writes a filler header from `offset` to the end, or cuts the file there if fewer than 8
+    /// bytes are left.
+    static func restoreFiller(_ file: any LogFile, at offset: UInt64, size: UInt64) throws {
+        guard size - offset >= UInt64(SegmentFiller.headerBytes) else {
+            try file.truncate(to: offset)
+            return
+        }
+        var header = [UInt8](repeating: 0, count: SegmentFiller.headerBytes)
+        header.withUnsafeMutableBytes { SegmentFiller.encodeHeader(totalBytes: size - offset, into: $0) }
+        try header.withUnsafeBytes { try file.write($0, at: offset) }
     }
 
     /// Rewrites an index file from scratch (derived data: not synced).
@@ -88,7 +133,7 @@ enum Recovery {
             let index = try fs.open(indexPath, mode: .readWrite)
             try file.sync()
             try fs.syncDirectory(directory)
-            return ActiveSegment(base: base, file: file, index: index, size: 0, lastCRC: 0, indexEntries: 0)
+            return ActiveSegment(base: base, file: file, index: index, size: 0, allocated: 0, lastCRC: 0, indexEntries: 0)
         } catch {
             file.close()
             throw error

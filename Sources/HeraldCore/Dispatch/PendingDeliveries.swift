@@ -1,0 +1,201 @@
+/// The pending deliveries of a ``Dispatcher``, stored compactly in canonical order.
+///
+/// A delivery is created at the position of the record being applied, and the deliveries
+/// created at one position come in trigger registration order, so appending rows keeps them
+/// sorted by (source_position, trigger registration position): the canonical order, with no
+/// sorting and no hash index. A row is 25 bytes (source position, snapshot index, due time,
+/// attempts, depth); what a delivery copied from its trigger (app, script, kind, retry,
+/// registration position) sits once per trigger version in a snapshot table. A lookup by id
+/// is a binary search on the position column, then a scan of that position's few rows.
+/// Finished rows are marked and swept once they outnumber the live ones, so memory is
+/// bounded by the pending deliveries (and the trigger versions they reference).
+public struct PendingDeliveries: Sendable {
+    /// What a delivery copies from its trigger when it is created.
+    struct Snapshot: Equatable, Sendable {
+        var triggerID: HeraldID
+        var appID: HeraldID
+        var scriptID: HeraldID
+        var sourceKind: SourceKind
+        var retry: RetryConfig
+        var triggerRank: UInt64
+    }
+
+    private static let finishedFlag: UInt8 = 0x80
+
+    // Row columns (same length).
+    private var positions: [UInt64] = []
+    private var snapshotOf: [UInt32] = []
+    private var dueAt: [Int64] = []
+    private var attempts: [Int32] = []
+    /// Depth in the low bits; ``finishedFlag`` once the row left the pending set.
+    private var depthAndFlags: [UInt8] = []
+    private var finishedRows = 0
+    /// Errors of pending deliveries whose last attempt failed (rare next to rows).
+    private var lastErrors = FastTable<DeliveryID, String>()
+
+    private var snapshots: [Snapshot] = []
+    /// Latest snapshot index per trigger, to reuse a snapshot while the trigger is unchanged.
+    private var latestSnapshot = FastTable<HeraldID, UInt32>()
+
+    public init() {}
+
+    /// Pending deliveries.
+    public var count: Int { positions.count - finishedRows }
+    public var isEmpty: Bool { count == 0 }
+
+    /// Every pending delivery in canonical order.
+    public var values: [Delivery] {
+        var result: [Delivery] = []
+        result.reserveCapacity(count)
+        forEach { result.append($0) }
+        return result
+    }
+
+    /// Calls `body` with each pending delivery in canonical order.
+    public func forEach(_ body: (Delivery) throws -> Void) rethrows {
+        for row in positions.indices where depthAndFlags[row] & Self.finishedFlag == 0 {
+            try body(delivery(row))
+        }
+    }
+
+    /// The pending delivery `id`, if any.
+    public subscript(id: DeliveryID) -> Delivery? {
+        row(of: id).map { delivery($0) }
+    }
+
+    /// Number of pending deliveries due at or before `ms`, and the earliest due time.
+    public func dueSummary(now ms: Int64) -> (due: Int, earliest: Int64?) {
+        var due = 0
+        var earliest: Int64?
+        for row in positions.indices where depthAndFlags[row] & Self.finishedFlag == 0 {
+            let at = dueAt[row]
+            if at <= ms { due += 1 }
+            if earliest.map({ at < $0 }) ?? true { earliest = at }
+        }
+        return (due, earliest)
+    }
+
+    // MARK: - Changes (the dispatcher's)
+
+    /// Appends a new pending delivery. Its source position must be ≥ every row's, and among
+    /// rows of the same position its trigger must rank after theirs (canonical order).
+    mutating func append(_ delivery: Delivery) {
+        let snapshot = Snapshot(triggerID: delivery.id.triggerID, appID: delivery.appID, scriptID: delivery.scriptID,
+                                sourceKind: delivery.sourceKind, retry: delivery.retry, triggerRank: delivery.triggerRank)
+        append(sourcePosition: delivery.id.sourcePosition, snapshot: snapshot, depth: delivery.depth,
+               dueAt: delivery.dueAt ?? 0, attempts: delivery.attempts)
+        if let error = delivery.lastError { lastErrors[delivery.id] = error }
+    }
+
+    /// Appends a new pending delivery with no attempt yet (the hot path of matching).
+    mutating func append(sourcePosition: UInt64, snapshot: Snapshot, depth: Int64, dueAt due: Int64, attempts count: Int64 = 0) {
+        positions.append(sourcePosition)
+        snapshotOf.append(intern(snapshot))
+        dueAt.append(due)
+        attempts.append(Int32(clamping: count))
+        depthAndFlags.append(UInt8(clamping: min(max(depth, 0), 0x7F)))
+    }
+
+    /// Records an attempt of a delivery that stays pending.
+    mutating func update(_ id: DeliveryID, attempts count: Int64, dueAt due: Int64, lastError: String?) {
+        guard let row = row(of: id) else { return }
+        attempts[row] = Int32(clamping: count)
+        dueAt[row] = due
+        lastErrors[id] = lastError
+    }
+
+    /// Removes a delivery from the pending set.
+    mutating func remove(_ id: DeliveryID) {
+        guard let row = row(of: id) else { return }
+        depthAndFlags[row] |= Self.finishedFlag
+        finishedRows += 1
+        lastErrors[id] = nil
+        if finishedRows > 1024 && finishedRows * 2 > positions.count { sweep() }
+    }
+
+    /// Ids of the pending deliveries of `trigger`, in canonical order.
+    func ids(ofTrigger trigger: HeraldID) -> [DeliveryID] {
+        var result: [DeliveryID] = []
+        for row in positions.indices where depthAndFlags[row] & Self.finishedFlag == 0 {
+            if snapshots[Int(snapshotOf[row])].triggerID == trigger {
+                result.append(DeliveryID(sourcePosition: positions[row], triggerID: trigger))
+            }
+        }
+        return result
+    }
+
+    // MARK: - Rows
+
+    private func delivery(_ row: Int) -> Delivery {
+        let snapshot = snapshots[Int(snapshotOf[row])]
+        let id = DeliveryID(sourcePosition: positions[row], triggerID: snapshot.triggerID)
+        return Delivery(id: id, appID: snapshot.appID, scriptID: snapshot.scriptID, sourceKind: snapshot.sourceKind,
+                        depth: Int64(depthAndFlags[row] & 0x7F), retry: snapshot.retry, triggerRank: snapshot.triggerRank,
+                        attempts: Int64(attempts[row]), dueAt: dueAt[row], lastError: lastErrors[id])
+    }
+
+    private func row(of id: DeliveryID) -> Int? {
+        // Lower bound of the source position.
+        var low = 0
+        var high = positions.count
+        while low < high {
+            let mid = low + (high - low) / 2
+            if positions[mid] < id.sourcePosition { low = mid + 1 } else { high = mid }
+        }
+        var row = low
+        while row < positions.count, positions[row] == id.sourcePosition {
+            if depthAndFlags[row] & Self.finishedFlag == 0, snapshots[Int(snapshotOf[row])].triggerID == id.triggerID {
+                return row
+            }
+            row += 1
+        }
+        return nil
+    }
+
+    private mutating func intern(_ snapshot: Snapshot) -> UInt32 {
+        if let index = latestSnapshot[snapshot.triggerID], snapshots[Int(index)] == snapshot { return index }
+        let index = UInt32(truncatingIfNeeded: snapshots.count)
+        snapshots.append(snapshot)
+        latestSnapshot[snapshot.triggerID] = index
+        return index
+    }
+
+    /// Drops finished rows (keeping the order) and the snapshots no pending row uses.
+    private mutating func sweep() {
+        var keptSnapshots: [Snapshot] = []
+        var remap = [UInt32](repeating: .max, count: snapshots.count)
+        var write = 0
+        for row in positions.indices where depthAndFlags[row] & Self.finishedFlag == 0 {
+            let old = Int(snapshotOf[row])
+            if remap[old] == .max {
+                remap[old] = UInt32(truncatingIfNeeded: keptSnapshots.count)
+                keptSnapshots.append(snapshots[old])
+            }
+            positions[write] = positions[row]
+            snapshotOf[write] = remap[old]
+            dueAt[write] = dueAt[row]
+            attempts[write] = attempts[row]
+            depthAndFlags[write] = depthAndFlags[row]
+            write += 1
+        }
+        let removed = positions.count - write
+        positions.removeLast(removed)
+        snapshotOf.removeLast(removed)
+        dueAt.removeLast(removed)
+        attempts.removeLast(removed)
+        depthAndFlags.removeLast(removed)
+        finishedRows = 0
+        snapshots = keptSnapshots
+        latestSnapshot = FastTable()
+        for (index, snapshot) in snapshots.enumerated() {
+            latestSnapshot[snapshot.triggerID] = UInt32(truncatingIfNeeded: index)
+        }
+    }
+}
+
+extension PendingDeliveries: Equatable {
+    /// The same pending deliveries with equal values, whatever the storage history.
+    public static func == (lhs: PendingDeliveries, rhs: PendingDeliveries) -> Bool {
+        lhs.count == rhs.count && lhs.values == rhs.values
+    }
+}
