@@ -45,7 +45,7 @@ let package = Package(
         .testTarget(name: "HeraldCoreTests", dependencies: ["HeraldCore"]),
         .testTarget(name: "HeraldLogTests", dependencies: ["HeraldLog"]),
         .testTarget(name: "HeraldStoreTests", dependencies: ["HeraldStore", "HeraldCore"]),
-        .testTarget(name: "HeraldTests", dependencies: ["Herald", "HeraldTesting"]),
+        .testTarget(name: "HeraldTests", dependencies: ["Herald", "HeraldLog", "HeraldTesting"]),
         // Uses only the public products, exactly as a user's test target would.
         .testTarget(name: "HeraldTestingTests", dependencies: ["HeraldTesting", "Herald"]),
     ],

@@ -65,3 +65,34 @@ import Testing
         #expect(summary.earliest == model.values.compactMap(\.dueAt).min())
     }
 }
+
+/// The matcher's memo of collection names gives the trie walk's answer, also after it
+/// starts over (more distinct names than `memoLimit`) and for every op.
+@Suite struct MatcherMemoTests {
+    @Test func rememberedMatchesEqualTheWalk() {
+        let globs = ["*", "a*", "a1*", "b:*", "a10", "b:7", "c"]
+        let opSets: [OpSet] = [[], [.insert], [.update, .delete], [.delete]]
+        var triggers: [Registry.Trigger] = []
+        for (index, glob) in globs.enumerated() {
+            triggers.append(Registry.Trigger(
+                id: HeraldID(high: 0, low: UInt64(index)), appID: HeraldID(high: 1, low: 0), scriptID: HeraldID(high: 2, low: 0),
+                kind: .kv, enabled: true, dispatchMode: .async, retry: .builtIn, registeredBy: HeraldID(high: 3, low: 0),
+                kv: KVDetails(collectionGlob: glob, ops: opSets[index % opSets.count]), deadLetter: nil,
+                registeredPosition: UInt64(index + 1), createdTs: 0, updatedTs: 0, updatedPosition: 0))
+        }
+        var matcher = KVMatcher(triggers: triggers)
+        let names = (0..<(KVMatcher.memoLimit + 500)).flatMap { ["a\($0)", "b:\($0 % 9)", "c"] }
+        var walked: [KVMatcher.Entry] = []
+        var remembered: [KVMatcher.Entry] = []
+        var mismatches = 0
+        for (index, name) in names.enumerated() {
+            let op: KVOp = [.insert, .update, .delete][index % 3]
+            matcher.match(collection: name, op: op, into: &walked)
+            remembered.removeAll()
+            matcher.matchRemembering(collection: name, op: op, into: &remembered)
+            if walked.map(\.triggerID) != remembered.map(\.triggerID) { mismatches += 1 }
+        }
+        #expect(mismatches == 0)
+        #expect(!walked.isEmpty)
+    }
+}

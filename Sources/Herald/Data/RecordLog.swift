@@ -96,23 +96,31 @@ public final class RecordReader: Sendable {
 
     /// Calls `body` for each record from `from` through `through` (inclusive; `nil` = the end
     /// as of the call). Stops early when `body` returns false. Seeks by the block index.
+    ///
+    /// When the range goes past the first block, the following blocks are read, checked and
+    /// decompressed a few blocks ahead on a background thread (``LogCursor/forEachBlock(through:readAhead:_:)``)
+    /// while `body` runs on the calling thread; records and errors arrive in the same order.
     public func forEach(from: UInt64 = 1, through: UInt64? = nil,
                         _ body: (UInt64, Record) throws -> Bool) throws {
         let last = min(through ?? .max, lastPosition)
         let first = max(from, 1)
         guard first <= last else { return }
         let cursor = try reader.makeCursor(from: first)
-        do {
-            while let block = try cursor.nextBlock() {
-                if block.basePosition > last { break }
-                try block.forEachRecord { position, ts, payload in
-                    guard position >= first else { return }
-                    guard position <= last else { throw Stop() }
-                    // Decoded straight into the argument (a Record is large; no extra move).
-                    if try !body(position, try Self.decode(position: position, ts: ts, payload)) { throw Stop() }
-                }
-                if block.endPosition > last { break }
+        /// Delivers one block's records; false once the range (or `body`) is done.
+        func deliver(_ block: LogBlock) throws -> Bool {
+            if block.basePosition > last { return false }
+            try block.forEachRecord { position, ts, payload in
+                guard position >= first else { return }
+                guard position <= last else { throw Stop() }
+                // Decoded straight into the argument (no extra move).
+                if try !body(position, try Self.decode(position: position, ts: ts, payload)) { throw Stop() }
             }
+            return block.endPosition <= last
+        }
+        do {
+            // One block on this thread (a short read starts no thread), the rest read ahead.
+            guard let head = try cursor.nextBlock(), try deliver(head) else { return }
+            try cursor.forEachBlock(through: last, readAhead: 2, deliver)
         } catch is Stop {
             return
         }

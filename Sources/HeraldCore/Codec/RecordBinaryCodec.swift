@@ -144,9 +144,9 @@ public enum RecordBinaryCodec {
         case .kvInsert, .kvUpdate, .kvDelete:
             // The common case (nearly every record), without going through `body(of:)`, built
             // straight into the result (RecordBody is large: every move is a memcpy).
-            let mutation = try reader.kv(type)
+            let layout = try reader.kvLayout(type)
             try reader.end()
-            return .kv(mutation)
+            return .kv(layout.mutation())
         default:
             let body = try reader.body(of: type)
             try reader.end()
@@ -161,9 +161,12 @@ public enum RecordBinaryCodec {
         let type = reader.type.unsafelyUnwrapped
         switch type {
         case .kvInsert, .kvUpdate, .kvDelete:
-            let mutation = try reader.kv(type)
+            // Every check first (same fields, same order, same errors as `kv(_:)`), then the
+            // strings and the record are built with nothing left that can throw: no copy of
+            // the mutation is kept alive across a throwing call.
+            let layout = try reader.kvLayout(type)
             try reader.end()
-            return Record(ts: ts, body: .kv(mutation))
+            return Record(ts: ts, body: .kv(layout.mutation()))
         default:
             let body = try reader.body(of: type)
             try reader.end()
@@ -396,30 +399,66 @@ private struct BinaryReader {
 
     @inline(__always)
     mutating func string(_ field: String) throws(RecordError) -> String {
+        try checkedString(field).make()
+    }
+
+    /// A checked UTF-8 field: where its bytes are (`start` is nil for an empty string).
+    struct CheckedString {
+        let start: UnsafePointer<UInt8>?
+        let count: Int
+
+        @inline(__always)
+        func make() -> String {
+            makeString(validUTF8: UnsafeBufferPointer(start: start, count: count))
+        }
+    }
+
+    /// The fields of a kv record, every one checked, strings not yet built.
+    struct KVLayout {
+        let op: KVOp
+        let appID: HeraldID
+        let collection: CheckedString
+        let key: CheckedString
+        let value: CheckedString?
+
+        /// Builds the strings (cannot fail: every byte was checked).
+        @inline(__always)
+        func mutation() -> KVMutation {
+            KVMutation(op: op, appID: appID, collection: collection.make(), key: key.make(), value: value?.make())
+        }
+    }
+
+    /// Like `string(_:)` (same checks and errors) without building the string.
+    @inline(__always)
+    mutating func checkedString(_ field: String) throws(RecordError) -> CheckedString {
         let length = try varUInt(field)
         guard length <= UInt64(count - index) else {
             throw fail(field, "string length \(length) runs past the end of the payload (\(count - index) bytes left)")
         }
         let length32 = Int(length)
-        guard length32 > 0, let base else { return "" }
+        guard length32 > 0, let base else { return CheckedString(start: nil, count: 0) }
         let start = base.advanced(by: index).assumingMemoryBound(to: UInt8.self)
         index += length32
         let utf8 = UnsafeBufferPointer(start: start, count: length32)
-        // Validate first (String(decoding:) would repair silently), then build the string in
-        // one copy; String(validating:) is unspecialized and several times slower here.
         guard isASCII(utf8) || isValidUTF8(utf8) else { throw fail(field, "invalid UTF-8") }
-        return makeString(validUTF8: utf8)
+        return CheckedString(start: start, count: length32)
+    }
+
+    /// `kv(_:)` in two steps: the checks (here), then `KVLayout.mutation()`.
+    @inline(__always)
+    mutating func kvLayout(_ type: RecordType) throws(RecordError) -> KVLayout {
+        let op: KVOp = type == .kvInsert ? .insert : (type == .kvUpdate ? .update : .delete)
+        let appID = try id("app_id")
+        let collection = try checkedString("collection")
+        let key = try checkedString("key")
+        let value: CheckedString? = try bool("value") ? try checkedString("value") : nil
+        return KVLayout(op: op, appID: appID, collection: collection, key: key, value: value)
     }
 
     /// The fields of a kv.insert / kv.update / kv.delete after the type byte.
     @inline(__always)
     mutating func kv(_ type: RecordType) throws(RecordError) -> KVMutation {
-        let op: KVOp = type == .kvInsert ? .insert : (type == .kvUpdate ? .update : .delete)
-        let appID = try id("app_id")
-        let collection = try string("collection")
-        let key = try string("key")
-        let value: String? = try bool("value") ? try string("value") : nil
-        return KVMutation(op: op, appID: appID, collection: collection, key: key, value: value)
+        try kvLayout(type).mutation()
     }
 
     mutating func enumByte<T: RawRepresentable>(_ field: String, _: T.Type) throws(RecordError) -> T where T.RawValue == UInt8 {

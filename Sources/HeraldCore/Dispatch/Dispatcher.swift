@@ -59,10 +59,14 @@ public struct Dispatcher: Sendable {
             throw RecordError(recordType: record.body.type.name, field: "ts",
                               reason: "ts \(record.ts) is before the previous record's ts \(lastTs) (ts never decreases)")
         }
-        try registry.check(record.body)
-        if case .deliveryAttempted(let attempt) = record.body {
+        switch record.body {
+        case .kv(let mutation):
+            try registry.checkKV(app: mutation.appID, type: record.body.type.name)
+        case .deliveryAttempted(let attempt):
             precondition(tracksDeliveries, "a dispatcher that does not track deliveries cannot check attempts")
             try checkAttempt(attempt, ts: record.ts)
+        default:
+            try registry.check(record.body)
         }
     }
 
@@ -131,10 +135,28 @@ public struct Dispatcher: Sendable {
     }
 
     private mutating func matchKV(_ mutation: KVMutation, at: UInt64, ts: Int64, effects: inout [DispatchEffect]) {
-        let matcher = matcher(of: mutation.appID)
-        guard !matcher.isEmpty else { return }
-        matcher.match(collection: mutation.collection, op: mutation.op, into: &scratch)
-        for match in scratch {
+        let app = mutation.appID
+        let generation = registry.generation(of: app)
+        var hits = scratch  // moved out and back, so the matcher can be changed in place meanwhile
+        scratch = []
+        hits.removeAll(keepingCapacity: true)
+        var stale = false
+        matchers.update(app, default: AppMatcher(generation: .max, matcher: KVMatcher(triggers: []))) { entry in
+            if entry.generation != generation {
+                stale = true
+            } else if !entry.matcher.isEmpty {
+                entry.matcher.matchRemembering(collection: mutation.collection, op: mutation.op, into: &hits)
+            }
+        }
+        if stale {
+            let rebuilt = KVMatcher(triggers: registry.liveTriggers(app: app, kind: .kv))
+            matchers[app] = AppMatcher(generation: generation, matcher: rebuilt)
+            matchers.update(app, default: AppMatcher(generation: generation, matcher: rebuilt)) { entry in
+                entry.matcher.matchRemembering(collection: mutation.collection, op: mutation.op, into: &hits)
+            }
+        }
+        defer { scratch = hits }
+        for match in hits {
             create(PendingDeliveries.Snapshot(triggerID: match.triggerID, appID: mutation.appID, scriptID: match.scriptID,
                                               sourceKind: .kv, retry: match.retry, triggerRank: match.registeredPosition),
                    at: at, depth: 0, ts: ts, effects: &effects)
@@ -145,7 +167,7 @@ public struct Dispatcher: Sendable {
     private mutating func create(_ snapshot: PendingDeliveries.Snapshot, at: UInt64, depth: Int64, ts: Int64,
                                  effects: inout [DispatchEffect]) {
         pending.append(sourcePosition: at, snapshot: snapshot, depth: depth, dueAt: ts)
-        pendingPerTrigger[snapshot.triggerID] = (pendingPerTrigger[snapshot.triggerID] ?? 0) + 1
+        pendingPerTrigger.update(snapshot.triggerID, default: 0) { $0 += 1 }
         createdCount += 1
         effects.append(.created(Delivery(id: DeliveryID(sourcePosition: at, triggerID: snapshot.triggerID), appID: snapshot.appID,
                                          scriptID: snapshot.scriptID, sourceKind: snapshot.sourceKind, depth: depth,

@@ -51,6 +51,7 @@ public struct FastTable<Key: FastKey, Value: Sendable>: Sendable {
     private static func position(_ slot: UInt64) -> Int { Int(truncatingIfNeeded: slot & 0xFFFF_FFFF) - 2 }
 
     /// The slot holding `key`, if present.
+    @inline(__always)
     private func slot(of key: Key) -> Int? {
         guard mask > 0 else { return nil }
         let hash = mix64(key.fastHash)
@@ -79,6 +80,17 @@ public struct FastTable<Key: FastKey, Value: Sendable>: Sendable {
             } else {
                 remove(key)
             }
+        }
+    }
+
+    /// Changes the value for `key` in place, inserting `initial` first if it is absent: one
+    /// probe where `table[key] = f(table[key])` takes two.
+    public mutating func update(_ key: Key, default initial: @autoclosure () -> Value, _ body: (inout Value) -> Void) {
+        if let found = slot(of: key) {
+            body(&values[Self.position(slots[found])])
+        } else {
+            insertNew(key, initial())
+            body(&values[values.count - 1])
         }
     }
 

@@ -17,20 +17,56 @@ public struct KVMatcher: Sendable {
         public var retry: RetryConfig
     }
 
-    private struct Node: Sendable {
-        /// Child edges, sorted by byte for binary search.
-        var edgeBytes: [UInt8] = []
-        var edgeNodes: [Int32] = []
+    /// Node `n`'s child edges are `edgeBytes[edgeStart[n]..<edgeStart[n + 1]]` (sorted, for
+    /// binary search) leading to `edgeNodes[...]`; its prefix entries are
+    /// `prefixEntries[prefixStart[n]..<prefixStart[n + 1]]`, its exact entries likewise. Flat
+    /// arrays: a walk touches no reference counts.
+    private var edgeStart: [Int32] = [0, 0]
+    private var edgeBytes: [UInt8] = []
+    private var edgeNodes: [Int32] = []
+    private var prefixStart: [Int32] = [0, 0]
+    private var prefixEntries: [Int32] = []
+    private var exactStart: [Int32] = [0, 0]
+    private var exactEntries: [Int32] = []
+    private(set) var entries: [Entry] = []
+    /// Collection names already walked → their matches for every op, as a range of `memoPool`:
+    /// most workloads use a bounded set of names, so a lookup replaces the walk.
+    private var memo = FastTable<CollectionName, MemoRange>()
+    private var memoPool: [Int32] = []
+    /// Names remembered before the memo starts over.
+    static let memoLimit = 4096
+
+    struct MemoRange: Sendable {
+        var start: Int32
+        var count: Int32
+    }
+
+    /// The trie while it is built.
+    private struct BuildNode {
+        var edges: [(byte: UInt8, node: Int32)] = []
         var exact: [Int32] = []
         var prefix: [Int32] = []
     }
 
-    private var nodes: [Node] = [Node()]
-    private(set) var entries: [Entry] = []
-
-    /// Indexes the enabled KV triggers among `triggers`.
+    /// Indexes the enabled KV triggers among `triggers` (given in registration order).
     public init(triggers: [Registry.Trigger]) {
-        for trigger in triggers where trigger.enabled && trigger.kind == .kv {
+        var nodes = [BuildNode()]
+        func child(of node: Int, byte: UInt8) -> Int {
+            let edges = nodes[node].edges
+            var low = 0
+            var high = edges.count
+            while low < high {
+                let mid = (low + high) / 2
+                if edges[mid].byte < byte { low = mid + 1 } else { high = mid }
+            }
+            if low < edges.count && edges[low].byte == byte { return Int(edges[low].node) }
+            let created = nodes.count
+            nodes.append(BuildNode())
+            nodes[node].edges.insert((byte, Int32(created)), at: low)
+            return created
+        }
+        for trigger in triggers.sorted(by: { $0.registeredPosition < $1.registeredPosition })
+        where trigger.enabled && trigger.kind == .kv {
             guard let kv = trigger.kv else { continue }
             let index = Int32(entries.count)
             entries.append(Entry(triggerID: trigger.id, registeredPosition: trigger.registeredPosition, ops: kv.ops,
@@ -39,79 +75,140 @@ public struct KVMatcher: Sendable {
             let isPrefix = glob.last == UInt8(ascii: "*")
             if isPrefix { glob.removeLast() }
             var node = 0
-            for byte in glob {
-                node = child(of: node, byte: byte, create: true)
+            for byte in glob { node = child(of: node, byte: byte) }
+            if isPrefix { nodes[node].prefix.append(index) } else { nodes[node].exact.append(index) }
+        }
+        edgeStart = [0]
+        prefixStart = [0]
+        exactStart = [0]
+        for node in nodes {
+            for edge in node.edges {
+                edgeBytes.append(edge.byte)
+                edgeNodes.append(edge.node)
             }
-            if isPrefix {
-                nodes[node].prefix.append(index)
-            } else {
-                nodes[node].exact.append(index)
-            }
+            edgeStart.append(Int32(edgeBytes.count))
+            prefixEntries.append(contentsOf: node.prefix)
+            prefixStart.append(Int32(prefixEntries.count))
+            exactEntries.append(contentsOf: node.exact)
+            exactStart.append(Int32(exactEntries.count))
         }
     }
 
     /// True when no trigger is indexed.
     public var isEmpty: Bool { entries.isEmpty }
 
-    private mutating func child(of node: Int, byte: UInt8, create: Bool) -> Int {
-        let bytes = nodes[node].edgeBytes
-        var low = 0
-        var high = bytes.count
-        while low < high {
-            let mid = (low + high) / 2
-            if bytes[mid] < byte { low = mid + 1 } else { high = mid }
-        }
-        if low < bytes.count && bytes[low] == byte {
-            return Int(nodes[node].edgeNodes[low])
-        }
-        let created = nodes.count
-        nodes.append(Node())
-        nodes[node].edgeBytes.insert(byte, at: low)
-        nodes[node].edgeNodes.insert(Int32(created), at: low)
-        return created
-    }
-
-    /// The child of `node` along `byte`, searched without retaining the node's arrays.
-    @inline(__always)
-    private static func find(in node: borrowing Node, byte: UInt8) -> Int? {
-        node.edgeBytes.withUnsafeBufferPointer { bytes -> Int? in
-            var low = 0
-            var high = bytes.count
-            while low < high {
-                let mid = (low + high) / 2
-                if bytes[mid] < byte { low = mid + 1 } else { high = mid }
-            }
-            guard low < bytes.count, bytes[low] == byte else { return nil }
-            return Int(node.edgeNodes[low])
-        }
-    }
-
     /// The triggers matching a mutation of `collection` with `op`, in registration order.
     public func match(collection: String, op: KVOp, into result: inout [Entry]) {
+        var indices: [Int32] = []
+        matchIndices(collection: collection, op: op, into: &indices)
         result.removeAll(keepingCapacity: true)
-        var collection = collection
-        nodes.withUnsafeBufferPointer { nodes in
-            collection.withUTF8 { name in
-                var node = 0
-                collect(nodes[0].prefix, op: op, into: &result)
-                for byte in name {
-                    guard let next = KVMatcher.find(in: nodes[node], byte: byte) else { return }
-                    node = next
-                    collect(nodes[node].prefix, op: op, into: &result)
-                }
-                collect(nodes[node].exact, op: op, into: &result)
+        for index in indices { result.append(entries[Int(index)]) }
+    }
+
+    /// Appends the entries of the triggers matching, in registration order, remembering the
+    /// walk for `collection` (see ``memoLimit``). Same result as ``match(collection:op:into:)``.
+    mutating func matchRemembering(collection: String, op: KVOp, into result: inout [Entry]) {
+        let key = CollectionName(collection)
+        let range: MemoRange
+        if let found = memo[key] {
+            range = found
+        } else {
+            if memo.count >= Self.memoLimit {
+                memo = FastTable()
+                memoPool.removeAll(keepingCapacity: true)
             }
+            var indices: [Int32] = []
+            matchIndices(collection: collection, op: nil, into: &indices)
+            range = MemoRange(start: Int32(memoPool.count), count: Int32(indices.count))
+            memoPool.append(contentsOf: indices)
+            memo.insertNew(key, range)
         }
-        if result.count > 1 {
-            result.sort { $0.registeredPosition < $1.registeredPosition }
+        var i = Int(range.start)
+        let end = i + Int(range.count)
+        while i < end {
+            let entry = entries[Int(memoPool[i])]
+            if entry.ops.admits(op) { result.append(entry) }
+            i += 1
         }
     }
 
-    private func collect(_ indices: [Int32], op: KVOp, into result: inout [Entry]) {
-        for index in indices {
-            let entry = entries[Int(index)]
-            if entry.ops.admits(op) { result.append(entry) }
+    /// Indices into ``entries`` of the triggers matching `op` (any op when nil), in
+    /// registration order (entries are numbered in registration order).
+    func matchIndices(collection: String, op: KVOp?, into result: inout [Int32]) {
+        result.removeAll(keepingCapacity: true)
+        var collection = collection
+        collection.withUTF8 { name in
+            var node = 0
+            collect(prefixEntries, prefixStart, node: 0, op: op, into: &result)
+            for byte in name {
+                guard let next = child(of: node, byte: byte) else {
+                    sortSmall(&result)
+                    return
+                }
+                node = next
+                collect(prefixEntries, prefixStart, node: node, op: op, into: &result)
+            }
+            collect(exactEntries, exactStart, node: node, op: op, into: &result)
+            sortSmall(&result)
         }
+    }
+
+    @inline(__always)
+    private func child(of node: Int, byte: UInt8) -> Int? {
+        var low = Int(edgeStart[node])
+        var high = Int(edgeStart[node + 1])
+        while low < high {
+            let mid = (low + high) / 2
+            if edgeBytes[mid] < byte { low = mid + 1 } else { high = mid }
+        }
+        guard low < Int(edgeStart[node + 1]), edgeBytes[low] == byte else { return nil }
+        return Int(edgeNodes[low])
+    }
+
+    @inline(__always)
+    private func collect(_ list: [Int32], _ starts: [Int32], node: Int, op: KVOp?, into result: inout [Int32]) {
+        var i = Int(starts[node])
+        let end = Int(starts[node + 1])
+        while i < end {
+            let index = list[i]
+            if op.map({ entries[Int(index)].ops.admits($0) }) ?? true { result.append(index) }
+            i += 1
+        }
+    }
+
+    /// Insertion sort: a match list is short, and already sorted when one glob matched.
+    @inline(__always)
+    private func sortSmall(_ values: inout [Int32]) {
+        guard values.count > 1 else { return }
+        for i in 1..<values.count {
+            let value = values[i]
+            var j = i - 1
+            while j >= 0 && values[j] > value {
+                values[j + 1] = values[j]
+                j -= 1
+            }
+            values[j + 1] = value
+        }
+    }
+}
+
+/// A collection name as a memo key: the FNV-1a hash of its bytes beside the name.
+struct CollectionName: FastKey {
+    var fastHash: UInt64
+    var name: String
+
+    init(_ name: String) {
+        var name = name
+        self.fastHash = name.withUTF8 { bytes in
+            var hash: UInt64 = 0xCBF2_9CE4_8422_2325
+            for byte in bytes { hash = (hash ^ UInt64(byte)) &* 0x0000_0100_0000_01B3 }
+            return hash
+        }
+        self.name = name
+    }
+
+    static func == (lhs: CollectionName, rhs: CollectionName) -> Bool {
+        lhs.fastHash == rhs.fastHash && lhs.name == rhs.name
     }
 }
 

@@ -136,9 +136,8 @@ public struct Registry: Sendable {
     /// Checks every stateful rule of DESIGN.md §2 for `body` against the current state.
     /// Stateless rules are ``RecordRules``'s. Throws without changing anything.
     public func check(_ body: RecordBody) throws(RecordError) {
-        let type = body.type.name
         func fail(_ field: String?, _ reason: String) -> RecordError {
-            RecordError(recordType: type, field: field, reason: reason)
+            RecordError(recordType: body.type.name, field: field, reason: reason)
         }
         func requireNew(_ id: HeraldID, _ field: String) throws(RecordError) {
             if usedIDs.contains(id) {
@@ -198,6 +197,12 @@ public struct Registry: Sendable {
         case .deliveryAttempted:
             break  // the dispatcher checks deliveries
         }
+    }
+
+    /// The one stateful rule of a KV mutation (its app exists), without copying the record.
+    @inline(__always)
+    func checkKV(app: HeraldID, type: @autoclosure () -> String) throws(RecordError) {
+        if apps[app] == nil { throw RecordError(recordType: type(), field: "app_id", reason: "app \(app) does not exist") }
     }
 
     private func checkScript(_ scriptID: HeraldID, app: HeraldID, field: String,

@@ -75,6 +75,13 @@ public final class LogCursor {
     /// - Throws: `LogError.corruptBlock` if a published block is damaged, `.segmentGap` if
     ///   segment names do not match positions, `.io` on I/O failure.
     public func nextBlock() throws -> LogBlock? {
+        try nextBlock(into: &raw)
+    }
+
+    /// `nextBlock()` decompressing into `buffer` (grown when needed) instead of the cursor's
+    /// own buffer; the block shares `buffer`'s storage. The read-ahead passes buffers it
+    /// recycles, so blocks in flight never share (and never copy) one buffer.
+    func nextBlock(into buffer: inout [UInt8]) throws -> LogBlock? {
         guard nextPosition <= reader.lastPosition else { return nil }
         if file == nil { try seek() }
         // Bound: each round consumes one block or one segment, or falls back from the index once.
@@ -107,11 +114,11 @@ public final class LogCursor {
                 offset += h.blockBytes
                 continue
             }
-            return try decode(h, file: file)
+            return try decode(h, file: file, into: &buffer)
         }
     }
 
-    private func decode(_ h: BlockHeader, file: any LogFile) throws -> LogBlock {
+    private func decode(_ h: BlockHeader, file: any LogFile, into raw: inout [UInt8]) throws -> LogBlock {
         let n = Int(h.compressedBytes)
         if compressed.count < n { compressed = [UInt8](repeating: 0, count: n) }
         let got = try compressed.withUnsafeMutableBytes { try file.read(into: UnsafeMutableRawBufferPointer(rebasing: $0[0..<n]), at: offset + UInt64(BlockHeader.size)) }
@@ -123,6 +130,8 @@ public final class LogCursor {
         let rawBytes = Int(h.rawBytes)
         // Room for a whole LZ4 block past the expected size lets LZ4F decode in place (no copy
         // through its own buffer); the buffer is reused across blocks (allocated once).
+        // Decompression writes into it in place: a buffer still shared with a block the
+        // caller kept is copied first (copy on write), never overwritten under it.
         let capacity = max(rawBytes, LZ4Decompressor.directDecodeCapacity) + 64
         if raw.count < capacity { raw = [UInt8](repeating: 0, count: capacity) }
         let problem = compressed.withUnsafeBytes { cb in

@@ -1,0 +1,158 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+extension LogCursor {
+    /// Calls `body` with each block from ``nextPosition`` on, as repeated ``nextBlock()`` calls
+    /// would, while a background thread reads, checks and decompresses the next blocks: the
+    /// caller's work on one block overlaps the reading of the next ones (a long scan then costs
+    /// about the larger of the two instead of their sum).
+    ///
+    /// Stops after the block holding position `through`, when the cursor reaches the reader's
+    /// `lastPosition` (``nextBlock()`` returns nil), or when `body` returns false or throws.
+    /// At most `readAhead` blocks are read ahead (at least 1), each into one of
+    /// `readAhead + 1` buffers that are reused: memory stays flat however long the scan.
+    ///
+    /// Errors keep their meaning and order: every block before a damaged one is passed to
+    /// `body` first, then the error ``nextBlock()`` raised (the same `LogError`) is thrown; an
+    /// error `body` throws is rethrown as is. The background thread is stopped and joined
+    /// before this returns or throws. If no thread can be started, the blocks are read on the
+    /// calling thread.
+    ///
+    /// The cursor belongs to the background thread during the call: `body` must not use it.
+    /// Afterwards ``nextPosition`` may be past the last block given to `body` (blocks read
+    /// ahead and not delivered are dropped).
+    ///
+    /// ```swift
+    /// let cursor = try reader.makeCursor(from: 1)
+    /// try cursor.forEachBlock(through: reader.lastPosition) { block in
+    ///     block.forEachRecord { position, ts, payload in /* ... */ }
+    ///     return true
+    /// }
+    /// ```
+    public func forEachBlock(through: UInt64 = .max, readAhead: Int = 2, _ body: (LogBlock) throws -> Bool) throws {
+        let pipe = ReadAheadPipe(cursor: self, through: through, buffers: max(1, readAhead) + 1)
+        guard let thread = pipe.start() else {
+            // No thread: the same loop, serially.
+            while let block = try nextBlock(), try body(block), block.endPosition <= through {}
+            return
+        }
+        defer {
+            pipe.cancel()
+            pthread_join(thread, nil)
+        }
+        // Bound: each round takes one block; the producer stops after `through` or at the end.
+        while let block = try pipe.take() {
+            let more = try body(block)
+            pipe.recycle(block)
+            if !more { return }
+        }
+    }
+}
+
+/// The handoff between `forEachBlock`'s background reader (the producer) and the caller.
+///
+/// `@unchecked Sendable`: every mutable field is read and written only with `lock` held,
+/// except `cursor`, which only the producer thread uses between `start()` and the join in
+/// `forEachBlock` (the caller is inside `forEachBlock` all that time and does not touch it).
+private final class ReadAheadPipe: @unchecked Sendable {
+    private let cursor: LogCursor
+    private let through: UInt64
+    private let lock = ConditionLock()
+    /// Blocks read and not yet taken, oldest first (at most `buffers - 1`).
+    private var ready: [LogBlock] = []
+    /// Buffers free for the producer (empty arrays until first used; the cursor sizes them).
+    private var spare: [[UInt8]]
+    /// The producer will add nothing more (`failure` says why if it was an error).
+    private var done = false
+    private var failure: (any Error)?
+    /// The caller has stopped: the producer exits at its next check.
+    private var cancelled = false
+
+    init(cursor: LogCursor, through: UInt64, buffers: Int) {
+        self.cursor = cursor
+        self.through = through
+        self.spare = Array(repeating: [], count: buffers)
+        ready.reserveCapacity(buffers)
+    }
+
+    /// Starts the producer thread; nil if it could not be started.
+    func start() -> pthread_t? {
+        var thread = pthread_t()
+        let context = Unmanaged.passRetained(self).toOpaque()
+        let started = pthread_create(&thread, nil, { context in
+            guard let context else { return nil }
+            let pipe = Unmanaged<ReadAheadPipe>.fromOpaque(context).takeRetainedValue()
+            pipe.produce()
+            return nil
+        }, context)
+        guard started == 0 else {
+            Unmanaged<ReadAheadPipe>.fromOpaque(context).release()
+            return nil
+        }
+        return thread
+    }
+
+    /// The producer: reads blocks into spare buffers until `through`, the end, an error or
+    /// cancellation.
+    private func produce() {
+        // Bound: each round reads one block (or ends); the cursor stops at lastPosition.
+        while true {
+            lock.lock()
+            while spare.isEmpty && !cancelled { lock.wait() }
+            if cancelled {
+                lock.unlock()
+                return
+            }
+            var buffer = spare.removeLast()
+            lock.unlock()
+            let result = Result { try cursor.nextBlock(into: &buffer) }
+            buffer = []  // the block (if any) now holds the only reference
+            lock.lock()
+            switch result {
+            case let .success(block?):
+                ready.append(block)
+                done = block.endPosition > through
+            case .success(nil):
+                done = true
+            case let .failure(error):
+                failure = error
+                done = true
+            }
+            let finished = done
+            lock.broadcast()
+            lock.unlock()
+            if finished { return }
+        }
+    }
+
+    /// The next block in order; nil after the last; throws the producer's error once every
+    /// block read before it was taken.
+    func take() throws -> LogBlock? {
+        lock.lock()
+        defer { lock.unlock() }
+        while ready.isEmpty && !done { lock.wait() }
+        if !ready.isEmpty { return ready.removeFirst() }
+        if let failure { throw failure }
+        return nil
+    }
+
+    /// Gives a taken block's buffer back to the producer (if the caller kept a copy of the
+    /// block, the producer's next write copies the buffer instead of changing it).
+    func recycle(_ block: consuming LogBlock) {
+        let bytes = block.bytes
+        _ = consume block
+        lock.lock()
+        spare.append(bytes)
+        lock.broadcast()
+        lock.unlock()
+    }
+
+    /// Tells the producer to stop (it finishes the block it is reading, if any).
+    func cancel() {
+        lock.lock()
+        cancelled = true
+        lock.broadcast()
+        lock.unlock()
+    }
+}

@@ -1,0 +1,133 @@
+import Foundation
+@testable import Herald
+import HeraldCore
+import HeraldLog
+import Testing
+
+/// `RecordReader.forEach` reads the blocks after the first one ahead on a background thread:
+/// the records, their order and the errors must be those of a plain block-by-block read.
+struct RecordReaderTests {
+    static let app = HeraldID(high: 0xb000_0000_0000_4000, low: 0x8000_0000_0000_0001)
+
+    static func record(_ n: Int) -> Record {
+        Record(ts: 1_700_000_000_000 + Int64(n), body: .kv(KVMutation(
+            op: .insert, appID: app, collection: "users:\(n % 7)", key: "k\(n)",
+            value: "{\"n\":\(n),\"name\":\"a value long enough not to be a small string\"}")))
+    }
+
+    /// 40 blocks of 50 records over several closed segments.
+    static func build(_ logPath: String) throws {
+        let writer = RecordWriter(writer: try LogWriter(directory: logPath, configuration: LogConfiguration(segmentBytesMax: 8 << 10, durability: .none)))
+        for batch in 0..<40 { try writer.append((0..<50).map { record(batch * 50 + $0 + 1) }) }
+        try writer.close()
+    }
+
+    @Test func readsEveryRecordInOrder() async throws {
+        try await withTemporaryDirectory { path in
+            let data = DataDirectory(path: path)
+            try Self.build(data.logPath)
+            let reader = try data.openReader()
+            #expect(reader.lastPosition == 2000)
+            for (from, through) in [(UInt64(1), UInt64?.none), (1, 1), (37, 37), (49, 51), (120, 1999), (1990, nil)] {
+                var seen: [UInt64] = []
+                try reader.forEach(from: from, through: through) { position, record in
+                    #expect(record == Self.record(Int(position)))
+                    seen.append(position)
+                    return true
+                }
+                #expect(seen == Array(from...(through ?? 2000)))
+            }
+        }
+    }
+
+    @Test func stopsEarly() async throws {
+        try await withTemporaryDirectory { path in
+            let data = DataDirectory(path: path)
+            try Self.build(data.logPath)
+            let reader = try data.openReader()
+            for stop: UInt64 in [1, 50, 51, 249, 1500] {
+                var seen: UInt64 = 0
+                try reader.forEach { position, _ in
+                    seen = position
+                    return position < stop
+                }
+                #expect(seen == stop)
+            }
+            struct Boom: Error, Equatable {}
+            #expect(throws: Boom()) {
+                try reader.forEach { position, _ in
+                    if position == 777 { throw Boom() }
+                    return true
+                }
+            }
+        }
+    }
+
+    /// A payload that does not decode, in a block read ahead: the records before it first,
+    /// then the same error a serial read raises.
+    @Test func undecodableRecordAfterTheRecordsBeforeIt() async throws {
+        try await withTemporaryDirectory { path in
+            let data = DataDirectory(path: path)
+            let log = try LogWriter(directory: data.logPath, configuration: LogConfiguration(durability: .none))
+            for batch in 0..<6 {
+                let entries = (0..<50).map { index -> LogEntry in
+                    let n = batch * 50 + index + 1
+                    // Record 230 (in the fifth block) has a trailing byte.
+                    let payload = RecordBinaryCodec.encode(Self.record(n).body) + (n == 230 ? [0] : [])
+                    return LogEntry(ts: Self.record(n).ts, payload: payload)
+                }
+                try log.append(entries)
+            }
+            try log.close()
+            let reader = try data.openReader()
+            var seen: [UInt64] = []
+            do {
+                try reader.forEach { position, record in
+                    #expect(record == Self.record(Int(position)))
+                    seen.append(position)
+                    return true
+                }
+                Issue.record("record 230 must not decode")
+            } catch let HeraldError.badLogRecord(position, reason) {
+                #expect(position == 230)
+                #expect(reason.contains("trailing"))
+            }
+            #expect(seen == Array(1...229))
+        }
+    }
+
+    @Test func corruptBlockAfterTheRecordsBeforeIt() async throws {
+        try await withTemporaryDirectory { path in
+            let data = DataDirectory(path: path)
+            try Self.build(data.logPath)
+            let segments = try FileManager.default.contentsOfDirectory(atPath: data.logPath).filter { $0.hasSuffix(".log") }.sorted()
+            #expect(segments.count >= 3)
+            let file = data.logPath + "/" + segments[1]
+            var bytes = Array(try Data(contentsOf: URL(fileURLWithPath: file)))
+            // The second block of the segment: past the first block's header and body.
+            let firstBody = Int(bytes[32]) | Int(bytes[33]) << 8 | Int(bytes[34]) << 16 | Int(bytes[35]) << 24
+            let target = 64 + firstBody
+            bytes[target + 70] ^= 0x10
+            try Data(bytes).write(to: URL(fileURLWithPath: file))
+            let base = try #require(UInt64(segments[1].prefix(20)))
+            let expected = LogError.corruptBlock(directory: data.logPath, segment: segments[1], offset: UInt64(target),
+                                                 position: base + 50, reason: "block checksum mismatch")
+            let reader = try data.openReader()
+            var seen: [UInt64] = []
+            #expect(throws: expected) {
+                try reader.forEach { position, _ in
+                    seen.append(position)
+                    return true
+                }
+            }
+            #expect(seen == Array(1..<(base + 50)))
+            // A range that ends before the damaged block never reaches it.
+            seen = []
+            try reader.forEach(through: base + 49) { position, _ in
+                seen.append(position)
+                return true
+            }
+            #expect(seen.last == base + 49)
+        }
+    }
+}
