@@ -192,11 +192,13 @@ public struct LogBatch: Sendable {
 enum PendingAppend: Sendable {
     case entries([LogEntry])
     case batch(LogBatch)
+    case prepared(PreparedBlocks)
 
     var count: Int {
         switch self {
         case let .entries(entries): entries.count
         case let .batch(batch): batch.count
+        case let .prepared(prepared): prepared.count
         }
     }
 
@@ -204,6 +206,7 @@ enum PendingAppend: Sendable {
         switch self {
         case let .entries(entries): entries.first?.ts
         case let .batch(batch): batch.timestamps.first
+        case let .prepared(prepared): prepared.firstTs
         }
     }
 
@@ -211,6 +214,7 @@ enum PendingAppend: Sendable {
         switch self {
         case let .entries(entries): entries.last?.ts
         case let .batch(batch): batch.timestamps.last
+        case let .prepared(prepared): prepared.lastTs
         }
     }
 }

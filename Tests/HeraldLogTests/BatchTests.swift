@@ -27,14 +27,7 @@ import Testing
                     #expect(ra == rb)
                     start += size
                 }
-                try a.close()
-                try b.close()
-                let expected = all.enumerated().map { ReadRecord(position: UInt64($0.offset + 1), ts: $0.element.ts, payload: $0.element.payload) }
-                #expect(try readAll(directory: viaBatches) == expected)
-                #expect(try segmentFiles(viaEntries) == segmentFiles(viaBatches))
-                for name in try segmentFiles(viaEntries) {
-                    #expect(try readFile(viaEntries + "/" + name) == readFile(viaBatches + "/" + name), "\(name)")
-                }
+                try closeAndExpectSameLog(a, b, holding: all)
             }
         }
     }

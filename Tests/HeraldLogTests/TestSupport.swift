@@ -71,6 +71,19 @@ func blockOffsets(_ bytes: [UInt8]) -> [Int] {
     return offsets
 }
 
+/// Closes both writers, then checks that the second log reads back `all` (from position 1)
+/// and that both directories hold the same segment files, byte for byte.
+func closeAndExpectSameLog(_ a: LogWriter, _ b: LogWriter, holding all: [LogEntry]) throws {
+    try a.close()
+    try b.close()
+    let expected = all.enumerated().map { ReadRecord(position: UInt64($0.offset + 1), ts: $0.element.ts, payload: $0.element.payload) }
+    #expect(try readAll(directory: b.directory) == expected)
+    #expect(try segmentFiles(a.directory) == segmentFiles(b.directory))
+    for name in try segmentFiles(a.directory) {
+        #expect(try readFile(a.directory + "/" + name) == readFile(b.directory + "/" + name), "\(name)")
+    }
+}
+
 /// `lz4 -dc PATH`: its exit status and output, or nil when the lz4 tool is not installed.
 func lz4Decode(_ path: String) throws -> (status: Int32, output: [UInt8])? {
     guard let lz4 = ["/usr/bin/lz4", "/usr/local/bin/lz4", "/bin/lz4"].first(where: { FileManager.default.isExecutableFile(atPath: $0) }) else {

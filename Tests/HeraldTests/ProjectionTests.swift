@@ -141,6 +141,42 @@ import Testing
         }
     }
 
+    /// Import decodes on one thread and validates on another, in chunks of lines: errors in
+    /// several chunks still come in line order, and a valid import of many chunks keeps the
+    /// line order in the log.
+    @Test func importOfManyChunksReportsErrorsInLineOrderAndKeepsOrder() async throws {
+        try await withTemporaryDirectory { path in
+            let directory = DataDirectory(path: path)
+            try importLines(ProjectionTests.setup, into: directory, at: path)
+            let before = try directory.openReader().lastPosition
+            func line(_ i: Int) -> String {
+                #"{"type":"kv.insert","ts":\#(100 + i),"app_id":"\#(ProjectionTests.app)","collection":"c","key":"k\#(i)","value":\#(i)}"#
+            }
+            // Lines that fail decoding ("nope") and lines that fail against the state (no such app).
+            func badLine(_ i: Int) -> String {
+                let app = i % 2 == 0 ? "nope" : "b0000000-0000-4000-8000-0000000000ff"
+                return #"{"type":"kv.insert","ts":\#(100 + i),"app_id":"\#(app)","collection":"c","key":"k\#(i)","value":\#(i)}"#
+            }
+            let bad: Set<Int> = [3, 1_024, 1_025, 2_999, 5_000]
+            let lines = (1...5_000).map { bad.contains($0) ? badLine($0) : line($0) }
+            #expect {
+                try importLines(lines, into: directory, at: path)
+            } throws: { error in
+                let text = String(describing: error)
+                let found = bad.sorted().map { text.range(of: "line \($0):")?.lowerBound }
+                return found.allSatisfy { $0 != nil } && found.map { $0! } == found.map { $0! }.sorted()
+            }
+            #expect(try directory.openReader().lastPosition == before)
+            try importLines((1...5_000).map(line), into: directory, at: path)
+            var keys: [String] = []
+            try directory.openReader().forEach(from: before + 1) { _, record in
+                if case let .kv(mutation) = record.body { keys.append(mutation.key) }
+                return true
+            }
+            #expect(keys == (1...5_000).map { "k\($0)" })
+        }
+    }
+
     @Test func embeddedSchemaMatchesSchemaFile() throws {
         let file = try String(contentsOfFile: packageRoot + "/Schema/herald.sql", encoding: .utf8)
         #expect(ProjectionSchema.sql == file, "run Tools/gen-schema after editing Schema/herald.sql")

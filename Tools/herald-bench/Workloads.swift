@@ -53,9 +53,33 @@ struct Benchmarks {
         try writer.close()
         let stats = try data.logStats()
         let rate = Double(records.count) / elapsed
-        reporter.emit(Row(workload: "ingest-native", measure: "records/s (RecordWriter, .always, 4096/batch)", value: rate, unit: "records/s",
-                          target: "≥ 1,500,000", note: "\(records.count) records in \(format3(elapsed)) s",
+        reporter.emit(Row(workload: "ingest-native", measure: "records/s (RecordWriter.append, .always, 4096/batch, one at a time)", value: rate, unit: "records/s",
+                          note: "\(records.count) records in \(format3(elapsed)) s: each append waits for its own fdatasync",
                           extra: [("records", Double(records.count)), ("seconds", elapsed)]))
+        // A producer that keeps up to `inFlight` batches queued (enqueue, then wait for the
+        // batch `inFlight` back): it encodes the next batch while the writer's committer
+        // compresses and writes and its syncer syncs. The clock stops when the last record is
+        // acknowledged durable.
+        let pipelinedDirectory = options.workDirectory + "/ingest-pipelined"
+        removeTree(pipelinedDirectory)
+        let pipelinedWriter = try DataDirectory(path: pipelinedDirectory).openWriter(durability: .always)
+        let inFlight = 4
+        var queued: [UInt64] = []
+        let pipelinedStart = nowNs()
+        index = 0
+        while index < records.count {
+            let end = min(index + batch, records.count)
+            queued.append(try pipelinedWriter.enqueue(Array(records[index..<end])).upperBound)
+            if queued.count > inFlight { try pipelinedWriter.waitUntilDurable(through: queued.removeFirst()) }
+            index = end
+        }
+        if let last = queued.last { try pipelinedWriter.waitUntilDurable(through: last) }
+        let pipelinedElapsed = seconds(pipelinedStart, nowNs())
+        try pipelinedWriter.close()
+        removeTree(pipelinedDirectory)
+        reporter.emit(Row(workload: "ingest-native", measure: "records/s (RecordWriter.enqueue, .always, 4096/batch, \(inFlight) in flight)", value: Double(records.count) / pipelinedElapsed, unit: "records/s",
+                          target: "≥ 1,500,000", note: "\(records.count) records in \(format3(pipelinedElapsed)) s, until the last is acknowledged durable",
+                          extra: [("records", Double(records.count)), ("seconds", pipelinedElapsed)]))
         // Same append with durability .none: separates the fdatasync share from the CPU work.
         let noSyncDirectory = options.workDirectory + "/ingest-nosync"
         removeTree(noSyncDirectory)

@@ -149,6 +149,9 @@ public struct EncodedRecords: Sendable {
         count += 1
     }
 
+    /// The batch being filled (the last one).
+    var lastBatch: LogBatch? { batches.last }
+
     /// Decodes every record held, in order.
     public func decoded() throws -> [Record] {
         var records: [Record] = []
@@ -174,17 +177,28 @@ public struct EncodedRecords: Sendable {
 }
 
 extension RecordWriter {
-    /// Appends encoded records, one group commit per batch; returns their positions
-    /// (`nil` when there is nothing to append).
+    /// Appends records framed and compressed ahead (``PreparedBlocks``) and returns their
+    /// positions (`nil` when there are none) once acknowledged.
+    public func append(_ prepared: PreparedBlocks) throws -> ClosedRange<UInt64>? {
+        guard !prepared.isEmpty else { return nil }
+        let range = try writer.enqueue(prepared)
+        try writer.waitUntilAcknowledged(through: range.upperBound - 1)
+        return range.lowerBound...(range.upperBound - 1)
+    }
+
+    /// Appends encoded records and returns their positions (`nil` when there is nothing to
+    /// append) once all are acknowledged: every batch is queued at once, so the writer's
+    /// committer compresses the next batches while its syncer syncs the previous ones.
     public func append(_ records: EncodedRecords) throws -> ClosedRange<UInt64>? {
         var first: UInt64?
         var last: UInt64?
         for batch in records.batches where !batch.isEmpty {
-            let range = try writer.append(batch)
+            let range = try writer.enqueue(batch)
             first = first ?? range.lowerBound
             last = range.upperBound - 1
         }
         guard let first, let last else { return nil }
+        try writer.waitUntilAcknowledged(through: last)
         return first...last
     }
 }

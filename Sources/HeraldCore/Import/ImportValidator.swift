@@ -18,7 +18,8 @@ public struct ImportValidator: Sendable {
     public let errorsMax: Int
     /// Bad lines beyond ``errorsMax``.
     public private(set) var errorsDropped = 0
-    private let decoder: RecordJSONDecoder
+    /// The decoder ``add(line:number:acceptedSoFar:)`` uses.
+    public let decoder: RecordJSONDecoder
     private let nowMs: Int64
     private var effects: [DispatchEffect] = []
     /// The state the import started from, kept for the switch to delivery tracking.
@@ -46,8 +47,28 @@ public struct ImportValidator: Sendable {
     /// state it re-applies every line accepted so far, which `acceptedSoFar` supplies.
     public mutating func add(line: UnsafeBufferPointer<UInt8>, number: Int,
                              acceptedSoFar: () throws -> [Record]) -> Record? {
+        add(decoded: Self.decode(line, with: decoder), number: number, acceptedSoFar: acceptedSoFar)
+    }
+
+    /// A line decoded by ``decode(_:with:)`` (stateless, so it may run on another thread), or
+    /// the error that rejected it.
+    public typealias Decoded = Result<DecodedLine, RecordError>
+
+    /// The stateless half of ``add(line:number:acceptedSoFar:)``: decodes one line.
+    public static func decode(_ line: UnsafeBufferPointer<UInt8>, with decoder: RecordJSONDecoder) -> Decoded {
         do throws(RecordError) {
             let (ts, body) = try decoder.decode(line: line)
+            return .success(DecodedLine(ts: ts, body: body))
+        } catch {
+            return .failure(error)
+        }
+    }
+
+    /// The stateful half of ``add(line:number:acceptedSoFar:)``: validates a line decoded by
+    /// ``decode(_:with:)`` (lines must come in order, each exactly once).
+    public mutating func add(decoded: Decoded, number: Int, acceptedSoFar: () throws -> [Record]) -> Record? {
+        do throws(RecordError) {
+            let (ts, body) = try decoded.map { ($0.ts, $0.body) }.get()
             if case .deliveryAttempted = body, !state.tracksDeliveries {
                 var full = start
                 do {
@@ -75,4 +96,10 @@ public struct ImportValidator: Sendable {
             return nil
         }
     }
+}
+
+/// One JSON line decoded: its `ts` (nil when omitted) and body.
+public struct DecodedLine: Sendable {
+    public var ts: Int64?
+    public var body: RecordBody
 }

@@ -3,24 +3,30 @@ import Glibc
 #endif
 import Synchronization
 
-/// A pthread mutex with a condition variable, for the group-commit handoff (Synchronization's
-/// `Mutex` has no condition variable).
+/// A pthread mutex with two condition variables, for the group-commit handoff (Synchronization's
+/// `Mutex` has no condition variable): `wait`/`broadcast` for appenders, `waitForWork`/`signalWork`
+/// for the writer's committer and syncer threads (an enqueue wakes only those).
 ///
 /// `@unchecked Sendable`: the pthread objects live at stable heap addresses for the lifetime
 /// of the object and are only touched through pthread calls, which are thread-safe.
 final class ConditionLock: @unchecked Sendable {
     private let mutex = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
     private let condition = UnsafeMutablePointer<pthread_cond_t>.allocate(capacity: 1)
+    private let work = UnsafeMutablePointer<pthread_cond_t>.allocate(capacity: 1)
 
     init() {
         mutex.initialize(to: pthread_mutex_t())
         condition.initialize(to: pthread_cond_t())
+        work.initialize(to: pthread_cond_t())
         precondition(pthread_mutex_init(mutex, nil) == 0)
         precondition(pthread_cond_init(condition, nil) == 0)
+        precondition(pthread_cond_init(work, nil) == 0)
     }
 
     deinit {
         pthread_cond_destroy(condition)
+        pthread_cond_destroy(work)
+        work.deallocate()
         pthread_mutex_destroy(mutex)
         condition.deallocate()
         mutex.deallocate()
@@ -31,6 +37,44 @@ final class ConditionLock: @unchecked Sendable {
     /// Waits for a broadcast; call with the lock held.
     func wait() { precondition(pthread_cond_wait(condition, mutex) == 0) }
     func broadcast() { precondition(pthread_cond_broadcast(condition) == 0) }
+    /// Waits for `signalWork`; call with the lock held.
+    func waitForWork() { precondition(pthread_cond_wait(work, mutex) == 0) }
+    func signalWork() { precondition(pthread_cond_broadcast(work) == 0) }
+    /// Wakes every waiter of both conditions.
+    func wakeAll() {
+        broadcast()
+        signalWork()
+    }
+}
+
+/// A joinable pthread running one closure (the writer's committer and syncer).
+///
+/// `@unchecked Sendable`: `thread` is written once in `init` and read by `join`, which the
+/// owner calls once, after handing the object over under its lock.
+final class JoinableThread: @unchecked Sendable {
+    private final class Body {
+        let run: @Sendable () -> Void
+        init(_ run: @escaping @Sendable () -> Void) { self.run = run }
+    }
+
+    private var thread = pthread_t()
+
+    /// Starts `body` on a new thread; nil if the system refuses a thread.
+    init?(_ body: @escaping @Sendable () -> Void) {
+        let box = Unmanaged.passRetained(Body(body)).toOpaque()
+        let rc = pthread_create(&thread, nil, { raw in
+            guard let raw else { return nil }
+            Unmanaged<Body>.fromOpaque(raw).takeRetainedValue().run()
+            return nil
+        }, box)
+        if rc != 0 {
+            Unmanaged<Body>.fromOpaque(box).release()
+            return nil
+        }
+    }
+
+    /// Waits for the thread to end.
+    func join() { pthread_join(thread, nil) }
 }
 
 /// The last position the writer has acknowledged, shared with in-process readers.

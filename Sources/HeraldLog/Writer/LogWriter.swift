@@ -41,11 +41,13 @@ public final class LogWriter: Sendable {
             let opened = try Recovery.open(directory: directory, fileSystem: fileSystem)
             self.recoveryReport = opened.report
             self.published = PublishedPosition(opened.report.lastPosition)
-            self.core = WriterCore(lock: lock, active: opened.active, nextPosition: opened.report.lastPosition + 1, lastTs: opened.lastTs)
+            self.core = WriterCore(lock: lock, active: opened.active, nextPosition: opened.report.lastPosition + 1, lastTs: opened.lastTs,
+                                   directory: directory, configuration: configuration, fileSystem: fileSystem, published: published)
         } catch {
             lock.unlock()
             throw error
         }
+        try core.start()
     }
 
     deinit {
@@ -149,6 +151,19 @@ public final class LogWriter: Sendable {
         return try core.enqueue(.batch(batch), bytes: batch.bytes.count + 20 * batch.count, writer: self)
     }
 
+    /// Queues records framed and compressed ahead (see ``PreparedBlocks``) and returns their
+    /// positions at once, like ``enqueue(_:)-(LogBatch)``; each prepared block is written as
+    /// it is.
+    ///
+    /// - Throws: `LogError.payloadTooLarge` if a record exceeds this writer's
+    ///   `payloadBytesMax`, else as ``enqueue(_:)-(LogBatch)``.
+    public func enqueue(_ prepared: PreparedBlocks) throws -> Range<UInt64> {
+        guard prepared.largestPayload <= configuration.payloadBytesMax else {
+            throw LogError.payloadTooLarge(bytes: prepared.largestPayload, limitBytes: configuration.payloadBytesMax, index: 0)
+        }
+        return try core.enqueue(.prepared(prepared), bytes: prepared.byteCount, writer: self)
+    }
+
     /// Waits until every position up to `position` is written and synced per the durability
     /// policy (leading a commit if no one else is), or throws if the writer failed.
     public func waitUntilAcknowledged(through position: UInt64) throws {
@@ -180,43 +195,121 @@ struct ActiveSegment {
     var indexEntries: Int
 }
 
-/// Mutable writer state. `@unchecked Sendable`: fields marked (lock) are only touched while
-/// holding `lock`; fields marked (leader) only by the single thread that set `leaderActive`
-/// under the lock (or by init/close when no leader can exist), which orders them.
+/// Mutable writer state and the commit pipeline.
+///
+/// Appenders only queue (`enqueue`) and wait (`wait`). A committer thread takes everything
+/// queued, frames, compresses and writes it (one commit), and with `.always` hands the sync to
+/// a syncer thread: the committer frames and compresses the next commit while the previous one
+/// is being synced, on the other core. A position is acknowledged only after an `fdatasync`
+/// that started after its block was written (or after the write itself with `.interval` and
+/// `.none`, as before). The first failed write or sync fails the writer closed: nothing is
+/// acknowledged after it.
+///
+/// `@unchecked Sendable`: fields marked (lock) are only touched while holding `lock`; fields
+/// marked (committer) only by the committer thread, or by `close`/`release` after it has been
+/// joined (or by init before it starts), which orders them.
 final class WriterCore: @unchecked Sendable {
     let lock = ConditionLock()
+    let directory: String
+    let configuration: LogConfiguration
+    let fileSystem: any LogFileSystem
+    let published: PublishedPosition
     // (lock)
     var pending: [PendingAppend] = []
     var pendingBytes = 0
     var nextPosition: UInt64
     var lastAcceptedTs: Int64
+    /// Last position whose block is written (pwrite returned).
+    var written: UInt64
+    /// Last position acknowledged per the durability policy.
     var acknowledged: UInt64
-    var leaderActive = false
     var failure: LogError?
+    /// No more enqueues (`close` began or the writer is being released).
     var closed = false
-    // (leader)
+    /// The committer and syncer end once the queue is drained.
+    var stopping = false
+    /// Files and lock released (`close` or `release` done).
+    var released = false
+    /// A `close` is in progress.
+    var closing = false
+    /// The committer holds a taken commit.
+    var committing = false
+    /// An `fdatasync` of `syncFile` is in flight.
+    var syncing = false
+    /// The active segment file, for the syncer and `sync()`; nil while a segment rolls.
+    var syncFile: (any LogFile)?
+    var threads: [JoinableThread] = []
+    // (committer)
     var active: ActiveSegment?
     var fileLock: (any LogFileLock)?
-    var raw: [UInt8] = []
+    var framer: BlockFramer
     var out: [UInt8] = []
     var indexBuffer: [UInt8] = []
     var lastSync = ContinuousClock.now
 
-    init(lock fileLock: any LogFileLock, active: ActiveSegment, nextPosition: UInt64, lastTs: Int64) {
+    init(lock fileLock: any LogFileLock, active: ActiveSegment, nextPosition: UInt64, lastTs: Int64,
+         directory: String, configuration: LogConfiguration, fileSystem: any LogFileSystem, published: PublishedPosition) {
         self.fileLock = fileLock
         self.active = active
+        self.syncFile = active.file
+        self.framer = BlockFramer(limit: configuration.blockRawBytesMax)
         self.nextPosition = nextPosition
         self.lastAcceptedTs = lastTs
+        self.written = nextPosition - 1
         self.acknowledged = nextPosition - 1
+        self.directory = directory
+        self.configuration = configuration
+        self.fileSystem = fileSystem
+        self.published = published
     }
 
-    /// Closes files and the lock without syncing (deinit path).
+    /// Starts the committer (and, with `.always`, the syncer) thread.
+    func start() throws {
+        guard let committer = JoinableThread({ [self] in runCommitter() }) else {
+            throw LogError.io(operation: "pthread_create", path: directory, offset: nil, errno: EAGAIN)
+        }
+        lock.lock()
+        threads.append(committer)
+        lock.unlock()
+        if configuration.durability == .always {
+            guard let syncer = JoinableThread({ [self] in runSyncer() }) else {
+                release()
+                throw LogError.io(operation: "pthread_create", path: directory, offset: nil, errno: EAGAIN)
+            }
+            lock.lock()
+            threads.append(syncer)
+            lock.unlock()
+        }
+    }
+
+    /// Stops the threads once the queue is drained, then closes files and the lock without
+    /// syncing (deinit path). Idempotent.
     func release() {
+        stopThreads()
+        lock.lock()
+        defer { lock.unlock() }
+        // Another caller still joining its threads must not see the files closed under it.
+        guard !released, threads.isEmpty else { return }
+        syncFile = nil
+        released = true
         active?.file.close()
         active?.index.close()
         active = nil
         fileLock?.unlock()
         fileLock = nil
+        lock.wakeAll()
+    }
+
+    /// Refuses new appends and ends the committer and syncer once the queue is drained.
+    private func stopThreads() {
+        lock.lock()
+        closed = true
+        stopping = true
+        let running = threads
+        threads = []
+        lock.wakeAll()
+        lock.unlock()
+        for thread in running { thread.join() }
     }
 
     func append(_ entries: PendingAppend, bytes: Int, writer: LogWriter) throws -> Range<UInt64> {
@@ -225,16 +318,16 @@ final class WriterCore: @unchecked Sendable {
         return range
     }
 
-    /// Assigns positions and queues the entries (no I/O).
+    /// Assigns positions and queues the entries for the committer (no I/O here).
     func enqueue(_ entries: PendingAppend, bytes: Int, writer: LogWriter) throws -> Range<UInt64> {
         lock.lock()
         defer { lock.unlock() }
         // Bound the queue: wait while others' entries fill it (a lone big append always fits).
-        while failure == nil, !closed, pendingBytes > 0, pendingBytes + bytes > writer.configuration.pendingBytesMax {
+        while failure == nil, !closed, pendingBytes > 0, pendingBytes + bytes > configuration.pendingBytesMax {
             lock.wait()
         }
-        if let failure { throw LogError.writerFailed(directory: writer.directory, cause: failure) }
-        if closed { throw LogError.writerClosed(directory: writer.directory) }
+        if let failure { throw LogError.writerFailed(directory: directory, cause: failure) }
+        if closed { throw LogError.writerClosed(directory: directory) }
         guard let firstTs = entries.firstTs, let lastTs = entries.lastTs else { return nextPosition..<nextPosition }
         guard firstTs >= lastAcceptedTs else { throw LogError.timestampDecreased(ts: firstTs, previousTs: lastAcceptedTs, index: 0) }
         let start = nextPosition
@@ -242,70 +335,137 @@ final class WriterCore: @unchecked Sendable {
         lastAcceptedTs = lastTs
         pending.append(entries)
         pendingBytes += bytes
+        lock.signalWork()
         return start..<nextPosition
     }
 
-    /// Waits until `position` is acknowledged, leading commits of everything queued meanwhile.
+    /// Waits until `position` is acknowledged, or throws once the writer has failed.
     func wait(through position: UInt64, writer: LogWriter) throws {
         lock.lock()
         defer { lock.unlock() }
         precondition(position < nextPosition, "waiting for position \(position), which was never queued")
-        // Bound: each round either returns, throws, leads one commit, or waits for a leader.
+        // Bound: each round returns, throws, or sleeps until the committer or syncer progresses.
+        while acknowledged < position {
+            if let failure { throw LogError.writerFailed(directory: directory, cause: failure) }
+            lock.wait()
+        }
+    }
+
+    /// The committer thread: takes everything queued and commits it, until stopped and drained
+    /// or failed.
+    private func runCommitter() {
+        lock.lock()
+        defer { lock.unlock() }
+        // Bound: each round commits at least one queued append or ends the loop.
         while true {
-            if acknowledged >= position { return }
-            if let failure { throw LogError.writerFailed(directory: writer.directory, cause: failure) }
-            if leaderActive || pending.isEmpty {
-                lock.wait()
-                continue
-            }
-            leaderActive = true
-            let batches = pending
-            let batchFirst = acknowledged + 1
-            let batchEnd = nextPosition
+            while pending.isEmpty, !stopping, failure == nil { lock.waitForWork() }
+            if failure != nil || pending.isEmpty { return }
+            var batches = pending
+            let first = written + 1
+            let end = nextPosition
             pending = []
             pendingBytes = 0
+            committing = true
             lock.broadcast()
             lock.unlock()
             var cause: LogError?
             do {
-                try commit(batches, firstPosition: batchFirst, writer: writer)
+                try commit(batches, firstPosition: first)
             } catch let e as LogError {
                 cause = e
             } catch {
-                cause = .io(operation: "commit", path: writer.directory, offset: nil, errno: EIO)
+                cause = .io(operation: "commit", path: directory, offset: nil, errno: EIO)
             }
+            // Drop the payloads before anyone is acknowledged (a caller may reuse its buffers).
+            batches = []
             lock.lock()
-            leaderActive = false
+            committing = false
             if let cause {
-                failure = cause
-            } else {
-                acknowledged = batchEnd - 1
-                writer.published.store(acknowledged)
+                if failure == nil { failure = cause }
+            } else if failure == nil {
+                written = end - 1
+                if configuration.durability != .always {
+                    acknowledged = written
+                    published.store(acknowledged)
+                }
             }
-            lock.broadcast()
+            lock.wakeAll()
         }
     }
 
+    /// The syncer thread (`.always`): syncs the active segment whenever written positions are
+    /// not yet acknowledged, acknowledging what was written before the sync began.
+    private func runSyncer() {
+        lock.lock()
+        defer { lock.unlock() }
+        // Bound: each round syncs once or ends the loop.
+        while true {
+            if failure != nil { return }
+            if written > acknowledged, !syncing, let file = syncFile {
+                _ = syncAndAcknowledge(file, through: written)
+                continue
+            }
+            if stopping, !committing, pending.isEmpty, written <= acknowledged { return }
+            lock.waitForWork()
+        }
+    }
+
+    /// Syncs the active segment once everything queued so far is written.
     func sync(writer: LogWriter) throws {
-        try lead(writer: writer) { core in
-            guard let active = core.active else { return }
-            try active.file.sync()
-            core.lastSync = .now
+        lock.lock()
+        defer { lock.unlock() }
+        let target = nextPosition - 1
+        // Bound: each round sleeps until the committer, the syncer or a roll progresses.
+        while true {
+            if let failure { throw LogError.writerFailed(directory: directory, cause: failure) }
+            if released { throw LogError.writerClosed(directory: directory) }
+            if written >= target, !syncing, syncFile != nil { break }
+            lock.wait()
         }
+        guard let file = syncFile else { return }
+        if let cause = syncAndAcknowledge(file, through: written) { throw cause }
     }
 
+    /// Syncs `file` outside the lock (called and returning with it held), then acknowledges
+    /// `through`, or fails the writer. Returns the sync error.
+    private func syncAndAcknowledge(_ file: any LogFile, through: UInt64) -> LogError? {
+        syncing = true
+        lock.unlock()
+        var cause: LogError?
+        do { try file.sync() } catch let e as LogError { cause = e } catch {
+            cause = .io(operation: "fdatasync", path: directory, offset: nil, errno: EIO)
+        }
+        lock.lock()
+        syncing = false
+        if let cause {
+            if failure == nil { failure = cause }
+        } else if failure == nil, through > acknowledged {
+            acknowledged = through
+            published.store(acknowledged)
+        }
+        lock.wakeAll()
+        return cause
+    }
+
+    /// Drains the queue (every queued append is committed and acknowledged, or the writer has
+    /// failed), stops the threads, syncs, and releases the files and the lock.
     func close(writer: LogWriter) throws {
         lock.lock()
-        if closed && active == nil {
+        if released || closing {
+            // Idempotent; a concurrent close finishes the job.
+            while !released { lock.wait() }
             lock.unlock()
             return
         }
         closed = true
-        lock.broadcast()
-        // Drain: appends already queued are committed by their own callers.
-        while leaderActive || !pending.isEmpty { lock.wait() }
+        closing = true
+        lock.wakeAll()
+        while failure == nil, !pending.isEmpty || committing || syncing || acknowledged < written { lock.wait() }
+        lock.unlock()
+        stopThreads()
+        // The threads are gone: this caller owns the committer's fields.
+        lock.lock()
         let failed = failure
-        leaderActive = true
         lock.unlock()
         var syncError: LogError?
         if failed == nil, let active {
@@ -314,69 +474,31 @@ final class WriterCore: @unchecked Sendable {
                 try active.file.sync()
             } catch let e as LogError { syncError = e } catch {}
         }
-        release()
         lock.lock()
-        leaderActive = false
-        if let syncError { failure = syncError }
-        lock.broadcast()
+        if let syncError, failure == nil { failure = syncError }
         lock.unlock()
+        release()
         if let syncError { throw syncError }
     }
 
-    /// Runs `body` as the leader (no commit in flight); a failure fails the writer closed.
-    private func lead(writer: LogWriter, _ body: (WriterCore) throws -> Void) throws {
-        lock.lock()
-        while leaderActive { lock.wait() }
-        if let failure {
-            lock.unlock()
-            throw LogError.writerFailed(directory: writer.directory, cause: failure)
-        }
-        if active == nil {
-            lock.unlock()
-            throw LogError.writerClosed(directory: writer.directory)
-        }
-        leaderActive = true
-        lock.unlock()
-        var cause: LogError?
-        do { try body(self) } catch let e as LogError { cause = e } catch {}
-        lock.lock()
-        leaderActive = false
-        if let cause { failure = cause }
-        lock.broadcast()
-        lock.unlock()
-        if let cause { throw cause }
-    }
+    // MARK: - Committer work
 
-    // MARK: - Leader work
-
-    /// Packs the batches into blocks of at most `blockRawBytesMax` raw bytes, writes them,
-    /// then syncs per policy.
-    private func commit(_ batches: [PendingAppend], firstPosition: UInt64, writer: LogWriter) throws {
-        let limit = writer.configuration.blockRawBytesMax
+    /// Packs the batches into blocks of at most `blockRawBytesMax` raw bytes and writes them
+    /// (prepared blocks as they are); syncs per `.interval` (`.always` syncs are the syncer's).
+    private func commit(_ batches: [PendingAppend], firstPosition: UInt64) throws {
         var blockBase = firstPosition
-        var blockCount: UInt32 = 0
-        var firstTs: Int64 = 0
-        var previousTs: Int64 = 0
-        raw.removeAll(keepingCapacity: true)
-        /// Frames one record into `raw`, closing the block first if it would overflow.
+        framer.reset()
+        /// Writes the open block, if any, and starts the next.
+        func flush() throws {
+            guard framer.count > 0 else { return }
+            try writeBlock(base: blockBase)
+            blockBase += UInt64(framer.count)
+            framer.reset()
+        }
+        /// Frames one record, closing the block first if it would overflow.
         func add(ts: Int64, payload: UnsafeRawBufferPointer) throws {
-            let delta = UInt64(ts - previousTs)
-            let recordBytes = RecordFraming.varintSize(delta) + RecordFraming.varintSize(UInt64(payload.count)) + payload.count
-            if blockCount > 0, raw.count + recordBytes > limit {
-                try writeBlock(base: blockBase, count: blockCount, firstTs: firstTs, lastTs: previousTs, writer: writer)
-                blockBase += UInt64(blockCount)
-                blockCount = 0
-                raw.removeAll(keepingCapacity: true)
-            }
-            if blockCount == 0 {
-                firstTs = ts
-                previousTs = ts
-            }
-            RecordFraming.appendVarint(UInt64(ts - previousTs), to: &raw)
-            RecordFraming.appendVarint(UInt64(payload.count), to: &raw)
-            raw.append(contentsOf: payload)
-            previousTs = ts
-            blockCount += 1
+            if framer.isFull(adding: ts, payloadBytes: payload.count) { try flush() }
+            framer.add(ts: ts, payload: payload)
         }
         for batch in batches {
             switch batch {
@@ -385,9 +507,7 @@ final class WriterCore: @unchecked Sendable {
                     try entry.payload.withUnsafeBytes { try add(ts: entry.ts, payload: $0) }
                 }
             case let .batch(batch):
-                if raw.capacity < min(limit, batch.bytes.count + 20 * batch.count) {
-                    raw.reserveCapacity(min(limit, batch.bytes.count + 20 * batch.count))
-                }
+                framer.reserve(batch.bytes.count + 20 * batch.count)
                 try batch.bytes.withUnsafeBytes { all in
                     var start = 0
                     for (ts, end) in zip(batch.timestamps, batch.ends) {
@@ -395,16 +515,27 @@ final class WriterCore: @unchecked Sendable {
                         start = end
                     }
                 }
+            case let .prepared(prepared):
+                try flush()
+                try prepared.frames.withUnsafeBytes { frames in
+                    for block in prepared.blocks {
+                        let blockBytes = BlockHeader.size + Int(block.header.compressedBytes)
+                        if out.count < blockBytes + SegmentFiller.headerBytes { out = [UInt8](repeating: 0, count: blockBytes + SegmentFiller.headerBytes) }
+                        out.withUnsafeMutableBytes { dst in
+                            UnsafeMutableRawBufferPointer(rebasing: dst[BlockHeader.size..<blockBytes])
+                                .copyMemory(from: UnsafeRawBufferPointer(rebasing: frames[block.start..<block.end]))
+                        }
+                        try writeSealed(block.header, base: blockBase)
+                        blockBase += UInt64(block.header.count)
+                    }
+                }
             }
         }
-        if blockCount > 0 {
-            try writeBlock(base: blockBase, count: blockCount, firstTs: firstTs, lastTs: previousTs, writer: writer)
-        }
+        try flush()
         guard let active else { return }
-        switch writer.configuration.durability {
+        switch configuration.durability {
         case .always:
-            try active.file.sync()
-            lastSync = .now
+            break
         case let .interval(milliseconds):
             if ContinuousClock.now - lastSync >= .milliseconds(milliseconds) {
                 try active.file.sync()
@@ -415,24 +546,34 @@ final class WriterCore: @unchecked Sendable {
         }
     }
 
-    private func writeBlock(base: UInt64, count: UInt32, firstTs: Int64, lastTs: Int64, writer: LogWriter) throws {
-        guard var segment = active else { throw LogError.writerClosed(directory: writer.directory) }
-        let level = writer.configuration.compressionLevel
-        let capacity = BlockHeader.size + LZ4Codec.bound(rawBytes: raw.count, level: level) + SegmentFiller.headerBytes
+    /// Compresses the framer's block into `out` and writes it at position `base`.
+    private func writeBlock(base: UInt64) throws {
+        guard let segment = active else { throw LogError.writerClosed(directory: directory) }
+        let level = configuration.compressionLevel
+        let capacity = BlockHeader.size + LZ4Codec.bound(rawBytes: framer.raw.count, level: level) + SegmentFiller.headerBytes
         if out.count < capacity { out = [UInt8](repeating: 0, count: capacity) }
-        let compressed = raw.withUnsafeBytes { src in
+        let compressed = framer.raw.withUnsafeBytes { src in
             out.withUnsafeMutableBytes { dst in
                 LZ4Codec.compress(src, into: UnsafeMutableRawBufferPointer(rebasing: dst[BlockHeader.size...]), level: level)
             }
         }
         guard let compressed, compressed <= Int(UInt32.max) - BlockHeader.size else {
-            throw LogError.io(operation: "LZ4F_compressFrame", path: SegmentFiles.join(writer.directory, SegmentFiles.segmentName(base: segment.base)), offset: segment.size, errno: EINVAL)
+            throw LogError.io(operation: "LZ4F_compressFrame", path: SegmentFiles.join(directory, SegmentFiles.segmentName(base: segment.base)), offset: segment.size, errno: EINVAL)
         }
-        var header = BlockHeader(basePosition: base, count: count, rawBytes: UInt32(raw.count), compressedBytes: UInt32(compressed),
-                                 previousCRC: segment.lastCRC, firstTs: firstTs, lastTs: lastTs, blockCRC: 0)
+        try writeSealed(framer.header(compressedBytes: compressed), base: base)
+    }
+
+    /// Writes the block whose LZ4 frame sits in `out` after the header room: `header` gets its
+    /// position and CRCs, the segment rolls if needed, then pwrite and the index entry.
+    private func writeSealed(_ sealed: BlockHeader, base: UInt64) throws {
+        guard var segment = active else { throw LogError.writerClosed(directory: directory) }
+        var header = sealed
+        header.basePosition = base
+        header.previousCRC = segment.lastCRC
+        let compressed = Int(header.compressedBytes)
         let blockBytes = BlockHeader.size + compressed
-        if segment.size > 0, segment.size + UInt64(blockBytes) > writer.configuration.segmentBytesMax {
-            segment = try roll(from: segment, newBase: base, writer: writer)
+        if segment.size > 0, segment.size + UInt64(blockBytes) > configuration.segmentBytesMax {
+            segment = try roll(from: segment, newBase: base)
             header.previousCRC = 0
         }
         out.withUnsafeMutableBytes { buffer in
@@ -450,7 +591,7 @@ final class WriterCore: @unchecked Sendable {
             }
         }
         let end = segment.size + UInt64(blockBytes)
-        try reserve(&segment, through: end, writer: writer)
+        try reserve(&segment, through: end)
         // The filler header after the block keeps the rest of the preallocated space skippable.
         var writeBytes = blockBytes
         if segment.allocated > end {
@@ -475,7 +616,7 @@ final class WriterCore: @unchecked Sendable {
     /// Makes room for a block ending at `end` plus a filler header after it: extends the file
     /// with zeros in steps of 64 KiB doubling with the segment up to `preallocationBytesMax`,
     /// never past `segmentBytesMax`. Synced with the block that follows.
-    private func reserve(_ segment: inout ActiveSegment, through end: UInt64, writer: LogWriter) throws {
+    private func reserve(_ segment: inout ActiveSegment, through end: UInt64) throws {
         let filler = UInt64(SegmentFiller.headerBytes)
         if end == segment.allocated || end + filler <= segment.allocated { return }
         if end < segment.allocated {
@@ -484,8 +625,8 @@ final class WriterCore: @unchecked Sendable {
             segment.allocated = end
             return
         }
-        let step = min(UInt64(writer.configuration.preallocationBytesMax), max(64 << 10, segment.size))
-        var target = min(end + step, max(writer.configuration.segmentBytesMax, end))
+        let step = min(UInt64(configuration.preallocationBytesMax), max(64 << 10, segment.size))
+        var target = min(end + step, max(configuration.segmentBytesMax, end))
         if target < end + filler { target = end }
         var offset = segment.allocated
         // Bound: each round writes up to 1 MiB of zeros until `target`.
@@ -506,14 +647,23 @@ final class WriterCore: @unchecked Sendable {
 
     /// Closes the full segment (cut to its last block and synced, so a closed segment is whole
     /// on disk whatever the policy) and starts a new one, synced together with its directory.
-    private func roll(from segment: ActiveSegment, newBase: UInt64, writer: LogWriter) throws -> ActiveSegment {
+    private func roll(from segment: ActiveSegment, newBase: UInt64) throws -> ActiveSegment {
+        // No sync of the old file may be in flight while it is closed (nor start after).
+        lock.lock()
+        while syncing { lock.waitForWork() }
+        syncFile = nil
+        lock.unlock()
         try Self.trimPreallocation(segment)
         try segment.file.sync()
         segment.file.close()
         segment.index.close()
         active = nil
-        let next = try Recovery.createSegment(directory: writer.directory, base: newBase, fileSystem: writer.fileSystem)
+        let next = try Recovery.createSegment(directory: directory, base: newBase, fileSystem: fileSystem)
         active = next
+        lock.lock()
+        syncFile = next.file
+        lock.wakeAll()
+        lock.unlock()
         return next
     }
 }

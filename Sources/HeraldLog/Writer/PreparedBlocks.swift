@@ -1,0 +1,142 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Records being framed into one block's raw bytes (RecordFraming), shared by the writer's
+/// commit and by ``PreparedBlocks``.
+struct BlockFramer {
+    /// Largest raw block (a single bigger record still gets a block of its own).
+    let limit: Int
+    var raw: [UInt8] = []
+    var count: UInt32 = 0
+    var firstTs: Int64 = 0
+    var lastTs: Int64 = 0
+
+    init(limit: Int) {
+        self.limit = limit
+    }
+
+    /// True when the open block is not empty and the record would push it past `limit`:
+    /// close the block (then `reset`) before adding it.
+    func isFull(adding ts: Int64, payloadBytes: Int) -> Bool {
+        guard count > 0 else { return false }
+        let recordBytes = RecordFraming.varintSize(UInt64(ts - lastTs)) + RecordFraming.varintSize(UInt64(payloadBytes)) + payloadBytes
+        return raw.count + recordBytes > limit
+    }
+
+    /// Frames one record into `raw` (ts not below the previous record's).
+    mutating func add(ts: Int64, payload: UnsafeRawBufferPointer) {
+        if count == 0 {
+            firstTs = ts
+            lastTs = ts
+        }
+        RecordFraming.appendVarint(UInt64(ts - lastTs), to: &raw)
+        RecordFraming.appendVarint(UInt64(payload.count), to: &raw)
+        raw.append(contentsOf: payload)
+        lastTs = ts
+        count += 1
+    }
+
+    /// Room for `bytes` more raw bytes in the open block (up to `limit`).
+    mutating func reserve(_ bytes: Int) {
+        let wanted = min(limit, raw.count + bytes)
+        if raw.capacity < wanted { raw.reserveCapacity(wanted) }
+    }
+
+    /// The header of the open block once compressed to `compressedBytes` (position and CRCs
+    /// are set when it is written).
+    func header(compressedBytes: Int) -> BlockHeader {
+        BlockHeader(basePosition: 0, count: count, rawBytes: UInt32(raw.count), compressedBytes: UInt32(compressedBytes),
+                    previousCRC: 0, firstTs: firstTs, lastTs: lastTs, blockCRC: 0)
+    }
+
+    /// Starts the next block.
+    mutating func reset() {
+        raw.removeAll(keepingCapacity: true)
+        count = 0
+    }
+}
+
+/// Records framed and LZ4-compressed ahead of their append, in blocks: the costly half of an
+/// append (framing, compression), done where the caller has a core to spare. An import, for
+/// one, compresses what it has validated while it still parses; ``LogWriter/enqueue(_:)-(PreparedBlocks)``
+/// then only has to seal and write the blocks, and the log sees nothing before that.
+///
+/// Each ``append(_:)`` closes its last block, so blocks never span two appended batches.
+public struct PreparedBlocks: Sendable {
+    /// A sealed block: its header as far as known before the write (`basePosition`,
+    /// `previousCRC` and `blockCRC` are the writer's) and where its LZ4 frame starts in `frames`.
+    struct Block: Sendable {
+        var header: BlockHeader
+        var start: Int
+        var end: Int { start + Int(header.compressedBytes) }
+    }
+
+    private(set) var blocks: [Block] = []
+    /// The LZ4 frames of all blocks, back to back.
+    private(set) var frames: [UInt8] = []
+    /// Number of records.
+    public private(set) var count = 0
+    /// Largest payload held (checked against the writer's `payloadBytesMax` on enqueue).
+    private(set) var largestPayload = 0
+    private let level: Int32
+    private var framer: BlockFramer
+
+    /// Empty; blocks are sized and compressed as `configuration` says (`blockRawBytesMax`,
+    /// `compressionLevel`): pass the configuration of the writer that will append them.
+    public init(configuration: LogConfiguration = LogConfiguration()) {
+        self.level = configuration.compressionLevel
+        self.framer = BlockFramer(limit: max(1, min(configuration.blockRawBytesMax, 256 << 20)))
+    }
+
+    /// True when no record is held.
+    public var isEmpty: Bool { count == 0 }
+    var firstTs: Int64? { blocks.first?.header.firstTs }
+    var lastTs: Int64? { blocks.last?.header.lastTs }
+    /// Bytes held (what the writer's queue bound counts).
+    var byteCount: Int { frames.count + 64 * blocks.count }
+
+    /// Frames and compresses the records of `batch` after those held.
+    ///
+    /// - Throws: `LogError.negativeTimestamp` or `.timestampDecreased` (against the batch or the
+    ///   records held; nothing of the batch is kept), `.io` if LZ4 fails.
+    public mutating func append(_ batch: LogBatch) throws {
+        var previous = lastTs ?? 0
+        for (index, ts) in batch.timestamps.enumerated() {
+            guard ts >= 0 else { throw LogError.negativeTimestamp(ts: ts, index: index) }
+            guard ts >= previous else { throw LogError.timestampDecreased(ts: ts, previousTs: previous, index: index) }
+            previous = ts
+        }
+        framer.reserve(batch.bytes.count + 20 * batch.count)
+        try batch.bytes.withUnsafeBytes { all in
+            var start = 0
+            for (ts, end) in zip(batch.timestamps, batch.ends) {
+                if framer.isFull(adding: ts, payloadBytes: end - start) { try seal() }
+                framer.add(ts: ts, payload: UnsafeRawBufferPointer(rebasing: all[start..<end]))
+                largestPayload = max(largestPayload, end - start)
+                start = end
+            }
+        }
+        if framer.count > 0 { try seal() }
+        count += batch.count
+    }
+
+    /// Compresses the open block onto `frames`.
+    private mutating func seal() throws {
+        let start = frames.count
+        let bound = LZ4Codec.bound(rawBytes: framer.raw.count, level: level)
+        frames.append(contentsOf: repeatElement(0, count: bound))
+        let level = level
+        let compressed = framer.raw.withUnsafeBytes { src in
+            frames.withUnsafeMutableBytes { dst in
+                LZ4Codec.compress(src, into: UnsafeMutableRawBufferPointer(rebasing: dst[start...]), level: level)
+            }
+        }
+        guard let compressed, compressed <= Int(UInt32.max) - BlockHeader.size else {
+            throw LogError.io(operation: "LZ4F_compressFrame", path: "(prepared block)", offset: nil, errno: EINVAL)
+        }
+        frames.removeLast(bound - compressed)
+        blocks.append(Block(header: framer.header(compressedBytes: compressed), start: start))
+        framer.reset()
+    }
+}
