@@ -1,3 +1,4 @@
+import Foundation
 import Glibc
 import Herald
 import HeraldCore
@@ -56,21 +57,26 @@ extension Benchmarks {
         let herald = try Herald.open(directory: data, options: engineOptions)
         let runner = Task { try await herald.run() }
 
-        // Phase 1: append as fast as the engine accepts, while run() dispatches.
-        let start = nowNs()
-        var index = 0
-        while index < sustained.count {
-            let end = min(index + options.liveBatch, sustained.count)
-            try herald.append(Array(sustained[index..<end]))
-            index = end
+        // Phase 1: append as fast as the engine accepts, while run() dispatches. The producer
+        // is a thread of its own, as an application's would be: it blocks on appends and
+        // sleeps, which must not take a thread of the cooperative pool the engine runs on.
+        let batch = options.liveBatch
+        let (start, appended, drained) = try await onThread { () throws -> (UInt64, UInt64, UInt64) in
+            let start = nowNs()
+            var index = 0
+            while index < sustained.count {
+                let end = min(index + batch, sustained.count)
+                try herald.append(Array(sustained[index..<end]))
+                index = end
+            }
+            let appended = nowNs()
+            let deadline = appended + 600 * 1_000_000_000
+            while log.executed.load(ordering: .relaxed) < expectedSustained || !herald.dispatcher.pending.isEmpty {
+                if nowNs() > deadline { throw BenchError("live: deliveries did not finish within 10 minutes (\(log.executed.load(ordering: .relaxed)) of \(expectedSustained))") }
+                usleep(2_000)
+            }
+            return (start, appended, nowNs())
         }
-        let appended = nowNs()
-        let deadline = appended + 600 * 1_000_000_000
-        while log.executed.load(ordering: .relaxed) < expectedSustained || !herald.dispatcher.pending.isEmpty {
-            if nowNs() > deadline { throw BenchError("live: deliveries did not finish within 10 minutes (\(log.executed.load(ordering: .relaxed)) of \(expectedSustained))") }
-            usleep(2_000)
-        }
-        let drained = nowNs()
         let sustainedSeconds = seconds(start, drained)
         reporter.emit(Row(workload: "live", measure: "deliveries/s sustained (append+run)", value: Double(expectedSustained) / sustainedSeconds, unit: "deliveries/s",
                           target: "≥ 100,000",
@@ -81,27 +87,31 @@ extension Benchmarks {
         // Phase 2: paced appends; delay = attempt start (executor clock) − time the append call began.
         let firstPacedPosition = herald.position + 1
         // Outcomes of the engine interleave with our appends, so positions are not dense.
-        var appendTimes: [UInt64: UInt64] = [:]
-        appendTimes.reserveCapacity(pacedCount)
-        let pacedStart = nowNs()
-        var sent = 0
-        while sent < pacedCount {
-            let now = nowNs()
-            let due = min(pacedCount, Int(Double(now - pacedStart) / 1e9 * Double(options.liveRate)) + 1)
-            if due > sent {
-                let end = min(due, sent + 1000)
-                let range = try herald.append(Array(paced[sent..<end]))
-                for position in range { appendTimes[position] = now }
-                sent = end
-            } else {
-                usleep(100)
+        let rate = options.liveRate
+        let (appendTimes, pacedStart, pacedAppended) = try await onThread { () throws -> ([UInt64: UInt64], UInt64, UInt64) in
+            var appendTimes: [UInt64: UInt64] = [:]
+            appendTimes.reserveCapacity(pacedCount)
+            let pacedStart = nowNs()
+            var sent = 0
+            while sent < pacedCount {
+                let now = nowNs()
+                let due = min(pacedCount, Int(Double(now - pacedStart) / 1e9 * Double(rate)) + 1)
+                if due > sent {
+                    let end = min(due, sent + 1000)
+                    let range = try herald.append(Array(paced[sent..<end]))
+                    for position in range { appendTimes[position] = now }
+                    sent = end
+                } else {
+                    usleep(100)
+                }
             }
-        }
-        let pacedAppended = nowNs()
-        let pacedDeadline = pacedAppended + 120 * 1_000_000_000
-        while !herald.dispatcher.pending.isEmpty {
-            if nowNs() > pacedDeadline { throw BenchError("live: paced deliveries did not finish within 2 minutes") }
-            usleep(2_000)
+            let pacedAppended = nowNs()
+            let pacedDeadline = pacedAppended + 120 * 1_000_000_000
+            while !herald.dispatcher.pending.isEmpty {
+                if nowNs() > pacedDeadline { throw BenchError("live: paced deliveries did not finish within 2 minutes") }
+                usleep(2_000)
+            }
+            return (appendTimes, pacedStart, pacedAppended)
         }
         let pacedSeconds = seconds(pacedStart, pacedAppended)
         var delays: [Double] = []
@@ -198,5 +208,16 @@ extension Benchmarks {
                           note: "\(projected.to) records, \(finished) finished deliveries, \(pending) pending (built untimed in \(format3(seconds(buildStart, built))) s, of which project() \(format3(seconds(projectStart, built))) s = \(grouped(Double(projected.records) / seconds(projectStart, built))) records/s)",
                           extra: [("open_seconds", openSeconds), ("finished_deliveries", Double(finished)), ("records", Double(projected.to)),
                                   ("project_seconds", seconds(projectStart, built))]))
+    }
+}
+
+/// Runs `body` on a new thread and returns its result: producers that block (appends waiting
+/// for fsync, sleeps) stay off the cooperative pool.
+func onThread<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
+    try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<T, any Error>) in
+        let thread = Thread {
+            do { continuation.resume(returning: try body()) } catch { continuation.resume(throwing: error) }
+        }
+        thread.start()
     }
 }

@@ -609,8 +609,10 @@ public final class Herald: Sendable {
 }
 
 /// The live engine's projection thread: every `projectionIntervalMs`, applies slices of
-/// `projectionSliceRecords` records until caught up. A plain thread at nice 10 (Linux sets
-/// niceness per thread), outside Swift's cooperative pool, so SQLite work never delays a round.
+/// `projectionSliceRecords` records until caught up. A plain thread outside Swift's cooperative
+/// pool, scheduled `SCHED_IDLE` (it runs only on a core nothing else wants, and any engine
+/// thread that wakes takes the core back at once), so SQLite work never delays a round or an
+/// attempt's start; if the policy cannot be set, nice 19.
 final class BackgroundProjection: Sendable {
     private let engine: Herald
     private let stopped = Mutex(false)
@@ -623,8 +625,13 @@ final class BackgroundProjection: Sendable {
         let interval = engine.options.projectionIntervalMs
         guard interval > 0 else { return }
         let thread = Thread { [self] in
-            // On Linux the nice value is per thread; `who = 0` is the calling thread.
-            setpriority(__priority_which_t(PRIO_PROCESS.rawValue), 0, 10)
+            // On Linux both are per thread; pid / who 0 is the calling thread, and threads it
+            // starts (the log reader's read-ahead) inherit the policy.
+            var param = sched_param(sched_priority: 0)
+            let schedIdle: Int32 = 5  // SCHED_IDLE (linux/sched.h), not exported to Swift
+            if sched_setscheduler(0, schedIdle, &param) != 0 {
+                setpriority(__priority_which_t(PRIO_PROCESS.rawValue), 0, 19)
+            }
             while !stopped.withLock({ $0 }) {
                 Thread.sleep(forTimeInterval: Double(interval) / 1000)
                 do {
