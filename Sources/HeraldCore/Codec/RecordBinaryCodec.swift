@@ -188,6 +188,9 @@ public enum RecordBinaryCodec {
 
     // MARK: Writing
 
+    /// Zeros to grow an output buffer by before writing through a pointer.
+    private static let zeroPad = [UInt8](repeating: 0, count: 16_384)
+
     /// The kv.* encoding (same bytes as the generic path): grows `out` by the largest possible
     /// size once, writes through a pointer, then trims to the bytes written.
     static func encodeKV(_ mutation: KVMutation, type: RecordType, into out: inout [UInt8]) {
@@ -201,7 +204,12 @@ public enum RecordBinaryCodec {
                     // version, type, id, 3 varints (<= 10 bytes each), presence byte, strings.
                     let most = 2 + 16 + 30 + 1 + c.count + k.count + v.count
                     let start = out.count
-                    out.append(contentsOf: repeatElement(0, count: most))
+                    if most <= zeroPad.count {
+                        // A contiguous source appends with one memcpy; `repeatElement` goes byte by byte.
+                        zeroPad.withUnsafeBufferPointer { out.append(contentsOf: UnsafeBufferPointer(rebasing: $0[0..<most])) }
+                    } else {
+                        out.append(contentsOf: repeatElement(0, count: most))
+                    }
                     let written = out.withUnsafeMutableBytes { buffer -> Int in
                         let base = buffer.baseAddress.unsafelyUnwrapped
                         var at = start
