@@ -417,10 +417,9 @@ public final class Herald: Sendable {
                     s.waitingForDurability = true
                     continue
                 }
-                let registry = s.dispatcher.registry
-                guard let script = registry.scripts[delivery.scriptID],
+                guard let script = s.dispatcher.registry.scripts[delivery.scriptID],
                       !s.unresolvable.contains(delivery.id.sourcePosition) else { continue }
-                let principal = registry.triggers[delivery.id.triggerID].flatMap { registry.adminUsers[$0.registeredBy] }
+                let principal = s.dispatcher.registry.triggers[delivery.id.triggerID].flatMap { s.dispatcher.registry.adminUsers[$0.registeredBy] }
                 let event: Invocation.Event
                 switch delivery.sourceKind {
                 case .kv, .http:
@@ -444,7 +443,7 @@ public final class Herald: Sendable {
                 slots -= 1
                 picked.append(Invocation(delivery: delivery.id, attempt: delivery.attempts + 1,
                                          dueAt: delivery.dueAt ?? now, depth: delivery.depth, event: event,
-                                         script: script, app: registry.apps[script.appID], principal: principal))
+                                         script: script, app: s.dispatcher.registry.apps[script.appID], principal: principal))
             }
         }
         if !needSources.isEmpty {
