@@ -1,6 +1,7 @@
 import Foundation
 import Herald
 import HeraldCore
+import HeraldLog
 import HeraldStore
 import Testing
 
@@ -45,6 +46,10 @@ import Testing
         try await withTemporaryDirectory { path in
             let directory = DataDirectory(path: path)
             try importLines(ProjectionTests.setup, into: directory, at: path)
+            // The import closed its writer: the segment ends with its last block, no filler.
+            let segment = path + "/log/00000000000000000001.log"
+            let size = (try FileManager.default.attributesOfItem(atPath: segment)[.size] as? NSNumber)?.uint64Value
+            #expect(size == (try LogReader(directory: path + "/log").stats().storedBytes))
             try directory.project()
             let projection = try directory.openProjection()
             #expect(try projection.integrityProblems().isEmpty)

@@ -25,6 +25,9 @@ extension DataDirectory {
                             clock: HeraldClock = SystemClock(), batchRecords: Int = 4096,
                             progress: ((Int) -> Void)? = nil) throws -> ImportResult {
         let writer = try openWriter()
+        // Closing cuts the active segment's preallocated end and releases the lock; an import
+        // that fails still closes (it appended nothing).
+        defer { try? writer.close() }
         let state = try currentState()
         let input = try LineReader(path: path)
         let start = ImportValidator(state: state, retryDefaults: environment.retryDefaults, nowMs: clock.nowMs())
@@ -95,6 +98,7 @@ extension DataDirectory {
         }
         let prepared = try blocks.get()
         let positions = try writer.append(prepared)
+        try writer.close()
         return ImportResult(lines: prepared.count, positions: positions)
     }
 }
