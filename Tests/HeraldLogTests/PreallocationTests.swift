@@ -96,6 +96,27 @@ import Testing
         }
     }
 
+    /// Zeros after the last block too long for one filler frame (a damaged or hand-extended
+    /// file) are cut, never a trap. (The size is passed in: a real 4 GiB tail is too slow here.)
+    @Test func zeroTailLongerThanAFillerIsCut() throws {
+        try withTemporaryDirectory { dir in
+            let writer = try LogWriter(directory: dir)
+            try writer.append(entries(0..<10))
+            try writer.close()
+            let end = try fileSize(dir + segment)
+            try writeFile(dir + segment, try readFile(dir + segment) + [UInt8](repeating: 0, count: 100))
+            let file = try PosixFileSystem().open(dir + segment, mode: .readWrite)
+            defer { file.close() }
+            try Recovery.restoreFiller(file, at: end, size: end + SegmentFiller.maxBytes + 1)
+            #expect(try fileSize(dir + segment) == end)
+            try Recovery.restoreFiller(file, at: end, size: end + 4)
+            #expect(try fileSize(dir + segment) == end)
+            let reopened = try LogWriter(directory: dir)
+            #expect(reopened.lastPosition == 10)
+            try reopened.close()
+        }
+    }
+
     @Test func closedSegmentsHoldNoFiller() throws {
         try withTemporaryDirectory { dir in
             let writer = try LogWriter(directory: dir, configuration: LogConfiguration(segmentBytesMax: 600))

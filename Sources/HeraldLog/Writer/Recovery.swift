@@ -38,7 +38,8 @@ enum Recovery {
                 try restoreFiller(file, at: bad.offset, size: size)
                 try file.sync()
                 scan.bad = nil
-                allocated = size - bad.offset >= UInt64(SegmentFiller.headerBytes) ? size : bad.offset
+                let left = size - bad.offset
+                allocated = left >= UInt64(SegmentFiller.headerBytes) && left <= SegmentFiller.maxBytes ? size : bad.offset
             }
             if let bad = scan.bad {
                 guard isLast else {
@@ -92,7 +93,21 @@ enum Recovery {
             let zero = chunk.withUnsafeBytes { raw -> Bool in
                 var start = 0
                 if first, want >= SegmentFiller.headerBytes, raw.u32(0) == SegmentFiller.frameMagic { start = SegmentFiller.headerBytes }
-                return raw[start..<want].allSatisfy { $0 == 0 }
+                // Word by word: a damaged file may end in gigabytes of zeros.
+                var index = start
+                while index < want, index % 8 != 0 {
+                    if raw[index] != 0 { return false }
+                    index += 1
+                }
+                while index + 8 <= want {
+                    if raw.loadUnaligned(fromByteOffset: index, as: UInt64.self) != 0 { return false }
+                    index += 8
+                }
+                while index < want {
+                    if raw[index] != 0 { return false }
+                    index += 1
+                }
+                return true
             }
             guard zero else { return false }
             first = false
@@ -102,9 +117,10 @@ enum Recovery {
     }
 
     /// Writes a filler header from `offset` to the end, or cuts the file there if fewer than 8
-    /// bytes are left.
+    /// bytes are left or more than one filler can describe (zeros only: nothing is lost).
     static func restoreFiller(_ file: any LogFile, at offset: UInt64, size: UInt64) throws {
-        guard size - offset >= UInt64(SegmentFiller.headerBytes) else {
+        let left = size - offset
+        guard left >= UInt64(SegmentFiller.headerBytes), left <= SegmentFiller.maxBytes else {
             try file.truncate(to: offset)
             return
         }
