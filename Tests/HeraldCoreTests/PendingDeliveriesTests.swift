@@ -52,7 +52,7 @@ import Testing
                 #expect(store.count == model.count, "seed \(seed) at \(position)")
                 #expect(store.values == model.values.sorted { $0.orderKey < $1.orderKey }, "seed \(seed) at \(position)")
                 for trigger in triggers {
-                    #expect(store.ids(ofTrigger: trigger) == model.keys.filter { $0.triggerID == trigger }.sorted { $0.sourcePosition < $1.sourcePosition })
+                    #expect(store.values(ofTrigger: trigger) == model.values.filter { $0.id.triggerID == trigger }.sorted { $0.orderKey < $1.orderKey })
                 }
             }
         }

@@ -122,16 +122,14 @@ public struct Dispatcher: Sendable {
     /// first KV record after a trigger change (which then pays for indexing its triggers).
     /// Changes no derived state.
     public mutating func prepareMatchers() {
-        for app in registry.apps.keys { _ = matcher(of: app) }
+        for app in registry.apps.keys where matchers[app]?.generation != registry.generation(of: app) {
+            matchers[app] = currentMatcher(of: app)
+        }
     }
 
-    /// The app's matcher, rebuilt when its triggers changed since it was built.
-    private mutating func matcher(of app: HeraldID) -> KVMatcher {
-        let generation = registry.generation(of: app)
-        if let entry = matchers[app], entry.generation == generation { return entry.matcher }
-        let matcher = KVMatcher(triggers: registry.liveTriggers(app: app, kind: .kv))
-        matchers[app] = AppMatcher(generation: generation, matcher: matcher)
-        return matcher
+    /// The app's matcher for its live KV triggers now.
+    private func currentMatcher(of app: HeraldID) -> AppMatcher {
+        AppMatcher(generation: registry.generation(of: app), matcher: KVMatcher(triggers: registry.liveTriggers(app: app, kind: .kv)))
     }
 
     private mutating func matchKV(_ mutation: KVMutation, at: UInt64, ts: Int64, effects: inout [DispatchEffect]) {
@@ -140,22 +138,22 @@ public struct Dispatcher: Sendable {
         var hits = scratch  // moved out and back, so the matcher can be changed in place meanwhile
         scratch = []
         hits.removeAll(keepingCapacity: true)
-        var stale = false
-        matchers.update(app, default: AppMatcher(generation: .max, matcher: KVMatcher(triggers: []))) { entry in
-            if entry.generation != generation {
-                stale = true
-            } else if !entry.matcher.isEmpty {
-                entry.matcher.matchRemembering(collection: mutation.collection, op: mutation.op, into: &hits)
-            }
-        }
-        if stale {
-            let rebuilt = KVMatcher(triggers: registry.liveTriggers(app: app, kind: .kv))
-            matchers[app] = AppMatcher(generation: generation, matcher: rebuilt)
-            matchers.update(app, default: AppMatcher(generation: generation, matcher: rebuilt)) { entry in
-                entry.matcher.matchRemembering(collection: mutation.collection, op: mutation.op, into: &hits)
-            }
-        }
         defer { scratch = hits }
+        // The matcher is used in place (it remembers collection names); one built before the
+        // app's triggers last changed is replaced.
+        var current = false
+        matchers.update(app, default: AppMatcher(generation: .max, matcher: KVMatcher(triggers: []))) { entry in
+            guard entry.generation == generation else { return }
+            current = true
+            if !entry.matcher.isEmpty {
+                entry.matcher.matchRemembering(collection: mutation.collection, op: mutation.op, into: &hits)
+            }
+        }
+        if !current {
+            var entry = currentMatcher(of: app)
+            entry.matcher.matchRemembering(collection: mutation.collection, op: mutation.op, into: &hits)
+            matchers[app] = entry
+        }
         for match in hits {
             create(PendingDeliveries.Snapshot(triggerID: match.triggerID, appID: mutation.appID, scriptID: match.scriptID,
                                               sourceKind: .kv, retry: match.retry, triggerRank: match.registeredPosition),
@@ -226,8 +224,7 @@ public struct Dispatcher: Sendable {
     }
 
     private mutating func cancelPending(of trigger: HeraldID, at: UInt64, effects: inout [DispatchEffect]) {
-        let doomed = pending.ids(ofTrigger: trigger).compactMap { pending[$0] }
-        for var delivery in doomed {
+        for var delivery in pending.values(ofTrigger: trigger) {
             delivery.status = .cancelled
             delivery.dueAt = nil
             delivery.finishedAt = at
@@ -260,7 +257,7 @@ extension Dispatcher {
         self.createdCount = createdCount
         for delivery in pending.sorted(by: { $0.orderKey < $1.orderKey }) {
             self.pending.append(delivery)
-            pendingPerTrigger[delivery.id.triggerID] = (pendingPerTrigger[delivery.id.triggerID] ?? 0) + 1
+            pendingPerTrigger.update(delivery.id.triggerID, default: 0) { $0 += 1 }
         }
     }
 }

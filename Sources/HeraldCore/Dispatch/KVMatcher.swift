@@ -100,9 +100,9 @@ public struct KVMatcher: Sendable {
     /// The triggers matching a mutation of `collection` with `op`, in registration order.
     public func match(collection: String, op: KVOp, into result: inout [Entry]) {
         var indices: [Int32] = []
-        matchIndices(collection: collection, op: op, into: &indices)
+        matchIndices(collection: collection, into: &indices)
         result.removeAll(keepingCapacity: true)
-        for index in indices { result.append(entries[Int(index)]) }
+        appendAdmitted(indices[...], op: op, into: &result)
     }
 
     /// Appends the entries of the triggers matching, in registration order, remembering the
@@ -118,39 +118,41 @@ public struct KVMatcher: Sendable {
                 memoPool.removeAll(keepingCapacity: true)
             }
             var indices: [Int32] = []
-            matchIndices(collection: collection, op: nil, into: &indices)
+            matchIndices(collection: collection, into: &indices)
             range = MemoRange(start: Int32(memoPool.count), count: Int32(indices.count))
             memoPool.append(contentsOf: indices)
             memo.insertNew(key, range)
         }
-        var i = Int(range.start)
-        let end = i + Int(range.count)
-        while i < end {
-            let entry = entries[Int(memoPool[i])]
+        let start = Int(range.start)
+        appendAdmitted(memoPool[start..<(start + Int(range.count))], op: op, into: &result)
+    }
+
+    /// Appends the entries at `indices` whose ops admit `op`.
+    @inline(__always)
+    private func appendAdmitted(_ indices: ArraySlice<Int32>, op: KVOp, into result: inout [Entry]) {
+        for index in indices {
+            let entry = entries[Int(index)]
             if entry.ops.admits(op) { result.append(entry) }
-            i += 1
         }
     }
 
-    /// Indices into ``entries`` of the triggers matching `op` (any op when nil), in
-    /// registration order (entries are numbered in registration order).
-    func matchIndices(collection: String, op: KVOp?, into result: inout [Int32]) {
+    /// Indices into ``entries`` of the triggers whose glob matches `collection` (for any op),
+    /// in registration order (entries are numbered in registration order).
+    func matchIndices(collection: String, into result: inout [Int32]) {
         result.removeAll(keepingCapacity: true)
         var collection = collection
         collection.withUTF8 { name in
             var node = 0
-            collect(prefixEntries, prefixStart, node: 0, op: op, into: &result)
+            collect(prefixEntries, prefixStart, node: 0, into: &result)
             for byte in name {
-                guard let next = child(of: node, byte: byte) else {
-                    sortSmall(&result)
-                    return
-                }
+                guard let next = child(of: node, byte: byte) else { return }
                 node = next
-                collect(prefixEntries, prefixStart, node: node, op: op, into: &result)
+                collect(prefixEntries, prefixStart, node: node, into: &result)
             }
-            collect(exactEntries, exactStart, node: node, op: op, into: &result)
-            sortSmall(&result)
+            collect(exactEntries, exactStart, node: node, into: &result)
         }
+        // Each node's list is sorted; the lists of the prefixes walked are merged here.
+        if result.count > 1 { result.sort() }
     }
 
     @inline(__always)
@@ -166,29 +168,8 @@ public struct KVMatcher: Sendable {
     }
 
     @inline(__always)
-    private func collect(_ list: [Int32], _ starts: [Int32], node: Int, op: KVOp?, into result: inout [Int32]) {
-        var i = Int(starts[node])
-        let end = Int(starts[node + 1])
-        while i < end {
-            let index = list[i]
-            if op.map({ entries[Int(index)].ops.admits($0) }) ?? true { result.append(index) }
-            i += 1
-        }
-    }
-
-    /// Insertion sort: a match list is short, and already sorted when one glob matched.
-    @inline(__always)
-    private func sortSmall(_ values: inout [Int32]) {
-        guard values.count > 1 else { return }
-        for i in 1..<values.count {
-            let value = values[i]
-            var j = i - 1
-            while j >= 0 && values[j] > value {
-                values[j + 1] = values[j]
-                j -= 1
-            }
-            values[j + 1] = value
-        }
+    private func collect(_ list: [Int32], _ starts: [Int32], node: Int, into result: inout [Int32]) {
+        result.append(contentsOf: list[Int(starts[node])..<Int(starts[node + 1])])
     }
 }
 

@@ -53,7 +53,7 @@ public struct PendingDeliveries: Sendable {
 
     /// Calls `body` with each pending delivery in canonical order.
     public func forEach(_ body: (Delivery) throws -> Void) rethrows {
-        for row in positions.indices where depthAndFlags[row] & Self.finishedFlag == 0 {
+        for row in positions.indices where isLive(row) {
             try body(delivery(row))
         }
     }
@@ -67,7 +67,7 @@ public struct PendingDeliveries: Sendable {
     public func dueSummary(now ms: Int64) -> (due: Int, earliest: Int64?) {
         var due = 0
         var earliest: Int64?
-        for row in positions.indices where depthAndFlags[row] & Self.finishedFlag == 0 {
+        for row in positions.indices where isLive(row) {
             let at = dueAt[row]
             if at <= ms { due += 1 }
             if earliest.map({ at < $0 }) ?? true { earliest = at }
@@ -113,18 +113,19 @@ public struct PendingDeliveries: Sendable {
         if finishedRows > 1024 && finishedRows * 2 > positions.count { sweep() }
     }
 
-    /// Ids of the pending deliveries of `trigger`, in canonical order.
-    func ids(ofTrigger trigger: HeraldID) -> [DeliveryID] {
-        var result: [DeliveryID] = []
-        for row in positions.indices where depthAndFlags[row] & Self.finishedFlag == 0 {
-            if snapshots[Int(snapshotOf[row])].triggerID == trigger {
-                result.append(DeliveryID(sourcePosition: positions[row], triggerID: trigger))
-            }
+    /// The pending deliveries of `trigger`, in canonical order.
+    func values(ofTrigger trigger: HeraldID) -> [Delivery] {
+        var result: [Delivery] = []
+        for row in positions.indices where isLive(row) {
+            if snapshots[Int(snapshotOf[row])].triggerID == trigger { result.append(delivery(row)) }
         }
         return result
     }
 
     // MARK: - Rows
+
+    @inline(__always)
+    private func isLive(_ row: Int) -> Bool { depthAndFlags[row] & Self.finishedFlag == 0 }
 
     private func delivery(_ row: Int) -> Delivery {
         let snapshot = snapshots[Int(snapshotOf[row])]
@@ -144,7 +145,7 @@ public struct PendingDeliveries: Sendable {
         }
         var row = low
         while row < positions.count, positions[row] == id.sourcePosition {
-            if depthAndFlags[row] & Self.finishedFlag == 0, snapshots[Int(snapshotOf[row])].triggerID == id.triggerID {
+            if isLive(row), snapshots[Int(snapshotOf[row])].triggerID == id.triggerID {
                 return row
             }
             row += 1
@@ -165,7 +166,7 @@ public struct PendingDeliveries: Sendable {
         var keptSnapshots: [Snapshot] = []
         var remap = [UInt32](repeating: .max, count: snapshots.count)
         var write = 0
-        for row in positions.indices where depthAndFlags[row] & Self.finishedFlag == 0 {
+        for row in positions.indices where isLive(row) {
             let old = Int(snapshotOf[row])
             if remap[old] == .max {
                 remap[old] = UInt32(truncatingIfNeeded: keptSnapshots.count)

@@ -193,7 +193,7 @@ public struct Registry: Sendable {
         case .triggerDeleted(let id):
             if triggers[id] == nil { throw fail("trigger_id", "trigger \(id) does not exist") }
         case .kv(let mutation):
-            try requireApp(mutation.appID, "app_id")
+            try checkKV(app: mutation.appID, type: body.type.name)
         case .deliveryAttempted:
             break  // the dispatcher checks deliveries
         }
