@@ -160,8 +160,8 @@ public struct EncodedRecords: Sendable {
             var start = 0
             try batch.bytes.withUnsafeBytes { bytes in
                 for (index, end) in batch.ends.enumerated() {
-                    let body = try RecordBinaryCodec.decode(UnsafeRawBufferPointer(rebasing: bytes[start..<end]))
-                    records.append(Record(ts: batch.timestamps[index], body: body))
+                    records.append(try RecordBinaryCodec.decodeRecord(ts: batch.timestamps[index],
+                                                                      UnsafeRawBufferPointer(rebasing: bytes[start..<end])))
                     start = end
                 }
             }

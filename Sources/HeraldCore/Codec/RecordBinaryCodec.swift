@@ -138,20 +138,7 @@ public enum RecordBinaryCodec {
     /// - Throws: ``RecordError`` naming the record type (when the type byte was read), the
     ///   field and what is wrong with it; `location` is left empty for the caller.
     public static func decode(_ bytes: UnsafeRawBufferPointer) throws(RecordError) -> RecordBody {
-        var reader = try BinaryReader(header: bytes)
-        let type = reader.type.unsafelyUnwrapped
-        switch type {
-        case .kvInsert, .kvUpdate, .kvDelete:
-            // The common case (nearly every record), without going through `body(of:)`, built
-            // straight into the result (RecordBody is large: every move is a memcpy).
-            let layout = try reader.kvLayout(type)
-            try reader.end()
-            return .kv(layout.mutation())
-        default:
-            let body = try reader.body(of: type)
-            try reader.end()
-            return body
-        }
+        try decodeRecord(ts: 0, bytes).body
     }
 
     /// Decodes one payload into a `Record` with timestamp `ts` (what log readers need), building
