@@ -9,6 +9,13 @@ struct BinaryCase: CustomTestStringConvertible, Sendable {
 }
 
 @Suite struct BinaryCodecTests {
+    /// Every decoded record is moved at this size: boxing keeps the registrations out of it,
+    /// and no inline case may grow it past a KV mutation (plus the case tag).
+    @Test func aRecordBodyIsAsSmallAsAKVMutation() {
+        #expect(MemoryLayout<RecordBody>.size <= MemoryLayout<KVMutation>.size + 1)
+        #expect(MemoryLayout<DeliveryAttempt>.size <= MemoryLayout<KVMutation>.size)
+    }
+
     static let appID: [UInt8] = [0xA0, 0, 0, 0, 0, 0, 0x40, 0, 0x80, 0, 0, 0, 0, 0, 0, 1]
 
     @Test func appCreatedIsEncodedByteByByte() throws {

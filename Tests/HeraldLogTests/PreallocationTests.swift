@@ -135,6 +135,24 @@ import Testing
         }
     }
 
+    @Test func aClosedSegmentEndingInAFillerIsRefused() throws {
+        try withTemporaryDirectory { dir in
+            let writer = try LogWriter(directory: dir, configuration: LogConfiguration(segmentBytesMax: 600))
+            for i in 0..<12 { try writer.append(entries((i * 5)..<(i * 5 + 5), bytes: 60)) }
+            try writer.close()
+            let first = dir + "/" + (try #require(try segmentFiles(dir).first))
+            var filler = [UInt8](repeating: 0, count: 16)
+            filler.withUnsafeMutableBytes { SegmentFiller.encodeHeader(totalBytes: 16, into: $0) }
+            try writeFile(first, try readFile(first) + filler)
+            #expect {
+                _ = try LogWriter(directory: dir)
+            } throws: { error in
+                guard case let LogError.corruptBlock(_, _, _, _, reason) = error else { return false }
+                return reason.contains("closed segment continues after its last block")
+            }
+        }
+    }
+
     @Test func preallocationCanBeTurnedOff() throws {
         try withTemporaryDirectory { dir in
             let writer = try LogWriter(directory: dir, configuration: LogConfiguration(preallocationBytesMax: 0))

@@ -118,9 +118,6 @@ public final class Herald: Sendable {
         /// Source positions that neither the log nor the projection can describe.
         var unresolvable: Set<UInt64> = []
         var stopping = false
-        /// The last round left a due delivery waiting for its source record's sync: the run
-        /// loop waits for the notification that follows the sync instead of spinning.
-        var waitingForDurability = false
         /// Set when an append failed after the state moved on: the engine fails closed.
         var failure: String?
     }
@@ -403,7 +400,6 @@ public final class Herald: Sendable {
         // durable: a script never acts on an event a crash could still erase.
         let durable = writer.durablePosition
         state.withLock { s in
-            s.waitingForDurability = false
             guard !s.stopping else { return }
             var slots = options.concurrency - s.inFlight.count
             var deferred: [Delivery] = []
@@ -414,7 +410,6 @@ public final class Herald: Sendable {
                       !s.inFlight.contains(top.id) else { continue }
                 if delivery.id.sourcePosition > durable {
                     deferred.append(delivery)
-                    s.waitingForDurability = true
                     continue
                 }
                 guard let script = s.dispatcher.registry.scripts[delivery.scriptID],
@@ -567,12 +562,12 @@ public final class Herald: Sendable {
                 await wakeup.wait(upToMs: 50)
                 continue
             }
-            var waitMs = next.map { max(0, min($0 - now, 1000)) } ?? 1000
-            if waitMs == 0 && state.withLock({ $0.waitingForDurability }) {
-                // Due, but its record is still syncing: the appender notifies once it is durable.
-                waitMs = 5
-            }
-            await wakeup.wait(upToMs: waitMs)
+            // A round that ran nothing while a delivery is due left it waiting for its source
+            // record's sync (nothing is in flight between rounds, and undeliverable entries
+            // leave the queue): the appender or the acknowledger notifies once it is durable,
+            // so wait for that instead of spinning (5 ms at most).
+            let waitMs = next.map { max(0, min($0 - now, 1000)) } ?? 1000
+            await wakeup.wait(upToMs: waitMs == 0 ? 5 : waitMs)
         }
         // Every pipelined round is synced and reported before run returns.
         await withCheckedContinuation { (done: CheckedContinuation<Void, Never>) in
@@ -608,10 +603,11 @@ public final class Herald: Sendable {
 }
 
 /// The live engine's projection thread: every `projectionIntervalMs`, applies slices of
-/// `projectionSliceRecords` records until caught up. A plain thread outside Swift's cooperative
-/// pool, scheduled `SCHED_IDLE` (it runs only on a core nothing else wants, and any engine
-/// thread that wakes takes the core back at once), so SQLite work never delays a round or an
-/// attempt's start; if the policy cannot be set, nice 19.
+/// `projectionSliceRecords` records until caught up. A plain thread at nice 10 (Linux sets
+/// niceness per thread), outside Swift's cooperative pool, so SQLite work yields the cores to
+/// dispatch. Not `SCHED_IDLE`: the thread holds the projector's lock for a slice, which engine
+/// paths also take (dead-letter sources after a restart, `close`), and an idle-class holder
+/// could be starved while they wait.
 final class BackgroundProjection: Sendable {
     private let engine: Herald
     private let stopped = Mutex(false)
@@ -624,13 +620,9 @@ final class BackgroundProjection: Sendable {
         let interval = engine.options.projectionIntervalMs
         guard interval > 0 else { return }
         let thread = Thread { [self] in
-            // On Linux both are per thread; pid / who 0 is the calling thread, and threads it
-            // starts (the log reader's read-ahead) inherit the policy.
-            var param = sched_param(sched_priority: 0)
-            let schedIdle: Int32 = 5  // SCHED_IDLE (linux/sched.h), not exported to Swift
-            if sched_setscheduler(0, schedIdle, &param) != 0 {
-                setpriority(__priority_which_t(PRIO_PROCESS.rawValue), 0, 19)
-            }
+            // On Linux the nice value is per thread (`who = 0` is the calling thread), and threads
+            // it starts (the log reader's read-ahead) inherit it.
+            setpriority(__priority_which_t(PRIO_PROCESS.rawValue), 0, 10)
             while !stopped.withLock({ $0 }) {
                 Thread.sleep(forTimeInterval: Double(interval) / 1000)
                 do {

@@ -18,9 +18,9 @@ public struct Record: Equatable, Sendable {
 
 /// The vocabulary of the log (DESIGN.md §2).
 ///
-/// The rare, large payloads are `indirect` (boxed) so that a body is only as large as a
-/// ``KVMutation`` (72 bytes instead of 170): every record a scan decodes is moved and copied
-/// at that size.
+/// The rare, large payloads (registrations) are `indirect` (boxed) so that a body is only as
+/// large as a ``KVMutation`` (72 bytes instead of 170): every record a scan decodes is moved and
+/// copied at that size. Attempts are common and no larger than a mutation, so they are inline.
 public enum RecordBody: Equatable, Sendable {
     case adminUserCreated(adminUserID: HeraldID, email: String)
     case adminUserDeleted(adminUserID: HeraldID)
@@ -32,7 +32,7 @@ public enum RecordBody: Equatable, Sendable {
     indirect case triggerUpdated(TriggerUpdate)
     case triggerDeleted(triggerID: HeraldID)
     case kv(KVMutation)
-    indirect case deliveryAttempted(DeliveryAttempt)
+    case deliveryAttempted(DeliveryAttempt)
 
     /// The record's `"type"` as written in JSON Lines.
     public var type: RecordType {

@@ -291,6 +291,7 @@ final class WriterCore: @unchecked Sendable {
         // Another caller still joining its threads must not see the files closed under it.
         guard !released, threads.isEmpty else { return }
         syncFile = nil
+        while syncing { lock.wait() }  // a `sync()` in flight still uses the file
         released = true
         active?.file.close()
         active?.index.close()
@@ -461,6 +462,9 @@ final class WriterCore: @unchecked Sendable {
         closing = true
         lock.wakeAll()
         while failure == nil, !pending.isEmpty || committing || syncing || acknowledged < written { lock.wait() }
+        // No `sync()` may start on the file this close is about to cut and close.
+        syncFile = nil
+        while syncing { lock.wait() }
         lock.unlock()
         stopThreads()
         // The threads are gone: this caller owns the committer's fields.
@@ -602,7 +606,6 @@ final class WriterCore: @unchecked Sendable {
             writeBytes += SegmentFiller.headerBytes
         }
         try out.withUnsafeBytes { try segment.file.write(UnsafeRawBufferPointer(rebasing: $0[0..<writeBytes]), at: segment.size) }
-        segment.allocated = max(segment.allocated, end)
         indexBuffer.removeAll(keepingCapacity: true)
         BlockIndexFile.encode(IndexEntry(header: header, offset: segment.size), into: &indexBuffer)
         let indexOffset = UInt64(BlockIndexFile.headerBytes + segment.indexEntries * BlockIndexFile.entryBytes)
@@ -619,23 +622,24 @@ final class WriterCore: @unchecked Sendable {
     private func reserve(_ segment: inout ActiveSegment, through end: UInt64) throws {
         let filler = UInt64(SegmentFiller.headerBytes)
         if end == segment.allocated || end + filler <= segment.allocated { return }
-        if end < segment.allocated {
-            // Too little room left for a filler header (preallocation turned off since): cut it.
-            try segment.file.truncate(to: end)
+        let step = min(UInt64(configuration.preallocationBytesMax), max(64 << 10, segment.size))
+        let target = min(end + step, max(configuration.segmentBytesMax, end))
+        guard target >= end + filler else {
+            // No room to preallocate (turned off, or the segment is full): the block ends the
+            // file, cut if fewer than a filler header's bytes would be left after it.
+            if segment.allocated > end { try segment.file.truncate(to: end) }
             segment.allocated = end
             return
         }
-        let step = min(UInt64(configuration.preallocationBytesMax), max(64 << 10, segment.size))
-        var target = min(end + step, max(configuration.segmentBytesMax, end))
-        if target < end + filler { target = end }
-        var offset = segment.allocated
+        // Zeros after the block only: the block itself is written over [size, end) next.
+        var offset = max(segment.allocated, end)
         // Bound: each round writes up to 1 MiB of zeros until `target`.
         while offset < target {
             let n = Int(min(target - offset, UInt64(Self.zeros.count)))
             try Self.zeros.withUnsafeBytes { try segment.file.write(UnsafeRawBufferPointer(rebasing: $0[0..<n]), at: offset) }
             offset += UInt64(n)
         }
-        segment.allocated = max(segment.allocated, target)
+        segment.allocated = target
     }
 
     private static let zeros = [UInt8](repeating: 0, count: 1 << 20)

@@ -81,6 +81,8 @@ public struct PreparedBlocks: Sendable {
     private(set) var largestPayload = 0
     private let level: Int32
     private var framer: BlockFramer
+    /// LZ4's output for the block being sealed, reused (zero-filled only when it grows).
+    private var scratch: [UInt8] = []
 
     /// Empty; blocks are sized and compressed as `configuration` says (`blockRawBytesMax`,
     /// `compressionLevel`): pass the configuration of the writer that will append them.
@@ -107,35 +109,43 @@ public struct PreparedBlocks: Sendable {
             guard ts >= previous else { throw LogError.timestampDecreased(ts: ts, previousTs: previous, index: index) }
             previous = ts
         }
-        framer.reserve(batch.bytes.count + 20 * batch.count)
-        try batch.bytes.withUnsafeBytes { all in
-            var start = 0
-            for (ts, end) in zip(batch.timestamps, batch.ends) {
-                if framer.isFull(adding: ts, payloadBytes: end - start) { try seal() }
-                framer.add(ts: ts, payload: UnsafeRawBufferPointer(rebasing: all[start..<end]))
-                largestPayload = max(largestPayload, end - start)
-                start = end
+        let kept = (blocks: blocks.count, frames: frames.count, largestPayload: largestPayload)
+        do {
+            framer.reserve(batch.bytes.count + 20 * batch.count)
+            try batch.bytes.withUnsafeBytes { all in
+                var start = 0
+                for (ts, end) in zip(batch.timestamps, batch.ends) {
+                    if framer.isFull(adding: ts, payloadBytes: end - start) { try seal() }
+                    framer.add(ts: ts, payload: UnsafeRawBufferPointer(rebasing: all[start..<end]))
+                    largestPayload = max(largestPayload, end - start)
+                    start = end
+                }
             }
+            if framer.count > 0 { try seal() }
+        } catch {
+            // Nothing of the batch is kept: positions must keep matching the block headers.
+            blocks.removeLast(blocks.count - kept.blocks)
+            frames.removeLast(frames.count - kept.frames)
+            largestPayload = kept.largestPayload
+            framer.reset()
+            throw error
         }
-        if framer.count > 0 { try seal() }
         count += batch.count
     }
 
     /// Compresses the open block onto `frames`.
     private mutating func seal() throws {
-        let start = frames.count
         let bound = LZ4Codec.bound(rawBytes: framer.raw.count, level: level)
-        frames.append(contentsOf: repeatElement(0, count: bound))
+        if scratch.count < bound { scratch = [UInt8](repeating: 0, count: bound) }
         let level = level
         let compressed = framer.raw.withUnsafeBytes { src in
-            frames.withUnsafeMutableBytes { dst in
-                LZ4Codec.compress(src, into: UnsafeMutableRawBufferPointer(rebasing: dst[start...]), level: level)
-            }
+            scratch.withUnsafeMutableBytes { dst in LZ4Codec.compress(src, into: dst, level: level) }
         }
         guard let compressed, compressed <= Int(UInt32.max) - BlockHeader.size else {
             throw LogError.io(operation: "LZ4F_compressFrame", path: "(prepared block)", offset: nil, errno: EINVAL)
         }
-        frames.removeLast(bound - compressed)
+        let start = frames.count
+        scratch.withUnsafeBufferPointer { frames.append(contentsOf: UnsafeBufferPointer(rebasing: $0[0..<compressed])) }
         blocks.append(Block(header: framer.header(compressedBytes: compressed), start: start))
         framer.reset()
     }

@@ -35,11 +35,9 @@ enum Recovery {
             var allocated = scan.bad == nil ? size : scan.validEnd
             if let bad = scan.bad, isLast, try unusedTail(file, from: bad.offset, size: size) {
                 // Preallocated space whose filler header was not written yet: restore it.
-                try restoreFiller(file, at: bad.offset, size: size)
+                allocated = try restoreFiller(file, at: bad.offset, size: size)
                 try file.sync()
                 scan.bad = nil
-                let left = size - bad.offset
-                allocated = left >= UInt64(SegmentFiller.headerBytes) && left <= SegmentFiller.maxBytes ? size : bad.offset
             }
             if let bad = scan.bad {
                 guard isLast else {
@@ -53,6 +51,11 @@ enum Recovery {
                 try file.truncate(to: bad.offset)
                 try file.sync()
                 truncation = .init(segment: name, offset: bad.offset, bytesCut: size - bad.offset, reason: bad.reason)
+            }
+            if !isLast && scan.validEnd < size {
+                // Only the active segment is preallocated; a closed one is cut to its last block.
+                throw LogError.corruptBlock(directory: directory, segment: name, offset: scan.validEnd, position: scan.nextPosition,
+                                            reason: "a closed segment continues after its last block")
             }
             if !isLast && scan.entries.isEmpty {
                 throw LogError.corruptBlock(directory: directory, segment: name, offset: 0, position: base, reason: "a closed segment holds no blocks")
@@ -95,10 +98,6 @@ enum Recovery {
                 if first, want >= SegmentFiller.headerBytes, raw.u32(0) == SegmentFiller.frameMagic { start = SegmentFiller.headerBytes }
                 // Word by word: a damaged file may end in gigabytes of zeros.
                 var index = start
-                while index < want, index % 8 != 0 {
-                    if raw[index] != 0 { return false }
-                    index += 1
-                }
                 while index + 8 <= want {
                     if raw.loadUnaligned(fromByteOffset: index, as: UInt64.self) != 0 { return false }
                     index += 8
@@ -118,15 +117,18 @@ enum Recovery {
 
     /// Writes a filler header from `offset` to the end, or cuts the file there if fewer than 8
     /// bytes are left or more than one filler can describe (zeros only: nothing is lost).
-    static func restoreFiller(_ file: any LogFile, at offset: UInt64, size: UInt64) throws {
+    /// Returns the file's size afterwards.
+    @discardableResult
+    static func restoreFiller(_ file: any LogFile, at offset: UInt64, size: UInt64) throws -> UInt64 {
         let left = size - offset
         guard left >= UInt64(SegmentFiller.headerBytes), left <= SegmentFiller.maxBytes else {
             try file.truncate(to: offset)
-            return
+            return offset
         }
         var header = [UInt8](repeating: 0, count: SegmentFiller.headerBytes)
-        header.withUnsafeMutableBytes { SegmentFiller.encodeHeader(totalBytes: size - offset, into: $0) }
+        header.withUnsafeMutableBytes { SegmentFiller.encodeHeader(totalBytes: left, into: $0) }
         try header.withUnsafeBytes { try file.write($0, at: offset) }
+        return size
     }
 
     /// Rewrites an index file from scratch (derived data: not synced).
