@@ -51,11 +51,14 @@ extension DataDirectory {
                     // Accepted records are kept even after a bad line: later attempt lines may need them.
                     if let record = validator.add(decoded: decoded, number: number, acceptedSoFar: { try records.decoded() }) {
                         records.append(record)
-                        if let full = records.lastBatch, full.count == records.batchRecords { batches.put(full) }
+                        // Compress only while the import can still be appended (no error yet).
+                        if records.count % records.batchRecords == 0, validator.errors.isEmpty, let full = records.lastBatch {
+                            batches.put(full)
+                        }
                     }
                 }
             }
-            if let last = records.lastBatch, last.count < records.batchRecords { batches.put(last) }
+            if records.count % records.batchRecords != 0, validator.errors.isEmpty, let last = records.lastBatch { batches.put(last) }
             batches.put(nil)
             validated.withLock { $0 = validator }
             finished.signal()
@@ -98,7 +101,10 @@ extension DataDirectory {
         }
         let prepared = try blocks.get()
         let positions = try writer.append(prepared)
-        try writer.close()
+        // The records are durable now (the append waited for their sync): a failure to cut the
+        // segment's preallocated end on close loses nothing (the next writer finds the filler),
+        // so it must not report the import as failed and invite a second, duplicate import.
+        try? writer.close()
         return ImportResult(lines: prepared.count, positions: positions)
     }
 }

@@ -168,12 +168,6 @@ public struct EncodedRecords: Sendable {
         }
         return records
     }
-
-    /// Drops everything held.
-    public mutating func removeAll() {
-        batches.removeAll()
-        count = 0
-    }
 }
 
 extension RecordWriter {
@@ -184,21 +178,5 @@ extension RecordWriter {
         let range = try writer.enqueue(prepared)
         try writer.waitUntilAcknowledged(through: range.upperBound - 1)
         return range.lowerBound...(range.upperBound - 1)
-    }
-
-    /// Appends encoded records and returns their positions (`nil` when there is nothing to
-    /// append) once all are acknowledged: every batch is queued at once, so the writer's
-    /// committer compresses the next batches while its syncer syncs the previous ones.
-    public func append(_ records: EncodedRecords) throws -> ClosedRange<UInt64>? {
-        var first: UInt64?
-        var last: UInt64?
-        for batch in records.batches where !batch.isEmpty {
-            let range = try writer.enqueue(batch)
-            first = first ?? range.lowerBound
-            last = range.upperBound - 1
-        }
-        guard let first, let last else { return nil }
-        try writer.waitUntilAcknowledged(through: last)
-        return first...last
     }
 }

@@ -105,16 +105,8 @@ public enum RecordBinaryCodec {
             }
         case .triggerDeleted(let triggerID):
             appendID(triggerID, to: &out)
-        case .kv(let mutation):
-            appendID(mutation.appID, to: &out)
-            appendString(mutation.collection, to: &out)
-            appendString(mutation.key, to: &out)
-            if let value = mutation.value {
-                out.append(1)
-                appendString(value, to: &out)
-            } else {
-                out.append(0)
-            }
+        case .kv:
+            return  // written whole by `encodeKV` above
         case .deliveryAttempted(let attempt):
             appendVarUInt(attempt.sourcePosition, to: &out)
             appendID(attempt.triggerID, to: &out)
@@ -450,12 +442,6 @@ private struct BinaryReader {
         return KVLayout(op: op, appID: appID, collection: collection, key: key, value: value)
     }
 
-    /// The fields of a kv.insert / kv.update / kv.delete after the type byte.
-    @inline(__always)
-    mutating func kv(_ type: RecordType) throws(RecordError) -> KVMutation {
-        try kvLayout(type).mutation()
-    }
-
     mutating func enumByte<T: RawRepresentable>(_ field: String, _: T.Type) throws(RecordError) -> T where T.RawValue == UInt8 {
         let raw = try byte(field)
         guard let value = T(rawValue: raw) else { throw fail(field, "invalid value \(raw)") }
@@ -545,7 +531,7 @@ private struct BinaryReader {
         case .triggerDeleted:
             return .triggerDeleted(triggerID: try id("trigger_id"))
         case .kvInsert, .kvUpdate, .kvDelete:
-            return .kv(try kv(type))
+            return .kv(try kvLayout(type).mutation())
         case .deliveryAttempted:
             let sourcePosition = try varUInt("source_position")
             let triggerID = try id("trigger_id")

@@ -4,8 +4,11 @@
 ///
 /// ```swift
 /// var validator = ImportValidator(state: dispatcher, retryDefaults: .builtIn, nowMs: clock.nowMs())
-/// for (number, line) in lines { validator.add(line: line, number: number, acceptedSoFar: { accepted }) }
-/// if validator.errors.isEmpty { append(validator.records) }
+/// var accepted: [Record] = []
+/// for (number, line) in lines {
+///     if let record = validator.add(line: line, number: number, acceptedSoFar: { accepted }) { accepted.append(record) }
+/// }
+/// if validator.errors.isEmpty { append(accepted) }
 /// ```
 public struct ImportValidator: Sendable {
     /// The state after the accepted lines so far.
