@@ -32,14 +32,14 @@ extension LogCursor {
     /// ```
     public func forEachBlock(through: UInt64 = .max, readAhead: Int = 2, _ body: (LogBlock) throws -> Bool) throws {
         let pipe = ReadAheadPipe(cursor: self, through: through, buffers: max(1, readAhead) + 1)
-        guard let thread = pipe.start() else {
+        guard let thread = JoinableThread({ pipe.produce() }) else {
             // No thread: the same loop, serially.
             while let block = try nextBlock(), try body(block), block.endPosition <= through {}
             return
         }
         defer {
             pipe.cancel()
-            pthread_join(thread, nil)
+            thread.join()
         }
         // Bound: each round takes one block; the producer stops after `through` or at the end.
         while let block = try pipe.take() {
@@ -53,7 +53,7 @@ extension LogCursor {
 /// The handoff between `forEachBlock`'s background reader (the producer) and the caller.
 ///
 /// `@unchecked Sendable`: every mutable field is read and written only with `lock` held,
-/// except `cursor`, which only the producer thread uses between `start()` and the join in
+/// except `cursor`, which only the producer thread uses between its start and the join in
 /// `forEachBlock` (the caller is inside `forEachBlock` all that time and does not touch it).
 private final class ReadAheadPipe: @unchecked Sendable {
     private let cursor: LogCursor
@@ -76,26 +76,9 @@ private final class ReadAheadPipe: @unchecked Sendable {
         ready.reserveCapacity(buffers)
     }
 
-    /// Starts the producer thread; nil if it could not be started.
-    func start() -> pthread_t? {
-        var thread = pthread_t()
-        let context = Unmanaged.passRetained(self).toOpaque()
-        let started = pthread_create(&thread, nil, { context in
-            guard let context else { return nil }
-            let pipe = Unmanaged<ReadAheadPipe>.fromOpaque(context).takeRetainedValue()
-            pipe.produce()
-            return nil
-        }, context)
-        guard started == 0 else {
-            Unmanaged<ReadAheadPipe>.fromOpaque(context).release()
-            return nil
-        }
-        return thread
-    }
-
-    /// The producer: reads blocks into spare buffers until `through`, the end, an error or
-    /// cancellation.
-    private func produce() {
+    /// The producer (on its own thread): reads blocks into spare buffers until `through`, the
+    /// end, an error or cancellation.
+    func produce() {
         // Bound: each round reads one block (or ends); the cursor stops at lastPosition.
         while true {
             lock.lock()

@@ -5,9 +5,10 @@ import Glibc
 /// The single writer of a log directory.
 ///
 /// `append` may be called from many threads at once: concurrent appends are coalesced into
-/// one block write and one `fdatasync` (group commit). The first waiting caller becomes the
-/// leader, writes everything queued so far, syncs per `LogDurability`, publishes the new last
-/// position and wakes the others.
+/// shared block writes and `fdatasync`s (group commit). Callers only queue and wait: a
+/// committer thread frames, compresses and writes everything queued so far, and with
+/// `.always` a syncer thread syncs while the next commit is compressed; a position is
+/// acknowledged once an `fdatasync` begun after its write has returned.
 ///
 /// ```swift
 /// let writer = try LogWriter(directory: "/var/lib/herald/log")
@@ -47,7 +48,12 @@ public final class LogWriter: Sendable {
             lock.unlock()
             throw error
         }
-        try core.start()
+        do {
+            try core.start()
+        } catch {
+            core.release()  // stops a thread that did start, closes the files, frees the lock
+            throw error
+        }
     }
 
     deinit {
@@ -101,7 +107,7 @@ public final class LogWriter: Sendable {
             previous = entry.ts
             bytes += entry.payload.count + 20
         }
-        return try core.append(.entries(entries), bytes: bytes, writer: self)
+        return try core.append(.entries(entries), bytes: bytes)
     }
 
     /// Appends the records of `batch` atomically in order and returns their positions; same
@@ -125,7 +131,7 @@ public final class LogWriter: Sendable {
             start = end
             index += 1
         }
-        return try core.append(.batch(batch), bytes: batch.bytes.count + 20 * batch.count, writer: self)
+        return try core.append(.batch(batch), bytes: batch.bytes.count + 20 * batch.count)
     }
 
     /// Queues the records of `batch` and returns their positions at once, before they are
@@ -148,7 +154,7 @@ public final class LogWriter: Sendable {
             }
             start = end
         }
-        return try core.enqueue(.batch(batch), bytes: batch.bytes.count + 20 * batch.count, writer: self)
+        return try core.enqueue(.batch(batch), bytes: batch.bytes.count + 20 * batch.count)
     }
 
     /// Queues records framed and compressed ahead (see ``PreparedBlocks``) and returns their
@@ -161,24 +167,24 @@ public final class LogWriter: Sendable {
         guard prepared.largestPayload <= configuration.payloadBytesMax else {
             throw LogError.payloadTooLarge(bytes: prepared.largestPayload, limitBytes: configuration.payloadBytesMax, index: 0)
         }
-        return try core.enqueue(.prepared(prepared), bytes: prepared.byteCount, writer: self)
+        return try core.enqueue(.prepared(prepared), bytes: prepared.byteCount)
     }
 
     /// Waits until every position up to `position` is written and synced per the durability
-    /// policy (leading a commit if no one else is), or throws if the writer failed.
+    /// policy, or throws if the writer failed.
     public func waitUntilAcknowledged(through position: UInt64) throws {
-        try core.wait(through: position, writer: self)
+        try core.wait(through: position)
     }
 
     /// Forces an `fdatasync` of the active segment now (useful with `.interval` and `.none`).
     public func sync() throws {
-        try core.sync(writer: self)
+        try core.sync()
     }
 
     /// Waits for in-flight appends, syncs, and releases the files and the lock. Later appends
     /// throw `.writerClosed`. Idempotent.
     public func close() throws {
-        try core.close(writer: self)
+        try core.close()
     }
 }
 
@@ -263,7 +269,8 @@ final class WriterCore: @unchecked Sendable {
         self.published = published
     }
 
-    /// Starts the committer (and, with `.always`, the syncer) thread.
+    /// Starts the committer (and, with `.always`, the syncer) thread. On failure the caller
+    /// calls ``release()``.
     func start() throws {
         guard let committer = JoinableThread({ [self] in runCommitter() }) else {
             throw LogError.io(operation: "pthread_create", path: directory, offset: nil, errno: EAGAIN)
@@ -273,7 +280,6 @@ final class WriterCore: @unchecked Sendable {
         lock.unlock()
         if configuration.durability == .always {
             guard let syncer = JoinableThread({ [self] in runSyncer() }) else {
-                release()
                 throw LogError.io(operation: "pthread_create", path: directory, offset: nil, errno: EAGAIN)
             }
             lock.lock()
@@ -313,14 +319,14 @@ final class WriterCore: @unchecked Sendable {
         for thread in running { thread.join() }
     }
 
-    func append(_ entries: PendingAppend, bytes: Int, writer: LogWriter) throws -> Range<UInt64> {
-        let range = try enqueue(entries, bytes: bytes, writer: writer)
-        if !range.isEmpty { try wait(through: range.upperBound - 1, writer: writer) }
+    func append(_ entries: PendingAppend, bytes: Int) throws -> Range<UInt64> {
+        let range = try enqueue(entries, bytes: bytes)
+        if !range.isEmpty { try wait(through: range.upperBound - 1) }
         return range
     }
 
     /// Assigns positions and queues the entries for the committer (no I/O here).
-    func enqueue(_ entries: PendingAppend, bytes: Int, writer: LogWriter) throws -> Range<UInt64> {
+    func enqueue(_ entries: PendingAppend, bytes: Int) throws -> Range<UInt64> {
         lock.lock()
         defer { lock.unlock() }
         // Bound the queue: wait while others' entries fill it (a lone big append always fits).
@@ -341,7 +347,7 @@ final class WriterCore: @unchecked Sendable {
     }
 
     /// Waits until `position` is acknowledged, or throws once the writer has failed.
-    func wait(through position: UInt64, writer: LogWriter) throws {
+    func wait(through position: UInt64) throws {
         lock.lock()
         defer { lock.unlock() }
         precondition(position < nextPosition, "waiting for position \(position), which was never queued")
@@ -412,7 +418,7 @@ final class WriterCore: @unchecked Sendable {
     }
 
     /// Syncs the active segment once everything queued so far is written.
-    func sync(writer: LogWriter) throws {
+    func sync() throws {
         lock.lock()
         defer { lock.unlock() }
         let target = nextPosition - 1
@@ -450,7 +456,7 @@ final class WriterCore: @unchecked Sendable {
 
     /// Drains the queue (every queued append is committed and acknowledged, or the writer has
     /// failed), stops the threads, syncs, and releases the files and the lock.
-    func close(writer: LogWriter) throws {
+    func close() throws {
         lock.lock()
         if released || closing {
             // Idempotent; a concurrent close finishes the job.
