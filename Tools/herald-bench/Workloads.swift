@@ -251,8 +251,9 @@ struct Benchmarks {
 
     /// The timed part of `derive` (its own symbol, so `valgrind --toggle-collect` can count it).
     /// Each record is moved out of `records` (which is left uninitialized) and dropped after it
-    /// is applied, as a replay hands over each record it decodes: iterating an array instead
-    /// would copy and release every record's strings.
+    /// is applied, as a replay hands over each record it decodes; iterating an array instead
+    /// would copy every record's strings. (Unlike a replay, dropping one only releases: the
+    /// input array, kept for the SQLite peer, still holds the strings.)
     @inline(never)
     static func deriveLoop(_ records: UnsafeMutableBufferPointer<Record>, dispatcher: inout Dispatcher,
                            effects: inout [DispatchEffect]) throws {

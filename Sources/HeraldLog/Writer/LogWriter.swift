@@ -117,11 +117,17 @@ public final class LogWriter: Sendable {
     /// - Throws: as `append(_: [LogEntry])`.
     @discardableResult
     public func append(_ batch: LogBatch) throws -> Range<UInt64> {
+        try check(batch)
+        return try core.append(.batch(batch), bytes: batch.bytes.count + 20 * batch.count)
+    }
+
+    /// The rules every queued batch obeys: timestamps not negative and not decreasing,
+    /// payloads within `payloadBytesMax`.
+    private func check(_ batch: LogBatch) throws {
         var previous: Int64 = 0
         var start = 0
-        var index = 0
         // Bound: one round per record.
-        for (ts, end) in zip(batch.timestamps, batch.ends) {
+        for (index, (ts, end)) in zip(batch.timestamps, batch.ends).enumerated() {
             guard ts >= 0 else { throw LogError.negativeTimestamp(ts: ts, index: index) }
             if index > 0, ts < previous { throw LogError.timestampDecreased(ts: ts, previousTs: previous, index: index) }
             guard end - start <= configuration.payloadBytesMax else {
@@ -129,9 +135,7 @@ public final class LogWriter: Sendable {
             }
             previous = ts
             start = end
-            index += 1
         }
-        return try core.append(.batch(batch), bytes: batch.bytes.count + 20 * batch.count)
     }
 
     /// Queues the records of `batch` and returns their positions at once, before they are
@@ -141,19 +145,7 @@ public final class LogWriter: Sendable {
     ///
     /// - Throws: as ``append(_:)-(LogBatch)``, for a batch that cannot be queued.
     public func enqueue(_ batch: LogBatch) throws -> Range<UInt64> {
-        var previous: Int64 = 0
-        for (index, ts) in batch.timestamps.enumerated() {
-            guard ts >= 0 else { throw LogError.negativeTimestamp(ts: ts, index: index) }
-            if index > 0, ts < previous { throw LogError.timestampDecreased(ts: ts, previousTs: previous, index: index) }
-            previous = ts
-        }
-        var start = 0
-        for (index, end) in batch.ends.enumerated() {
-            guard end - start <= configuration.payloadBytesMax else {
-                throw LogError.payloadTooLarge(bytes: end - start, limitBytes: configuration.payloadBytesMax, index: index)
-            }
-            start = end
-        }
+        try check(batch)
         return try core.enqueue(.batch(batch), bytes: batch.bytes.count + 20 * batch.count)
     }
 
