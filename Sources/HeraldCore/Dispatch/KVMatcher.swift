@@ -102,7 +102,7 @@ public struct KVMatcher: Sendable {
         var indices: [Int32] = []
         matchIndices(collection: collection, into: &indices)
         result.removeAll(keepingCapacity: true)
-        appendAdmitted(indices[...], op: op, into: &result)
+        indices.withUnsafeBufferPointer { Self.appendAdmitted($0, of: entries, op: op, into: &result) }
     }
 
     /// Appends the entries of the triggers matching, in registration order, remembering the
@@ -124,12 +124,17 @@ public struct KVMatcher: Sendable {
             memo.insertNew(key, range)
         }
         let start = Int(range.start)
-        appendAdmitted(memoPool[start..<(start + Int(range.count))], op: op, into: &result)
+        let end = start + Int(range.count)
+        memoPool.withUnsafeBufferPointer { pool in
+            Self.appendAdmitted(UnsafeBufferPointer(rebasing: pool[start..<end]), of: entries, op: op, into: &result)
+        }
     }
 
-    /// Appends the entries at `indices` whose ops admit `op`.
+    /// Appends the entries at `indices` whose ops admit `op`. Static, so that a mutating
+    /// caller does not copy the matcher to call it.
     @inline(__always)
-    private func appendAdmitted(_ indices: ArraySlice<Int32>, op: KVOp, into result: inout [Entry]) {
+    private static func appendAdmitted(_ indices: UnsafeBufferPointer<Int32>, of entries: [Entry], op: KVOp,
+                                       into result: inout [Entry]) {
         for index in indices {
             let entry = entries[Int(index)]
             if entry.ops.admits(op) { result.append(entry) }
