@@ -66,33 +66,51 @@ import Testing
     }
 }
 
-/// The matcher's memo of collection names gives the trie walk's answer, also after it
-/// starts over (more distinct names than `memoLimit`) and for every op.
-@Suite struct MatcherMemoTests {
-    @Test func rememberedMatchesEqualTheWalk() {
+/// The dispatcher's memo of (app, collection) gives what the glob rule and the ops give,
+/// in registration order: across trigger registrations, updates, disables and deletions
+/// between mutations, and after the memo starts over (more pairs than its limit).
+@Suite struct MatchMemoTests {
+    @Test func rememberedMatchesEqualTheGlobRule() throws {
+        var log = LogText.standard()
         let globs = ["*", "a*", "a1*", "b:*", "a10", "b:7", "c"]
-        let opSets: [OpSet] = [[], [.insert], [.update, .delete], [.delete]]
-        var triggers: [Registry.Trigger] = []
+        let opSets = ["[]", #"["insert"]"#, #"["update","delete"]"#, #"["delete"]"#]
         for (index, glob) in globs.enumerated() {
-            triggers.append(Registry.Trigger(
-                id: HeraldID(high: 0, low: UInt64(index)), appID: HeraldID(high: 1, low: 0), scriptID: HeraldID(high: 2, low: 0),
-                kind: .kv, enabled: true, dispatchMode: .async, retry: .builtIn, registeredBy: HeraldID(high: 3, low: 0),
-                kv: KVDetails(collectionGlob: glob, ops: opSets[index % opSets.count]), deadLetter: nil,
-                registeredPosition: UInt64(index + 1), createdTs: 0, updatedTs: 0, updatedPosition: 0))
+            log.kvTrigger(uid(100 + index), glob: glob, ops: opSets[index % opSets.count])
         }
-        var matcher = KVMatcher(triggers: triggers)
-        let names = (0..<(KVMatcher.memoLimit + 500)).flatMap { ["a\($0)", "b:\($0 % 9)", "c"] }
-        var walked: [KVMatcher.Entry] = []
-        var remembered: [KVMatcher.Entry] = []
-        var mismatches = 0
+        var dispatcher = Dispatcher()
+        dispatcher.memoLimit = 50
+        let decoder = RecordJSONDecoder()
+        func apply(_ line: String) throws -> [DispatchEffect] {
+            let (ts, body) = try decoder.decode(line: line)
+            return try dispatcher.apply(Record(ts: ts ?? 0, body: body))
+        }
+        for line in log.lines { _ = try apply(line) }
+        let names = (0..<300).flatMap { ["a\($0)", "b:\($0 % 9)", "c"] }
+        var checked = 0
+        var mismatches: [String] = []
         for (index, name) in names.enumerated() {
-            let op: KVOp = [.insert, .update, .delete][index % 3]
-            matcher.match(collection: name, op: op, into: &walked)
-            remembered.removeAll()
-            matcher.matchRemembering(collection: name, op: op, into: &remembered)
-            if walked.map(\.triggerID) != remembered.map(\.triggerID) { mismatches += 1 }
+            // Every 97 mutations a trigger changes: the memo must not answer from before it.
+            switch index % 97 {
+            case 10: log.lines = []; log.kvTrigger(uid(200 + index), glob: "a*", ops: #"["insert"]"#); _ = try apply(log.lines[0])
+            case 20: _ = try apply(#"{"ts":0,"type":"trigger.updated","trigger_id":"\#(uid(101))","enabled":\#(index % 2 == 0)}"#)
+            case 30: _ = try apply(#"{"ts":0,"type":"trigger.updated","trigger_id":"\#(uid(100))","kv":{"ops":["\#(["insert", "update", "delete"][index % 3])"]}}"#)
+            case 40 where index < 97: _ = try apply(#"{"ts":0,"type":"trigger.deleted","trigger_id":"\#(uid(105))"}"#)
+            default: break
+            }
+            let op = ["insert", "update", "delete"][index % 3]
+            let kvOp: KVOp = [.insert, .update, .delete][index % 3]
+            let expected = dispatcher.registry.liveTriggers(app: try #require(HeraldID(IDs.app)), kind: .kv)
+                .filter { $0.enabled && CollectionGlob.matches($0.kv?.collectionGlob ?? "", name) && ($0.kv?.ops ?? []).admits(kvOp) }
+                .map(\.id)
+            log.lines = []
+            log.kv(op, collection: name)
+            let created = try apply(log.lines[0]).compactMap { effect -> HeraldID? in
+                if case .created(let delivery) = effect { delivery.id.triggerID } else { nil }
+            }
+            if created != expected { mismatches.append("\(op) \(name): \(created) != \(expected)") }
+            checked += expected.count
         }
-        #expect(mismatches == 0)
-        #expect(!walked.isEmpty)
+        #expect(mismatches.isEmpty)
+        #expect(checked > names.count)
     }
 }

@@ -21,9 +21,12 @@ public struct Dispatcher: Sendable {
     public private(set) var pending = PendingDeliveries()
     /// Number of deliveries created so far.
     public private(set) var createdCount: UInt64 = 0
-    private var pendingPerTrigger = FastTable<HeraldID, Int>()
     private var matchers = FastTable<HeraldID, AppMatcher>()
-    private var scratch: [KVMatcher.Entry] = []
+    /// (app, collection) pairs already matched → the deliveries a mutation of each op
+    /// creates there; see ``MatchMemo``.
+    private var memo = MatchMemo()
+    /// Pairs the memo holds before it starts over (tests lower it).
+    var memoLimit = MatchMemo.limit
     /// When false the dispatcher keeps only the registry, ts and position: KV records match
     /// nothing and no delivery is created or cancelled. An import validates this way until
     /// its first `delivery.attempted` line (see ``ImportValidator``), because deriving
@@ -39,6 +42,48 @@ public struct Dispatcher: Sendable {
     private struct AppMatcher: Sendable {
         var generation: UInt64
         var matcher: KVMatcher
+    }
+
+    /// What a KV mutation creates, remembered per (app, collection): most workloads use a
+    /// bounded set of names, so one hash lookup replaces the walk of the app's trie, the
+    /// filtering by op and the interning of each delivery's snapshot. Forgotten whenever any
+    /// trigger changes (``Registry/triggerChanges``) and when it outgrows ``limit``.
+    private struct MatchMemo: Sendable {
+        /// One delivery to create: the trigger's snapshot, and its index in the pending
+        /// table's snapshots while that table's ``PendingDeliveries/snapshotEpoch`` is `epoch`.
+        struct Target: Sendable {
+            var snapshot: PendingDeliveries.Snapshot
+            var index: UInt32 = 0
+            var epoch: UInt64 = 0
+        }
+
+        /// A remembered pair: its targets for insert, update and delete are
+        /// `targets[bounds.0..<bounds.1]`, `[bounds.1..<bounds.2]` and `[bounds.2..<bounds.3]`.
+        struct Entry: Sendable {
+            var bounds: (Int32, Int32, Int32, Int32)
+
+            @inline(__always)
+            func range(_ op: KVOp) -> Range<Int> {
+                switch op {
+                case .insert: Int(bounds.0)..<Int(bounds.1)
+                case .update: Int(bounds.1)..<Int(bounds.2)
+                case .delete: Int(bounds.2)..<Int(bounds.3)
+                }
+            }
+        }
+
+        var table = FastTable<AppCollection, Entry>()
+        var targets: [Target] = []
+        /// ``Registry/triggerChanges`` when the memo was last valid.
+        var triggerChanges: UInt64 = 0
+        /// Pairs remembered before the memo starts over.
+        static let limit = 65_536
+
+        mutating func reset(triggerChanges changes: UInt64) {
+            table = FastTable()
+            targets.removeAll(keepingCapacity: true)
+            triggerChanges = changes
+        }
     }
 
     // MARK: - Checking
@@ -112,7 +157,7 @@ public struct Dispatcher: Sendable {
             if tracksDeliveries { recordAttempt(attempt, at: at, ts: record.ts, effects: &effects) }
         default:
             let removed = registry.apply(record, at: at)
-            for trigger in removed where tracksDeliveries && (pendingPerTrigger[trigger.id] ?? 0) > 0 {
+            for trigger in removed where tracksDeliveries && pending.hasPending(ofTrigger: trigger.id) {
                 cancelPending(of: trigger.id, at: at, effects: &effects)
             }
         }
@@ -133,39 +178,63 @@ public struct Dispatcher: Sendable {
     }
 
     private mutating func matchKV(_ mutation: KVMutation, at: UInt64, ts: Int64, effects: inout [DispatchEffect]) {
+        if memo.triggerChanges != registry.triggerChanges || memo.table.count >= memoLimit {
+            memo.reset(triggerChanges: registry.triggerChanges)
+        }
         let app = mutation.appID
-        let generation = registry.generation(of: app)
-        var hits = scratch  // moved out and back, so the matcher can be changed in place meanwhile
-        scratch = []
-        hits.removeAll(keepingCapacity: true)
-        defer { scratch = hits }
-        // The matcher is used in place (it remembers collection names); one built before the
-        // app's triggers last changed is replaced.
-        var current = false
-        matchers.update(app, default: AppMatcher(generation: .max, matcher: KVMatcher(triggers: []))) { entry in
-            guard entry.generation == generation else { return }
-            current = true
-            if !entry.matcher.isEmpty {
-                entry.matcher.matchRemembering(collection: mutation.collection, op: mutation.op, into: &hits)
+        let hash = AppCollection.hash(app: app, collection: mutation.collection)
+        let found = memo.table.position(hash: hash) { $0.appID == app && $0.collection == mutation.collection }
+        let range: Range<Int>
+        if let found {
+            range = memo.table.values[found].range(mutation.op)
+        } else {
+            range = remember(app: app, collection: mutation.collection, hash: hash).range(mutation.op)
+        }
+        let epoch = pending.snapshotEpoch
+        for target in range {
+            if memo.targets[target].epoch != epoch {
+                memo.targets[target].index = pending.intern(memo.targets[target].snapshot)
+                memo.targets[target].epoch = epoch
             }
+            pending.append(sourcePosition: at, snapshotIndex: memo.targets[target].index, depth: 0, dueAt: ts)
+            createdCount += 1
+            let snapshot = memo.targets[target].snapshot
+            effects.append(.created(Delivery(id: DeliveryID(sourcePosition: at, triggerID: snapshot.triggerID), appID: app,
+                                             scriptID: snapshot.scriptID, sourceKind: .kv, depth: 0,
+                                             retry: snapshot.retry, triggerRank: snapshot.triggerRank, dueAt: ts)))
         }
-        if !current {
-            var entry = currentMatcher(of: app)
-            entry.matcher.matchRemembering(collection: mutation.collection, op: mutation.op, into: &hits)
-            matchers[app] = entry
+    }
+
+    /// Matches `collection` against the app's triggers (rebuilding the app's matcher if its
+    /// triggers changed) and remembers the targets of each op.
+    private mutating func remember(app: HeraldID, collection: String, hash: UInt64) -> MatchMemo.Entry {
+        let generation = registry.generation(of: app)
+        if matchers[app]?.generation != generation {
+            matchers[app] = currentMatcher(of: app)
         }
-        for match in hits {
-            create(PendingDeliveries.Snapshot(triggerID: match.triggerID, appID: mutation.appID, scriptID: match.scriptID,
-                                              sourceKind: .kv, retry: match.retry, triggerRank: match.registeredPosition),
-                   at: at, depth: 0, ts: ts, effects: &effects)
+        var indices: [Int32] = []
+        let matcher = matchers[app]?.matcher ?? KVMatcher(triggers: [])
+        matcher.matchIndices(collection: collection, into: &indices)
+        var bounds: [Int32] = [Int32(memo.targets.count)]
+        for op in [KVOp.insert, .update, .delete] {
+            for index in indices {
+                let entry = matcher.entries[Int(index)]
+                guard entry.ops.admits(op) else { continue }
+                memo.targets.append(MatchMemo.Target(snapshot: PendingDeliveries.Snapshot(
+                    triggerID: entry.triggerID, appID: app, scriptID: entry.scriptID, sourceKind: .kv,
+                    retry: entry.retry, triggerRank: entry.registeredPosition)))
+            }
+            bounds.append(Int32(memo.targets.count))
         }
+        let entry = MatchMemo.Entry(bounds: (bounds[0], bounds[1], bounds[2], bounds[3]))
+        memo.table.insertNew(AppCollection(appID: app, collection: collection, fastHash: hash), entry)
+        return entry
     }
 
     /// Creates a pending delivery at `at` (the record being applied, so rows stay in canonical order).
     private mutating func create(_ snapshot: PendingDeliveries.Snapshot, at: UInt64, depth: Int64, ts: Int64,
                                  effects: inout [DispatchEffect]) {
         pending.append(sourcePosition: at, snapshot: snapshot, depth: depth, dueAt: ts)
-        pendingPerTrigger.update(snapshot.triggerID, default: 0) { $0 += 1 }
         createdCount += 1
         effects.append(.created(Delivery(id: DeliveryID(sourcePosition: at, triggerID: snapshot.triggerID), appID: snapshot.appID,
                                          scriptID: snapshot.scriptID, sourceKind: snapshot.sourceKind, depth: depth,
@@ -174,8 +243,6 @@ public struct Dispatcher: Sendable {
 
     private mutating func finish(_ delivery: Delivery) {
         pending.remove(delivery.id)
-        let left = (pendingPerTrigger[delivery.id.triggerID] ?? 1) - 1
-        pendingPerTrigger[delivery.id.triggerID] = left > 0 ? left : nil
     }
 
     private mutating func recordAttempt(_ attempt: DeliveryAttempt, at: UInt64, ts: Int64,
@@ -257,7 +324,28 @@ extension Dispatcher {
         self.createdCount = createdCount
         for delivery in pending.sorted(by: { $0.orderKey < $1.orderKey }) {
             self.pending.append(delivery)
-            pendingPerTrigger.update(delivery.id.triggerID, default: 0) { $0 += 1 }
         }
+    }
+}
+
+/// A memo key of the dispatcher: an app and a collection name, with a hash of both.
+struct AppCollection: FastKey {
+    var appID: HeraldID
+    var collection: String
+    var fastHash: UInt64
+
+    /// FNV-1a over the name's bytes, seeded with the app's hash (no per-process seed).
+    @inline(__always)
+    static func hash(app: HeraldID, collection: String) -> UInt64 {
+        var collection = collection
+        return collection.withUTF8 { bytes in
+            var hash: UInt64 = 0xCBF2_9CE4_8422_2325 ^ app.fastHash
+            for byte in bytes { hash = (hash ^ UInt64(byte)) &* 0x0000_0100_0000_01B3 }
+            return hash
+        }
+    }
+
+    static func == (lhs: AppCollection, rhs: AppCollection) -> Bool {
+        lhs.fastHash == rhs.fastHash && lhs.appID == rhs.appID && lhs.collection == rhs.collection
     }
 }

@@ -67,6 +67,28 @@ public struct FastTable<Key: FastKey, Value: Sendable>: Sendable {
         }
     }
 
+    /// True when `key` is present (no copy of its value).
+    @inline(__always)
+    public func contains(_ key: Key) -> Bool { slot(of: key) != nil }
+
+    /// The dense position of the entry whose key has hash `hash` (its ``FastKey/fastHash``)
+    /// and satisfies `matches`: a lookup that need not build a key.
+    @inline(__always)
+    func position(hash keyHash: UInt64, where matches: (Key) -> Bool) -> Int? {
+        guard mask > 0 else { return nil }
+        let hash = mix64(keyHash)
+        let fingerprint = Self.fingerprint(hash)
+        var index = Int(truncatingIfNeeded: hash) & mask
+        while true {
+            let entry = slots[index]
+            if entry == Self.empty { return nil }
+            if entry > Self.deleted && Self.fingerprint(entry) == fingerprint && matches(keys[Self.position(entry)]) {
+                return Self.position(entry)
+            }
+            index = (index + 1) & mask
+        }
+    }
+
     /// The value for `key`; setting `nil` removes it.
     public subscript(key: Key) -> Value? {
         get { slot(of: key).map { values[Self.position(slots[$0])] } }

@@ -29,18 +29,6 @@ public struct KVMatcher: Sendable {
     private var exactStart: [Int32] = [0, 0]
     private var exactEntries: [Int32] = []
     private(set) var entries: [Entry] = []
-    /// Collection names already walked → their matches for every op, as a range of `memoPool`:
-    /// most workloads use a bounded set of names, so a lookup replaces the walk.
-    private var memo = FastTable<CollectionName, MemoRange>()
-    private var memoPool: [Int32] = []
-    /// Names remembered before the memo starts over.
-    static let memoLimit = 4096
-
-    struct MemoRange: Sendable {
-        var start: Int32
-        var count: Int32
-    }
-
     /// The trie while it is built.
     private struct BuildNode {
         var edges: [(byte: UInt8, node: Int32)] = []
@@ -105,33 +93,7 @@ public struct KVMatcher: Sendable {
         indices.withUnsafeBufferPointer { Self.appendAdmitted($0, of: entries, op: op, into: &result) }
     }
 
-    /// Appends the entries of the triggers matching, in registration order, remembering the
-    /// walk for `collection` (see ``memoLimit``). Same result as ``match(collection:op:into:)``.
-    mutating func matchRemembering(collection: String, op: KVOp, into result: inout [Entry]) {
-        let key = CollectionName(collection)
-        let range: MemoRange
-        if let found = memo[key] {
-            range = found
-        } else {
-            if memo.count >= Self.memoLimit {
-                memo = FastTable()
-                memoPool.removeAll(keepingCapacity: true)
-            }
-            var indices: [Int32] = []
-            matchIndices(collection: collection, into: &indices)
-            range = MemoRange(start: Int32(memoPool.count), count: Int32(indices.count))
-            memoPool.append(contentsOf: indices)
-            memo.insertNew(key, range)
-        }
-        let start = Int(range.start)
-        let end = start + Int(range.count)
-        memoPool.withUnsafeBufferPointer { pool in
-            Self.appendAdmitted(UnsafeBufferPointer(rebasing: pool[start..<end]), of: entries, op: op, into: &result)
-        }
-    }
-
-    /// Appends the entries at `indices` whose ops admit `op`. Static, so that a mutating
-    /// caller does not copy the matcher to call it.
+    /// Appends the entries at `indices` whose ops admit `op`.
     @inline(__always)
     private static func appendAdmitted(_ indices: UnsafeBufferPointer<Int32>, of entries: [Entry], op: KVOp,
                                        into result: inout [Entry]) {
@@ -175,26 +137,6 @@ public struct KVMatcher: Sendable {
     @inline(__always)
     private func collect(_ list: [Int32], _ starts: [Int32], node: Int, into result: inout [Int32]) {
         result.append(contentsOf: list[Int(starts[node])..<Int(starts[node + 1])])
-    }
-}
-
-/// A collection name as a memo key: the FNV-1a hash of its bytes beside the name.
-struct CollectionName: FastKey {
-    var fastHash: UInt64
-    var name: String
-
-    init(_ name: String) {
-        var name = name
-        self.fastHash = name.withUTF8 { bytes in
-            var hash: UInt64 = 0xCBF2_9CE4_8422_2325
-            for byte in bytes { hash = (hash ^ UInt64(byte)) &* 0x0000_0100_0000_01B3 }
-            return hash
-        }
-        self.name = name
-    }
-
-    static func == (lhs: CollectionName, rhs: CollectionName) -> Bool {
-        lhs.fastHash == rhs.fastHash && lhs.name == rhs.name
     }
 }
 

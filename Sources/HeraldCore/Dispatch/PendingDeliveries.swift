@@ -34,8 +34,13 @@ public struct PendingDeliveries: Sendable {
     private var lastErrors = FastTable<DeliveryID, String>()
 
     private var snapshots: [Snapshot] = []
+    /// Pending rows per snapshot (same length as `snapshots`).
+    private var liveRows: [Int32] = []
     /// Latest snapshot index per trigger, to reuse a snapshot while the trigger is unchanged.
     private var latestSnapshot = FastTable<HeraldID, UInt32>()
+    /// Changes whenever snapshot indices are renumbered (a sweep): an index returned by
+    /// ``intern(_:)`` stays valid while the epoch is unchanged.
+    private(set) var snapshotEpoch: UInt64 = 1
 
     public init() {}
 
@@ -89,8 +94,16 @@ public struct PendingDeliveries: Sendable {
 
     /// Appends a new pending delivery with no attempt yet (the hot path of matching).
     mutating func append(sourcePosition: UInt64, snapshot: Snapshot, depth: Int64, dueAt due: Int64, attempts count: Int64 = 0) {
+        append(sourcePosition: sourcePosition, snapshotIndex: intern(snapshot), depth: depth, dueAt: due, attempts: count)
+    }
+
+    /// Appends a new pending delivery whose snapshot is `snapshotIndex`, from ``intern(_:)``
+    /// in the current ``snapshotEpoch``.
+    @inline(__always)
+    mutating func append(sourcePosition: UInt64, snapshotIndex: UInt32, depth: Int64, dueAt due: Int64, attempts count: Int64 = 0) {
         positions.append(sourcePosition)
-        snapshotOf.append(intern(snapshot))
+        snapshotOf.append(snapshotIndex)
+        liveRows[Int(snapshotIndex)] += 1
         dueAt.append(due)
         attempts.append(Int32(clamping: count))
         depthAndFlags.append(UInt8(clamping: min(max(depth, 0), 0x7F)))
@@ -108,9 +121,16 @@ public struct PendingDeliveries: Sendable {
     mutating func remove(_ id: DeliveryID) {
         guard let row = row(of: id) else { return }
         depthAndFlags[row] |= Self.finishedFlag
+        liveRows[Int(snapshotOf[row])] -= 1
         finishedRows += 1
         lastErrors[id] = nil
         if finishedRows > 1024 && finishedRows * 2 > positions.count { sweep() }
+    }
+
+    /// True when some pending delivery belongs to `trigger` (a scan of the snapshots, not the rows).
+    func hasPending(ofTrigger trigger: HeraldID) -> Bool {
+        for index in snapshots.indices where liveRows[index] > 0 && snapshots[index].triggerID == trigger { return true }
+        return false
     }
 
     /// The pending deliveries of `trigger`, in canonical order.
@@ -153,10 +173,13 @@ public struct PendingDeliveries: Sendable {
         return nil
     }
 
-    private mutating func intern(_ snapshot: Snapshot) -> UInt32 {
+    /// The index of a snapshot equal to `snapshot`, added if need be; valid until
+    /// ``snapshotEpoch`` changes.
+    mutating func intern(_ snapshot: Snapshot) -> UInt32 {
         if let index = latestSnapshot[snapshot.triggerID], snapshots[Int(index)] == snapshot { return index }
         let index = UInt32(truncatingIfNeeded: snapshots.count)
         snapshots.append(snapshot)
+        liveRows.append(0)
         latestSnapshot[snapshot.triggerID] = index
         return index
     }
@@ -164,6 +187,7 @@ public struct PendingDeliveries: Sendable {
     /// Drops finished rows (keeping the order) and the snapshots no pending row uses.
     private mutating func sweep() {
         var keptSnapshots: [Snapshot] = []
+        var keptLive: [Int32] = []
         var remap = [UInt32](repeating: .max, count: snapshots.count)
         var write = 0
         for row in positions.indices where isLive(row) {
@@ -171,6 +195,7 @@ public struct PendingDeliveries: Sendable {
             if remap[old] == .max {
                 remap[old] = UInt32(truncatingIfNeeded: keptSnapshots.count)
                 keptSnapshots.append(snapshots[old])
+                keptLive.append(liveRows[old])
             }
             positions[write] = positions[row]
             snapshotOf[write] = remap[old]
@@ -187,6 +212,8 @@ public struct PendingDeliveries: Sendable {
         depthAndFlags.removeLast(removed)
         finishedRows = 0
         snapshots = keptSnapshots
+        liveRows = keptLive
+        snapshotEpoch += 1
         latestSnapshot = FastTable()
         for (index, snapshot) in snapshots.enumerated() {
             latestSnapshot[snapshot.triggerID] = UInt32(truncatingIfNeeded: index)

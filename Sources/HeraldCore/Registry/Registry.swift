@@ -114,6 +114,8 @@ public struct Registry: Sendable {
     private var usedIDs: Set<HeraldID> = []
     /// Bumped whenever the triggers of an app change, so matchers can rebuild lazily.
     private var triggerGeneration = FastTable<HeraldID, UInt64>()
+    /// Bumped whenever any app's triggers change (the sum of every app's generation).
+    public private(set) var triggerChanges: UInt64 = 0
 
     public init() {}
 
@@ -202,7 +204,7 @@ public struct Registry: Sendable {
     /// The one stateful rule of a KV mutation (its app exists), without copying the record.
     @inline(__always)
     func checkKV(app: HeraldID, type: @autoclosure () -> String) throws(RecordError) {
-        if apps[app] == nil { throw RecordError(recordType: type(), field: "app_id", reason: "app \(app) does not exist") }
+        if !apps.contains(app) { throw RecordError(recordType: type(), field: "app_id", reason: "app \(app) does not exist") }
     }
 
     private func checkScript(_ scriptID: HeraldID, app: HeraldID, field: String,
@@ -311,7 +313,8 @@ public struct Registry: Sendable {
     }
 
     private mutating func bump(_ app: HeraldID) {
-        triggerGeneration[app] = (triggerGeneration[app] ?? 0) &+ 1
+        triggerGeneration.update(app, default: 0) { $0 &+= 1 }
+        triggerChanges &+= 1
     }
 
     /// Changes whenever the app's triggers change: matchers rebuild lazily when it moves.
