@@ -140,7 +140,7 @@ struct RecordGenerator {
         case 9, 10, 11:
             let op = KVOp.allCases[Int(int(0...2))]
             return .kv(KVMutation(op: op, appID: id(), collection: string(nonEmpty: true), key: string(nonEmpty: true, noStar: false),
-                                  value: op == .delete ? nil : jsonValue()))
+                                  value: op == .delete ? nil : JSONText(jsonValue())))
         default:
             let ok = bool()
             return .deliveryAttempted(DeliveryAttempt(

@@ -26,7 +26,7 @@ import Testing
             Record(ts: 10, body: .triggerUpdated(TriggerUpdate(triggerID: t, deadLetter: DeadLetterPatch(
                 sourceFilter: .set(nil), triggerIDFilter: .set(t), scriptIDFilter: .keep)))),
             Record(ts: 11, body: .triggerDeleted(triggerID: t)),
-            Record(ts: 12, body: .kv(KVMutation(op: .insert, appID: a, collection: "c", key: "k", value: #" { "a" : [ 1 , -0.5E-3 ] } "#.trimmingSpaces))),
+            Record(ts: 12, body: .kv(KVMutation(op: .insert, appID: a, collection: "c", key: "k", value: JSONText(#" { "a" : [ 1 , -0.5E-3 ] } "#.trimmingSpaces)))),
             Record(ts: 13, body: .kv(KVMutation(op: .update, appID: a, collection: "c", key: "k", value: "null"))),
             Record(ts: 14, body: .kv(KVMutation(op: .delete, appID: a, collection: "c", key: "*", value: nil))),
             Record(ts: 15, body: .deliveryAttempted(DeliveryAttempt(sourcePosition: UInt64.max, triggerID: t, attempt: Int64.max,

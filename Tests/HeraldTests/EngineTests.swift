@@ -113,7 +113,7 @@ import Testing
             let seen = Mutex<[String]>([])
             let herald = try Herald.open(directory: directory, options: HeraldOptions(
                 executor: ClosureExecutor(fallback: { invocation in
-                    if case .kv(_, _, let m) = invocation.event { seen.withLock { $0.append(m.value ?? "") } }
+                    if case .kv(_, _, let m) = invocation.event { seen.withLock { $0.append(m.value?.description ?? "") } }
                     return .ok
                 })))
             #expect(herald.status().pending == 1)

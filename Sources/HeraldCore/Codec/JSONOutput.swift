@@ -159,6 +159,13 @@ public struct JSONOutput: Sendable {
         needsComma = true
     }
 
+    /// Writes a JSON value's text as is.
+    public mutating func raw(_ jsonText: JSONText) {
+        separate()
+        bytes.append(contentsOf: jsonText.utf8)
+        needsComma = true
+    }
+
     /// Writes an id as a string in canonical lowercase form.
     public mutating func id(_ value: HeraldID) {
         separate()

@@ -175,11 +175,11 @@ public enum RecordBinaryCodec {
     static func encodeKV(_ mutation: KVMutation, type: RecordType, into out: inout [UInt8]) {
         var collection = mutation.collection
         var key = mutation.key
-        var value = mutation.value ?? ""
+        let value = mutation.value?.utf8 ?? []
         let hasValue = mutation.value != nil
         collection.withUTF8 { c in
             key.withUTF8 { k in
-                value.withUTF8 { v in
+                value.withUnsafeBufferPointer { v in
                     // version, type, id, 3 varints (<= 10 bytes each), presence byte, strings.
                     let most = 2 + 16 + 30 + 1 + c.count + k.count + v.count
                     let start = out.count
@@ -411,7 +411,8 @@ private struct BinaryReader {
         /// Builds the strings (cannot fail: every byte was checked).
         @inline(__always)
         func mutation() -> KVMutation {
-            KVMutation(op: op, appID: appID, collection: collection.make(), key: key.make(), value: value?.make())
+            KVMutation(op: op, appID: appID, collection: collection.make(), key: key.make(),
+                       value: value.map { JSONText(validUTF8: UnsafeBufferPointer(start: $0.start, count: $0.count)) })
         }
     }
 

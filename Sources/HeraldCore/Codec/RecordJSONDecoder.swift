@@ -192,7 +192,7 @@ private struct LineParser {
             let appID = try id(required(.appID), "app_id")
             let collection = try string(required(.collection), "collection")
             let key = try string(required(.key), "key")
-            var value: String?
+            var value: JSONText?
             if let valueSpan = span(.value) { value = rawText(valueSpan) }
             return .kv(KVMutation(op: op, appID: appID, collection: collection, key: key, value: value))
         case .deliveryAttempted:
@@ -406,10 +406,10 @@ private struct LineParser {
     }
 
     /// The exact JSON text of a value, quotes included for strings.
-    func rawText(_ span: JSONSpan) -> String {
+    func rawText(_ span: JSONSpan) -> JSONText {
         let start = span.kind == .string ? span.start - 1 : span.start
         let end = span.kind == .string ? span.end + 1 : span.end
-        return makeString(validUTF8: UnsafeBufferPointer(rebasing: bytes[start..<end]))
+        return JSONText(validUTF8: UnsafeBufferPointer(rebasing: bytes[start..<end]))
     }
 
     func string(_ span: JSONSpan, _ path: String) throws(RecordError) -> String {

@@ -101,8 +101,7 @@ public enum RecordRules {
                     throw fail("value", "value is \(size) bytes; the limit is \(KVMutation.valueBytesMax)")
                 }
                 if !valueIsValidated {
-                    var text = value
-                    if let problem = text.withUTF8({ JSONScanner.isValidJSON($0) }) {
+                    if let problem = value.withUTF8({ JSONScanner.isValidJSON($0) }) {
                         throw fail("value", "is not one JSON value: \(problem.reason)")
                     }
                 }

@@ -409,12 +409,12 @@ public struct KVMutation: Equatable, Sendable {
     public var collection: String
     public var key: String
     /// The value's JSON text exactly as given; `nil` for delete (and only for delete).
-    public var value: String?
+    public var value: JSONText?
 
     /// Largest accepted value, in bytes of JSON text.
     public static let valueBytesMax = 1_048_576
 
-    public init(op: KVOp, appID: HeraldID, collection: String, key: String, value: String?) {
+    public init(op: KVOp, appID: HeraldID, collection: String, key: String, value: JSONText?) {
         self.op = op
         self.appID = appID
         self.collection = collection
