@@ -71,7 +71,7 @@ extension Benchmarks {
             }
             let appended = nowNs()
             let deadline = appended + 600 * 1_000_000_000
-            while log.executed.load(ordering: .relaxed) < expectedSustained || !herald.dispatcher.pending.isEmpty {
+            while log.executed.load(ordering: .relaxed) < expectedSustained || herald.pendingCount > 0 {
                 if nowNs() > deadline { throw BenchError("live: deliveries did not finish within 10 minutes (\(log.executed.load(ordering: .relaxed)) of \(expectedSustained))") }
                 usleep(2_000)
             }
@@ -107,7 +107,7 @@ extension Benchmarks {
             }
             let pacedAppended = nowNs()
             let pacedDeadline = pacedAppended + 120 * 1_000_000_000
-            while !herald.dispatcher.pending.isEmpty {
+            while herald.pendingCount > 0 {
                 if nowNs() > pacedDeadline { throw BenchError("live: paced deliveries did not finish within 2 minutes") }
                 usleep(2_000)
             }
@@ -145,7 +145,7 @@ extension Benchmarks {
         let openStart = nowNs()
         let reopened = try Herald.open(directory: data, options: engineOptions)
         let openSeconds = seconds(openStart, nowNs())
-        let pendingAfter = reopened.dispatcher.pending.count
+        let pendingAfter = reopened.pendingCount
         let position = reopened.position
         try reopened.close()
         reporter.emit(Row(workload: "live", measure: "restart: Herald.open", value: openSeconds * 1000, unit: "ms",
@@ -202,7 +202,7 @@ extension Benchmarks {
         let openStart = nowNs()
         let herald = try Herald.open(directory: data, options: engineOptions)
         let openSeconds = seconds(openStart, nowNs())
-        let pending = herald.dispatcher.pending.count
+        let pending = herald.pendingCount
         try herald.close()
         reporter.emit(Row(workload: "restart", measure: "Herald.open, projection caught up", value: openSeconds * 1000, unit: "ms",
                           note: "\(projected.to) records, \(finished) finished deliveries, \(pending) pending (built untimed in \(format3(seconds(buildStart, built))) s, of which project() \(format3(seconds(projectStart, built))) s = \(grouped(Double(projected.records) / seconds(projectStart, built))) records/s)",

@@ -180,23 +180,26 @@ public final class Herald: Sendable {
                 // registry-only copy suffices (no rule but an attempt's depends on deliveries),
                 // so validating costs nothing per pending delivery; with attempts, a full copy.
                 let hasAttempts = bodies.contains { if case .deliveryAttempted = $0 { true } else { false } }
-                var trial = s.dispatcher
-                if !hasAttempts { trial.tracksDeliveries = false }
-                for (index, body) in bodies.enumerated() {
-                    let record = Record(ts: ts ?? max(now, trial.lastTs ?? 0), body: body)
-                    do throws(RecordError) {
-                        try trial.check(record)
-                    } catch {
-                        throw error.at("record \(index + 1) of \(bodies.count)")
+                do {
+                    // The trial shares the dispatcher's storage; it must be gone before the
+                    // dispatcher changes, or the first change copies every pending delivery.
+                    var trial = s.dispatcher
+                    if !hasAttempts { trial.tracksDeliveries = false }
+                    for (index, body) in bodies.enumerated() {
+                        let record = Record(ts: ts ?? max(now, trial.lastTs ?? 0), body: body)
+                        do throws(RecordError) {
+                            try trial.check(record)
+                        } catch {
+                            throw error.at("record \(index + 1) of \(bodies.count)")
+                        }
+                        var effects: [DispatchEffect] = []
+                        trial.applyChecked(record, effects: &effects)
+                        records.append(record)
+                        allEffects.append(effects)
                     }
-                    var effects: [DispatchEffect] = []
-                    trial.applyChecked(record, effects: &effects)
-                    records.append(record)
-                    allEffects.append(effects)
+                    if hasAttempts { s.dispatcher = trial }
                 }
-                if hasAttempts {
-                    s.dispatcher = trial
-                } else {
+                if !hasAttempts {
                     // Every record passed: apply them for real, in place.
                     allEffects.removeAll(keepingCapacity: true)
                     for record in records {
@@ -277,8 +280,13 @@ public final class Herald: Sendable {
     /// The last appended position.
     public var position: UInt64 { state.withLock { $0.dispatcher.position } }
 
-    /// The dispatcher's state now (registry and pending deliveries).
+    /// The dispatcher's state now (registry and pending deliveries). A copy that shares the
+    /// engine's storage: while it is kept, the engine's next change copies that storage, so
+    /// poll ``pendingCount`` (or ``status()``) rather than this.
     public var dispatcher: Dispatcher { state.withLock { $0.dispatcher } }
+
+    /// Pending deliveries now.
+    public var pendingCount: Int { state.withLock { $0.dispatcher.pending.count } }
 
     /// Live triggers in registration order.
     public func triggers(app: HeraldID? = nil) -> [Registry.Trigger] {

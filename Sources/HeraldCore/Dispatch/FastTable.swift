@@ -5,7 +5,7 @@ public protocol FastKey: Equatable, Sendable {
     var fastHash: UInt64 { get }
 }
 
-@inline(__always)
+@inlinable @inline(__always)
 func mix64(_ value: UInt64) -> UInt64 {
     // splitmix64's finalizer.
     var z = value &+ 0x9E37_79B9_7F4A_7C15
@@ -29,30 +29,33 @@ extension DeliveryID: FastKey {
 public struct FastTable<Key: FastKey, Value: Sendable>: Sendable {
     // A slot is 0 (empty), 1 (deleted), or the upper 32 bits of the key's hash beside its
     // dense index + 2: most probes that do not match are rejected without touching `keys`.
-    private static var empty: UInt64 { 0 }
-    private static var deleted: UInt64 { 1 }
-    /// Dense entries.
-    public private(set) var keys: [Key] = []
-    public private(set) var values: [Value] = []
-    private var slots: [UInt64] = []
-    private var mask = 0
-    private var tombstones = 0
+    @usableFromInline static var empty: UInt64 { 0 }
+    @usableFromInline static var deleted: UInt64 { 1 }
+    @usableFromInline var _keys: [Key] = []
+    @usableFromInline var _values: [Value] = []
+    @usableFromInline var slots: [UInt64] = []
+    @usableFromInline var mask = 0
+    @usableFromInline var tombstones = 0
+    /// Dense keys, in insertion order (with swap-removal).
+    @inlinable public var keys: [Key] { _keys }
+    /// Values, beside ``keys``.
+    @inlinable public var values: [Value] { _values }
 
-    public init() {}
+    @inlinable public init() {}
 
     /// Entries in the table.
-    public var count: Int { keys.count }
-    public var isEmpty: Bool { keys.isEmpty }
+    @inlinable public var count: Int { _keys.count }
+    @inlinable public var isEmpty: Bool { _keys.isEmpty }
 
     @inline(__always)
-    private static func fingerprint(_ hash: UInt64) -> UInt64 { hash & 0xFFFF_FFFF_0000_0000 }
+    @usableFromInline static func fingerprint(_ hash: UInt64) -> UInt64 { hash & 0xFFFF_FFFF_0000_0000 }
 
     @inline(__always)
-    private static func position(_ slot: UInt64) -> Int { Int(truncatingIfNeeded: slot & 0xFFFF_FFFF) - 2 }
+    @usableFromInline static func position(_ slot: UInt64) -> Int { Int(truncatingIfNeeded: slot & 0xFFFF_FFFF) - 2 }
 
     /// The slot holding `key`, if present.
     @inline(__always)
-    private func slot(of key: Key) -> Int? {
+    @inlinable func slot(of key: Key) -> Int? {
         guard mask > 0 else { return nil }
         let hash = mix64(key.fastHash)
         let fingerprint = Self.fingerprint(hash)
@@ -60,7 +63,7 @@ public struct FastTable<Key: FastKey, Value: Sendable>: Sendable {
         while true {
             let entry = slots[index]
             if entry == Self.empty { return nil }
-            if entry > Self.deleted && Self.fingerprint(entry) == fingerprint && keys[Self.position(entry)] == key {
+            if entry > Self.deleted && Self.fingerprint(entry) == fingerprint && _keys[Self.position(entry)] == key {
                 return index
             }
             index = (index + 1) & mask
@@ -69,12 +72,12 @@ public struct FastTable<Key: FastKey, Value: Sendable>: Sendable {
 
     /// True when `key` is present (no copy of its value).
     @inline(__always)
-    public func contains(_ key: Key) -> Bool { slot(of: key) != nil }
+    @inlinable public func contains(_ key: Key) -> Bool { slot(of: key) != nil }
 
     /// The dense position of the entry whose key has hash `hash` (its ``FastKey/fastHash``)
     /// and satisfies `matches`: a lookup that need not build a key.
     @inline(__always)
-    func position(hash keyHash: UInt64, where matches: (Key) -> Bool) -> Int? {
+    @inlinable func position(hash keyHash: UInt64, where matches: (Key) -> Bool) -> Int? {
         guard mask > 0 else { return nil }
         let hash = mix64(keyHash)
         let fingerprint = Self.fingerprint(hash)
@@ -82,7 +85,7 @@ public struct FastTable<Key: FastKey, Value: Sendable>: Sendable {
         while true {
             let entry = slots[index]
             if entry == Self.empty { return nil }
-            if entry > Self.deleted && Self.fingerprint(entry) == fingerprint && matches(keys[Self.position(entry)]) {
+            if entry > Self.deleted && Self.fingerprint(entry) == fingerprint && matches(_keys[Self.position(entry)]) {
                 return Self.position(entry)
             }
             index = (index + 1) & mask
@@ -90,12 +93,12 @@ public struct FastTable<Key: FastKey, Value: Sendable>: Sendable {
     }
 
     /// The value for `key`; setting `nil` removes it.
-    public subscript(key: Key) -> Value? {
-        get { slot(of: key).map { values[Self.position(slots[$0])] } }
+    @inlinable public subscript(key: Key) -> Value? {
+        get { slot(of: key).map { _values[Self.position(slots[$0])] } }
         set {
             if let newValue {
                 if let found = slot(of: key) {
-                    values[Self.position(slots[found])] = newValue
+                    _values[Self.position(slots[found])] = newValue
                 } else {
                     insertNew(key, newValue)
                 }
@@ -107,25 +110,25 @@ public struct FastTable<Key: FastKey, Value: Sendable>: Sendable {
 
     /// Changes the value for `key` in place, inserting `initial` first if it is absent: one
     /// probe where `table[key] = f(table[key])` takes two.
-    public mutating func update(_ key: Key, default initial: @autoclosure () -> Value, _ body: (inout Value) -> Void) {
+    @inlinable public mutating func update(_ key: Key, default initial: @autoclosure () -> Value, _ body: (inout Value) -> Void) {
         if let found = slot(of: key) {
-            body(&values[Self.position(slots[found])])
+            body(&_values[Self.position(slots[found])])
         } else {
             insertNew(key, initial())
-            body(&values[values.count - 1])
+            body(&_values[_values.count - 1])
         }
     }
 
     /// Adds an entry whose key is known to be absent (a delivery id is created once), without
     /// the lookup that the subscript pays.
-    public mutating func insertNew(_ key: Key, _ value: Value) {
-        if (keys.count + tombstones + 1) * 4 > slots.count * 3 { rehash(minimumCapacity: keys.count + 1) }
-        place(key, at: keys.count)
-        keys.append(key)
-        values.append(value)
+    @inlinable public mutating func insertNew(_ key: Key, _ value: Value) {
+        if (_keys.count + tombstones + 1) * 4 > slots.count * 3 { rehash(minimumCapacity: _keys.count + 1) }
+        place(key, at: _keys.count)
+        _keys.append(key)
+        _values.append(value)
     }
 
-    private mutating func place(_ key: Key, at position: Int) {
+    @usableFromInline mutating func place(_ key: Key, at position: Int) {
         let hash = mix64(key.fastHash)
         var index = Int(truncatingIfNeeded: hash) & mask
         while slots[index] > Self.deleted { index = (index + 1) & mask }
@@ -133,30 +136,30 @@ public struct FastTable<Key: FastKey, Value: Sendable>: Sendable {
         slots[index] = Self.fingerprint(hash) | UInt64(position + 2)
     }
 
-    private mutating func remove(_ key: Key) {
+    @usableFromInline mutating func remove(_ key: Key) {
         guard let found = slot(of: key) else { return }
         let position = Self.position(slots[found])
         slots[found] = Self.deleted
         tombstones += 1
-        let last = keys.count - 1
+        let last = _keys.count - 1
         if position != last {
             // Move the last entry into the hole and repoint its slot.
-            if let moved = slot(of: keys[last]) {
+            if let moved = slot(of: _keys[last]) {
                 slots[moved] = Self.fingerprint(slots[moved]) | UInt64(position + 2)
             }
-            keys.swapAt(position, last)
-            values.swapAt(position, last)
+            _keys.swapAt(position, last)
+            _values.swapAt(position, last)
         }
-        keys.removeLast()
-        values.removeLast()
+        _keys.removeLast()
+        _values.removeLast()
     }
 
-    private mutating func rehash(minimumCapacity: Int) {
+    @usableFromInline mutating func rehash(minimumCapacity: Int) {
         let capacity = Swift.max(16, (minimumCapacity * 2).nextPowerOfTwo)
         slots = Array(repeating: Self.empty, count: capacity)
         mask = capacity - 1
         tombstones = 0
-        for (position, key) in keys.enumerated() {
+        for (position, key) in _keys.enumerated() {
             place(key, at: position)
         }
     }
@@ -164,17 +167,19 @@ public struct FastTable<Key: FastKey, Value: Sendable>: Sendable {
 
 extension FastTable: Sequence {
     public struct Iterator: IteratorProtocol {
-        let table: FastTable
-        var index = 0
+        @usableFromInline let table: FastTable
+        @usableFromInline var index = 0
 
-        public mutating func next() -> (key: Key, value: Value)? {
+        @inlinable init(table: FastTable) { self.table = table }
+
+        @inlinable public mutating func next() -> (key: Key, value: Value)? {
             guard index < table.keys.count else { return nil }
             defer { index += 1 }
             return (table.keys[index], table.values[index])
         }
     }
 
-    public func makeIterator() -> Iterator { Iterator(table: self) }
+    @inlinable public func makeIterator() -> Iterator { Iterator(table: self) }
 }
 
 extension FastTable: Equatable where Value: Equatable {
@@ -187,7 +192,7 @@ extension FastTable: Equatable where Value: Equatable {
 }
 
 extension Int {
-    var nextPowerOfTwo: Int {
+    @usableFromInline var nextPowerOfTwo: Int {
         guard self > 1 else { return 1 }
         return 1 << (Int.bitWidth - (self - 1).leadingZeroBitCount)
     }
