@@ -120,17 +120,18 @@ public struct Dispatcher: Sendable {
         func fail(_ field: String, _ reason: String) -> RecordError {
             RecordError(recordType: "delivery.attempted", field: field, reason: reason)
         }
-        guard let delivery = pending[id] else {
+        guard let row = pending.row(of: id) else {
             if attempt.sourcePosition > position {
                 throw fail("source_position", "delivery \(id) does not exist (position \(attempt.sourcePosition) is not in the log yet)")
             }
             throw fail("source_position", "delivery \(id) does not exist or is no longer pending")
         }
-        let next = delivery.attempts + 1
+        let (attempts, due) = pending.attemptsAndDue(row: row)
+        let next = attempts + 1
         if attempt.attempt != next {
             throw fail("attempt", "delivery \(id) expects attempt \(next), not \(attempt.attempt)")
         }
-        if let due = delivery.dueAt, ts < due {
+        if ts < due {
             throw fail("ts", "attempt \(next) of delivery \(id) is due at \(due); ts \(ts) is before that")
         }
     }
@@ -245,10 +246,15 @@ public struct Dispatcher: Sendable {
         pending.remove(delivery.id)
     }
 
+    private mutating func finish(_ delivery: Delivery, row: Int) {
+        pending.remove(row: row, id: delivery.id)
+    }
+
     private mutating func recordAttempt(_ attempt: DeliveryAttempt, at: UInt64, ts: Int64,
                                         effects: inout [DispatchEffect]) {
         let id = DeliveryID(sourcePosition: attempt.sourcePosition, triggerID: attempt.triggerID)
-        guard var delivery = pending[id] else { return }
+        guard let row = pending.row(of: id) else { return }
+        var delivery = pending.delivery(row)
         let k = delivery.attempts + 1
         delivery.attempts = k
         switch attempt.outcome {
@@ -256,20 +262,20 @@ public struct Dispatcher: Sendable {
             delivery.status = .succeeded
             delivery.dueAt = nil
             delivery.finishedAt = at
-            finish(delivery)
+            finish(delivery, row: row)
             effects.append(.attempted(delivery, attempt, position: at, ts: ts))
         case .error:
             delivery.lastError = attempt.error ?? ""
             if attempt.retryable && k < delivery.retry.maxAttempts {
                 let due = ts + delivery.retry.delayMs(afterAttempt: k)
                 delivery.dueAt = due
-                pending.update(id, attempts: k, dueAt: due, lastError: delivery.lastError)
+                pending.update(row: row, id: id, attempts: k, dueAt: due, lastError: delivery.lastError)
                 effects.append(.attempted(delivery, attempt, position: at, ts: ts))
             } else {
                 delivery.status = .dead
                 delivery.dueAt = nil
                 delivery.finishedAt = at
-                finish(delivery)
+                finish(delivery, row: row)
                 effects.append(.attempted(delivery, attempt, position: at, ts: ts))
                 deadLetter(delivery, at: at, ts: ts, effects: &effects)
             }

@@ -112,6 +112,11 @@ public struct PendingDeliveries: Sendable {
     /// Records an attempt of a delivery that stays pending.
     mutating func update(_ id: DeliveryID, attempts count: Int64, dueAt due: Int64, lastError: String?) {
         guard let row = row(of: id) else { return }
+        update(row: row, id: id, attempts: count, dueAt: due, lastError: lastError)
+    }
+
+    /// ``update(_:attempts:dueAt:lastError:)`` of the delivery at `row` (from ``row(of:)``).
+    mutating func update(row: Int, id: DeliveryID, attempts count: Int64, dueAt due: Int64, lastError: String?) {
         attempts[row] = Int32(clamping: count)
         dueAt[row] = due
         lastErrors[id] = lastError
@@ -120,6 +125,11 @@ public struct PendingDeliveries: Sendable {
     /// Removes a delivery from the pending set.
     mutating func remove(_ id: DeliveryID) {
         guard let row = row(of: id) else { return }
+        remove(row: row, id: id)
+    }
+
+    /// ``remove(_:)`` of the delivery at `row` (from ``row(of:)``); rows after it may move.
+    mutating func remove(row: Int, id: DeliveryID) {
         depthAndFlags[row] |= Self.finishedFlag
         liveRows[Int(snapshotOf[row])] -= 1
         finishedRows += 1
@@ -147,7 +157,12 @@ public struct PendingDeliveries: Sendable {
     @inline(__always)
     private func isLive(_ row: Int) -> Bool { depthAndFlags[row] & Self.finishedFlag == 0 }
 
-    private func delivery(_ row: Int) -> Delivery {
+    /// Attempts so far and due time of the delivery at `row`, without building it.
+    func attemptsAndDue(row: Int) -> (attempts: Int64, dueAt: Int64) {
+        (Int64(attempts[row]), dueAt[row])
+    }
+
+    func delivery(_ row: Int) -> Delivery {
         let snapshot = snapshots[Int(snapshotOf[row])]
         let id = DeliveryID(sourcePosition: positions[row], triggerID: snapshot.triggerID)
         return Delivery(id: id, appID: snapshot.appID, scriptID: snapshot.scriptID, sourceKind: snapshot.sourceKind,
@@ -155,7 +170,8 @@ public struct PendingDeliveries: Sendable {
                         attempts: Int64(attempts[row]), dueAt: dueAt[row], lastError: lastErrors[id])
     }
 
-    private func row(of id: DeliveryID) -> Int? {
+    /// The row of pending delivery `id`, valid until the next change.
+    func row(of id: DeliveryID) -> Int? {
         // Lower bound of the source position.
         var low = 0
         var high = positions.count
