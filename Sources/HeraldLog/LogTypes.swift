@@ -47,7 +47,10 @@ public struct LogConfiguration: Sendable, Equatable {
     public var pendingBytesMax: Int
     /// When acknowledged appends are durable (default `.always`).
     public var durability: LogDurability
-    /// LZ4 frame compression level: 0 = fast (default), 3...12 = LZ4-HC (smaller, slower writes).
+    /// LZ4 frame compression level (never changes what a reader sees): −1 = fast mode with
+    /// acceleration 2 (default; on the benchmark workload about 10 % faster appends for 0.8 %
+    /// more stored bytes than 0), −N = acceleration N + 1 (down to −64), 0 = plain fast mode,
+    /// 3...12 = LZ4-HC (smaller, much slower writes).
     public var compressionLevel: Int32
     /// How long opening a writer keeps retrying a held lock before refusing (default 2000 ms).
     /// A lock is briefly held by a process this one spawns, between its `fork` and `exec`
@@ -68,7 +71,7 @@ public struct LogConfiguration: Sendable, Equatable {
         payloadBytesMax: Int = 16 << 20,
         pendingBytesMax: Int = 64 << 20,
         durability: LogDurability = .always,
-        compressionLevel: Int32 = 0,
+        compressionLevel: Int32 = -1,
         lockWaitMilliseconds: Int = 2000,
         preallocationBytesMax: Int = 4 << 20
     ) {
@@ -88,7 +91,7 @@ public struct LogConfiguration: Sendable, Equatable {
         guard payloadBytesMax >= 0, payloadBytesMax <= 256 << 20 else { throw LogError.invalidConfiguration(reason: "payloadBytesMax \(payloadBytesMax) is outside 0...256 MiB") }
         guard pendingBytesMax >= 1 else { throw LogError.invalidConfiguration(reason: "pendingBytesMax must be positive") }
         if case let .interval(ms) = durability, ms < 0 { throw LogError.invalidConfiguration(reason: "durability interval \(ms) ms is negative") }
-        guard compressionLevel >= 0, compressionLevel <= 12 else { throw LogError.invalidConfiguration(reason: "compressionLevel \(compressionLevel) is outside 0...12") }
+        guard compressionLevel >= -64, compressionLevel <= 12 else { throw LogError.invalidConfiguration(reason: "compressionLevel \(compressionLevel) is outside -64...12") }
         guard preallocationBytesMax >= 0, preallocationBytesMax <= 1 << 30 else { throw LogError.invalidConfiguration(reason: "preallocationBytesMax \(preallocationBytesMax) is outside 0...1 GiB") }
         guard lockWaitMilliseconds >= 0, lockWaitMilliseconds <= 600_000 else { throw LogError.invalidConfiguration(reason: "lockWaitMilliseconds \(lockWaitMilliseconds) is outside 0...600000") }
     }

@@ -142,6 +142,33 @@ import Testing
         }
     }
 
+    /// The level only changes how hard the writer compresses: every level reads back the same
+    /// records, and a level outside −64…12 is refused before anything is written.
+    @Test(arguments: [Int32(-64), -1, 0, 3, 12])
+    func everyCompressionLevelReadsBackTheSameRecords(level: Int32) throws {
+        try withTemporaryDirectory { dir in
+            let writer = try LogWriter(directory: dir, configuration: LogConfiguration(blockRawBytesMax: 16 << 10, compressionLevel: level))
+            let batch = entries(0..<500, bytes: 200)
+            try writer.append(batch)
+            try writer.close()
+            var read: [LogEntry] = []
+            let reader = try LogReader(directory: dir)
+            let cursor = try reader.makeCursor(from: 1)
+            while let block = try cursor.nextBlock() {
+                block.forEachRecord { _, ts, payload in read.append(LogEntry(ts: ts, payload: Array(payload))) }
+            }
+            #expect(read.map(\.payload) == batch.map(\.payload))
+            #expect(read.map(\.ts) == batch.map(\.ts))
+        }
+        for bad in [Int32(-65), 13] {
+            try withTemporaryDirectory { dir in
+                #expect(throws: LogError.self) { try LogWriter(directory: dir, configuration: LogConfiguration(compressionLevel: bad)) }
+                let segments = (try? FileManager.default.contentsOfDirectory(atPath: dir))?.filter { $0.hasSuffix(".log") }
+                #expect(segments == [] || segments == nil)
+            }
+        }
+    }
+
     @Test func indexIsRebuiltWhenMissingOrDamaged() throws {
         try withTemporaryDirectory { dir in
             let config = LogConfiguration(segmentBytesMax: 3_000, blockRawBytesMax: 500)
