@@ -2,7 +2,7 @@
 -- Tools/gen-schema embeds this file into Sources/HeraldStore/ProjectionSchema.swift (a test checks they agree),
 -- so the binary needs no source tree at run time. Schema/projection.md explains every
 -- difference from the PostgreSQL seed (shared/seed/layout-e-v1.1.1.sql).
-PRAGMA user_version = 1;
+PRAGMA user_version = 2;
 
 -- Registry -------------------------------------------------------------------
 
@@ -80,19 +80,22 @@ CREATE TABLE dead_letter_trigger_details (
 -- Dispatch (the outbox) ---------------------------------------------------------
 
 -- One row per delivery, keyed (source_position, trigger_id). No foreign key to triggers:
--- a delivery outlives its trigger (it is cancelled, not deleted).
+-- a delivery outlives its trigger (it is cancelled, not deleted). The CHECKs on the outbox
+-- tables spell lists of three or more values with OR: SQLite evaluates `x IN (a, b, c)` by
+-- building a temporary index every time a statement runs, and these rows are written for
+-- every delivery and attempt.
 CREATE TABLE deliveries (
     source_position INTEGER NOT NULL,
     trigger_id TEXT NOT NULL,
     trigger_rank INTEGER NOT NULL,
     app_id TEXT NOT NULL,
     script_id TEXT NOT NULL,
-    source_kind TEXT NOT NULL CHECK (source_kind IN ('kv', 'dead_letter', 'http')),
+    source_kind TEXT NOT NULL CHECK (source_kind = 'kv' OR source_kind = 'dead_letter' OR source_kind = 'http'),
     depth INTEGER NOT NULL CHECK (depth >= 0),
     retry_max_attempts INTEGER NOT NULL,
-    retry_backoff TEXT NOT NULL CHECK (retry_backoff IN ('exponential', 'linear', 'constant')),
+    retry_backoff TEXT NOT NULL CHECK (retry_backoff = 'exponential' OR retry_backoff = 'linear' OR retry_backoff = 'constant'),
     retry_base_ms INTEGER NOT NULL,
-    status TEXT NOT NULL CHECK (status IN ('pending', 'succeeded', 'dead', 'cancelled')),
+    status TEXT NOT NULL CHECK (status = 'pending' OR status = 'succeeded' OR status = 'dead' OR status = 'cancelled'),
     attempts INTEGER NOT NULL CHECK (attempts >= 0),
     due_at INTEGER CHECK ((status = 'pending') = (due_at IS NOT NULL)),
     last_error TEXT,
@@ -125,7 +128,7 @@ CREATE TABLE dead_letters (
     trigger_id TEXT NOT NULL,
     app_id TEXT NOT NULL,
     script_id TEXT NOT NULL,
-    source_kind TEXT NOT NULL CHECK (source_kind IN ('kv', 'dead_letter', 'http')),
+    source_kind TEXT NOT NULL CHECK (source_kind = 'kv' OR source_kind = 'dead_letter' OR source_kind = 'http'),
     depth INTEGER NOT NULL CHECK (depth >= 1),
     last_error TEXT,
     FOREIGN KEY (source_position, trigger_id) REFERENCES deliveries (source_position, trigger_id)
