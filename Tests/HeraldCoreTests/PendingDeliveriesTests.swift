@@ -114,3 +114,66 @@ import Testing
         #expect(checked > names.count)
     }
 }
+
+/// The memo caches each trigger's snapshot index in the pending table; a sweep renumbers the
+/// snapshots. Deliveries created after sweeps (and after a retry change) must still carry
+/// their own trigger's script, retry and rank.
+@Suite struct MatchMemoSweepTests {
+    @Test func deliveriesAfterSweepsKeepTheirTriggersSnapshot() throws {
+        var log = LogText.standard()                                                   // 1…4
+        log.kvTrigger(IDs.t1, script: IDs.s1, retry: #"{"max_attempts":2,"backoff":"constant","base_ms":10}"#)  // 5
+        log.kvTrigger(IDs.t2, script: IDs.s2, retry: #"{"max_attempts":7,"backoff":"linear","base_ms":20}"#)    // 6
+        var position = 6
+        var sources: [Int] = []
+        // Rounds of KV records whose deliveries then succeed: each round finishes enough rows
+        // to sweep the pending table, while the last round's deliveries stay pending.
+        for round in 0..<4 {
+            var created: [Int] = []
+            for _ in 0..<700 {
+                log.kv("insert", collection: "c")
+                position += 1
+                created.append(position)
+            }
+            sources += created
+            if round < 3 {
+                for source in created {
+                    log.attempt(source, IDs.t1, 1, ok: true)
+                    log.attempt(source, IDs.t2, 1, ok: true)
+                    position += 2
+                }
+            }
+        }
+        log.add(#"{"type":"trigger.updated","trigger_id":"\#(IDs.t1)","retry":{"max_attempts":9,"base_ms":5000}}"#)
+        position += 1
+        let updatedAt = position
+        for _ in 0..<10 {
+            log.kv("update", collection: "c")
+            position += 1
+            sources.append(position)
+        }
+        let (deliveries, dispatcher, _) = try derive(log)
+        #expect(deliveries.count == 2 * sources.count)
+        #expect(dispatcher.pending.count == 2 * (700 + 10))
+        let t1 = try #require(HeraldID(IDs.t1)), s1 = try #require(HeraldID(IDs.s1)), s2 = try #require(HeraldID(IDs.s2))
+        var wrong: [String] = []
+        for delivery in deliveries {
+            let isT1 = delivery.id.triggerID == t1
+            let expectedRetry = isT1
+                ? (Int(delivery.id.sourcePosition) > updatedAt
+                    ? RetryConfig(maxAttempts: 9, backoff: .constant, baseMs: 5000)
+                    : RetryConfig(maxAttempts: 2, backoff: .constant, baseMs: 10))
+                : RetryConfig(maxAttempts: 7, backoff: .linear, baseMs: 20)
+            if delivery.scriptID != (isT1 ? s1 : s2) || delivery.retry != expectedRetry
+                || delivery.triggerRank != (isT1 ? 5 : 6) {
+                wrong.append("\(delivery.id): script \(delivery.scriptID), retry \(delivery.retry), rank \(delivery.triggerRank)")
+            }
+        }
+        #expect(wrong.isEmpty, "\(wrong.prefix(3))")
+        // The pending ones, read back from the compact table, say the same.
+        for delivery in dispatcher.pendingInOrder {
+            let isT1 = delivery.id.triggerID == t1
+            #expect(delivery.scriptID == (isT1 ? s1 : s2))
+            #expect(delivery.retry.maxAttempts == (isT1 ? (Int(delivery.id.sourcePosition) > updatedAt ? 9 : 2) : 7))
+        }
+    }
+}
