@@ -53,6 +53,7 @@ import Testing
                 #expect(store.values == model.values.sorted { $0.orderKey < $1.orderKey }, "seed \(seed) at \(position)")
                 for trigger in triggers {
                     #expect(store.values(ofTrigger: trigger) == model.values.filter { $0.id.triggerID == trigger }.sorted { $0.orderKey < $1.orderKey })
+                    #expect(store.hasPending(ofTrigger: trigger) == model.values.contains { $0.id.triggerID == trigger })
                 }
             }
         }

@@ -78,10 +78,13 @@ public struct Dispatcher: Sendable {
         var triggerChanges: UInt64 = 0
         /// Pairs remembered before the memo starts over.
         static let limit = 65_536
+        /// Targets remembered before the memo starts over (≈ 27 MiB): with many triggers
+        /// matching every name, pairs alone would not bound the memory.
+        static let targetLimit = 262_144
 
         mutating func reset(triggerChanges changes: UInt64) {
             table = FastTable()
-            targets.removeAll(keepingCapacity: true)
+            targets = []  // releases the storage: a memo that outgrew its limit starts small
             triggerChanges = changes
         }
     }
@@ -179,7 +182,8 @@ public struct Dispatcher: Sendable {
     }
 
     private mutating func matchKV(_ mutation: KVMutation, at: UInt64, ts: Int64, effects: inout [DispatchEffect]) {
-        if memo.triggerChanges != registry.triggerChanges || memo.table.count >= memoLimit {
+        if memo.triggerChanges != registry.triggerChanges || memo.table.count >= memoLimit
+            || memo.targets.count >= MatchMemo.targetLimit {
             memo.reset(triggerChanges: registry.triggerChanges)
         }
         let app = mutation.appID
