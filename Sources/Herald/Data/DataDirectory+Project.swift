@@ -13,7 +13,7 @@ public struct ProjectResult: Sendable {
 
 extension DataDirectory {
     /// Records applied per projection transaction (each commits its checkpoint).
-    public static let projectBatchRecords = 10_000
+    public static let projectBatchRecords = 50_000
 
     /// `herald project`: applies the log's records after the projection's checkpoint.
     /// Each batch commits with its checkpoint, so a killed run resumes where it stopped.

@@ -23,8 +23,10 @@ public struct HeraldOptions: Sendable {
     /// How often `run` brings the projection up to date in the background (0: only when
     /// `run` returns and on `close`). The projection makes restarts fast; it may lag the log.
     public var projectionIntervalMs: Int64
-    /// Records the background projection applies per slice, so it never hogs a core that
-    /// dispatch needs (it runs on its own thread at a lower priority).
+    /// Records the background projection applies per pass before it lets go of the
+    /// projection's lock (it runs on its own thread at a lower priority). Large by default:
+    /// fewer, larger transactions write fewer pages, and the projection's disk writes, not its
+    /// CPU, are what lengthens the log's syncs.
     public var projectionSliceRecords: UInt64
     /// Where the engine reports what it cannot return to a caller: outcomes dropped because
     /// their delivery was cancelled mid-attempt, failures of the background projection, a
@@ -35,7 +37,7 @@ public struct HeraldOptions: Sendable {
                 executor: any ScriptExecutor = RuntimeRouter(["process": ProcessExecutor()]),
                 concurrency: Int = 16, attemptTimeoutMs: Int64 = 30_000,
                 environment: HeraldEnvironment = HeraldEnvironment(),
-                projectionIntervalMs: Int64 = 1000, projectionSliceRecords: UInt64 = 2000,
+                projectionIntervalMs: Int64 = 1000, projectionSliceRecords: UInt64 = 100_000,
                 logger: Logger = Logger(label: "herald")) {
         self.durability = durability
         self.clock = clock
