@@ -57,8 +57,9 @@ public struct Dispatcher: Sendable {
             var epoch: UInt64 = 0
         }
 
-        /// A remembered pair: its targets for insert, update and delete are
-        /// `targets[bounds.0..<bounds.1]`, `[bounds.1..<bounds.2]` and `[bounds.2..<bounds.3]`.
+        /// A remembered pair: the indices into ``targets`` of its deliveries for insert, update
+        /// and delete are `pool[bounds.0..<bounds.1]`, `[bounds.1..<bounds.2]` and
+        /// `[bounds.2..<bounds.3]`.
         struct Entry: Sendable {
             var bounds: (Int32, Int32, Int32, Int32)
 
@@ -73,18 +74,26 @@ public struct Dispatcher: Sendable {
         }
 
         var table = FastTable<AppCollection, Entry>()
+        /// One target per indexed trigger of each app seen (`firstTarget` says where an app's
+        /// start, in its matcher's entry order), so each trigger's cached index is shared by
+        /// every pair it matches.
         var targets: [Target] = []
+        var firstTarget = FastTable<HeraldID, Int32>()
+        var pool: [Int32] = []
         /// ``Registry/triggerChanges`` when the memo was last valid.
         var triggerChanges: UInt64 = 0
         /// Pairs remembered before the memo starts over.
         static let limit = 65_536
-        /// Targets remembered before the memo starts over (≈ 27 MiB): with many triggers
-        /// matching every name, pairs alone would not bound the memory.
-        static let targetLimit = 262_144
+        /// Pool entries before the memo starts over (16 MiB): with many triggers matching
+        /// every name, pairs alone would not bound the memory.
+        static let poolLimit = 4_194_304
 
         mutating func reset(triggerChanges changes: UInt64) {
             table = FastTable()
-            targets = []  // releases the storage: a memo that outgrew its limit starts small
+            // Fresh storage: a memo that outgrew its limit starts small again.
+            targets = []
+            firstTarget = FastTable()
+            pool = []
             triggerChanges = changes
         }
     }
@@ -183,7 +192,7 @@ public struct Dispatcher: Sendable {
 
     private mutating func matchKV(_ mutation: KVMutation, at: UInt64, ts: Int64, effects: inout [DispatchEffect]) {
         if memo.triggerChanges != registry.triggerChanges || memo.table.count >= memoLimit
-            || memo.targets.count >= MatchMemo.targetLimit {
+            || memo.pool.count >= MatchMemo.poolLimit {
             memo.reset(triggerChanges: registry.triggerChanges)
         }
         let app = mutation.appID
@@ -196,7 +205,8 @@ public struct Dispatcher: Sendable {
             range = remember(app: app, collection: mutation.collection, hash: hash).range(mutation.op)
         }
         let epoch = pending.snapshotEpoch
-        for target in range {
+        for slot in range {
+            let target = Int(memo.pool[slot])
             if memo.targets[target].epoch != epoch {
                 memo.targets[target].index = pending.intern(memo.targets[target].snapshot)
                 memo.targets[target].epoch = epoch
@@ -220,16 +230,24 @@ public struct Dispatcher: Sendable {
         var indices: [Int32] = []
         let matcher = matchers[app]?.matcher ?? KVMatcher(triggers: [])
         matcher.matchIndices(collection: collection, into: &indices)
-        var bounds: [Int32] = [Int32(memo.targets.count)]
-        for op in [KVOp.insert, .update, .delete] {
-            for index in indices {
-                let entry = matcher.entries[Int(index)]
-                guard entry.ops.admits(op) else { continue }
+        let first: Int32
+        if let known = memo.firstTarget[app] {
+            first = known
+        } else {
+            first = Int32(memo.targets.count)
+            for entry in matcher.entries {
                 memo.targets.append(MatchMemo.Target(snapshot: PendingDeliveries.Snapshot(
                     triggerID: entry.triggerID, appID: app, scriptID: entry.scriptID, sourceKind: .kv,
                     retry: entry.retry, triggerRank: entry.registeredPosition)))
             }
-            bounds.append(Int32(memo.targets.count))
+            memo.firstTarget.insertNew(app, first)
+        }
+        var bounds: [Int32] = [Int32(memo.pool.count)]
+        for op in [KVOp.insert, .update, .delete] {
+            for index in indices where matcher.entries[Int(index)].ops.admits(op) {
+                memo.pool.append(first + index)
+            }
+            bounds.append(Int32(memo.pool.count))
         }
         let entry = MatchMemo.Entry(bounds: (bounds[0], bounds[1], bounds[2], bounds[3]))
         memo.table.insertNew(AppCollection(appID: app, collection: collection, fastHash: hash), entry)
