@@ -150,16 +150,8 @@ public struct JSONOutput: Sendable {
         needsComma = true
     }
 
-    /// Writes `jsonText` unchanged as one value (e.g. a KV value stored as JSON text). The
-    /// caller guarantees it is one well-formed JSON value.
-    public mutating func raw(_ jsonText: String) {
-        separate()
-        var text = jsonText
-        text.withUTF8 { bytes.append(contentsOf: $0) }
-        needsComma = true
-    }
-
-    /// Writes a JSON value's text as is.
+    /// Writes `jsonText` unchanged as one value (e.g. a KV value). The caller guarantees it is
+    /// one well-formed JSON value.
     public mutating func raw(_ jsonText: JSONText) {
         separate()
         bytes.append(contentsOf: jsonText.utf8)

@@ -211,24 +211,23 @@ public struct Dispatcher: Sendable {
                 memo.targets[target].index = pending.intern(memo.targets[target].snapshot)
                 memo.targets[target].epoch = epoch
             }
-            pending.append(sourcePosition: at, snapshotIndex: memo.targets[target].index, depth: 0, dueAt: ts)
-            createdCount += 1
-            let snapshot = memo.targets[target].snapshot
-            effects.append(.created(Delivery(id: DeliveryID(sourcePosition: at, triggerID: snapshot.triggerID), appID: app,
-                                             scriptID: snapshot.scriptID, sourceKind: .kv, depth: 0,
-                                             retry: snapshot.retry, triggerRank: snapshot.triggerRank, dueAt: ts)))
+            create(memo.targets[target].snapshot, interned: memo.targets[target].index, at: at, depth: 0, ts: ts,
+                   effects: &effects)
         }
     }
 
     /// Matches `collection` against the app's triggers (rebuilding the app's matcher if its
     /// triggers changed) and remembers the targets of each op.
     private mutating func remember(app: HeraldID, collection: String, hash: UInt64) -> MatchMemo.Entry {
-        let generation = registry.generation(of: app)
-        if matchers[app]?.generation != generation {
-            matchers[app] = currentMatcher(of: app)
+        let matcher: KVMatcher
+        if let current = matchers[app], current.generation == registry.generation(of: app) {
+            matcher = current.matcher
+        } else {
+            let built = currentMatcher(of: app)
+            matchers[app] = built
+            matcher = built.matcher
         }
         var indices: [Int32] = []
-        let matcher = matchers[app]?.matcher ?? KVMatcher(triggers: [])
         matcher.matchIndices(collection: collection, into: &indices)
         let first: Int32
         if let known = memo.firstTarget[app] {
@@ -254,22 +253,25 @@ public struct Dispatcher: Sendable {
         return entry
     }
 
-    /// Creates a pending delivery at `at` (the record being applied, so rows stay in canonical order).
-    private mutating func create(_ snapshot: PendingDeliveries.Snapshot, at: UInt64, depth: Int64, ts: Int64,
-                                 effects: inout [DispatchEffect]) {
-        pending.append(sourcePosition: at, snapshot: snapshot, depth: depth, dueAt: ts)
+    /// Creates a pending delivery at `at` (the record being applied, so rows stay in canonical
+    /// order) from `snapshot`, whose index in the pending table is `index` (``PendingDeliveries/intern(_:)``).
+    @inline(__always)
+    private mutating func create(_ snapshot: PendingDeliveries.Snapshot, interned index: UInt32, at: UInt64, depth: Int64,
+                                 ts: Int64, effects: inout [DispatchEffect]) {
+        pending.append(sourcePosition: at, snapshotIndex: index, depth: depth, dueAt: ts)
         createdCount += 1
         effects.append(.created(Delivery(id: DeliveryID(sourcePosition: at, triggerID: snapshot.triggerID), appID: snapshot.appID,
                                          scriptID: snapshot.scriptID, sourceKind: snapshot.sourceKind, depth: depth,
                                          retry: snapshot.retry, triggerRank: snapshot.triggerRank, dueAt: ts)))
     }
 
-    private mutating func finish(_ delivery: Delivery) {
-        pending.remove(delivery.id)
-    }
-
-    private mutating func finish(_ delivery: Delivery, row: Int) {
-        pending.remove(row: row, id: delivery.id)
+    /// Ends a pending delivery at `at` with `status`: it leaves the pending table (at `row`
+    /// when the caller found it already).
+    private mutating func finish(_ delivery: inout Delivery, _ status: DeliveryStatus, at: UInt64, row: Int? = nil) {
+        delivery.status = status
+        delivery.dueAt = nil
+        delivery.finishedAt = at
+        if let row { pending.remove(row: row, id: delivery.id) } else { pending.remove(delivery.id) }
     }
 
     private mutating func recordAttempt(_ attempt: DeliveryAttempt, at: UInt64, ts: Int64,
@@ -281,10 +283,7 @@ public struct Dispatcher: Sendable {
         delivery.attempts = k
         switch attempt.outcome {
         case .ok:
-            delivery.status = .succeeded
-            delivery.dueAt = nil
-            delivery.finishedAt = at
-            finish(delivery, row: row)
+            finish(&delivery, .succeeded, at: at, row: row)
             effects.append(.attempted(delivery, attempt, position: at, ts: ts))
         case .error:
             delivery.lastError = attempt.error ?? ""
@@ -294,10 +293,7 @@ public struct Dispatcher: Sendable {
                 pending.update(row: row, id: id, attempts: k, dueAt: due, lastError: delivery.lastError)
                 effects.append(.attempted(delivery, attempt, position: at, ts: ts))
             } else {
-                delivery.status = .dead
-                delivery.dueAt = nil
-                delivery.finishedAt = at
-                finish(delivery, row: row)
+                finish(&delivery, .dead, at: at, row: row)
                 effects.append(.attempted(delivery, attempt, position: at, ts: ts))
                 deadLetter(delivery, at: at, ts: ts, effects: &effects)
             }
@@ -312,18 +308,16 @@ public struct Dispatcher: Sendable {
         guard event.depth <= DeadLetterEvent.maxDepth else { return }
         for trigger in registry.liveTriggers(app: dead.appID, kind: .deadLetter)
         where trigger.enabled && DeadLetterMatch.admits(trigger.deadLetter, event) {
-            create(PendingDeliveries.Snapshot(triggerID: trigger.id, appID: trigger.appID, scriptID: trigger.scriptID,
-                                              sourceKind: .deadLetter, retry: trigger.retry, triggerRank: trigger.registeredPosition),
-                   at: at, depth: event.depth, ts: ts, effects: &effects)
+            let snapshot = PendingDeliveries.Snapshot(triggerID: trigger.id, appID: trigger.appID, scriptID: trigger.scriptID,
+                                                      sourceKind: .deadLetter, retry: trigger.retry,
+                                                      triggerRank: trigger.registeredPosition)
+            create(snapshot, interned: pending.intern(snapshot), at: at, depth: event.depth, ts: ts, effects: &effects)
         }
     }
 
     private mutating func cancelPending(of trigger: HeraldID, at: UInt64, effects: inout [DispatchEffect]) {
         for var delivery in pending.values(ofTrigger: trigger) {
-            delivery.status = .cancelled
-            delivery.dueAt = nil
-            delivery.finishedAt = at
-            finish(delivery)
+            finish(&delivery, .cancelled, at: at)
             effects.append(.cancelled(delivery))
         }
     }

@@ -82,24 +82,13 @@ public struct KVMatcher: Sendable {
         }
     }
 
-    /// True when no trigger is indexed.
-    public var isEmpty: Bool { entries.isEmpty }
-
     /// The triggers matching a mutation of `collection` with `op`, in registration order.
     public func match(collection: String, op: KVOp, into result: inout [Entry]) {
         var indices: [Int32] = []
         matchIndices(collection: collection, into: &indices)
         result.removeAll(keepingCapacity: true)
-        indices.withUnsafeBufferPointer { Self.appendAdmitted($0, of: entries, op: op, into: &result) }
-    }
-
-    /// Appends the entries at `indices` whose ops admit `op`.
-    @inline(__always)
-    private static func appendAdmitted(_ indices: UnsafeBufferPointer<Int32>, of entries: [Entry], op: KVOp,
-                                       into result: inout [Entry]) {
-        for index in indices {
-            let entry = entries[Int(index)]
-            if entry.ops.admits(op) { result.append(entry) }
+        for index in indices where entries[Int(index)].ops.admits(op) {
+            result.append(entries[Int(index)])
         }
     }
 

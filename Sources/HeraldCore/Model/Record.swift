@@ -19,8 +19,8 @@ public struct Record: Equatable, Sendable {
 /// The vocabulary of the log (DESIGN.md §2).
 ///
 /// The rare, large payloads (registrations) are `indirect` (boxed) so that a body is only as
-/// large as a ``KVMutation`` (72 bytes instead of 170): every record a scan decodes is moved and
-/// copied at that size. Attempts are common and no larger than a mutation, so they are inline.
+/// large as its hot cases, a ``KVMutation`` (64 bytes) and a ``DeliveryAttempt`` (72), instead
+/// of 170: every record a scan decodes is moved and copied at that size.
 public enum RecordBody: Equatable, Sendable {
     case adminUserCreated(adminUserID: HeraldID, email: String)
     case adminUserDeleted(adminUserID: HeraldID)
