@@ -222,14 +222,14 @@ final class WriterCore: @unchecked Sendable {
     /// Last position acknowledged per the durability policy.
     var acknowledged: UInt64
     var failure: LogError?
-    /// No more enqueues (`close` began or the writer is being released).
-    var closed = false
     /// The committer and syncer end once the queue is drained.
     var stopping = false
     /// Files and lock released (`close` or `release` done).
     var released = false
     /// A `close` is in progress.
     var closing = false
+    /// No more enqueues: a `close` began or the threads are stopping.
+    var closed: Bool { closing || stopping }
     /// The committer holds a taken commit.
     var committing = false
     /// An `fdatasync` of `syncFile` is in flight.
@@ -302,7 +302,6 @@ final class WriterCore: @unchecked Sendable {
     /// Refuses new appends and ends the committer and syncer once the queue is drained.
     private func stopThreads() {
         lock.lock()
-        closed = true
         stopping = true
         let running = threads
         threads = []
@@ -456,7 +455,6 @@ final class WriterCore: @unchecked Sendable {
             lock.unlock()
             return
         }
-        closed = true
         closing = true
         lock.wakeAll()
         while failure == nil, !pending.isEmpty || committing || syncing || acknowledged < written { lock.wait() }
