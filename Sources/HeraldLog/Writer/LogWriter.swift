@@ -549,18 +549,12 @@ final class WriterCore: @unchecked Sendable {
     /// Compresses the framer's block into `out` and writes it at position `base`.
     private func writeBlock(base: UInt64) throws {
         guard let segment = active else { throw LogError.writerClosed(directory: directory) }
-        let level = configuration.compressionLevel
-        let capacity = BlockHeader.size + LZ4Codec.bound(rawBytes: framer.raw.count, level: level) + SegmentFiller.headerBytes
-        if out.count < capacity { out = [UInt8](repeating: 0, count: capacity) }
-        let compressed = framer.raw.withUnsafeBytes { src in
-            out.withUnsafeMutableBytes { dst in
-                LZ4Codec.compress(src, into: UnsafeMutableRawBufferPointer(rebasing: dst[BlockHeader.size...]), level: level)
-            }
-        }
-        guard let compressed, compressed <= Int(UInt32.max) - BlockHeader.size else {
+        // Room for the header before the frame and a filler header after the block.
+        guard let (_, header) = framer.compress(into: &out, at: BlockHeader.size, spare: SegmentFiller.headerBytes,
+                                                level: configuration.compressionLevel) else {
             throw LogError.io(operation: "LZ4F_compressFrame", path: SegmentFiles.join(directory, SegmentFiles.segmentName(base: segment.base)), offset: segment.size, errno: EINVAL)
         }
-        try writeSealed(framer.header(compressedBytes: compressed), base: base)
+        try writeSealed(header, base: base)
     }
 
     /// Writes the block whose LZ4 frame sits in `out` after the header room: `header` gets its

@@ -43,6 +43,22 @@ struct BlockFramer {
         if raw.capacity < wanted { raw.reserveCapacity(wanted) }
     }
 
+    /// LZ4-compresses the open block into `buffer` from `offset` on, growing `buffer` (never
+    /// shrinking it) to hold the worst case plus `spare` bytes after it; returns the frame's
+    /// size and the block's header (position and CRCs unset), or nil if LZ4 failed or the frame
+    /// would not fit a block header's size field.
+    func compress(into buffer: inout [UInt8], at offset: Int, spare: Int = 0, level: Int32) -> (bytes: Int, header: BlockHeader)? {
+        let capacity = offset + LZ4Codec.bound(rawBytes: raw.count, level: level) + spare
+        if buffer.count < capacity { buffer = [UInt8](repeating: 0, count: capacity) }
+        let compressed = raw.withUnsafeBytes { src in
+            buffer.withUnsafeMutableBytes { dst in
+                LZ4Codec.compress(src, into: UnsafeMutableRawBufferPointer(rebasing: dst[offset...]), level: level)
+            }
+        }
+        guard let compressed, compressed <= Int(UInt32.max) - BlockHeader.size else { return nil }
+        return (compressed, header(compressedBytes: compressed))
+    }
+
     /// The header of the open block once compressed to `compressedBytes` (position and CRCs
     /// are set when it is written).
     func header(compressedBytes: Int) -> BlockHeader {
@@ -135,18 +151,12 @@ public struct PreparedBlocks: Sendable {
 
     /// Compresses the open block onto `frames`.
     private mutating func seal() throws {
-        let bound = LZ4Codec.bound(rawBytes: framer.raw.count, level: level)
-        if scratch.count < bound { scratch = [UInt8](repeating: 0, count: bound) }
-        let level = level
-        let compressed = framer.raw.withUnsafeBytes { src in
-            scratch.withUnsafeMutableBytes { dst in LZ4Codec.compress(src, into: dst, level: level) }
-        }
-        guard let compressed, compressed <= Int(UInt32.max) - BlockHeader.size else {
+        guard let (compressed, header) = framer.compress(into: &scratch, at: 0, level: level) else {
             throw LogError.io(operation: "LZ4F_compressFrame", path: "(prepared block)", offset: nil, errno: EINVAL)
         }
         let start = frames.count
         scratch.withUnsafeBufferPointer { frames.append(contentsOf: UnsafeBufferPointer(rebasing: $0[0..<compressed])) }
-        blocks.append(Block(header: framer.header(compressedBytes: compressed), start: start))
+        blocks.append(Block(header: header, start: start))
         framer.reset()
     }
 }
