@@ -26,7 +26,9 @@ public final class Projection: @unchecked Sendable {
 
     /// The underlying connection.
     public let database: SQLiteDatabase
-    private var statements: [String: SQLiteStatement] = [:]
+    /// Prepared statements by their SQL literal's address: a lookup hashes one pointer, not
+    /// the few hundred bytes of the text (this ran for every row written).
+    private var statements: [UnsafeRawPointer: SQLiteStatement] = [:]
 
     /// Opens the projection at `path`, creating the schema when the file is new.
     /// A database of another schema version is refused.
@@ -47,10 +49,11 @@ public final class Projection: @unchecked Sendable {
         }
     }
 
-    private func statement(_ sql: String) throws -> SQLiteStatement {
-        if let cached = statements[sql] { return cached }
-        let prepared = try database.prepare(sql)
-        statements[sql] = prepared
+    private func statement(_ sql: StaticString) throws -> SQLiteStatement {
+        let key = UnsafeRawPointer(sql.utf8Start)
+        if let cached = statements[key] { return cached }
+        let prepared = try database.prepare(sql.description)
+        statements[key] = prepared
         return prepared
     }
 
@@ -158,13 +161,13 @@ public final class Projection: @unchecked Sendable {
     private func writeDetails(_ t: Registry.Trigger, insert: Bool) throws {
         if let kv = t.kv {
             let ops = Projection.opsText(kv.ops)
-            let sql = insert
+            let sql: StaticString = insert
                 ? "INSERT INTO kv_trigger_details (collection_glob, ops, trigger_id) VALUES (?, ?, ?)"
                 : "UPDATE kv_trigger_details SET collection_glob = ?, ops = ? WHERE trigger_id = ?"
             try statement(sql).run([.text(kv.collectionGlob), .text(ops), .id(t.id)])
         }
         if let dl = t.deadLetter {
-            let sql = insert
+            let sql: StaticString = insert
                 ? "INSERT INTO dead_letter_trigger_details (source_filter, trigger_id_filter, script_id_filter, trigger_id) VALUES (?, ?, ?, ?)"
                 : "UPDATE dead_letter_trigger_details SET source_filter = ?, trigger_id_filter = ?, script_id_filter = ? WHERE trigger_id = ?"
             try statement(sql).run([dl.sourceFilter.map { .text($0.description) } ?? .null,
@@ -224,6 +227,5 @@ public final class Projection: @unchecked Sendable {
 }
 
 extension SQLiteValue {
-    static func id(_ id: HeraldID) -> SQLiteValue { .text(id.description) }
     static func bool(_ value: Bool) -> SQLiteValue { .integer(value ? 1 : 0) }
 }

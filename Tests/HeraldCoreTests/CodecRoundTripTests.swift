@@ -104,6 +104,29 @@ import Testing
             == #"{"type":"delivery.attempted","ts":1,"source_position":2,"trigger_id":"\#(CodecFixtures.trigger)","attempt":1,"outcome":"ok","retryable":true,"duration_ms":3}"#)
     }
 
+    @Test func idsPrintInCanonicalLowercaseForm() {
+        #expect(HeraldID(high: 0x3F25_04E0_4F89_11D3, low: 0x9A0C_0305_E82C_3301).description
+            == "3f2504e0-4f89-11d3-9a0c-0305e82c3301")
+        #expect(HeraldID(high: 0, low: 0).description == "00000000-0000-0000-0000-000000000000")
+        #expect(HeraldID(high: .max, low: .max).description == "ffffffff-ffff-ffff-ffff-ffffffffffff")
+        #expect(HeraldID(high: 0x0123_4567_89AB_CDEF, low: 0xFEDC_BA98_7654_3210).description
+            == "01234567-89ab-cdef-fedc-ba9876543210")
+        var rng = SeededGenerator(seed: 7)
+        for _ in 0..<500 {
+            let id = HeraldID(high: rng.next(), low: rng.next())
+            // Each digit from the integers, the slow way, against the word-at-a-time formatter.
+            let digits = String(id.high, radix: 16).leftPadded(to: 16) + String(id.low, radix: 16).leftPadded(to: 16)
+            let expected = [0..<8, 8..<12, 12..<16, 16..<20, 20..<32]
+                .map { String(Array(digits)[$0]) }.joined(separator: "-")
+            #expect(id.description == expected)
+            var appended: [UInt8] = []
+            id.appendCanonical(to: &appended)
+            #expect(appended == Array(expected.utf8))
+            #expect(id.withCanonicalUTF8 { Array($0) } == Array(expected.utf8))
+            #expect(HeraldID(id.description) == id)
+        }
+    }
+
     @Test func parsedIDsMatchTheModelParser() {
         var rng = SeededGenerator(seed: 99)
         for _ in 0..<200 {
@@ -132,5 +155,11 @@ extension String {
         while scalars.first == " " { scalars.removeFirst() }
         while scalars.last == " " { scalars.removeLast() }
         return String(scalars)
+    }
+}
+
+private extension String {
+    func leftPadded(to width: Int) -> String {
+        String(repeating: "0", count: max(0, width - count)) + self
     }
 }

@@ -46,8 +46,10 @@ extension DataDirectory {
             var validator = start
             var records = EncodedRecords(batchRecords: batchRecords)
             // Bound: one round per chunk, until the end of the input.
-            while let chunk = chunks.take() {
-                for (number, decoded) in chunk {
+            while var chunk = chunks.take() {
+                // Each line is moved out of the chunk (popLast, after one reversal), not copied.
+                chunk.reverse()
+                while let (number, decoded) = chunk.popLast() {
                     // Accepted records are kept even after a bad line: later attempt lines may need them.
                     if let record = validator.add(decoded: decoded, number: number, acceptedSoFar: { try records.decoded() }) {
                         records.append(record)

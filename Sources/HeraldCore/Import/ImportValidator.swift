@@ -69,9 +69,11 @@ public struct ImportValidator: Sendable {
 
     /// The stateful half of ``add(line:number:acceptedSoFar:)``: validates a line decoded by
     /// ``decode(_:with:)`` (lines must come in order, each exactly once).
-    public mutating func add(decoded: Decoded, number: Int, acceptedSoFar: () throws -> [Record]) -> Record? {
+    public mutating func add(decoded: consuming Decoded, number: Int, acceptedSoFar: () throws -> [Record]) -> Record? {
         do throws(RecordError) {
-            let (ts, body) = try decoded.map { ($0.ts, $0.body) }.get()
+            let line = try decoded.get()
+            let ts = line.ts
+            let body = line.body
             if case .deliveryAttempted = body, !state.tracksDeliveries {
                 var full = start
                 do {

@@ -62,24 +62,62 @@ public struct HeraldID: Hashable, Comparable, Sendable, CustomStringConvertible 
 
     /// Appends the canonical lowercase form (36 ASCII bytes) to `out`.
     public func appendCanonical(to out: inout [UInt8]) {
-        let digits: StaticString = "0123456789abcdef"
-        digits.withUTF8Buffer { hex in
-            for nibble in 0..<32 {
-                if nibble == 8 || nibble == 12 || nibble == 16 || nibble == 20 {
-                    out.append(UInt8(ascii: "-"))
-                }
-                let word = nibble < 16 ? high : low
-                let shift = UInt64(60 - (nibble % 16) * 4)
-                out.append(hex[Int((word >> shift) & 0xF)])
-            }
+        withCanonicalUTF8 { out.append(contentsOf: $0) }
+    }
+
+    /// Calls `body` with the canonical lowercase form's 36 ASCII bytes, formatted on the stack.
+    public func withCanonicalUTF8<Result>(_ body: (UnsafeBufferPointer<UInt8>) throws -> Result) rethrows -> Result {
+        try withUnsafeTemporaryAllocation(of: UInt8.self, capacity: Self.canonicalBytes) { buffer in
+            let written = writeCanonical(into: buffer)
+            return try body(UnsafeBufferPointer(rebasing: buffer[0..<written]))
         }
     }
 
     public var description: String {
-        var bytes: [UInt8] = []
-        bytes.reserveCapacity(36)
-        appendCanonical(to: &bytes)
-        return String(decoding: bytes, as: UTF8.self)
+        String(unsafeUninitializedCapacity: Self.canonicalBytes) { writeCanonical(into: $0) }
+    }
+
+    /// Length of the canonical form: 32 hex digits and 4 hyphens.
+    static let canonicalBytes = 36
+
+    /// Writes the canonical form into the first 36 bytes of `out`; returns the bytes written
+    /// (36, or 0 when `out` is shorter). Eight digits at a time, in a 64-bit word.
+    @inline(__always)
+    private func writeCanonical(into out: UnsafeMutableBufferPointer<UInt8>) -> Int {
+        guard out.count >= Self.canonicalBytes, let base = out.baseAddress else { return 0 }
+        let raw = UnsafeMutableRawPointer(base)
+        let first = Self.hexDigits(UInt32(truncatingIfNeeded: high >> 32))
+        let second = Self.hexDigits(UInt32(truncatingIfNeeded: high))
+        let third = Self.hexDigits(UInt32(truncatingIfNeeded: low >> 32))
+        let fourth = Self.hexDigits(UInt32(truncatingIfNeeded: low))
+        let hyphen = UInt8(ascii: "-")
+        // 8-4-4-4-12: each word's first 4 digits are its low 4 bytes (little-endian stores).
+        raw.storeBytes(of: first.littleEndian, toByteOffset: 0, as: UInt64.self)
+        raw.storeBytes(of: hyphen, toByteOffset: 8, as: UInt8.self)
+        raw.storeBytes(of: UInt32(truncatingIfNeeded: second).littleEndian, toByteOffset: 9, as: UInt32.self)
+        raw.storeBytes(of: hyphen, toByteOffset: 13, as: UInt8.self)
+        raw.storeBytes(of: UInt32(truncatingIfNeeded: second >> 32).littleEndian, toByteOffset: 14, as: UInt32.self)
+        raw.storeBytes(of: hyphen, toByteOffset: 18, as: UInt8.self)
+        raw.storeBytes(of: UInt32(truncatingIfNeeded: third).littleEndian, toByteOffset: 19, as: UInt32.self)
+        raw.storeBytes(of: hyphen, toByteOffset: 23, as: UInt8.self)
+        raw.storeBytes(of: UInt32(truncatingIfNeeded: third >> 32).littleEndian, toByteOffset: 24, as: UInt32.self)
+        raw.storeBytes(of: fourth.littleEndian, toByteOffset: 28, as: UInt64.self)
+        return Self.canonicalBytes
+    }
+
+    /// The 8 lowercase hex digits of `value`, most significant first, as ASCII bytes packed
+    /// from the low byte up (so a little-endian store writes them in reading order).
+    @inline(__always)
+    static func hexDigits(_ value: UInt32) -> UInt64 {
+        // One nibble per byte, the most significant in the high byte, then byte-swapped.
+        var x = UInt64(value)
+        x = (x | (x << 16)) & 0x0000_FFFF_0000_FFFF
+        x = (x | (x << 8)) & 0x00FF_00FF_00FF_00FF
+        x = (x | (x << 4)) & 0x0F0F_0F0F_0F0F_0F0F
+        x = x.byteSwapped
+        // '0' + n, plus 0x27 more ('a' - '0' - 10) in the bytes where n >= 10 (n + 6 carries into bit 4).
+        let letters = ((x &+ 0x0606_0606_0606_0606) >> 4) & 0x0101_0101_0101_0101
+        return x &+ 0x3030_3030_3030_3030 &+ letters &* 0x27
     }
 
     /// The first 8 hex digits, for compact tables.

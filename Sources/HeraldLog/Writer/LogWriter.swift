@@ -517,17 +517,14 @@ final class WriterCore: @unchecked Sendable {
                 }
             case let .prepared(prepared):
                 try flush()
-                try prepared.frames.withUnsafeBytes { frames in
-                    for block in prepared.blocks {
-                        let blockBytes = BlockHeader.size + Int(block.header.compressedBytes)
-                        if out.count < blockBytes + SegmentFiller.headerBytes { out = [UInt8](repeating: 0, count: blockBytes + SegmentFiller.headerBytes) }
-                        out.withUnsafeMutableBytes { dst in
-                            UnsafeMutableRawBufferPointer(rebasing: dst[BlockHeader.size..<blockBytes])
-                                .copyMemory(from: UnsafeRawBufferPointer(rebasing: frames[block.start..<block.end]))
-                        }
-                        try writeSealed(block.header, base: blockBase)
-                        blockBase += UInt64(block.header.count)
+                for block in prepared.blocks {
+                    let blockBytes = BlockHeader.size + block.frame.count
+                    if out.count < blockBytes + SegmentFiller.headerBytes { out = [UInt8](repeating: 0, count: blockBytes + SegmentFiller.headerBytes) }
+                    out.withUnsafeMutableBytes { dst in
+                        block.frame.withUnsafeBytes { UnsafeMutableRawBufferPointer(rebasing: dst[BlockHeader.size..<blockBytes]).copyMemory(from: $0) }
                     }
+                    try writeSealed(block.header, base: blockBase)
+                    blockBase += UInt64(block.header.count)
                 }
             }
         }

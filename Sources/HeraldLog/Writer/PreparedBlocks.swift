@@ -81,16 +81,17 @@ struct BlockFramer {
 /// Each ``append(_:)`` closes its last block, so blocks never span two appended batches.
 public struct PreparedBlocks: Sendable {
     /// A sealed block: its header as far as known before the write (`basePosition`,
-    /// `previousCRC` and `blockCRC` are the writer's) and where its LZ4 frame starts in `frames`.
+    /// `previousCRC` and `blockCRC` are the writer's) and its LZ4 frame.
     struct Block: Sendable {
         var header: BlockHeader
-        var start: Int
-        var end: Int { start + Int(header.compressedBytes) }
+        /// The frame in an array of its own: a large import holds many megabytes of frames, and
+        /// one growing array would copy them all at every doubling.
+        var frame: [UInt8]
     }
 
     private(set) var blocks: [Block] = []
-    /// The LZ4 frames of all blocks, back to back.
-    private(set) var frames: [UInt8] = []
+    /// Bytes of all frames held.
+    private var frameBytes = 0
     /// Number of records.
     public private(set) var count = 0
     /// Largest payload held (checked against the writer's `payloadBytesMax` on enqueue).
@@ -112,7 +113,7 @@ public struct PreparedBlocks: Sendable {
     var firstTs: Int64? { blocks.first?.header.firstTs }
     var lastTs: Int64? { blocks.last?.header.lastTs }
     /// Bytes held (what the writer's queue bound counts).
-    var byteCount: Int { frames.count + 64 * blocks.count }
+    var byteCount: Int { frameBytes + 64 * blocks.count }
 
     /// Frames and compresses the records of `batch` after those held.
     ///
@@ -125,7 +126,7 @@ public struct PreparedBlocks: Sendable {
             guard ts >= previous else { throw LogError.timestampDecreased(ts: ts, previousTs: previous, index: index) }
             previous = ts
         }
-        let kept = (blocks: blocks.count, frames: frames.count, largestPayload: largestPayload)
+        let kept = (blocks: blocks.count, frameBytes: frameBytes, largestPayload: largestPayload)
         do {
             framer.reserve(batch.bytes.count + 20 * batch.count)
             try batch.bytes.withUnsafeBytes { all in
@@ -141,7 +142,7 @@ public struct PreparedBlocks: Sendable {
         } catch {
             // Nothing of the batch is kept: positions must keep matching the block headers.
             blocks.removeLast(blocks.count - kept.blocks)
-            frames.removeLast(frames.count - kept.frames)
+            frameBytes = kept.frameBytes
             largestPayload = kept.largestPayload
             framer.reset()
             throw error
@@ -149,14 +150,13 @@ public struct PreparedBlocks: Sendable {
         count += batch.count
     }
 
-    /// Compresses the open block onto `frames`.
+    /// Compresses the open block into a block of its own.
     private mutating func seal() throws {
         guard let (compressed, header) = framer.compress(into: &scratch, at: 0, level: level) else {
             throw LogError.io(operation: "LZ4F_compressFrame", path: "(prepared block)", offset: nil, errno: EINVAL)
         }
-        let start = frames.count
-        scratch.withUnsafeBufferPointer { frames.append(contentsOf: UnsafeBufferPointer(rebasing: $0[0..<compressed])) }
-        blocks.append(Block(header: header, start: start))
+        blocks.append(Block(header: header, frame: Array(scratch[0..<compressed])))
+        frameBytes += compressed
         framer.reset()
     }
 }

@@ -1,3 +1,4 @@
+import HeraldCore
 import CSQLite
 
 /// Owns one `sqlite3*` connection and closes it.
@@ -86,6 +87,9 @@ public enum SQLiteValue: Equatable, Hashable, Sendable, CustomStringConvertible 
     case real(Double)
     case text(String)
     case blob([UInt8])
+    /// An ID, bound as its canonical text (36 characters) without building a `String`. Only
+    /// ever bound: a text column always reads back as ``text(_:)``.
+    case id(HeraldID)
 
     public var description: String {
         switch self {
@@ -93,6 +97,7 @@ public enum SQLiteValue: Equatable, Hashable, Sendable, CustomStringConvertible 
         case .integer(let value): String(value)
         case .real(let value): String(value)
         case .text(let value): "'" + value + "'"
+        case .id(let value): "'\(value)'"
         case .blob(let bytes): "x'" + bytes.map { String($0, radix: 16) }.joined() + "'"
         }
     }
@@ -135,6 +140,10 @@ public final class SQLiteStatement: @unchecked Sendable {
         case .integer(let integer): rc = sqlite3_bind_int64(handle, index, integer)
         case .real(let real): rc = sqlite3_bind_double(handle, index, real)
         case .text(let text): rc = bindText(text, at: index)
+        case .id(let id):
+            rc = id.withCanonicalUTF8 { bytes in
+                bytes.withMemoryRebound(to: CChar.self) { sqlite3_bind_text(handle, index, $0.baseAddress, Int32($0.count), SQLITE_TRANSIENT_PTR) }
+            }
         case .blob(let bytes):
             rc = bytes.withUnsafeBytes { raw in
                 sqlite3_bind_blob(handle, index, raw.baseAddress, Int32(raw.count), SQLITE_TRANSIENT_PTR)
