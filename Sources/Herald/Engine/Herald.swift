@@ -102,7 +102,9 @@ public final class Herald: Sendable {
     private let writer: RecordWriter
     private let reader: RecordReader
     private let state: Mutex<State>
-    private let wakeup = Notifier()
+    /// Deadlines of rounds and of the run loop's waits, on one thread (see ``Alarm``).
+    private let alarm: Alarm
+    private let wakeup: Notifier
     /// Waits for the sync of pipelined rounds' outcomes and reports them, in order.
     private let acknowledger = DispatchQueue(label: "herald.acknowledger")
     private let projector: Mutex<Projector?>
@@ -132,6 +134,9 @@ public final class Herald: Sendable {
         self.reader = reader
         self.state = Mutex(state)
         self.projector = Mutex(projector)
+        let alarm = Alarm()
+        self.alarm = alarm
+        self.wakeup = Notifier(alarm: alarm)
     }
 
     /// Opens `directory` (created when missing), recovers the log, catches the projection up
@@ -351,6 +356,7 @@ public final class Herald: Sendable {
         let timeout = options.attemptTimeoutMs
         let executor = options.executor
         let clock = options.clock
+        let alarm = self.alarm
         // One deadline for the round (every attempt in it started together): when it fires,
         // the attempts still running are cancelled and recorded as timed out.
         let results = await withTaskGroup(of: (Int, ExecutionResult, Int64)?.self) { group in
@@ -362,7 +368,9 @@ public final class Herald: Sendable {
                 }
             }
             group.addTask {
-                try? await Task.sleep(for: .milliseconds(timeout))
+                // An alarm, not `Task.sleep`: cancelling the group below removes it (a cancelled
+                // `Task.sleep` keeps its timer until the deadline, one per round).
+                await alarm.sleep(untilNs: Alarm.deadline(afterMs: timeout))
                 return nil
             }
             var collected = [(ExecutionResult, Int64)?](repeating: nil, count: invocations.count)
