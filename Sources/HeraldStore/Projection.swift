@@ -77,10 +77,11 @@ public final class Projection: @unchecked Sendable {
             guard checkpoint == first.position - 1 else {
                 throw StoreError.checkpointMoved(path: database.path, expected: first.position - 1, found: checkpoint)
             }
+            let created = Self.finalStates(of: steps)
             for step in steps {
                 try applyRecord(step, registry: registry)
                 for effect in step.effects {
-                    try applyEffect(effect)
+                    try applyEffect(effect, created: created)
                 }
             }
             try statement("UPDATE checkpoint SET position = ?, last_ts = ? WHERE id = 1")
@@ -176,9 +177,32 @@ public final class Projection: @unchecked Sendable {
         }
     }
 
-    private func applyEffect(_ effect: DispatchEffect) throws {
+    /// The state at the end of `steps` of each delivery they create. Such a delivery's row is
+    /// written once, in that state, when it is created, instead of inserted and then updated
+    /// by each later attempt or cancellation in the same transaction (in the live engine most
+    /// deliveries are created and attempted within one background pass). The committed rows
+    /// are the same. Only looked up, never iterated: nothing depends on its order.
+    static func finalStates(of steps: [Step]) -> [DeliveryID: Delivery] {
+        var states: [DeliveryID: Delivery] = [:]
+        for step in steps {
+            for effect in step.effects {
+                switch effect {
+                case .created(let d):
+                    states[d.id] = d
+                case .attempted(let d, _, _, _), .cancelled(let d):
+                    if states[d.id] != nil { states[d.id] = d }
+                case .deadLetter:
+                    break
+                }
+            }
+        }
+        return states
+    }
+
+    private func applyEffect(_ effect: DispatchEffect, created: [DeliveryID: Delivery]) throws {
         switch effect {
-        case .created(let d):
+        case .created(let new):
+            let d = created[new.id] ?? new
             try statement("""
                 INSERT INTO deliveries (source_position, trigger_id, trigger_rank, app_id, script_id, source_kind,
                     depth, retry_max_attempts, retry_backoff, retry_base_ms, status, attempts, due_at, last_error,
@@ -192,7 +216,7 @@ public final class Projection: @unchecked Sendable {
                           d.lastError.map { .text($0) } ?? .null,
                           d.finishedAt.map { .integer(Int64(bitPattern: $0)) } ?? .null])
         case .attempted(let d, let a, let position, let ts):
-            try updateDelivery(d)
+            if created[d.id] == nil { try updateDelivery(d) }
             try statement("""
                 INSERT INTO delivery_attempts (source_position, trigger_id, attempt, position, ts, outcome, error,
                     retryable, duration_ms, next_due_at)
@@ -202,7 +226,7 @@ public final class Projection: @unchecked Sendable {
                           a.error.map { .text($0) } ?? .null, .bool(a.retryable), .integer(a.durationMs),
                           d.dueAt.map { .integer($0) } ?? .null])
         case .cancelled(let d):
-            try updateDelivery(d)
+            if created[d.id] == nil { try updateDelivery(d) }
         case .deadLetter(let e):
             try statement("""
                 INSERT INTO dead_letters (position, ts, source_position, trigger_id, app_id, script_id, source_kind,

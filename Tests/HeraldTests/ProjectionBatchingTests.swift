@@ -1,0 +1,49 @@
+@testable import Herald
+import HeraldCore
+@testable import HeraldStore
+import Testing
+
+/// A projection batch writes each delivery it creates once, in its state at the end of the
+/// batch (``Projection/finalStates(of:)``). Projected one record per transaction (nothing to
+/// coalesce) or all at once, a log gives the same tables.
+@Suite struct ProjectionBatchingTests {
+    @Test func oneRecordPerBatchAndOneBatchGiveTheSameTables() async throws {
+        var coalesced = 0
+        for seed in UInt64(1)...25 {
+            var generator = RandomLog(seed: seed &* 104_729)
+            let records = generator.generate(records: 150)
+            try await withTemporaryDirectory { path in
+                let directory = DataDirectory(path: path)
+                let writer = try directory.openWriter(durability: .none)
+                try writer.append(records)
+                try writer.close()
+
+                let whole = try Projection(path: path + "/whole.sqlite")
+                try Projector(directory: directory, projection: whole).catchUp()
+                let single = try Projection(path: path + "/single.sqlite")
+                let projector = try Projector(directory: directory, projection: single)
+                // Bound: one record per round, until the end of the log.
+                while try projector.catchUp(limit: 1).records > 0 {}
+                #expect(try whole.differences(from: single).isEmpty, "seed \(seed)")
+                #expect(try single.differences(from: whole).isEmpty, "seed \(seed)")
+                #expect(try whole.integrityProblems().isEmpty, "seed \(seed)")
+
+                // Deliveries the single batch created and then attempted or cancelled.
+                var dispatcher = Dispatcher()
+                var steps: [Projection.Step] = []
+                for (index, record) in records.enumerated() {
+                    steps.append(Projection.Step(position: UInt64(index + 1), record: record, effects: try dispatcher.apply(record)))
+                }
+                let finals = Projection.finalStates(of: steps)
+                coalesced += steps.flatMap(\.effects).filter { effect in
+                    switch effect {
+                    case .attempted(let d, _, _, _), .cancelled(let d): finals[d.id] != nil
+                    default: false
+                    }
+                }.count
+            }
+        }
+        // The logs must make the batch coalesce, or this test proves little.
+        #expect(coalesced > 100, "\(coalesced) attempts or cancellations of deliveries created in the same batch")
+    }
+}
