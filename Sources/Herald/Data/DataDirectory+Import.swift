@@ -1,4 +1,5 @@
 import Dispatch
+import Foundation
 import HeraldCore
 import HeraldLog
 import Synchronization
@@ -33,25 +34,43 @@ extension DataDirectory {
         let start = ImportValidator(state: state, retryDefaults: environment.retryDefaults, nowMs: clock.nowMs())
         let decoder = start.decoder
         let configuration = writer.writer.configuration
-        // Three stages, in line order, through bounded hand-offs (the two cores share them):
-        // this thread reads and decodes lines (stateless); the validating thread checks each
-        // against the state the lines before it build and encodes it; the compressing thread
-        // frames and compresses each full batch. The log sees nothing until all lines are valid.
-        let chunks = HandOff<[(Int, ImportValidator.Decoded)]>(depth: 8)
+        // Four stages, in line order, through bounded hand-offs (the cores share them): this
+        // thread reads lines into chunks; `decoders` threads decode the chunks (stateless;
+        // chunk k goes to decoder k mod `decoders`, decoding is the longest stage); the
+        // validating thread takes the decoded chunks back in order and checks each line against
+        // the state the lines before it build, and encodes it; the compressing thread frames
+        // and compresses each full batch. The log sees nothing until all lines are valid.
+        let decoders = max(1, min(4, ProcessInfo.processInfo.activeProcessorCount))
+        let raw = (0..<decoders).map { _ in HandOff<LineChunk>(depth: 4) }
+        let decoded = (0..<decoders).map { _ in HandOff<[(Int, ImportValidator.Decoded)]>(depth: 4) }
         let batches = HandOff<LogBatch>(depth: 4)
         let validated = Mutex<ImportValidator?>(nil)
         let compressed = Mutex<Result<PreparedBlocks, any Error>?>(nil)
         let finished = DispatchSemaphore(value: 0)
-        DispatchQueue.global(qos: .userInitiated).async {
+        for index in 0..<decoders {
+            let input = raw[index], output = decoded[index]
+            startStage("herald-import-decode") {
+                // Bound: one round per chunk, until the reader's end.
+                while let chunk = input.take() {
+                    output.put(chunk.decode(with: decoder))
+                }
+                output.put(nil)
+                finished.signal()
+            }
+        }
+        startStage("herald-import-validate") {
             var validator = start
             var records = EncodedRecords(batchRecords: batchRecords)
-            // Bound: one round per chunk, until the end of the input.
-            while var chunk = chunks.take() {
+            // Bound: one round per chunk, until the end of the input (each decoder's stream ends
+            // with nil; chunk k is the next item of decoder k mod `decoders`).
+            var next = 0
+            while var chunk = decoded[next % decoders].take() {
+                next += 1
                 // Each line is moved out of the chunk (popLast, after one reversal), not copied.
                 chunk.reverse()
-                while let (number, decoded) = chunk.popLast() {
+                while let (number, line) = chunk.popLast() {
                     // Accepted records are kept even after a bad line: later attempt lines may need them.
-                    if let record = validator.add(decoded: decoded, number: number, acceptedSoFar: { try records.decoded() }) {
+                    if let record = validator.add(decoded: line, number: number, acceptedSoFar: { try records.decoded() }) {
                         records.append(record)
                         // Compress only while the import can still be appended (no error yet).
                         if records.count % records.batchRecords == 0, validator.errors.isEmpty, let full = records.lastBatch {
@@ -60,12 +79,14 @@ extension DataDirectory {
                     }
                 }
             }
+            // The other decoders' end markers (each hand-off is left empty).
+            for other in 1..<max(decoders, 1) { _ = decoded[(next + other) % decoders].take() }
             if records.count % records.batchRecords != 0, validator.errors.isEmpty, let last = records.lastBatch { batches.put(last) }
             batches.put(nil)
             validated.withLock { $0 = validator }
             finished.signal()
         }
-        DispatchQueue.global(qos: .userInitiated).async {
+        startStage("herald-import-compress") {
             var prepared = PreparedBlocks(configuration: configuration)
             var failure: (any Error)?
             // Bound: one round per batch, until the validating thread ends.
@@ -77,20 +98,20 @@ extension DataDirectory {
             compressed.withLock { $0 = result }
             finished.signal()
         }
-        var chunk: [(Int, ImportValidator.Decoded)] = []
-        chunk.reserveCapacity(chunkLines)
+        var chunk = LineChunk()
+        var chunks = 0
         do {
             defer {
-                if !chunk.isEmpty { chunks.put(chunk) }
-                chunks.put(nil)
-                finished.wait()
-                finished.wait()
+                if !chunk.isEmpty { raw[chunks % decoders].put(chunk) }
+                for input in raw { input.put(nil) }
+                for _ in 0..<(decoders + 2) { finished.wait() }
             }
             try input.forEachLine { line, number in
-                chunk.append((number, ImportValidator.decode(line, with: decoder)))
+                chunk.append(line, number: number)
                 if chunk.count == chunkLines {
-                    chunks.put(chunk)
-                    chunk.removeAll(keepingCapacity: true)
+                    raw[chunks % decoders].put(chunk)
+                    chunks += 1
+                    chunk = LineChunk()
                 }
                 if number % 100_000 == 0 { progress?(number) }
             }
@@ -111,8 +132,53 @@ extension DataDirectory {
     }
 }
 
-/// Lines per chunk handed from the decoding thread to the validating one.
+/// Starts an import stage on a thread of its own. Not on Dispatch's global queue: its
+/// threads are as many as the cores, and stages that block on their hand-offs would hold them
+/// all (four stages on two cores ran one at a time).
+private func startStage(_ name: String, _ body: @escaping @Sendable () -> Void) {
+    let thread = Thread(block: body)
+    thread.name = name
+    thread.start()
+}
+
+/// Lines per chunk handed from the reading thread to a decoding one, and on to the validating one.
 private let chunkLines = 1024
+
+/// Lines copied out of the reader's buffer, for a decoding thread.
+private struct LineChunk: Sendable {
+    private var bytes: [UInt8] = []
+    private var ends: [Int] = []
+    private var firstNumber = 0
+
+    init() {
+        bytes.reserveCapacity(chunkLines * 320)
+        ends.reserveCapacity(chunkLines)
+    }
+
+    var count: Int { ends.count }
+    var isEmpty: Bool { ends.isEmpty }
+
+    /// Adds line `number` (lines come in order, numbered consecutively).
+    mutating func append(_ line: UnsafeBufferPointer<UInt8>, number: Int) {
+        if ends.isEmpty { firstNumber = number }
+        bytes.append(contentsOf: line)
+        ends.append(bytes.count)
+    }
+
+    /// Each line decoded, with its number.
+    func decode(with decoder: RecordJSONDecoder) -> [(Int, ImportValidator.Decoded)] {
+        var lines: [(Int, ImportValidator.Decoded)] = []
+        lines.reserveCapacity(ends.count)
+        bytes.withUnsafeBufferPointer { all in
+            var start = 0
+            for (index, end) in ends.enumerated() {
+                lines.append((firstNumber + index, ImportValidator.decode(UnsafeBufferPointer(rebasing: all[start..<end]), with: decoder)))
+                start = end
+            }
+        }
+        return lines
+    }
+}
 
 /// Items handed in order from one thread to another; `put` waits while `depth` are queued,
 /// `put(nil)` ends the stream (`take` then returns nil).
