@@ -1,0 +1,105 @@
+import Foundation
+import Glibc
+import Synchronization
+
+/// The machine under the benchmarks, measured without Herald: how long `fdatasync` of a small
+/// append takes with the cores idle and with every core busy, and how often a busy thread is
+/// stopped for 2 ms or more. On this project's VM the two differ: when the guest's cores and the
+/// host's I/O work for it exceed the VM's CPU allowance, the host stops the whole VM for several
+/// milliseconds at its 100 ms accounting boundaries, and the live engine's p99 follows.
+extension Benchmarks {
+    func host() throws {
+        try makeDirectories(options.workDirectory)
+        let path = options.workDirectory + "/host-fsync.bin"
+        let fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0o644)
+        guard fd >= 0 else { throw BenchError("host: cannot create \(path) (errno \(errno))") }
+        defer {
+            close(fd)
+            unlink(path)
+        }
+        // Preallocated with written zeros, as the log's segments are: an append changes no size.
+        let zeros = [UInt8](repeating: 0, count: 1 << 20)
+        for index in 0..<64 {
+            guard zeros.withUnsafeBytes({ pwrite(fd, $0.baseAddress, $0.count, off_t(index << 20)) }) == zeros.count else {
+                throw BenchError("host: cannot write \(path) (errno \(errno))")
+            }
+        }
+        fsync(fd)
+        let seconds = 3.0
+        let idle = try fsyncLatencies(fd: fd, seconds: seconds)
+        let cores = max(1, ProcessInfo.processInfo.activeProcessorCount)
+        let spinners = Spinners(count: cores)
+        let loaded = try fsyncLatencies(fd: fd, seconds: seconds)
+        let stalls = spinners.stop()
+        for (label, result) in [("cores idle", idle), ("\(cores) threads spinning", loaded)] {
+            reporter.emit(Row(workload: "host", measure: "fdatasync p50 / p99 of a 2 KB append, \(label)", value: result.p99, unit: "ms (p99)",
+                              note: "p50 \(format3(result.p50)) ms, max \(format3(result.max)) ms, \(result.count) syncs in \(format3(seconds)) s, \(result.slow) over 3 ms",
+                              extra: [("p50_ms", result.p50), ("p99_ms", result.p99), ("max_ms", result.max),
+                                      ("syncs", Double(result.count)), ("over_3ms", Double(result.slow))]))
+        }
+        reporter.emit(Row(workload: "host", measure: "stops of ≥ 2 ms seen by busy threads, while syncing", value: Double(stalls.count) / seconds / Double(cores), unit: "per s per thread",
+                          note: "\(stalls.count) stops in \(format3(seconds)) s over \(cores) threads, longest \(format3(stalls.longest)) ms",
+                          extra: [("stops", Double(stalls.count)), ("longest_ms", stalls.longest)]))
+    }
+
+    private func fsyncLatencies(fd: Int32, seconds: Double) throws -> (count: Int, p50: Double, p99: Double, max: Double, slow: Int) {
+        let record = [UInt8](repeating: 0x78, count: 2048)
+        var latencies: [Double] = []
+        let start = nowNs()
+        var offset = 0
+        // Bound: `seconds` of wall time.
+        while Double(nowNs() - start) / 1e9 < seconds {
+            let began = nowNs()
+            guard record.withUnsafeBytes({ pwrite(fd, $0.baseAddress, $0.count, off_t(offset)) }) == record.count,
+                  fdatasync(fd) == 0 else {
+                throw BenchError("host: write or fdatasync failed (errno \(errno))")
+            }
+            latencies.append(Double(nowNs() - began) / 1e6)
+            offset = (offset + record.count) % (60 << 20)
+            usleep(300)  // about the live benchmark's pace of syncs
+        }
+        latencies.sort()
+        guard let last = latencies.last else { throw BenchError("host: no sync completed") }
+        let at = { (p: Double) in latencies[min(latencies.count - 1, Int(Double(latencies.count) * p))] }
+        return (latencies.count, at(0.5), at(0.99), last, latencies.filter { $0 > 3 }.count)
+    }
+}
+
+/// Threads that spin until stopped, each counting the gaps of 2 ms or more between two reads
+/// of the clock (time the thread was not running).
+private final class Spinners: Sendable {
+    private let stopped = Atomic<Bool>(false)
+    private let stalls = Mutex<(count: Int, longest: Double)>((0, 0))
+    private let done: DispatchSemaphore
+    private let count: Int
+
+    init(count: Int) {
+        self.count = count
+        done = DispatchSemaphore(value: 0)
+        for _ in 0..<count {
+            let thread = Thread { [self] in
+                var last = nowNs()
+                var local = (count: 0, longest: 0.0)
+                // Bound: until `stop`.
+                while !stopped.load(ordering: .relaxed) {
+                    let now = nowNs()
+                    let gap = Double(now - last) / 1e6
+                    if gap >= 2 {
+                        local.count += 1
+                        local.longest = max(local.longest, gap)
+                    }
+                    last = now
+                }
+                stalls.withLock { $0 = ($0.count + local.count, max($0.longest, local.longest)) }
+                done.signal()
+            }
+            thread.start()
+        }
+    }
+
+    func stop() -> (count: Int, longest: Double) {
+        stopped.store(true, ordering: .relaxed)
+        for _ in 0..<count { done.wait() }
+        return stalls.withLock { $0 }
+    }
+}
