@@ -183,26 +183,30 @@ public final class Projection: @unchecked Sendable {
     /// deliveries are created and attempted within one background pass). The committed rows
     /// are the same. Only looked up, never iterated: nothing depends on its order.
     static func finalStates(of steps: [Step]) -> [DeliveryID: Delivery] {
-        var states: [DeliveryID: Delivery] = [:]
-        for step in steps {
-            for effect in step.effects {
+        // Newest first: the first state met for an id is its last; it is kept once the
+        // delivery's creation shows it was born in this batch. A batch without attempts or
+        // cancellations (a rebuild of a log of events) hashes nothing.
+        var latest: [DeliveryID: Delivery] = [:]
+        var created: [DeliveryID: Delivery] = [:]
+        for step in steps.reversed() {
+            for effect in step.effects.reversed() {
                 switch effect {
-                case .created(let d):
-                    states[d.id] = d
                 case .attempted(let d, _, _, _), .cancelled(let d):
-                    if states[d.id] != nil { states[d.id] = d }
+                    if latest[d.id] == nil { latest[d.id] = d }
+                case .created(let d):
+                    if !latest.isEmpty, let final = latest[d.id] { created[d.id] = final }
                 case .deadLetter:
                     break
                 }
             }
         }
-        return states
+        return created
     }
 
     private func applyEffect(_ effect: DispatchEffect, created: [DeliveryID: Delivery]) throws {
         switch effect {
         case .created(let new):
-            let d = created[new.id] ?? new
+            let d = created.isEmpty ? new : created[new.id] ?? new
             try statement("""
                 INSERT INTO deliveries (source_position, trigger_id, trigger_rank, app_id, script_id, source_kind,
                     depth, retry_max_attempts, retry_backoff, retry_base_ms, status, attempts, due_at, last_error,
@@ -216,7 +220,7 @@ public final class Projection: @unchecked Sendable {
                           d.lastError.map { .text($0) } ?? .null,
                           d.finishedAt.map { .integer(Int64(bitPattern: $0)) } ?? .null])
         case .attempted(let d, let a, let position, let ts):
-            if created[d.id] == nil { try updateDelivery(d) }
+            if created.isEmpty || created[d.id] == nil { try updateDelivery(d) }
             try statement("""
                 INSERT INTO delivery_attempts (source_position, trigger_id, attempt, position, ts, outcome, error,
                     retryable, duration_ms, next_due_at)
@@ -226,7 +230,7 @@ public final class Projection: @unchecked Sendable {
                           a.error.map { .text($0) } ?? .null, .bool(a.retryable), .integer(a.durationMs),
                           d.dueAt.map { .integer($0) } ?? .null])
         case .cancelled(let d):
-            if created[d.id] == nil { try updateDelivery(d) }
+            if created.isEmpty || created[d.id] == nil { try updateDelivery(d) }
         case .deadLetter(let e):
             try statement("""
                 INSERT INTO dead_letters (position, ts, source_position, trigger_id, app_id, script_id, source_kind,
