@@ -182,6 +182,52 @@ import Testing
         }
     }
 
+    /// Attempt lines need the deliveries of every line accepted before them: the import reads
+    /// back the batches it has already compressed (it keeps no other copy) and those it still
+    /// holds, including those held after a bad line.
+    @Test func attemptLinesAreCheckedAgainstEveryLineBeforeThemAcrossBatches() async throws {
+        func insert(_ i: Int) -> String {
+            #"{"type":"kv.insert","ts":\#(100 + i),"app_id":"\#(ProjectionTests.app)","collection":"c","key":"k\#(i)","value":\#(i)}"#
+        }
+        func attempt(_ position: Int, trigger: Int, _ outcome: String) -> String {
+            #"{"type":"delivery.attempted","ts":200,"source_position":\#(position),"trigger_id":"d0000000-0000-4000-8000-00000000000\#(trigger)","attempt":1,"outcome":"\#(outcome)",\#(outcome == "error" ? #""error":"boom","# : "")"retryable":true,"duration_ms":1}"#
+        }
+        let setup = ProjectionTests.setup  // 13 lines: positions 1–13 in an empty directory
+        let inserts = (14...23).map(insert)  // positions 14–23, three deliveries each
+        try await withTemporaryDirectory { path in
+            // Valid: attempts for deliveries created many batches (of 3 records) earlier.
+            let directory = DataDirectory(path: path + "/valid")
+            let file = path + "/valid.jsonl"
+            try (setup + inserts + [attempt(14, trigger: 1, "ok"), attempt(22, trigger: 2, "error")])
+                .joined(separator: "\n").write(toFile: file, atomically: true, encoding: .utf8)
+            #expect(try directory.importLines(from: file, batchRecords: 3).lines == 25)
+            try directory.project()
+            let projection = try directory.openProjection()
+            let status = { (position: Int, trigger: Int) in
+                try projection.database.rows("SELECT status, attempts FROM deliveries WHERE source_position = \(position) AND trigger_id = 'd0000000-0000-4000-8000-00000000000\(trigger)'")
+                    .first.map { "\($0[0].text ?? "?") \($0[1].integer ?? -1)" }
+            }
+            #expect(try status(14, 1) == "succeeded 1")
+            #expect(try status(22, 2) == "pending 1")
+
+            // A bad line (24) first: lines after it are held uncompressed, and are still seen.
+            let rejected = DataDirectory(path: path + "/rejected")
+            let badFile = path + "/rejected.jsonl"
+            let bad = #"{"type":"kv.insert","ts":150,"app_id":"b0000000-0000-4000-8000-0000000000ff","collection":"c","key":"x","value":1}"#
+            try (setup + inserts + [bad, insert(25),
+                                    attempt(14, trigger: 1, "ok"),   // line 26: a delivery from a compressed batch
+                                    attempt(24, trigger: 2, "ok"),   // line 27: from line 25, held after the bad line
+                                    attempt(14, trigger: 1, "ok")])  // line 28: already finished
+                .joined(separator: "\n").write(toFile: badFile, atomically: true, encoding: .utf8)
+            #expect {
+                try rejected.importLines(from: badFile, batchRecords: 3)
+            } throws: { error in
+                let text = String(describing: error)
+                return text.contains("line 24:") && text.contains("line 28:") && !text.contains("line 26:") && !text.contains("line 27:")
+            }
+        }
+    }
+
     @Test func embeddedSchemaMatchesSchemaFile() throws {
         let file = try String(contentsOfFile: packageRoot + "/Schema/herald.sql", encoding: .utf8)
         #expect(ProjectionSchema.sql == file, "run Tools/gen-schema after editing Schema/herald.sql")

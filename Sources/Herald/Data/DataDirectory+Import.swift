@@ -18,10 +18,12 @@ extension DataDirectory {
     /// any line is invalid, nothing, throwing ``HeraldError/invalidInput(source:errors:more:)``
     /// that lists each bad line.
     ///
-    /// The validated records are held in their compact binary form (``EncodedRecords``), and
-    /// framed and LZ4-compressed batch by batch on another thread (``PreparedBlocks``) while
-    /// parsing goes on, until the end of the input (an import is atomic); then the blocks are
-    /// written and synced as one commit.
+    /// The validated records are encoded (``EncodedRecords``) and handed on batch by batch to
+    /// another thread that frames and LZ4-compresses them (``PreparedBlocks``) while parsing
+    /// goes on. An import is atomic, so the compressed blocks are held until the end of the
+    /// input (about a quarter of its size; after a bad line, the records accepted since are
+    /// held uncompressed, as nothing will be appended); then they are written and synced as
+    /// one commit.
     public func importLines(from path: String, environment: HeraldEnvironment = HeraldEnvironment(),
                             clock: HeraldClock = SystemClock(), batchRecords: Int = 4096,
                             progress: ((Int) -> Void)? = nil) throws -> ImportResult {
@@ -43,9 +45,25 @@ extension DataDirectory {
         let decoders = max(1, min(4, ProcessInfo.processInfo.activeProcessorCount))
         let raw = (0..<decoders).map { _ in HandOff<LineChunk>(depth: 4) }
         let decoded = (0..<decoders).map { _ in HandOff<[(Int, ImportValidator.Decoded)]>(depth: 4) }
-        let batches = HandOff<LogBatch>(depth: 4)
+        let batches = HandOff<ToCompress>(depth: 4)
         let validated = Mutex<ImportValidator?>(nil)
-        let compressed = Mutex<Result<PreparedBlocks, any Error>?>(nil)
+        // The compressed blocks are the only copy of the records validated so far (the
+        // validator hands each full batch on and forgets it): `acceptedSoFar` reads them back.
+        let prepared = Mutex(PreparedBlocks(configuration: configuration))
+        let compressFailure = Mutex<(any Error)?>(nil)
+        /// Every record accepted so far, in order: the compressed ones (once the compressing
+        /// thread has caught up), then those the validator still holds.
+        @Sendable func compressedSoFar() throws -> [Record] {
+            let caughtUp = DispatchSemaphore(value: 0)
+            batches.put(.flush(caughtUp))
+            caughtUp.wait()
+            if let failure = compressFailure.withLock({ $0 }) { throw failure }
+            var records: [Record] = []
+            try prepared.withLock { blocks in
+                try blocks.forEachRecord { ts, payload in records.append(try RecordBinaryCodec.decodeRecord(ts: ts, payload)) }
+            }
+            return records
+        }
         let finished = DispatchSemaphore(value: 0)
         for index in 0..<decoders {
             let input = raw[index], output = decoded[index]
@@ -70,32 +88,38 @@ extension DataDirectory {
                 chunk.reverse()
                 while let (number, line) = chunk.popLast() {
                     // Accepted records are kept even after a bad line: later attempt lines may need them.
-                    if let record = validator.add(decoded: line, number: number, acceptedSoFar: { try records.decoded() }) {
+                    if let record = validator.add(decoded: line, number: number, acceptedSoFar: { try compressedSoFar() + records.decoded() }) {
                         records.append(record)
                         // Compress only while the import can still be appended (no error yet).
                         if records.count % records.batchRecords == 0, validator.errors.isEmpty, let full = records.lastBatch {
-                            batches.put(full)
+                            batches.put(.records(full))
+                            records.release()
                         }
                     }
                 }
             }
             // The other decoders' end markers (each hand-off is left empty).
             for other in 1..<max(decoders, 1) { _ = decoded[(next + other) % decoders].take() }
-            if records.count % records.batchRecords != 0, validator.errors.isEmpty, let last = records.lastBatch { batches.put(last) }
+            if records.count % records.batchRecords != 0, validator.errors.isEmpty, let last = records.lastBatch { batches.put(.records(last)) }
             batches.put(nil)
             validated.withLock { $0 = validator }
             finished.signal()
         }
         startStage("herald-import-compress") {
-            var prepared = PreparedBlocks(configuration: configuration)
-            var failure: (any Error)?
-            // Bound: one round per batch, until the validating thread ends.
-            while let batch = batches.take() {
-                guard failure == nil else { continue }
-                do { try prepared.append(batch) } catch { failure = error }
+            // Bound: one round per item, until the validating thread ends.
+            while let item = batches.take() {
+                switch item {
+                case .records(let batch):
+                    guard compressFailure.withLock({ $0 == nil }) else { continue }
+                    do {
+                        try prepared.withLock { try $0.append(batch) }
+                    } catch {
+                        compressFailure.withLock { $0 = error }
+                    }
+                case .flush(let caughtUp):
+                    caughtUp.signal()
+                }
             }
-            let result: Result<PreparedBlocks, any Error> = failure.map { .failure($0) } ?? .success(prepared)
-            compressed.withLock { $0 = result }
             finished.signal()
         }
         var chunk = LineChunk()
@@ -116,20 +140,28 @@ extension DataDirectory {
                 if number % 100_000 == 0 { progress?(number) }
             }
         }
-        guard let validator = validated.withLock({ $0.take() }), let blocks = compressed.withLock({ $0.take() }) else {
-            preconditionFailure("an import stage ended without a result")
+        guard let validator = validated.withLock({ $0.take() }) else {
+            preconditionFailure("the validating stage ended without a result")
         }
         guard validator.errors.isEmpty else {
             throw HeraldError.invalidInput(source: input.source, errors: validator.errors, more: validator.errorsDropped)
         }
-        let prepared = try blocks.get()
-        let positions = try writer.append(prepared)
+        if let failure = compressFailure.withLock({ $0 }) { throw failure }
+        let blocks = prepared.withLock { $0 }
+        let positions = try writer.append(blocks)
         // The records are durable now (the append waited for their sync): a failure to cut the
         // segment's preallocated end on close loses nothing (the next writer finds the filler),
         // so it must not report the import as failed and invite a second, duplicate import.
         try? writer.close()
-        return ImportResult(lines: prepared.count, positions: positions)
+        return ImportResult(lines: blocks.count, positions: positions)
     }
+}
+
+/// What the validating thread hands the compressing one: a full batch, or a request to signal
+/// once every batch before it is compressed.
+private enum ToCompress: Sendable {
+    case records(LogBatch)
+    case flush(DispatchSemaphore)
 }
 
 /// Starts an import stage on a thread of its own. Not on Dispatch's global queue: its

@@ -149,10 +149,15 @@ public struct EncodedRecords: Sendable {
         count += 1
     }
 
+    /// Forgets the records held (they were handed on); ``count`` keeps counting them.
+    public mutating func release() {
+        batches.removeAll()
+    }
+
     /// The batch being filled (the last one).
     var lastBatch: LogBatch? { batches.last }
 
-    /// Decodes every record held, in order.
+    /// Decodes every record held (not those released), in order.
     public func decoded() throws -> [Record] {
         var records: [Record] = []
         records.reserveCapacity(count)
