@@ -99,7 +99,7 @@ extension DataDirectory {
                 }
             }
             // The other decoders' end markers (each hand-off is left empty).
-            for other in 1..<max(decoders, 1) { _ = decoded[(next + other) % decoders].take() }
+            for other in 1..<decoders { _ = decoded[(next + other) % decoders].take() }
             if records.count % records.batchRecords != 0, validator.errors.isEmpty, let last = records.lastBatch { batches.put(.records(last)) }
             batches.put(nil)
             validated.withLock { $0 = validator }
@@ -143,10 +143,12 @@ extension DataDirectory {
         guard let validator = validated.withLock({ $0.take() }) else {
             preconditionFailure("the validating stage ended without a result")
         }
+        // A compression failure first: lines that needed the compressed records back report it
+        // only as "cannot re-read".
+        if let failure = compressFailure.withLock({ $0 }) { throw failure }
         guard validator.errors.isEmpty else {
             throw HeraldError.invalidInput(source: input.source, errors: validator.errors, more: validator.errorsDropped)
         }
-        if let failure = compressFailure.withLock({ $0 }) { throw failure }
         let blocks = prepared.withLock { $0 }
         let positions = try writer.append(blocks)
         // The records are durable now (the append waited for their sync): a failure to cut the

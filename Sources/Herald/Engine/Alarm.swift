@@ -197,12 +197,12 @@ extension Alarm {
             // Bound: each round runs the due alarms or sleeps; `close` ends it.
             while !closed {
                 let now = Alarm.nowNs()
-                var due: [@Sendable () -> Void] = []
+                var due: [Entry] = []
                 var earliest = UInt64.max
                 var index = 0
                 while index < entries.count {
                     if entries[index].deadline <= now {
-                        due.append(entries[index].action)
+                        due.append(entries[index])
                         entries.swapAt(index, entries.count - 1)
                         entries.removeLast()
                     } else {
@@ -212,7 +212,13 @@ extension Alarm {
                 }
                 if !due.isEmpty {
                     pthread_mutex_unlock(mutex)
-                    for action in due { action() }
+                    // In deadline order (then in order of scheduling) when several are due at once.
+                    due.sort { ($0.deadline, $0.token) < ($1.deadline, $1.token) }
+                    for entry in due { entry.action() }
+                    // Released before the lock is taken again: an action may hold the last
+                    // reference to the alarm's owner, whose release closes the alarm (and
+                    // takes this lock).
+                    due = []
                     pthread_mutex_lock(mutex)
                     continue
                 }

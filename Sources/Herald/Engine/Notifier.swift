@@ -50,7 +50,7 @@ final class Notifier: Sendable {
                 continuation.resume()
                 return
             }
-            let token = alarm.schedule(atNs: Alarm.deadline(afterMs: ms)) { [self] in expire(registered) }
+            let token = alarm.schedule(atNs: Alarm.deadline(afterMs: ms)) { [weak self] in self?.expire(registered) }
             let current = state.withLock { s in
                 guard s.waiterID == registered, s.waiter != nil else { return false }
                 s.alarm = token
