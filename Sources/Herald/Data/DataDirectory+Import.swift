@@ -70,7 +70,7 @@ extension DataDirectory {
             startStage("herald-import-decode") {
                 // Bound: one round per chunk, until the reader's end.
                 while let chunk = input.take() {
-                    output.put(chunk.decode(with: decoder))
+                    output.put(chunk.decodeReversed(with: decoder))
                 }
                 output.put(nil)
                 finished.signal()
@@ -84,8 +84,7 @@ extension DataDirectory {
             var next = 0
             while var chunk = decoded[next % decoders].take() {
                 next += 1
-                // Each line is moved out of the chunk (popLast, after one reversal), not copied.
-                chunk.reverse()
+                // Last line first (see `decodeReversed`): each is moved out, not copied.
                 while let (number, line) = chunk.popLast() {
                     // Accepted records are kept even after a bad line: later attempt lines may need them.
                     if let record = validator.add(decoded: line, number: number, acceptedSoFar: { try compressedSoFar() + records.decoded() }) {
@@ -199,15 +198,16 @@ private struct LineChunk: Sendable {
         ends.append(bytes.count)
     }
 
-    /// Each line decoded, with its number.
-    func decode(with decoder: RecordJSONDecoder) -> [(Int, ImportValidator.Decoded)] {
+    /// Each line decoded, with its number, **last line first**: the validator takes them in
+    /// order with `popLast`, which moves each out (reversing the array afterwards would copy
+    /// every decoded line, retaining its strings).
+    func decodeReversed(with decoder: RecordJSONDecoder) -> [(Int, ImportValidator.Decoded)] {
         var lines: [(Int, ImportValidator.Decoded)] = []
         lines.reserveCapacity(ends.count)
         bytes.withUnsafeBufferPointer { all in
-            var start = 0
-            for (index, end) in ends.enumerated() {
-                lines.append((firstNumber + index, ImportValidator.decode(UnsafeBufferPointer(rebasing: all[start..<end]), with: decoder)))
-                start = end
+            for index in ends.indices.reversed() {
+                let start = index == 0 ? 0 : ends[index - 1]
+                lines.append((firstNumber + index, ImportValidator.decode(UnsafeBufferPointer(rebasing: all[start..<ends[index]]), with: decoder)))
             }
         }
         return lines
