@@ -71,9 +71,16 @@ public struct ImportValidator: Sendable {
     /// ``decode(_:with:)`` (lines must come in order, each exactly once).
     public mutating func add(decoded: consuming Decoded, number: Int, acceptedSoFar: () throws -> [Record]) -> Record? {
         do throws(RecordError) {
-            let line = try decoded.get()
-            let ts = line.ts
-            let body = line.body
+            // A consuming switch moves the line out (`Result.get()` copied it, twice).
+            let ts: Int64?
+            let body: RecordBody
+            switch consume decoded {
+            case .success(let line):
+                ts = line.ts
+                body = line.body
+            case .failure(let error):
+                throw error
+            }
             if case .deliveryAttempted = body, !state.tracksDeliveries {
                 var full = start
                 do {
