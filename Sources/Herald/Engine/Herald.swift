@@ -122,6 +122,8 @@ public final class Herald: Sendable {
         /// Source positions that neither the log nor the projection can describe.
         var unresolvable: Set<UInt64> = []
         var stopping = false
+        /// The last position of attempt outcomes queued to the log (0: none yet).
+        var lastOutcome: UInt64 = 0
         /// Set when an append failed after the state moved on: the engine fails closed.
         var failure: String?
     }
@@ -495,6 +497,10 @@ public final class Herald: Sendable {
     private func recordOutcomes(_ attempts: [DeliveryAttempt], pipelined: Bool,
                                 report: (@Sendable (AttemptReport) -> Void)?) throws -> [AttemptReport] {
         let now = options.clock.nowMs()
+        // Whether a delivery waits for these outcomes' sync (a retry or a dead-letter delivery
+        // they scheduled runs only once they are durable, and the acknowledger's notification
+        // is what wakes the loop for it).
+        var schedulesWork = false
         let reports: [AttemptReport] = try state.withLock { s in
             defer { for a in attempts { s.inFlight.remove(DeliveryID(sourcePosition: a.sourcePosition, triggerID: a.triggerID)) } }
             if let failure = s.failure { throw EngineError.failed(failure) }
@@ -515,6 +521,13 @@ public final class Herald: Sendable {
                 }
                 var effects: [DispatchEffect] = []
                 s.dispatcher.applyChecked(record, effects: &effects)
+                for effect in effects {
+                    switch effect {
+                    case .attempted(let d, _, _, _): if d.status == .pending { schedulesWork = true }
+                    case .created, .deadLetter: schedulesWork = true
+                    case .cancelled: break
+                    }
+                }
                 records.append(record)
                 effectsList.append(effects)
             }
@@ -527,6 +540,7 @@ public final class Herald: Sendable {
                 options.logger.critical("the engine stopped taking work", metadata: ["reason": "\(s.failure ?? "")"])
                 throw error
             }
+            s.lastOutcome = range.upperBound
             var reports: [AttemptReport] = []
             for (offset, record) in records.enumerated() {
                 let position = range.lowerBound + UInt64(offset)
@@ -540,6 +554,9 @@ public final class Herald: Sendable {
         }
         guard let last = reports.last?.position else { return reports }
         if pipelined {
+            // Nothing to report and nothing waiting for the sync: no hand-off (the writer's
+            // own waiters, and `run`'s end, see the sync; a failed sync fails every later append).
+            if report == nil && !schedulesWork { return reports }
             // In order on one serial queue: each batch is reported once it is durable.
             acknowledger.async { [self] in
                 guard (try? waitDurable(through: last)) != nil else { return }
@@ -587,10 +604,13 @@ public final class Herald: Sendable {
             let waitMs = next.map { max(0, min($0 - now, 1000)) } ?? 1000
             await wakeup.wait(upToMs: waitMs == 0 ? 5 : waitMs)
         }
-        // Every pipelined round is synced and reported before run returns.
+        // Every pipelined round is synced and reported before run returns (including rounds
+        // that skipped the acknowledger).
         await withCheckedContinuation { (done: CheckedContinuation<Void, Never>) in
             acknowledger.async { done.resume() }
         }
+        let (lastOutcome, failed) = state.withLock { ($0.lastOutcome, $0.failure != nil) }
+        if lastOutcome > 0, !failed { try waitDurable(through: lastOutcome) }
         if let failure = state.withLock({ $0.failure }) { throw EngineError.failed(failure) }
         try projectNow()
     }
