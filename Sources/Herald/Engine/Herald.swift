@@ -609,8 +609,9 @@ public final class Herald: Sendable {
         await withCheckedContinuation { (done: CheckedContinuation<Void, Never>) in
             acknowledger.async { done.resume() }
         }
-        let (lastOutcome, failed) = state.withLock { ($0.lastOutcome, $0.failure != nil) }
-        if lastOutcome > 0, !failed { try waitDurable(through: lastOutcome) }
+        // A failed sync records the engine's failure, thrown just below.
+        let lastOutcome = state.withLock { $0.lastOutcome }
+        if lastOutcome > 0 { _ = try? waitDurable(through: lastOutcome) }
         if let failure = state.withLock({ $0.failure }) { throw EngineError.failed(failure) }
         try projectNow()
     }

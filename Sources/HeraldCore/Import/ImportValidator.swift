@@ -71,7 +71,7 @@ public struct ImportValidator: Sendable {
     /// ``decode(_:with:)`` (lines must come in order, each exactly once).
     public mutating func add(decoded: consuming Decoded, number: Int, acceptedSoFar: () throws -> [Record]) -> Record? {
         do throws(RecordError) {
-            // A consuming switch moves the line out (`Result.get()` copied it, twice).
+            // A consuming switch takes the line apart (`Result.get()` copied it first).
             let ts: Int64?
             let body: RecordBody
             switch consume decoded {

@@ -151,44 +151,37 @@ public struct PreparedBlocks: Sendable {
     }
 
     /// Calls `body` with each record held, in order: its timestamp and payload (valid only
-    /// during the call). Each block is decompressed in turn into one reused buffer.
+    /// during the call). Each block is decompressed and checked as a cursor does it, then read
+    /// as a ``LogBlock``.
     ///
     /// - Throws: `LogError.corruptBlock` (position counted from 1 within the held records) if a
     ///   frame does not decode to its block, which would be a defect: the frames were made here.
     public func forEachRecord(_ body: (_ ts: Int64, _ payload: UnsafeRawBufferPointer) throws -> Void) throws {
         let decompressor = LZ4Decompressor()
+        // Reused: each block's `LogBlock` is gone before the next decompression writes here.
         var raw: [UInt8] = []
         var position: UInt64 = 1
         for (index, block) in blocks.enumerated() {
-            let rawBytes = Int(block.header.rawBytes)
+            let header = block.header
+            let rawBytes = Int(header.rawBytes)
             let capacity = max(rawBytes, LZ4Decompressor.directDecodeCapacity)
             if raw.count < capacity { raw = [UInt8](repeating: 0, count: capacity) }
             let problem = block.frame.withUnsafeBytes { frame in
                 raw.withUnsafeMutableBytes { decompressor.decompress(frame, into: $0, expected: rawBytes) }
+            } ?? raw.withUnsafeBytes { all in
+                let checked = RecordFraming.validate(UnsafeRawBufferPointer(rebasing: all[0..<rawBytes]), count: header.count,
+                                                     firstTs: header.firstTs, lastTs: header.lastTs, skip: 0)
+                if case let .failure(bad) = checked { return bad.reason }
+                return nil
             }
             if let problem {
                 throw LogError.corruptBlock(directory: "(prepared blocks)", segment: "block \(index)", offset: 0,
                                             position: position, reason: problem)
             }
-            try raw.withUnsafeBytes { all in
-                let bytes = UnsafeRawBufferPointer(rebasing: all[0..<rawBytes])
-                var offset = 0
-                // The first record's delta is 0 from the block's first ts (see BlockFramer.add).
-                var ts = block.header.firstTs
-                for _ in 0..<block.header.count {
-                    guard let delta = RecordFraming.readVarint(bytes, &offset),
-                          let length = RecordFraming.readVarint(bytes, &offset),
-                          length <= UInt64(bytes.count - offset) else {
-                        throw LogError.corruptBlock(directory: "(prepared blocks)", segment: "block \(index)", offset: UInt64(offset),
-                                                    position: position, reason: "record framing runs past the block")
-                    }
-                    ts &+= Int64(truncatingIfNeeded: delta)
-                    let end = offset + Int(length)
-                    try body(ts, UnsafeRawBufferPointer(rebasing: bytes[offset..<end]))
-                    offset = end
-                    position += 1
-                }
-            }
+            let records = LogBlock(basePosition: position, count: Int(header.count), lastTs: header.lastTs, bytes: raw,
+                                   rawBytes: rawBytes, startOffset: 0, startTs: header.firstTs)
+            try records.forEachRecord { _, ts, payload in try body(ts, payload) }
+            position = records.endPosition
         }
     }
 
