@@ -54,6 +54,38 @@ import Testing
         }
     }
 
+    /// `isValid` (what a scan's read-ahead thread runs) accepts exactly what `decode` accepts,
+    /// and a decode told the bytes were checked gives the same record as a full one.
+    @Test(arguments: seeds)
+    func isValidAgreesWithDecode(seed: UInt64) throws {
+        var generator = RecordGenerator(seed: seed)
+        var rng = SeededGenerator(seed: seed ^ 0x5EED)
+        // Bytes that break UTF-8 (lone continuation, surrogate lead, invalid lead) and varints.
+        let interesting: [UInt8] = [0x80, 0xBF, 0xC0, 0xC3, 0xED, 0xF4, 0xF5, 0xFF, 0x00, 0x7F]
+        var accepted = 0, rejected = 0
+        for _ in 0..<400 {
+            let record = Record(ts: 5, body: generator.body())
+            var payload = RecordBinaryCodec.encode(record.body)
+            for _ in 0..<Int.random(in: 0...2, using: &rng) {
+                let position = Int.random(in: 0..<payload.count, using: &rng)
+                payload[position] = interesting[Int.random(in: 0..<interesting.count, using: &rng)]
+            }
+            let full = payload.withUnsafeBytes { bytes in Result { () throws(RecordError) -> Record in try RecordBinaryCodec.decodeRecord(ts: 5, bytes) } }
+            let valid = payload.withUnsafeBytes { RecordBinaryCodec.isValid($0) }
+            switch full {
+            case .success(let decoded):
+                accepted += 1
+                #expect(valid, "seed \(seed): isValid rejects \(payload)")
+                let checked = try payload.withUnsafeBytes { try RecordBinaryCodec.decodeRecord(ts: 5, $0, checked: true) }
+                #expect(checked == decoded, "seed \(seed)")
+            case .failure:
+                rejected += 1
+                #expect(!valid, "seed \(seed): isValid accepts \(payload), which decode rejects")
+            }
+        }
+        #expect(accepted > 50 && rejected > 50, "seed \(seed): \(accepted) accepted, \(rejected) rejected")
+    }
+
     @Test func randomBytesNeverTrap() {
         var rng = SeededGenerator(seed: 77)
         for _ in 0..<2000 {

@@ -50,6 +50,25 @@ struct ReadAheadTests {
         return outcome
     }
 
+    /// `check` runs once per block, before `body` sees it, and its answer arrives with the block.
+    @Test func checkAnswersArriveWithTheirBlocks() throws {
+        try withTemporaryDirectory { dir in
+            try build(dir)
+            let reader = try LogReader(directory: dir)
+            for depth in [0, 1, 3] {
+                let cursor = try reader.makeCursor(from: 1)
+                var answers: [(UInt64, Bool)] = []
+                // Odd base positions answer true: the answer depends on the block, not on timing.
+                try cursor.forEachBlock(readAhead: depth, check: { $0.basePosition % 2 == 1 }) { block, checked in
+                    answers.append((block.basePosition, checked))
+                    return true
+                }
+                #expect(answers.map(\.0) == stride(from: 1, through: 34, by: 3).map { UInt64($0) }, "depth \(depth)")
+                #expect(answers.allSatisfy { $0.1 == ($0.0 % 2 == 1) }, "depth \(depth)")
+            }
+        }
+    }
+
     @Test func sameRecordsAsTheSerialLoop() throws {
         try withTemporaryDirectory { dir in
             try build(dir)

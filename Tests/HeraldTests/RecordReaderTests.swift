@@ -96,6 +96,45 @@ struct RecordReaderTests {
         }
     }
 
+    /// Invalid UTF-8 inside a KV value in a block the read-ahead thread checked: the check
+    /// must fail that block, so its decode still checks UTF-8 and names the record.
+    @Test func invalidUTF8InAValueReadAheadIsRefused() async throws {
+        try await withTemporaryDirectory { path in
+            let data = DataDirectory(path: path)
+            let log = try LogWriter(directory: data.logPath, configuration: LogConfiguration(durability: .none))
+            let app = HeraldID(high: 1, low: 2)
+            func kv(_ n: Int, value: String) -> [UInt8] {
+                RecordBinaryCodec.encode(.kv(KVMutation(op: .insert, appID: app, collection: "c", key: "k\(n)", value: JSONText(value))))
+            }
+            for batch in 0..<6 {
+                let entries = (0..<50).map { index -> LogEntry in
+                    let n = batch * 50 + index + 1
+                    var payload = kv(n, value: #"{"name":"\#u{E9}t\#u{E9}"}"#)
+                    // Record 260 (in the sixth block): the second byte of "é" (0xA9) becomes
+                    // 0x28, which leaves a lead byte without its continuation.
+                    if n == 260, let at = payload.lastIndex(of: 0xA9) { payload[at] = 0x28 }
+                    return LogEntry(ts: Int64(n), payload: payload)
+                }
+                try log.append(entries)
+            }
+            try log.close()
+            var seen = 0
+            do {
+                try data.openReader().forEach { _, record in
+                    guard case .kv(let mutation) = record.body else { return false }
+                    #expect(mutation.value?.description == #"{"name":"\#u{E9}t\#u{E9}"}"#)
+                    seen += 1
+                    return true
+                }
+                Issue.record("record 260 must not decode")
+            } catch let HeraldError.badLogRecord(position, reason) {
+                #expect(position == 260)
+                #expect(reason.contains("invalid UTF-8"), "\(reason)")
+            }
+            #expect(seen == 259)
+        }
+    }
+
     @Test func corruptBlockAfterTheRecordsBeforeIt() async throws {
         try await withTemporaryDirectory { path in
             let data = DataDirectory(path: path)

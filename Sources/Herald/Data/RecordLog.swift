@@ -86,12 +86,22 @@ public final class RecordReader: Sendable {
     private struct Stop: Error {}
 
     @inline(__always)
-    private static func decode(position: UInt64, ts: Int64, _ payload: UnsafeRawBufferPointer) throws -> Record {
+    private static func decode(position: UInt64, ts: Int64, _ payload: UnsafeRawBufferPointer, checked: Bool) throws -> Record {
         do throws(RecordError) {
-            return try RecordBinaryCodec.decodeRecord(ts: ts, payload)
+            return try RecordBinaryCodec.decodeRecord(ts: ts, payload, checked: checked)
         } catch {
             throw HeraldError.badLogRecord(position: position, reason: error.description)
         }
+    }
+
+    /// True when every payload of `block` decodes (run on the read-ahead thread).
+    @Sendable
+    private static func payloadsValid(_ block: LogBlock) -> Bool {
+        var valid = true
+        block.forEachRecord { _, _, payload in
+            if valid && !RecordBinaryCodec.isValid(payload) { valid = false }
+        }
+        return valid
     }
 
     /// Calls `body` for each record from `from` through `through` (inclusive; `nil` = the end
@@ -106,21 +116,24 @@ public final class RecordReader: Sendable {
         let first = max(from, 1)
         guard first <= last else { return }
         let cursor = try reader.makeCursor(from: first)
-        /// Delivers one block's records; false once the range (or `body`) is done.
-        func deliver(_ block: LogBlock) throws -> Bool {
+        /// Delivers one block's records; false once the range (or `body`) is done. `checked`:
+        /// every payload of the block passed `RecordBinaryCodec.isValid`.
+        func deliver(_ block: LogBlock, checked: Bool) throws -> Bool {
             if block.basePosition > last { return false }
             try block.forEachRecord { position, ts, payload in
                 guard position >= first else { return }
                 guard position <= last else { throw Stop() }
                 // Decoded straight into the argument (no extra move).
-                if try !body(position, try Self.decode(position: position, ts: ts, payload)) { throw Stop() }
+                if try !body(position, try Self.decode(position: position, ts: ts, payload, checked: checked)) { throw Stop() }
             }
             return block.endPosition <= last
         }
         do {
-            // One block on this thread (a short read starts no thread), the rest read ahead.
-            guard let head = try cursor.nextBlock(), try deliver(head) else { return }
-            try cursor.forEachBlock(through: last, readAhead: 2, deliver)
+            // One block on this thread (a short read starts no thread), the rest read ahead;
+            // the read-ahead thread also checks every payload, so the decoding here skips
+            // the UTF-8 checks of the blocks that passed.
+            guard let head = try cursor.nextBlock(), try deliver(head, checked: false) else { return }
+            try cursor.forEachBlock(through: last, readAhead: 2, check: Self.payloadsValid, deliver)
         } catch is Stop {
             return
         }

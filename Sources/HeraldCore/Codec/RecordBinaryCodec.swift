@@ -136,7 +136,34 @@ public enum RecordBinaryCodec {
     /// Decodes one payload into a `Record` with timestamp `ts` (what log readers need), building
     /// the record in place instead of moving a decoded body into it.
     public static func decodeRecord(ts: Int64, _ bytes: UnsafeRawBufferPointer) throws(RecordError) -> Record {
+        try decodeRecord(ts: ts, bytes, checked: false)
+    }
+
+    /// True when ``decode(_:)`` would accept `bytes`: the same checks, without keeping what
+    /// they build. A scan runs it on its read-ahead thread, then decodes with
+    /// `decodeRecord(ts:_:checked: true)` on the caller's.
+    public static func isValid(_ bytes: UnsafeRawBufferPointer) -> Bool {
+        do throws(RecordError) {
+            var reader = try BinaryReader(header: bytes)
+            let type = reader.type.unsafelyUnwrapped
+            switch type {
+            case .kvInsert, .kvUpdate, .kvDelete: _ = try reader.kvLayout(type)
+            default: _ = try reader.body(of: type)
+            }
+            try reader.end()
+            return true
+        } catch {
+            return false
+        }
+    }
+
+    /// ``decodeRecord(ts:_:)``; with `checked` true the caller vouches that ``isValid(_:)``
+    /// accepted these very bytes, and the UTF-8 checks of a KV record's strings (most of a
+    /// decode's work) are skipped. Every length is still checked against the payload, so even
+    /// bytes that were not checked cannot make it read out of bounds.
+    public static func decodeRecord(ts: Int64, _ bytes: UnsafeRawBufferPointer, checked: Bool) throws(RecordError) -> Record {
         var reader = try BinaryReader(header: bytes)
+        reader.utf8Known = checked
         let type = reader.type.unsafelyUnwrapped
         switch type {
         case .kvInsert, .kvUpdate, .kvDelete:
@@ -267,6 +294,8 @@ private struct BinaryReader {
     var index = 0
     /// The record type once read; names the record in errors.
     var type: RecordType?
+    /// The payload's strings are known to be valid UTF-8 (checked before, on these bytes).
+    var utf8Known = false
 
     init(bytes: UnsafeRawBufferPointer) {
         self.base = bytes.baseAddress
@@ -428,7 +457,7 @@ private struct BinaryReader {
         let start = base.advanced(by: index).assumingMemoryBound(to: UInt8.self)
         index += length32
         let utf8 = UnsafeBufferPointer(start: start, count: length32)
-        guard isASCII(utf8) || isValidUTF8(utf8) else { throw fail(field, "invalid UTF-8") }
+        guard utf8Known || isASCII(utf8) || isValidUTF8(utf8) else { throw fail(field, "invalid UTF-8") }
         return CheckedString(start: start, count: length32)
     }
 

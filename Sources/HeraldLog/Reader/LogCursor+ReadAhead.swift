@@ -31,10 +31,23 @@ extension LogCursor {
     /// }
     /// ```
     public func forEachBlock(through: UInt64 = .max, readAhead: Int = 2, _ body: (LogBlock) throws -> Bool) throws {
-        let pipe = ReadAheadPipe(cursor: self, through: through, buffers: max(1, readAhead) + 1)
+        try forEachBlock(through: through, readAhead: readAhead, check: nil) { block, _ in try body(block) }
+    }
+
+    /// ``forEachBlock(through:readAhead:_:)`` that also runs `check` on each block on the
+    /// background thread, right after the block is read, and passes its answer to `body` with
+    /// the block: work that only looks at a block's bytes (checking every payload, say) moves
+    /// off the calling thread, so a scan's two threads share its cost more evenly.
+    ///
+    /// `check` sees each block once, before `body` does; it must not keep the block. Its answer
+    /// is advisory to `body` (a block `check` answered false for is simply handled the slow way);
+    /// with no thread, `check` runs on the calling thread just before `body`.
+    public func forEachBlock(through: UInt64 = .max, readAhead: Int = 2, check: (@Sendable (LogBlock) -> Bool)?,
+                             _ body: (LogBlock, _ checked: Bool) throws -> Bool) throws {
+        let pipe = ReadAheadPipe(cursor: self, through: through, buffers: max(1, readAhead) + 1, check: check)
         guard let thread = JoinableThread({ pipe.produce() }) else {
             // No thread: the same loop, serially.
-            while let block = try nextBlock(), try body(block), block.endPosition <= through {}
+            while let block = try nextBlock(), try body(block, check?(block) ?? false), block.endPosition <= through {}
             return
         }
         defer {
@@ -42,8 +55,8 @@ extension LogCursor {
             thread.join()
         }
         // Bound: each round takes one block; the producer stops after `through` or at the end.
-        while let block = try pipe.take() {
-            let more = try body(block)
+        while let (block, checked) = try pipe.take() {
+            let more = try body(block, checked)
             pipe.recycle(block)
             if !more { return }
         }
@@ -58,9 +71,10 @@ extension LogCursor {
 private final class ReadAheadPipe: @unchecked Sendable {
     private let cursor: LogCursor
     private let through: UInt64
+    private let check: (@Sendable (LogBlock) -> Bool)?
     private let lock = ConditionLock()
-    /// Blocks read and not yet taken, oldest first (at most `buffers - 1`).
-    private var ready: [LogBlock] = []
+    /// Blocks read and not yet taken with `check`'s answer, oldest first (at most `buffers - 1`).
+    private var ready: [(block: LogBlock, checked: Bool)] = []
     /// Buffers free for the producer (empty arrays until first used; the cursor sizes them).
     private var spare: [[UInt8]]
     /// The producer will add nothing more (`failure` says why if it was an error).
@@ -69,9 +83,10 @@ private final class ReadAheadPipe: @unchecked Sendable {
     /// The caller has stopped: the producer exits at its next check.
     private var cancelled = false
 
-    init(cursor: LogCursor, through: UInt64, buffers: Int) {
+    init(cursor: LogCursor, through: UInt64, buffers: Int, check: (@Sendable (LogBlock) -> Bool)?) {
         self.cursor = cursor
         self.through = through
+        self.check = check
         self.spare = Array(repeating: [], count: buffers)
         ready.reserveCapacity(buffers)
     }
@@ -91,10 +106,12 @@ private final class ReadAheadPipe: @unchecked Sendable {
             lock.unlock()
             let result = Result { try cursor.nextBlock(into: &buffer) }
             buffer = []  // the block (if any) now holds the only reference
+            var checked = false
+            if let check, case let .success(block?) = result { checked = check(block) }
             lock.lock()
             switch result {
             case let .success(block?):
-                ready.append(block)
+                ready.append((block, checked))
                 done = block.endPosition > through
             case .success(nil):
                 done = true
@@ -111,11 +128,14 @@ private final class ReadAheadPipe: @unchecked Sendable {
 
     /// The next block in order; nil after the last; throws the producer's error once every
     /// block read before it was taken.
-    func take() throws -> LogBlock? {
+    func take() throws -> (LogBlock, Bool)? {
         lock.lock()
         defer { lock.unlock() }
         while ready.isEmpty && !done { lock.wait() }
-        if !ready.isEmpty { return ready.removeFirst() }
+        if !ready.isEmpty {
+            let first = ready.removeFirst()
+            return (first.block, first.checked)
+        }
         if let failure { throw failure }
         return nil
     }
