@@ -40,6 +40,31 @@ struct RecordReaderTests {
         }
     }
 
+    /// Values read from the log share their block's buffer; the read-ahead reuses its buffers,
+    /// so values kept past their block must keep their bytes (the buffer is copied, not
+    /// overwritten), and `compacted()` gives the same record holding only its own bytes.
+    @Test func keptValuesSurviveTheBuffersBeingReused() async throws {
+        try await withTemporaryDirectory { path in
+            let data = DataDirectory(path: path)
+            try Self.build(data.logPath)
+            var kept: [Record] = []
+            try data.openReader().forEach { _, record in
+                kept.append(record)
+                return true
+            }
+            #expect(kept.count == 2000)
+            #expect(kept == (1...2000).map(Self.record))
+            guard case .kv(let mutation) = kept[1500].body, let value = mutation.value else {
+                Issue.record("not a kv record")
+                return
+            }
+            #expect(!value.isCompact, "a value read from the log shares its block")
+            let compact = kept[1500].compacted()
+            #expect(compact == kept[1500])
+            if case .kv(let m) = compact.body { #expect(m.value?.isCompact == true) }
+        }
+    }
+
     @Test func stopsEarly() async throws {
         try await withTemporaryDirectory { path in
             let data = DataDirectory(path: path)

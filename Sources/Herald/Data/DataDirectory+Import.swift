@@ -201,14 +201,14 @@ private struct LineChunk: Sendable {
     /// Each line decoded, with its number, **last line first**: the validator takes them in
     /// order with `popLast`, which moves each out (reversing the array afterwards would copy
     /// every decoded line, retaining its strings).
+    /// KV values share the chunk's bytes (no allocation per line); the chunk's buffer is freed
+    /// once the validating thread has encoded its last value.
     func decodeReversed(with decoder: RecordJSONDecoder) -> [(Int, ImportValidator.Decoded)] {
         var lines: [(Int, ImportValidator.Decoded)] = []
         lines.reserveCapacity(ends.count)
-        bytes.withUnsafeBufferPointer { all in
-            for index in ends.indices.reversed() {
-                let start = index == 0 ? 0 : ends[index - 1]
-                lines.append((firstNumber + index, ImportValidator.decode(UnsafeBufferPointer(rebasing: all[start..<ends[index]]), with: decoder)))
-            }
+        for index in ends.indices.reversed() {
+            let start = index == 0 ? 0 : ends[index - 1]
+            lines.append((firstNumber + index, ImportValidator.decode(in: bytes, range: start..<ends[index], with: decoder)))
         }
         return lines
     }

@@ -86,9 +86,9 @@ public final class RecordReader: Sendable {
     private struct Stop: Error {}
 
     @inline(__always)
-    private static func decode(position: UInt64, ts: Int64, _ payload: UnsafeRawBufferPointer, checked: Bool) throws -> Record {
+    private static func decode(position: UInt64, ts: Int64, in buffer: [UInt8], range: Range<Int>, checked: Bool) throws -> Record {
         do throws(RecordError) {
-            return try RecordBinaryCodec.decodeRecord(ts: ts, payload, checked: checked)
+            return try RecordBinaryCodec.decodeRecord(ts: ts, in: buffer, range: range, checked: checked)
         } catch {
             throw HeraldError.badLogRecord(position: position, reason: error.description)
         }
@@ -107,6 +107,10 @@ public final class RecordReader: Sendable {
     /// Calls `body` for each record from `from` through `through` (inclusive; `nil` = the end
     /// as of the call). Stops early when `body` returns false. Seeks by the block index.
     ///
+    /// A KV value in a record shares the decompressed block it was read from (no copy, see
+    /// ``HeraldCore/JSONText``): keep ``HeraldCore/Record/compacted()`` copies of records
+    /// kept for long, or each keeps its whole block (about 1 MiB) alive.
+    ///
     /// When the range goes past the first block, the following blocks are read, checked and
     /// decompressed a few blocks ahead on a background thread (``LogCursor/forEachBlock(through:readAhead:_:)``)
     /// while `body` runs on the calling thread; records and errors arrive in the same order.
@@ -120,11 +124,13 @@ public final class RecordReader: Sendable {
         /// every payload of the block passed `RecordBinaryCodec.isValid`.
         func deliver(_ block: LogBlock, checked: Bool) throws -> Bool {
             if block.basePosition > last { return false }
-            try block.forEachRecord { position, ts, payload in
+            let buffer = block.buffer
+            try block.forEachPayloadRange { position, ts, range in
                 guard position >= first else { return }
                 guard position <= last else { throw Stop() }
-                // Decoded straight into the argument (no extra move).
-                if try !body(position, try Self.decode(position: position, ts: ts, payload, checked: checked)) { throw Stop() }
+                // Decoded straight into the argument (no extra move); a KV value shares the
+                // block's buffer.
+                if try !body(position, try Self.decode(position: position, ts: ts, in: buffer, range: range, checked: checked)) { throw Stop() }
             }
             return block.endPosition <= last
         }

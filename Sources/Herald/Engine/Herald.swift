@@ -257,7 +257,8 @@ public final class Herald: Sendable {
             case .created(let d):
                 s.queue.push(d)
                 s.sourceRefs[d.id.sourcePosition, default: 0] += 1
-                if d.sourceKind == .kv { s.kvSources[position] = record }
+                // Compact: a record read from the log would keep its whole block alive.
+                if d.sourceKind == .kv { s.kvSources[position] = record.compacted() }
             case .attempted(let d, _, _, _):
                 if d.status == .pending {
                     s.queue.push(d)
@@ -474,7 +475,7 @@ public final class Herald: Sendable {
         var dead: [UInt64: DeadLetterEvent] = [:]
         for position in positions {
             try reader.forEach(from: position, through: position) { at, record in
-                if case .kv = record.body { kv[at] = record }
+                if case .kv = record.body { kv[at] = record.compacted() }
                 return false
             }
             if kv[position] == nil, let event = try projector.withLock({ try $0?.deadLetter(at: position) }) {

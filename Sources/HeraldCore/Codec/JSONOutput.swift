@@ -154,7 +154,7 @@ public struct JSONOutput: Sendable {
     /// one well-formed JSON value.
     public mutating func raw(_ jsonText: JSONText) {
         separate()
-        bytes.append(contentsOf: jsonText.utf8)
+        jsonText.withUTF8 { bytes.append(contentsOf: $0) }
         needsComma = true
     }
 

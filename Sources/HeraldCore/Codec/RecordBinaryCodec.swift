@@ -162,6 +162,27 @@ public enum RecordBinaryCodec {
     /// decode's work) are skipped. Every length is still checked against the payload, so even
     /// bytes that were not checked cannot make it read out of bounds.
     public static func decodeRecord(ts: Int64, _ bytes: UnsafeRawBufferPointer, checked: Bool) throws(RecordError) -> Record {
+        try decodeRecord(ts: ts, bytes, checked: checked, sharing: nil)
+    }
+
+    /// ``decodeRecord(ts:_:checked:)`` of the payload at `range` of `buffer`: a KV value shares
+    /// `buffer` (``JSONText``) instead of copying its bytes, so decoding allocates nothing for it.
+    public static func decodeRecord(ts: Int64, in buffer: [UInt8], range: Range<Int>, checked: Bool) throws(RecordError) -> Record {
+        let result: Result<Record, RecordError> = buffer.withUnsafeBytes { all in
+            do throws(RecordError) {
+                return .success(try decodeRecord(ts: ts, UnsafeRawBufferPointer(rebasing: all[range]), checked: checked,
+                                                 sharing: (buffer, all.baseAddress, range.lowerBound)))
+            } catch {
+                return .failure(error)
+            }
+        }
+        return try result.get()
+    }
+
+    /// `sharing`: the buffer `bytes` lies in, its base address and `bytes`' offset in it.
+    @inline(__always)
+    private static func decodeRecord(ts: Int64, _ bytes: UnsafeRawBufferPointer, checked: Bool,
+                                     sharing: (buffer: [UInt8], base: UnsafeRawPointer?, offset: Int)?) throws(RecordError) -> Record {
         var reader = try BinaryReader(header: bytes)
         reader.utf8Known = checked
         let type = reader.type.unsafelyUnwrapped
@@ -172,6 +193,9 @@ public enum RecordBinaryCodec {
             // the mutation is kept alive across a throwing call.
             let layout = try reader.kvLayout(type)
             try reader.end()
+            if let sharing, let base = sharing.base {
+                return Record(ts: ts, body: .kv(layout.mutation(sharing: sharing.buffer, base: base)))
+            }
             return Record(ts: ts, body: .kv(layout.mutation()))
         default:
             let body = try reader.body(of: type)
@@ -202,11 +226,11 @@ public enum RecordBinaryCodec {
     static func encodeKV(_ mutation: KVMutation, type: RecordType, into out: inout [UInt8]) {
         var collection = mutation.collection
         var key = mutation.key
-        let value = mutation.value?.utf8 ?? []
+        let value = mutation.value ?? JSONText.empty
         let hasValue = mutation.value != nil
         collection.withUTF8 { c in
             key.withUTF8 { k in
-                value.withUnsafeBufferPointer { v in
+                value.withUTF8 { v in
                     // version, type, id, 3 varints (<= 10 bytes each), presence byte, strings.
                     let most = 2 + 16 + 30 + 1 + c.count + k.count + v.count
                     let start = out.count
@@ -442,6 +466,17 @@ private struct BinaryReader {
         func mutation() -> KVMutation {
             KVMutation(op: op, appID: appID, collection: collection.make(), key: key.make(),
                        value: value.map { JSONText(validUTF8: UnsafeBufferPointer(start: $0.start, count: $0.count)) })
+        }
+
+        /// `mutation()` with the value sharing `buffer`, whose bytes start at `base`.
+        @inline(__always)
+        func mutation(sharing buffer: [UInt8], base: UnsafeRawPointer) -> KVMutation {
+            KVMutation(op: op, appID: appID, collection: collection.make(), key: key.make(),
+                       value: value.map { value in
+                           guard let start = value.start else { return JSONText(sharing: buffer, range: 0..<0) }
+                           let offset = UnsafeRawPointer(start) - base
+                           return JSONText(sharing: buffer, range: offset..<offset + value.count)
+                       })
         }
     }
 

@@ -24,9 +24,27 @@ public struct RecordJSONDecoder: Sendable {
     /// - Throws: ``RecordError`` with `recordType` when known, `field` as a JSON path
     ///   (`retry.max_attempts`, `kv.ops[1]`) and the reason.
     public func decode(line: UnsafeBufferPointer<UInt8>) throws(RecordError) -> (ts: Int64?, body: RecordBody) {
+        try decode(line: line, sharing: nil)
+    }
+
+    /// Decodes the line at `range` of `buffer`; a KV value shares `buffer` (``JSONText``)
+    /// instead of copying its bytes: what an import does with its chunks of lines.
+    public func decode(in buffer: [UInt8], range: Range<Int>) throws(RecordError) -> (ts: Int64?, body: RecordBody) {
+        let result: Result<(ts: Int64?, body: RecordBody), RecordError> = buffer.withUnsafeBufferPointer { all in
+            do throws(RecordError) {
+                return .success(try decode(line: UnsafeBufferPointer(rebasing: all[range]), sharing: (buffer, range.lowerBound)))
+            } catch {
+                return .failure(error)
+            }
+        }
+        return try result.get()
+    }
+
+    private func decode(line: UnsafeBufferPointer<UInt8>, sharing: (buffer: [UInt8], offset: Int)?) throws(RecordError) -> (ts: Int64?, body: RecordBody) {
         try withUnsafeTemporaryAllocation(of: JSONSpan.self, capacity: JSONField.count) {
             (slots: UnsafeMutableBufferPointer<JSONSpan>) throws(RecordError) -> (ts: Int64?, body: RecordBody) in
             var parser = LineParser(bytes: line, slots: slots, retryDefaults: retryDefaults)
+            parser.sharing = sharing
             return try parser.parse()
         }
     }
@@ -56,6 +74,8 @@ private struct LineParser {
     let retryDefaults: RetryConfig
     var present: UInt32 = 0
     var typeName: String?
+    /// The buffer `bytes` lies in, at `offset`: values then share it instead of copying.
+    var sharing: (buffer: [UInt8], offset: Int)?
 
     init(bytes: UnsafeBufferPointer<UInt8>, slots: UnsafeMutableBufferPointer<JSONSpan>, retryDefaults: RetryConfig) {
         self.bytes = bytes
@@ -409,6 +429,7 @@ private struct LineParser {
     func rawText(_ span: JSONSpan) -> JSONText {
         let start = span.kind == .string ? span.start - 1 : span.start
         let end = span.kind == .string ? span.end + 1 : span.end
+        if let sharing { return JSONText(sharing: sharing.buffer, range: sharing.offset + start ..< sharing.offset + end) }
         return JSONText(validUTF8: UnsafeBufferPointer(rebasing: bytes[start..<end]))
     }
 

@@ -96,7 +96,7 @@ public enum RecordRules {
             case (_, nil):
                 throw fail("value", "required for \(type.name)")
             case (_, .some(let value)):
-                let size = value.utf8.count
+                let size = value.count
                 if size > KVMutation.valueBytesMax {
                     throw fail("value", "value is \(size) bytes; the limit is \(KVMutation.valueBytesMax)")
                 }

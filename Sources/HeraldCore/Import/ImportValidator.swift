@@ -67,6 +67,16 @@ public struct ImportValidator: Sendable {
         }
     }
 
+    /// ``decode(_:with:)`` of the line at `range` of `buffer`; its KV value shares `buffer`.
+    public static func decode(in buffer: [UInt8], range: Range<Int>, with decoder: RecordJSONDecoder) -> Decoded {
+        do throws(RecordError) {
+            let (ts, body) = try decoder.decode(in: buffer, range: range)
+            return .success(DecodedLine(ts: ts, body: body))
+        } catch {
+            return .failure(error)
+        }
+    }
+
     /// The stateful half of ``add(line:number:acceptedSoFar:)``: validates a line decoded by
     /// ``decode(_:with:)`` (lines must come in order, each exactly once).
     public mutating func add(decoded: consuming Decoded, number: Int, acceptedSoFar: () throws -> [Record]) -> Record? {

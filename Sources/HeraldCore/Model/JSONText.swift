@@ -1,20 +1,31 @@
 /// The text of one JSON value exactly as given, kept as its UTF-8 bytes: a KV value is only
 /// ever checked, stored and passed on, so decoding a record does not build a `String` for it
-/// (building one validates and copies the bytes again, and was most of the cost of reading a
-/// KV record back from the log). ``description`` gives the text as a `String`.
+/// (building one validates and copies the bytes again). ``description`` gives the text as a
+/// `String`.
+///
+/// A value decoded from the log or from an import's input **shares** the buffer it was read
+/// from (a decompressed log block, about 1 MiB, or a chunk of input lines) instead of
+/// copying its bytes into an allocation of its own: a scan or an import then allocates
+/// nothing per value. The shared buffer lives as long as any value in it, so code that keeps
+/// values for long (a cache, a queue) keeps ``compacted()`` copies, which hold only their own
+/// bytes. A value built from a `String` is always compact.
 ///
 /// ```swift
 /// let value: JSONText = #"{"name":"alice"}"#
 /// print(value)              // {"name":"alice"}
-/// value.utf8.count          // 16
+/// value.count               // 16
 /// ```
 public struct JSONText: Hashable, Sendable, CustomStringConvertible, ExpressibleByStringInterpolation {
-    /// The text's bytes: always valid UTF-8.
-    public let utf8: [UInt8]
+    /// The buffer holding the text (maybe among other bytes).
+    private let storage: [UInt8]
+    /// Where the text sits in `storage` (values are at most 1 MiB; a buffer that could not be
+    /// addressed this way is never shared, see ``init(sharing:range:)``).
+    private let start: UInt32
+    private let length: UInt32
 
     /// The text of `string`.
     public init(_ string: String) {
-        utf8 = Array(string.utf8)
+        self.init(owning: Array(string.utf8))
     }
 
     public init(stringLiteral value: String) {
@@ -25,16 +36,64 @@ public struct JSONText: Hashable, Sendable, CustomStringConvertible, Expressible
         self.init(String(stringInterpolation: stringInterpolation))
     }
 
-    /// Bytes the caller has checked to be valid UTF-8.
+    /// Bytes the caller has checked to be valid UTF-8, copied.
     init(validUTF8 bytes: UnsafeBufferPointer<UInt8>) {
-        utf8 = Array(bytes)
+        self.init(owning: Array(bytes))
+    }
+
+    /// Takes `bytes` (valid UTF-8) as the whole text.
+    private init(owning bytes: [UInt8]) {
+        storage = bytes
+        start = 0
+        length = UInt32(truncatingIfNeeded: bytes.count)
+    }
+
+    /// The bytes `range` of `buffer` (checked by the caller to be valid UTF-8), sharing the
+    /// buffer; copied instead when the range cannot be stored in 32-bit offsets.
+    init(sharing buffer: [UInt8], range: Range<Int>) {
+        guard let start = UInt32(exactly: range.lowerBound), let length = UInt32(exactly: range.count) else {
+            self = buffer.withUnsafeBufferPointer { JSONText(validUTF8: UnsafeBufferPointer(rebasing: $0[range])) }
+            return
+        }
+        storage = buffer
+        self.start = start
+        self.length = length
+    }
+
+    /// No bytes (not a JSON value: a placeholder for encoders).
+    static let empty = JSONText(owning: [])
+
+    /// Bytes of text.
+    public var count: Int { Int(length) }
+
+    /// The text's bytes (always valid UTF-8).
+    public var utf8: ArraySlice<UInt8> { storage[Int(start)..<Int(start) + Int(length)] }
+
+    /// True when the text holds no buffer but its own bytes (see ``compacted()``).
+    public var isCompact: Bool { start == 0 && Int(length) == storage.count }
+
+    /// The same text holding only its own bytes: what to keep when a value read from the log
+    /// may be kept for long (it would otherwise keep its whole log block alive).
+    public func compacted() -> JSONText {
+        isCompact ? self : withUTF8 { JSONText(validUTF8: $0) }
     }
 
     /// The text as a `String`.
-    public var description: String { String(decoding: utf8, as: UTF8.self) }
+    public var description: String { withUTF8 { String(decoding: $0, as: UTF8.self) } }
 
     /// Calls `body` with the text's bytes.
     public func withUTF8<Result>(_ body: (UnsafeBufferPointer<UInt8>) throws -> Result) rethrows -> Result {
-        try utf8.withUnsafeBufferPointer(body)
+        try storage.withUnsafeBufferPointer { all in
+            try body(UnsafeBufferPointer(rebasing: all[Int(start)..<Int(start) + Int(length)]))
+        }
+    }
+
+    /// Equal texts have equal bytes (wherever they are stored).
+    public static func == (lhs: JSONText, rhs: JSONText) -> Bool {
+        lhs.length == rhs.length && lhs.withUTF8 { a in rhs.withUTF8 { b in a.elementsEqual(b) } }
+    }
+
+    public func hash(into hasher: inout Hasher) {
+        withUTF8 { hasher.combine(bytes: UnsafeRawBufferPointer($0)) }
     }
 }

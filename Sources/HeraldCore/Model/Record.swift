@@ -14,6 +14,14 @@ public struct Record: Equatable, Sendable {
 
     /// The largest accepted ts: 9999-12-31T23:59:59.999Z, so no due time can overflow.
     public static let tsMax: Int64 = 253_402_300_799_999
+
+    /// The record with its KV value (if any) holding only its own bytes: what to keep when a
+    /// record read from the log is kept for long (``JSONText/compacted()``).
+    public func compacted() -> Record {
+        guard case .kv(var mutation) = body, let value = mutation.value, !value.isCompact else { return self }
+        mutation.value = value.compacted()
+        return Record(ts: ts, body: .kv(mutation))
+    }
 }
 
 /// The vocabulary of the log (DESIGN.md §2).

@@ -36,21 +36,39 @@ public struct LogBlock: Sendable, Sequence {
     public func forEachRecord(_ body: (_ position: UInt64, _ ts: Int64, _ payload: UnsafeRawBufferPointer) throws -> Void) rethrows {
         try bytes.withUnsafeBytes { all in
             let raw = UnsafeRawBufferPointer(rebasing: all[0..<Swift.min(rawBytes, all.count)])
-            var offset = startOffset
-            var ts = startTs
-            var position = basePosition
-            for _ in 0..<count {
-                // The block was validated when decoded; these guards only keep hostile
-                // states from trapping.
-                guard let delta = RecordFraming.readVarint(raw, &offset),
-                      let length = RecordFraming.readVarint(raw, &offset),
-                      length <= UInt64(raw.count - offset) else { return }
-                ts &+= Int64(truncatingIfNeeded: delta)
-                let end = offset + Int(length)
-                try body(position, ts, UnsafeRawBufferPointer(rebasing: raw[offset..<end]))
-                offset = end
-                position += 1
-            }
+            try walk(raw) { position, ts, range in try body(position, ts, UnsafeRawBufferPointer(rebasing: raw[range])) }
+        }
+    }
+
+    /// The block's decompressed bytes, which ``forEachPayloadRange(_:)`` indexes. Keeping a
+    /// slice of it keeps the whole buffer (about a block's raw size) alive.
+    public var buffer: [UInt8] { bytes }
+
+    /// Calls `body` with each record's position, timestamp and the range of its payload in
+    /// ``buffer``: for decoders that share the buffer instead of copying out of it.
+    public func forEachPayloadRange(_ body: (_ position: UInt64, _ ts: Int64, _ payload: Range<Int>) throws -> Void) rethrows {
+        try bytes.withUnsafeBytes { all in
+            try walk(UnsafeRawBufferPointer(rebasing: all[0..<Swift.min(rawBytes, all.count)]), body)
+        }
+    }
+
+    /// The record framing loop over `raw` (the meaningful bytes of the buffer).
+    @inline(__always)
+    private func walk(_ raw: UnsafeRawBufferPointer, _ body: (UInt64, Int64, Range<Int>) throws -> Void) rethrows {
+        var offset = startOffset
+        var ts = startTs
+        var position = basePosition
+        for _ in 0..<count {
+            // The block was validated when decoded; these guards only keep hostile
+            // states from trapping.
+            guard let delta = RecordFraming.readVarint(raw, &offset),
+                  let length = RecordFraming.readVarint(raw, &offset),
+                  length <= UInt64(raw.count - offset) else { return }
+            ts &+= Int64(truncatingIfNeeded: delta)
+            let end = offset + Int(length)
+            try body(position, ts, offset..<end)
+            offset = end
+            position += 1
         }
     }
 
