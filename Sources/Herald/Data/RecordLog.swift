@@ -86,9 +86,10 @@ public final class RecordReader: Sendable {
     private struct Stop: Error {}
 
     @inline(__always)
-    private static func decode(position: UInt64, ts: Int64, in buffer: [UInt8], range: Range<Int>, checked: Bool) throws -> Record {
+    private static func decode(position: UInt64, ts: Int64, _ payload: UnsafeRawBufferPointer, checked: Bool,
+                               sharing buffer: [UInt8], at offset: Int) throws -> Record {
         do throws(RecordError) {
-            return try RecordBinaryCodec.decodeRecord(ts: ts, in: buffer, range: range, checked: checked)
+            return try RecordBinaryCodec.decodeRecord(ts: ts, payload, checked: checked, sharing: buffer, at: offset)
         } catch {
             throw HeraldError.badLogRecord(position: position, reason: error.description)
         }
@@ -125,12 +126,12 @@ public final class RecordReader: Sendable {
         func deliver(_ block: LogBlock, checked: Bool) throws -> Bool {
             if block.basePosition > last { return false }
             let buffer = block.buffer
-            try block.forEachPayloadRange { position, ts, range in
+            try block.forEachRecordAndOffset { position, ts, payload, offset in
                 guard position >= first else { return }
                 guard position <= last else { throw Stop() }
                 // Decoded straight into the argument (no extra move); a KV value shares the
                 // block's buffer.
-                if try !body(position, try Self.decode(position: position, ts: ts, in: buffer, range: range, checked: checked)) { throw Stop() }
+                if try !body(position, try Self.decode(position: position, ts: ts, payload, checked: checked, sharing: buffer, at: offset)) { throw Stop() }
             }
             return block.endPosition <= last
         }

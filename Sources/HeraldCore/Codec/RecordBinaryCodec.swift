@@ -165,24 +165,18 @@ public enum RecordBinaryCodec {
         try decodeRecord(ts: ts, bytes, checked: checked, sharing: nil)
     }
 
-    /// ``decodeRecord(ts:_:checked:)`` of the payload at `range` of `buffer`: a KV value shares
+    /// ``decodeRecord(ts:_:checked:)`` of `bytes`, which are the bytes at `offset` of `buffer`
+    /// (the caller holds them, e.g. inside `buffer.withUnsafeBytes`): a KV value shares
     /// `buffer` (``JSONText``) instead of copying its bytes, so decoding allocates nothing for it.
-    public static func decodeRecord(ts: Int64, in buffer: [UInt8], range: Range<Int>, checked: Bool) throws(RecordError) -> Record {
-        let result: Result<Record, RecordError> = buffer.withUnsafeBytes { all in
-            do throws(RecordError) {
-                return .success(try decodeRecord(ts: ts, UnsafeRawBufferPointer(rebasing: all[range]), checked: checked,
-                                                 sharing: (buffer, all.baseAddress, range.lowerBound)))
-            } catch {
-                return .failure(error)
-            }
-        }
-        return try result.get()
+    public static func decodeRecord(ts: Int64, _ bytes: UnsafeRawBufferPointer, checked: Bool,
+                                    sharing buffer: [UInt8], at offset: Int) throws(RecordError) -> Record {
+        try decodeRecord(ts: ts, bytes, checked: checked, sharing: (buffer, offset))
     }
 
-    /// `sharing`: the buffer `bytes` lies in, its base address and `bytes`' offset in it.
+    /// `sharing`: the buffer `bytes` lies in and their offset in it.
     @inline(__always)
     private static func decodeRecord(ts: Int64, _ bytes: UnsafeRawBufferPointer, checked: Bool,
-                                     sharing: (buffer: [UInt8], base: UnsafeRawPointer?, offset: Int)?) throws(RecordError) -> Record {
+                                     sharing: (buffer: [UInt8], offset: Int)?) throws(RecordError) -> Record {
         var reader = try BinaryReader(header: bytes)
         reader.utf8Known = checked
         let type = reader.type.unsafelyUnwrapped
@@ -193,8 +187,10 @@ public enum RecordBinaryCodec {
             // the mutation is kept alive across a throwing call.
             let layout = try reader.kvLayout(type)
             try reader.end()
-            if let sharing, let base = sharing.base {
-                return Record(ts: ts, body: .kv(layout.mutation(sharing: sharing.buffer, base: base)))
+            if let sharing, let base = bytes.baseAddress {
+                let value = layout.value.map { $0.shared(in: sharing.buffer, base: base - sharing.offset) }
+                return Record(ts: ts, body: .kv(KVMutation(op: layout.op, appID: layout.appID, collection: layout.collection.make(),
+                                                           key: layout.key.make(), value: value)))
             }
             return Record(ts: ts, body: .kv(layout.mutation()))
         default:
@@ -451,6 +447,14 @@ private struct BinaryReader {
         func make() -> String {
             makeString(validUTF8: UnsafeBufferPointer(start: start, count: count))
         }
+
+        /// The field as a value sharing `buffer`, whose byte 0 is at `base`.
+        @inline(__always)
+        func shared(in buffer: [UInt8], base: UnsafeRawPointer) -> JSONText {
+            guard let start else { return JSONText(sharing: buffer, range: 0..<0) }
+            let offset = UnsafeRawPointer(start) - base
+            return JSONText(sharing: buffer, range: offset..<offset + count)
+        }
     }
 
     /// The fields of a kv record, every one checked, strings not yet built.
@@ -468,16 +472,7 @@ private struct BinaryReader {
                        value: value.map { JSONText(validUTF8: UnsafeBufferPointer(start: $0.start, count: $0.count)) })
         }
 
-        /// `mutation()` with the value sharing `buffer`, whose bytes start at `base`.
-        @inline(__always)
-        func mutation(sharing buffer: [UInt8], base: UnsafeRawPointer) -> KVMutation {
-            KVMutation(op: op, appID: appID, collection: collection.make(), key: key.make(),
-                       value: value.map { value in
-                           guard let start = value.start else { return JSONText(sharing: buffer, range: 0..<0) }
-                           let offset = UnsafeRawPointer(start) - base
-                           return JSONText(sharing: buffer, range: offset..<offset + value.count)
-                       })
-        }
+
     }
 
     /// Like `string(_:)` (same checks and errors) without building the string.

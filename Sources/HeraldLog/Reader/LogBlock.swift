@@ -40,15 +40,16 @@ public struct LogBlock: Sendable, Sequence {
         }
     }
 
-    /// The block's decompressed bytes, which ``forEachPayloadRange(_:)`` indexes. Keeping a
-    /// slice of it keeps the whole buffer (about a block's raw size) alive.
+    /// The block's decompressed bytes, which the offsets of ``forEachRecordAndOffset(_:)``
+    /// index. Keeping a slice of it keeps the whole buffer (about a block's raw size) alive.
     public var buffer: [UInt8] { bytes }
 
-    /// Calls `body` with each record's position, timestamp and the range of its payload in
-    /// ``buffer``: for decoders that share the buffer instead of copying out of it.
-    public func forEachPayloadRange(_ body: (_ position: UInt64, _ ts: Int64, _ payload: Range<Int>) throws -> Void) rethrows {
+    /// ``forEachRecord(_:)`` that also passes the payload's offset in ``buffer``: for decoders
+    /// that share the buffer instead of copying out of it.
+    public func forEachRecordAndOffset(_ body: (_ position: UInt64, _ ts: Int64, _ payload: UnsafeRawBufferPointer, _ offset: Int) throws -> Void) rethrows {
         try bytes.withUnsafeBytes { all in
-            try walk(UnsafeRawBufferPointer(rebasing: all[0..<Swift.min(rawBytes, all.count)]), body)
+            let raw = UnsafeRawBufferPointer(rebasing: all[0..<Swift.min(rawBytes, all.count)])
+            try walk(raw) { position, ts, range in try body(position, ts, UnsafeRawBufferPointer(rebasing: raw[range]), range.lowerBound) }
         }
     }
 
