@@ -12,6 +12,10 @@ import HeraldCore
 /// ```
 public final class Projection: @unchecked Sendable {
     /// One applied record: its position, the record, and the dispatcher's effects.
+    ///
+    /// The projection stores no KV data (its deliveries come from the effects), so a step keeps
+    /// a KV record without its value: a batch of steps then holds no value read from the log,
+    /// and with it no log block (``HeraldCore/JSONText`` shares its block's buffer).
     public struct Step: Sendable {
         public var position: UInt64
         public var record: Record
@@ -19,7 +23,12 @@ public final class Projection: @unchecked Sendable {
 
         public init(position: UInt64, record: Record, effects: [DispatchEffect]) {
             self.position = position
-            self.record = record
+            if case .kv(var mutation) = record.body, mutation.value != nil {
+                mutation.value = nil
+                self.record = Record(ts: record.ts, body: .kv(mutation))
+            } else {
+                self.record = record
+            }
             self.effects = effects
         }
     }

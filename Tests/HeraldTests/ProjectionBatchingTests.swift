@@ -7,6 +7,17 @@ import Testing
 /// batch (``Projection/finalStates(of:)``). Projected one record per transaction (nothing to
 /// coalesce) or all at once, a log gives the same tables.
 @Suite struct ProjectionBatchingTests {
+    /// A step keeps a KV record without its value (the projection stores no KV data), so a
+    /// batch read from the log pins none of its blocks; everything else is kept.
+    @Test func aStepKeepsNoKVValue() {
+        let app = HeraldID(high: 1, low: 1)
+        let insert = Record(ts: 7, body: .kv(KVMutation(op: .insert, appID: app, collection: "c", key: "k", value: #"{"a":1}"#)))
+        let step = Projection.Step(position: 3, record: insert, effects: [])
+        #expect(step.record == Record(ts: 7, body: .kv(KVMutation(op: .insert, appID: app, collection: "c", key: "k", value: nil))))
+        let deleted = Record(ts: 8, body: .appDeleted(appID: app))
+        #expect(Projection.Step(position: 4, record: deleted, effects: []).record == deleted)
+    }
+
     @Test func oneRecordPerBatchAndOneBatchGiveTheSameTables() async throws {
         var coalesced = 0
         for seed in UInt64(1)...25 {
