@@ -78,7 +78,7 @@ public struct HeraldID: Hashable, Comparable, Sendable, CustomStringConvertible 
     }
 
     /// Length of the canonical form: 32 hex digits and 4 hyphens.
-    static let canonicalBytes = 36
+    public static let canonicalBytes = 36
 
     /// Writes the canonical form into the first 36 bytes of `out`; returns the bytes written
     /// (36, or 0 when `out` is shorter). Eight digits at a time, in a 64-bit word.
