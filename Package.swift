@@ -39,7 +39,7 @@ let package = Package(
             path: "Tools/herald"),
         .executableTarget(
             name: "herald-bench",
-            dependencies: ["Herald", "HeraldLog", "HeraldCore", "HeraldStore", "CSQLite"],
+            dependencies: ["Herald", "HeraldLog", "HeraldCore", "HeraldStore", "CSQLite", "CLZ4"],
             path: "Tools/herald-bench"),
 
         .testTarget(name: "HeraldCoreTests", dependencies: ["HeraldCore"]),

@@ -1,3 +1,4 @@
+import CLZ4
 import Foundation
 import Glibc
 import Synchronization
@@ -40,6 +41,59 @@ extension Benchmarks {
         reporter.emit(Row(workload: "host", measure: "stops of ≥ 2 ms seen by busy threads, while syncing", value: Double(stalls.count) / seconds / Double(cores), unit: "per s per thread",
                           note: "\(stalls.count) stops in \(format3(seconds)) s over \(cores) threads, longest \(format3(stalls.longest)) ms",
                           extra: [("stops", Double(stalls.count)), ("longest_ms", stalls.longest)]))
+        try lz4Gauge()
+    }
+
+    /// The machine's speed against the figures the targets were set by (shared/bench/README:
+    /// `lz4 -b1` on events.jsonl, one core: compress ≈ 1,000 MB/s, decompress ≈ 4,300 MB/s):
+    /// LZ4 level 1 over the first 64 MiB of events.jsonl in 4 MiB blocks, best of 3 passes.
+    private func lz4Gauge() throws {
+        let file = try LineFile(path: options.workload.eventsPath)
+        let input = Array(file.bytes.prefix(64 << 20))
+        let block = 4 << 20
+        let bound = Int(LZ4_compressBound(Int32(block)))
+        var compressed = [[UInt8]]()
+        var compressTimes: [Double] = [], decompressTimes: [Double] = []
+        var output = [UInt8](repeating: 0, count: block)
+        for _ in 0..<3 {
+            compressed.removeAll(keepingCapacity: true)
+            let start = nowNs()
+            try input.withUnsafeBytes { source in
+                var offset = 0
+                // Bound: one block per round, to the end of the input.
+                while offset < source.count {
+                    let count = min(block, source.count - offset)
+                    var out = [UInt8](repeating: 0, count: bound)
+                    let written = out.withUnsafeMutableBytes { target in
+                        LZ4_compress_default(source.baseAddress!.advanced(by: offset).assumingMemoryBound(to: CChar.self),
+                                             target.baseAddress!.assumingMemoryBound(to: CChar.self), Int32(count), Int32(bound))
+                    }
+                    guard written > 0 else { throw BenchError("host: LZ4 compression failed") }
+                    out.removeLast(out.count - Int(written))
+                    compressed.append(out)
+                    offset += count
+                }
+            }
+            compressTimes.append(seconds(start, nowNs()))
+            let decompressStart = nowNs()
+            for part in compressed {
+                let got = part.withUnsafeBytes { source in
+                    output.withUnsafeMutableBytes { target in
+                        LZ4_decompress_safe(source.baseAddress!.assumingMemoryBound(to: CChar.self),
+                                            target.baseAddress!.assumingMemoryBound(to: CChar.self), Int32(part.count), Int32(block))
+                    }
+                }
+                guard got > 0 else { throw BenchError("host: LZ4 decompression failed") }
+            }
+            decompressTimes.append(seconds(decompressStart, nowNs()))
+        }
+        let megabytes = Double(input.count) / 1e6
+        let compress = megabytes / (compressTimes.min() ?? .nan)
+        let decompress = megabytes / (decompressTimes.min() ?? .nan)
+        let ratio = Double(input.count) / Double(compressed.reduce(0) { $0 + $1.count })
+        reporter.emit(Row(workload: "host", measure: "LZ4 level 1 on events.jsonl, one core (README: 1,000 / 4,300 MB/s)", value: compress, unit: "MB/s compress",
+                          note: "decompress \(grouped(decompress)) MB/s, ratio \(format3(ratio)); this machine now runs at \(Int((compress / 1000 * 100).rounded())) % / \(Int((decompress / 4300 * 100).rounded())) % of the README's figures",
+                          extra: [("compress_mb_s", compress), ("decompress_mb_s", decompress), ("ratio", ratio)]))
     }
 
     private func fsyncLatencies(fd: Int32, seconds: Double) throws -> (count: Int, p50: Double, p99: Double, max: Double, slow: Int) {
