@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import Foundation
 import Testing
 @testable import HeraldLog
 
@@ -86,6 +87,33 @@ import Testing
         try PowerLossTests.verify(fs, acknowledged: acknowledged, context: "pipelined, \(fault)")
     }
 
+    /// The acknowledged listener hears every advance, in order, and never of a position before
+    /// it is acknowledged (with `.always`: synced), whatever the durability.
+    @Test(arguments: [LogDurability.always, .none])
+    func theAcknowledgedListenerHearsEachAdvanceInOrder(durability: LogDurability) throws {
+        try withTemporaryDirectory { dir in
+            let writer = try LogWriter(directory: dir, configuration: LogConfiguration(durability: durability))
+            let heard = HeardPositions()
+            writer.setAcknowledgedListener { [writer] position in
+                heard.add(position, acknowledgedThen: writer.lastPosition)
+            }
+            var last: UInt64 = 0
+            for i in 0..<50 {
+                let range = try writer.enqueue(Self.batch(entries((i * 3)..<(i * 3 + 3))))
+                last = range.upperBound - 1
+            }
+            try writer.waitUntilAcknowledged(through: last)
+            // The listener runs right after the waiters are woken: give it a moment.
+            for _ in 0..<500 where heard.positions.last != last { usleep(10_000) }
+            let positions = heard.positions
+            #expect(positions.last == last)
+            #expect(positions == positions.sorted() && Set(positions).count == positions.count, "\(positions)")
+            #expect(heard.aheadOfAcknowledged == 0)
+            writer.setAcknowledgedListener(nil)
+            try writer.close()
+        }
+    }
+
     @Test func queuedBatchesKeepTheirOrderAndCloseDrainsThem() throws {
         try withTemporaryDirectory { dir in
             let writer = try LogWriter(directory: dir, configuration: LogConfiguration(segmentBytesMax: 20_000, blockRawBytesMax: 2_000))
@@ -165,5 +193,32 @@ import Testing
             try writer.close()
             #expect(try readAll(directory: dir).count == 1)
         }
+    }
+}
+
+/// Positions an acknowledged listener heard, and how many were ahead of the writer's
+/// acknowledged position when heard.
+private final class HeardPositions: @unchecked Sendable {
+    private let lock = NSLock()
+    private var list: [UInt64] = []
+    private var ahead = 0
+
+    func add(_ position: UInt64, acknowledgedThen: UInt64) {
+        lock.lock()
+        list.append(position)
+        if position > acknowledgedThen { ahead += 1 }
+        lock.unlock()
+    }
+
+    var positions: [UInt64] {
+        lock.lock()
+        defer { lock.unlock() }
+        return list
+    }
+
+    var aheadOfAcknowledged: Int {
+        lock.lock()
+        defer { lock.unlock() }
+        return ahead
     }
 }

@@ -108,6 +108,10 @@ public final class Herald: Sendable {
     /// Waits for the sync of pipelined rounds' outcomes and reports them, in order.
     private let acknowledger = DispatchQueue(label: "herald.acknowledger")
     private let projector: Mutex<Projector?>
+    /// The last position of appended records that created deliveries, while their sync is
+    /// awaited (0: none): the log's syncer wakes the run loop as soon as it is durable
+    /// (`acknowledged(_:)`), instead of the appending thread once it has woken itself.
+    private let awaitingDurable = Atomic<UInt64>(0)
 
     struct State: Sendable {
         var dispatcher: Dispatcher
@@ -139,6 +143,17 @@ public final class Herald: Sendable {
         let alarm = Alarm()
         self.alarm = alarm
         self.wakeup = Notifier(alarm: alarm)
+        writer.writer.setAcknowledgedListener { [weak self] position in self?.acknowledged(position) }
+    }
+
+    /// Called by the log's writer thread each time records become durable: wakes the run loop
+    /// once the records it waits for (`awaitingDurable`) are.
+    private func acknowledged(_ position: UInt64) {
+        let awaited = awaitingDurable.load(ordering: .acquiring)
+        guard awaited != 0, position >= awaited,
+              awaitingDurable.compareExchange(expected: awaited, desired: 0, ordering: .acquiringAndReleasing).exchanged
+        else { return }
+        wakeup.notify()
     }
 
     /// Opens `directory` (created when missing), recovers the log, catches the projection up
@@ -227,10 +242,14 @@ public final class Herald: Sendable {
                 throw error
             }
             var position = range.lowerBound
+            var created = false
             for (record, effects) in zip(records, allEffects) {
                 Herald.absorb(effects, record: record, at: position, into: &s)
+                created = created || effects.contains { if case .created = $0 { true } else { false } }
                 position += 1
             }
+            // Under the state lock, so the awaited position only grows.
+            if created { awaitingDurable.store(range.upperBound, ordering: .releasing) }
             return range
         }
         // The sync happens outside the state lock, so concurrent commands and attempt

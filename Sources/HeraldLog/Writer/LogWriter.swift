@@ -168,6 +168,17 @@ public final class LogWriter: Sendable {
         try core.wait(through: position)
     }
 
+    /// Calls `listener` with the new last acknowledged position each time it advances, from
+    /// the writer's own thread (the syncer's with `.always`, right after the sync), so a
+    /// consumer waiting for records to be durable learns of it without waiting for the
+    /// appending thread to wake first. `listener` must be quick and must not call the writer.
+    /// Replaces any earlier listener; `nil` removes it.
+    public func setAcknowledgedListener(_ listener: (@Sendable (UInt64) -> Void)?) {
+        core.lock.lock()
+        core.acknowledgedListener = listener
+        core.lock.unlock()
+    }
+
     /// Forces an `fdatasync` of the active segment now (useful with `.interval` and `.none`).
     public func sync() throws {
         try core.sync()
@@ -234,6 +245,8 @@ final class WriterCore: @unchecked Sendable {
     var committing = false
     /// An `fdatasync` of `syncFile` is in flight.
     var syncing = false
+    /// Told each new acknowledged position (see `LogWriter.setAcknowledgedListener`).
+    var acknowledgedListener: (@Sendable (UInt64) -> Void)?
     /// The active segment file, for the syncer and `sync()`; nil while a segment rolls.
     var syncFile: (any LogFile)?
     var threads: [JoinableThread] = []
@@ -385,10 +398,21 @@ final class WriterCore: @unchecked Sendable {
                 if configuration.durability != .always {
                     acknowledged = written
                     published.store(acknowledged)
+                    tellAcknowledged()
                 }
             }
             lock.wakeAll()
         }
+    }
+
+    /// Calls the listener (if any) with `acknowledged`, outside the lock (called and returning
+    /// with it held).
+    private func tellAcknowledged() {
+        guard let listener = acknowledgedListener else { return }
+        let position = acknowledged
+        lock.unlock()
+        listener(position)
+        lock.lock()
     }
 
     /// The syncer thread (`.always`): syncs the active segment whenever written positions are
@@ -440,6 +464,8 @@ final class WriterCore: @unchecked Sendable {
         } else if failure == nil, through > acknowledged {
             acknowledged = through
             published.store(acknowledged)
+            lock.wakeAll()
+            tellAcknowledged()
         }
         lock.wakeAll()
         return cause
