@@ -3,9 +3,13 @@ import Glibc
 #endif
 import Synchronization
 
-/// A pthread mutex with two condition variables, for the group-commit handoff (Synchronization's
-/// `Mutex` has no condition variable): `wait`/`broadcast` for appenders, `waitForWork`/`signalWork`
-/// for the writer's committer and syncer threads (an enqueue wakes only those).
+/// A pthread mutex with four condition variables, for the group-commit handoff
+/// (Synchronization's `Mutex` has no condition variable), so a change wakes only the threads
+/// that wait for it: `waitForWork`/`signalWork` for the committer (an enqueue wakes only it),
+/// `waitForWrite`/`wakeAfterWrite` for the syncer (a written commit), `waitForAcknowledged`
+/// for appenders waiting for their records (woken only by `wakeAll`), and `wait`/`broadcast`
+/// for everything else (room in the queue, `sync()`, `close()`). `wakeAll` wakes all four;
+/// every change but those three goes through it.
 ///
 /// `@unchecked Sendable`: the pthread objects live at stable heap addresses for the lifetime
 /// of the object and are only touched through pthread calls, which are thread-safe.
@@ -13,22 +17,24 @@ final class ConditionLock: @unchecked Sendable {
     private let mutex = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
     private let condition = UnsafeMutablePointer<pthread_cond_t>.allocate(capacity: 1)
     private let work = UnsafeMutablePointer<pthread_cond_t>.allocate(capacity: 1)
+    private let written = UnsafeMutablePointer<pthread_cond_t>.allocate(capacity: 1)
+    private let acknowledged = UnsafeMutablePointer<pthread_cond_t>.allocate(capacity: 1)
 
     init() {
         mutex.initialize(to: pthread_mutex_t())
-        condition.initialize(to: pthread_cond_t())
-        work.initialize(to: pthread_cond_t())
         precondition(pthread_mutex_init(mutex, nil) == 0)
-        precondition(pthread_cond_init(condition, nil) == 0)
-        precondition(pthread_cond_init(work, nil) == 0)
+        for variable in [condition, work, written, acknowledged] {
+            variable.initialize(to: pthread_cond_t())
+            precondition(pthread_cond_init(variable, nil) == 0)
+        }
     }
 
     deinit {
-        pthread_cond_destroy(condition)
-        pthread_cond_destroy(work)
-        work.deallocate()
+        for variable in [condition, work, written, acknowledged] {
+            pthread_cond_destroy(variable)
+            variable.deallocate()
+        }
         pthread_mutex_destroy(mutex)
-        condition.deallocate()
         mutex.deallocate()
     }
 
@@ -37,13 +43,25 @@ final class ConditionLock: @unchecked Sendable {
     /// Waits for a broadcast; call with the lock held.
     func wait() { precondition(pthread_cond_wait(condition, mutex) == 0) }
     func broadcast() { precondition(pthread_cond_broadcast(condition) == 0) }
-    /// Waits for `signalWork`; call with the lock held.
+    /// Waits for `signalWork` (the committer); call with the lock held.
     func waitForWork() { precondition(pthread_cond_wait(work, mutex) == 0) }
     func signalWork() { precondition(pthread_cond_broadcast(work) == 0) }
-    /// Wakes every waiter of both conditions.
+    /// Waits for `wakeAfterWrite` (the syncer); call with the lock held.
+    func waitForWrite() { precondition(pthread_cond_wait(written, mutex) == 0) }
+    /// Waits for `wakeAll` (appenders waiting for their records); call with the lock held.
+    func waitForAcknowledged() { precondition(pthread_cond_wait(acknowledged, mutex) == 0) }
+    /// A commit was written and nothing was acknowledged: wakes the syncer and `wait` waiters,
+    /// not the appenders waiting for acknowledgement (nor the committer, which wrote it).
+    func wakeAfterWrite() {
+        broadcast()
+        precondition(pthread_cond_broadcast(written) == 0)
+    }
+    /// Wakes every waiter of every condition.
     func wakeAll() {
         broadcast()
         signalWork()
+        precondition(pthread_cond_broadcast(written) == 0)
+        precondition(pthread_cond_broadcast(acknowledged) == 0)
     }
 }
 

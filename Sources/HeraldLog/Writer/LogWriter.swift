@@ -358,7 +358,7 @@ final class WriterCore: @unchecked Sendable {
         // Bound: each round returns, throws, or sleeps until the committer or syncer progresses.
         while acknowledged < position {
             if let failure { throw LogError.writerFailed(directory: directory, cause: failure) }
-            lock.wait()
+            lock.waitForAcknowledged()
         }
     }
 
@@ -399,6 +399,11 @@ final class WriterCore: @unchecked Sendable {
                     acknowledged = written
                     published.store(acknowledged)
                     tellAcknowledged()
+                } else {
+                    // Written, not yet acknowledged: only the syncer (and `sync()`/`close()`)
+                    // have anything to do; the appenders wait for the sync.
+                    lock.wakeAfterWrite()
+                    continue
                 }
             }
             lock.wakeAll()
@@ -428,7 +433,7 @@ final class WriterCore: @unchecked Sendable {
                 continue
             }
             if stopping, !committing, pending.isEmpty, written <= acknowledged { return }
-            lock.waitForWork()
+            lock.waitForWrite()
         }
     }
 
