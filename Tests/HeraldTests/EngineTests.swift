@@ -72,13 +72,8 @@ import Testing
             let herald = try Herald.open(directory: directory, options: HeraldOptions(
                 durability: .none, executor: executor, attemptTimeoutMs: 100))
             let (admin, app, script, trigger) = (testID(1), testID(2), testID(3), testID(4))
-            try herald.append([
-                .adminUserCreated(adminUserID: admin, email: "a@example.com"),
-                .appCreated(appID: app, name: "a"),
-                .scriptRegistered(ScriptRegistration(scriptID: script, appID: app, name: "s", runtime: "swift", source: "")),
-                .triggerRegistered(TriggerRegistration(triggerID: trigger, appID: app, scriptID: script, kind: .kv,
-                                                       retry: RetryConfig(maxAttempts: 3, backoff: .constant, baseMs: 10),
-                                                       registeredBy: admin, kv: KVDetails(collectionGlob: "*", ops: []))),
+            try herald.append(oneTriggerSetup(admin: admin, app: app, script: script, trigger: trigger,
+                                              retry: RetryConfig(maxAttempts: 3, backoff: .constant, baseMs: 10)) + [
                 .kv(KVMutation(op: .insert, appID: app, collection: "c", key: "k", value: "1")),
             ])
             try await herald.run(untilIdle: true)

@@ -33,3 +33,16 @@ let packageRoot: String = {
     for _ in 0..<3 { url.deleteLastPathComponent() }
     return url.path
 }()
+
+/// An admin user, an app, a script and a KV trigger on every collection: the smallest setup
+/// under which every KV record of `app` creates one delivery.
+func oneTriggerSetup(admin: HeraldID, app: HeraldID, script: HeraldID, trigger: HeraldID,
+                     retry: RetryConfig = .builtIn) -> [RecordBody] {
+    [
+        .adminUserCreated(adminUserID: admin, email: "a@example.com"),
+        .appCreated(appID: app, name: "a"),
+        .scriptRegistered(ScriptRegistration(scriptID: script, appID: app, name: "s", runtime: "swift", source: "")),
+        .triggerRegistered(TriggerRegistration(triggerID: trigger, appID: app, scriptID: script, kind: .kv,
+                                               retry: retry, registeredBy: admin, kv: KVDetails(collectionGlob: "*", ops: []))),
+    ]
+}

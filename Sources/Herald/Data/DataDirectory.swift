@@ -13,9 +13,14 @@ import HeraldStore
 public struct DataDirectory: Sendable {
     /// The directory.
     public let path: String
+    /// The file layer the log's files go through (the projection is SQLite's own files).
+    public let fileSystem: any LogFileSystem
 
-    public init(path: String) {
+    /// - Parameter fileSystem: the log's file layer; tests pass a `SimulatedFileSystem` to
+    ///   inject faults and power losses.
+    public init(path: String, fileSystem: any LogFileSystem = PosixFileSystem()) {
         self.path = path
+        self.fileSystem = fileSystem
     }
 
     /// The segment log's directory.
@@ -27,13 +32,14 @@ public struct DataDirectory: Sendable {
     /// directory when missing. Recovery of a torn tail happens here.
     public func openWriter(durability: LogDurability = .always) throws -> RecordWriter {
         try makeDirectories()
-        return try RecordWriter(writer: LogWriter(directory: logPath, configuration: LogConfiguration(durability: durability)))
+        return try RecordWriter(writer: LogWriter(directory: logPath, configuration: LogConfiguration(durability: durability),
+                                                  fileSystem: fileSystem))
     }
 
     /// Opens the log for reading; a missing log reads as empty.
     public func openReader() throws -> RecordReader {
         try makeDirectories()
-        return try RecordReader(reader: LogReader(directory: logPath))
+        return try RecordReader(reader: LogReader(directory: logPath, fileSystem: fileSystem))
     }
 
     /// Opens (creating when missing) the projection.
@@ -53,6 +59,6 @@ extension DataDirectory {
     /// Segments, blocks, records, raw and stored bytes, ts range (block headers only).
     public func logStats() throws -> LogStats {
         try makeDirectories()
-        return try LogReader(directory: logPath).stats()
+        return try LogReader(directory: logPath, fileSystem: fileSystem).stats()
     }
 }

@@ -64,6 +64,8 @@ public final class SimulatedFileSystem: LogFileSystem {
         var faults: [Fault] = []
         var crashed = false
         var bytesRead: [String: UInt64] = [:]
+        /// How long a file sync takes (see `setSyncDelay`).
+        var syncDelayMicroseconds: UInt32 = 0
     }
 
     private let state = Mutex(State())
@@ -74,6 +76,13 @@ public final class SimulatedFileSystem: LogFileSystem {
     /// Adds a fault; several may be active.
     public func inject(_ fault: Fault) {
         state.withLock { $0.faults.append(fault) }
+    }
+
+    /// Makes every file sync take `microseconds` before its data becomes durable, as a slow
+    /// disk would: a caller that does not wait for a sync sees its data lost by a power loss
+    /// in that window. A power loss during the wait wins (the sync then fails).
+    public func setSyncDelay(microseconds: UInt32) {
+        state.withLock { $0.syncDelayMicroseconds = microseconds }
     }
 
     /// Number of I/O points (writes, truncates, syncs) performed or attempted so far.
@@ -246,9 +255,14 @@ public final class SimulatedFileSystem: LogFileSystem {
     }
 
     fileprivate func sync(inode: Int, generation: Int, path: String) throws {
-        try state.withLock { s in
+        let delay = try state.withLock { s in
             try s.check(generation: generation, operation: "fdatasync", path: path)
             try s.ioPoint(kind: .sync, operation: "fdatasync", path: path)
+            return s.syncDelayMicroseconds
+        }
+        if delay > 0 { usleep(delay) }
+        try state.withLock { s in
+            try s.check(generation: generation, operation: "fdatasync", path: path)
             guard var node = s.inodes[inode] else { return }
             node.durable = node.current
             node.unsynced = []
