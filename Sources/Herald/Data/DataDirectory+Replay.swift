@@ -72,7 +72,7 @@ extension DataDirectory {
         var later: [(position: UInt64, registration: TriggerRegistration)] = []
         try reader.forEach(from: position) { at, record in
             if at == position {
-                target = record
+                target = record.compacted()  // kept in the result: not its whole log block
             } else if case .triggerRegistered(let r) = record.body {
                 later.append((at, r))
             }

@@ -108,10 +108,9 @@ public final class Herald: Sendable {
     /// Waits for the sync of pipelined rounds' outcomes and reports them, in order.
     private let acknowledger = DispatchQueue(label: "herald.acknowledger")
     private let projector: Mutex<Projector?>
-    /// The last position of appended records that created deliveries, while their sync is
-    /// awaited (0: none): the log's syncer wakes the run loop as soon as it is durable
-    /// (`acknowledged(_:)`), instead of the appending thread once it has woken itself.
-    private let awaitingDurable = Atomic<UInt64>(0)
+    /// Wakes the run loop from the log writer's thread once appended records that created
+    /// deliveries are durable (see ``DurabilityWatch``).
+    private let durability: DurabilityWatch
 
     struct State: Sendable {
         var dispatcher: Dispatcher
@@ -142,18 +141,13 @@ public final class Herald: Sendable {
         self.projector = Mutex(projector)
         let alarm = Alarm()
         self.alarm = alarm
-        self.wakeup = Notifier(alarm: alarm)
-        writer.writer.setAcknowledgedListener { [weak self] position in self?.acknowledged(position) }
-    }
-
-    /// Called by the log's writer thread each time records become durable: wakes the run loop
-    /// once the records it waits for (`awaitingDurable`) are.
-    private func acknowledged(_ position: UInt64) {
-        let awaited = awaitingDurable.load(ordering: .acquiring)
-        guard awaited != 0, position >= awaited,
-              awaitingDurable.compareExchange(expected: awaited, desired: 0, ordering: .acquiringAndReleasing).exchanged
-        else { return }
-        wakeup.notify()
+        let wakeup = Notifier(alarm: alarm)
+        self.wakeup = wakeup
+        let durability = DurabilityWatch(wakeup: wakeup)
+        self.durability = durability
+        // The listener holds the watch, not the engine: the writer's thread never holds the
+        // last reference to the engine (whose release would join that very thread).
+        writer.writer.setAcknowledgedListener { position in durability.acknowledged(position) }
     }
 
     /// Opens `directory` (created when missing), recovers the log, catches the projection up
@@ -249,7 +243,7 @@ public final class Herald: Sendable {
                 position += 1
             }
             // Under the state lock, so the awaited position only grows.
-            if created { awaitingDurable.store(range.upperBound, ordering: .releasing) }
+            if created { durability.watch(through: range.upperBound) }
             return range
         }
         // The sync happens outside the state lock, so concurrent commands and attempt
@@ -698,5 +692,33 @@ final class BackgroundProjection: Sendable {
 
     func stop() {
         stopped.withLock { $0 = true }
+    }
+}
+
+/// The last position of appended records that created deliveries, while their sync is awaited:
+/// the log writer's thread wakes the run loop as soon as it is durable, instead of the appending
+/// thread once it has woken itself. The appending thread still notifies after its own wait, so
+/// a wake this misses (an acknowledgement that came first, or an awaited position replaced by a
+/// later one) only costs latency.
+final class DurabilityWatch: Sendable {
+    private let awaiting = Atomic<UInt64>(0)
+    private let wakeup: Notifier
+
+    init(wakeup: Notifier) {
+        self.wakeup = wakeup
+    }
+
+    /// Records `position` as awaited (called under the engine's state lock, so it only grows).
+    func watch(through position: UInt64) {
+        awaiting.store(position, ordering: .releasing)
+    }
+
+    /// Called by the log writer's thread each time its acknowledged position advances.
+    func acknowledged(_ position: UInt64) {
+        let awaited = awaiting.load(ordering: .acquiring)
+        guard awaited != 0, position >= awaited,
+              awaiting.compareExchange(expected: awaited, desired: 0, ordering: .acquiringAndReleasing).exchanged
+        else { return }
+        wakeup.notify()
     }
 }

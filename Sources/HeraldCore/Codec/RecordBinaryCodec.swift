@@ -158,7 +158,7 @@ public enum RecordBinaryCodec {
     }
 
     /// ``decodeRecord(ts:_:)``; with `checked` true the caller vouches that ``isValid(_:)``
-    /// accepted these very bytes, and the UTF-8 checks of a KV record's strings (most of a
+    /// accepted these very bytes, and the UTF-8 checks of the record's strings (most of a
     /// decode's work) are skipped. Every length is still checked against the payload, so even
     /// bytes that were not checked cannot make it read out of bounds.
     public static func decodeRecord(ts: Int64, _ bytes: UnsafeRawBufferPointer, checked: Bool) throws(RecordError) -> Record {
@@ -451,7 +451,7 @@ private struct BinaryReader {
         /// The field as a value sharing `buffer`, whose byte 0 is at `base`.
         @inline(__always)
         func shared(in buffer: [UInt8], base: UnsafeRawPointer) -> JSONText {
-            guard let start else { return JSONText(sharing: buffer, range: 0..<0) }
+            guard let start else { return JSONText(validUTF8: UnsafeBufferPointer(start: nil, count: 0)) }
             let offset = UnsafeRawPointer(start) - base
             return JSONText(sharing: buffer, range: offset..<offset + count)
         }

@@ -41,7 +41,7 @@ public struct DeliveryTimeline: Sendable {
     /// Takes in one replayed record. `registry` is the registry after the record.
     public mutating func observe(position: UInt64, record: Record, effects: [DispatchEffect], registry: Registry) {
         if position == id.sourcePosition {
-            sourceRecord = record
+            sourceRecord = record.compacted()  // kept in the result: not its whole log block
         }
         for effect in effects {
             switch effect {

@@ -18,8 +18,9 @@
 public struct JSONText: Hashable, Sendable, CustomStringConvertible, ExpressibleByStringInterpolation {
     /// The buffer holding the text (maybe among other bytes).
     private let storage: [UInt8]
-    /// Where the text sits in `storage` (values are at most 1 MiB; a buffer that could not be
-    /// addressed this way is never shared, see ``init(sharing:range:)``).
+    /// Where the text sits in `storage`. Values are at most 1 MiB, but a text of 2³² bytes or
+    /// more can still be built (and must then be refused by its size): it is never shared and
+    /// its `length` is `UInt32.max`, meaning "to the end of `storage`".
     private let start: UInt32
     private let length: UInt32
 
@@ -45,13 +46,13 @@ public struct JSONText: Hashable, Sendable, CustomStringConvertible, Expressible
     private init(owning bytes: [UInt8]) {
         storage = bytes
         start = 0
-        length = UInt32(truncatingIfNeeded: bytes.count)
+        length = UInt32(exactly: bytes.count) ?? .max
     }
 
     /// The bytes `range` of `buffer` (checked by the caller to be valid UTF-8), sharing the
     /// buffer; copied instead when the range cannot be stored in 32-bit offsets.
     init(sharing buffer: [UInt8], range: Range<Int>) {
-        guard let start = UInt32(exactly: range.lowerBound), let length = UInt32(exactly: range.count) else {
+        guard let start = UInt32(exactly: range.lowerBound), let length = UInt32(exactly: range.count), length < .max else {
             self = buffer.withUnsafeBufferPointer { JSONText(validUTF8: UnsafeBufferPointer(rebasing: $0[range])) }
             return
         }
@@ -64,13 +65,14 @@ public struct JSONText: Hashable, Sendable, CustomStringConvertible, Expressible
     static let empty = JSONText(owning: [])
 
     /// Bytes of text.
-    public var count: Int { Int(length) }
+    public var count: Int { length == .max ? storage.count - Int(start) : Int(length) }
 
-    /// The text's bytes (always valid UTF-8).
-    public var utf8: ArraySlice<UInt8> { storage[Int(start)..<Int(start) + Int(length)] }
+    /// The text's bytes (always valid UTF-8). The slice's indices are those of the buffer the
+    /// text sits in, so they need not start at 0: use `withUTF8`, or `Array(utf8)`.
+    public var utf8: ArraySlice<UInt8> { storage[Int(start)..<Int(start) + count] }
 
     /// True when the text holds no buffer but its own bytes (see ``compacted()``).
-    public var isCompact: Bool { start == 0 && Int(length) == storage.count }
+    public var isCompact: Bool { start == 0 && count == storage.count }
 
     /// The same text holding only its own bytes: what to keep when a value read from the log
     /// may be kept for long (it would otherwise keep its whole log block alive).
@@ -84,16 +86,18 @@ public struct JSONText: Hashable, Sendable, CustomStringConvertible, Expressible
     /// Calls `body` with the text's bytes.
     public func withUTF8<Result>(_ body: (UnsafeBufferPointer<UInt8>) throws -> Result) rethrows -> Result {
         try storage.withUnsafeBufferPointer { all in
-            try body(UnsafeBufferPointer(rebasing: all[Int(start)..<Int(start) + Int(length)]))
+            try body(UnsafeBufferPointer(rebasing: all[Int(start)..<Int(start) + count]))
         }
     }
 
     /// Equal texts have equal bytes (wherever they are stored).
     public static func == (lhs: JSONText, rhs: JSONText) -> Bool {
-        lhs.length == rhs.length && lhs.withUTF8 { a in rhs.withUTF8 { b in a.elementsEqual(b) } }
+        lhs.count == rhs.count && lhs.withUTF8 { a in rhs.withUTF8 { b in a.elementsEqual(b) } }
     }
 
     public func hash(into hasher: inout Hasher) {
+        // The length too, as `[UInt8]` does: texts hashed one after another stay distinct.
+        hasher.combine(count)
         withUTF8 { hasher.combine(bytes: UnsafeRawBufferPointer($0)) }
     }
 }

@@ -48,6 +48,10 @@ public final class SimulatedFileSystem: LogFileSystem {
         var durable: [UInt8] = []
         var current: [UInt8] = []
         var unsynced: [Op] = []
+        /// Operations ever applied to `current`, and how many of the first of them are durable
+        /// (`unsynced` holds the rest, in order).
+        var operations = 0
+        var syncedOperations = 0
     }
 
     fileprivate struct State: Sendable {
@@ -130,6 +134,7 @@ public final class SimulatedFileSystem: LogFileSystem {
                 inode.durable = image
                 inode.current = image
                 inode.unsynced = []
+                inode.syncedOperations = inode.operations
                 s.inodes[id] = inode
             }
             s.currentNames = s.durableNames
@@ -250,22 +255,29 @@ public final class SimulatedFileSystem: LogFileSystem {
             guard var node = s.inodes[inode] else { return }
             Self.apply(op, to: &node.current)
             node.unsynced.append(op)
+            node.operations += 1
             s.inodes[inode] = node
         }
     }
 
     fileprivate func sync(inode: Int, generation: Int, path: String) throws {
-        let delay = try state.withLock { s in
+        // What the sync makes durable is the file as it is when the sync starts: writes made
+        // while a slow sync runs (`setSyncDelay`) stay unsynced, as with `fdatasync`.
+        let (delay, image, operations) = try state.withLock { s in
             try s.check(generation: generation, operation: "fdatasync", path: path)
             try s.ioPoint(kind: .sync, operation: "fdatasync", path: path)
-            return s.syncDelayMicroseconds
+            let node = s.inodes[inode]
+            return (s.syncDelayMicroseconds, node?.current, node?.operations ?? 0)
         }
         if delay > 0 { usleep(delay) }
         try state.withLock { s in
             try s.check(generation: generation, operation: "fdatasync", path: path)
-            guard var node = s.inodes[inode] else { return }
-            node.durable = node.current
-            node.unsynced = []
+            guard var node = s.inodes[inode], let image else { return }
+            // A sync that started later and finished first covered this one already.
+            guard operations > node.syncedOperations else { return }
+            node.durable = image
+            node.unsynced.removeFirst(min(node.unsynced.count, operations - node.syncedOperations))
+            node.syncedOperations = operations
             s.inodes[inode] = node
         }
     }

@@ -41,7 +41,8 @@ public struct LogBlock: Sendable, Sequence {
     }
 
     /// The block's decompressed bytes, which the offsets of ``forEachRecordAndOffset(_:)``
-    /// index. Keeping a slice of it keeps the whole buffer (about a block's raw size) alive.
+    /// index. Keeping a slice of it keeps the whole buffer alive (at least 1 MiB: the cursor
+    /// decompresses into a buffer that can hold any block).
     public var buffer: [UInt8] { bytes }
 
     /// ``forEachRecord(_:)`` that also passes the payload's offset in ``buffer``: for decoders

@@ -140,8 +140,9 @@ private final class ReadAheadPipe: @unchecked Sendable {
         return nil
     }
 
-    /// Gives a taken block's buffer back to the producer (if the caller kept a copy of the
-    /// block, the producer's next write copies the buffer instead of changing it).
+    /// Gives a taken block's buffer back to the producer. If the caller kept anything sharing
+    /// the buffer (a copy of the block, or values decoded from it: `JSONText` shares its
+    /// block), the producer's next write copies the buffer (about 1 MiB) instead of changing it.
     func recycle(_ block: consuming LogBlock) {
         let bytes = block.bytes
         _ = consume block

@@ -169,10 +169,13 @@ public final class LogWriter: Sendable {
     }
 
     /// Calls `listener` with the new last acknowledged position each time it advances, from
-    /// the writer's own thread (the syncer's with `.always`, right after the sync), so a
-    /// consumer waiting for records to be durable learns of it without waiting for the
-    /// appending thread to wake first. `listener` must be quick and must not call the writer.
-    /// Replaces any earlier listener; `nil` removes it.
+    /// the thread that advanced it (the syncer right after its sync with `.always`, the
+    /// committer after its write otherwise, or a caller of ``sync()``), so a consumer waiting
+    /// for records to be durable learns of it without waiting for the appending thread to wake
+    /// first. Calls from different threads are not ordered (a `sync()` caller's may arrive
+    /// after a later position's). `listener` must be quick, must not call the writer, and must
+    /// not hold the last reference to the writer's owner. Replaces any earlier listener; `nil`
+    /// removes it.
     public func setAcknowledgedListener(_ listener: (@Sendable (UInt64) -> Void)?) {
         core.lock.lock()
         core.acknowledgedListener = listener
@@ -471,6 +474,7 @@ final class WriterCore: @unchecked Sendable {
             published.store(acknowledged)
             lock.wakeAll()
             tellAcknowledged()
+            return nil
         }
         lock.wakeAll()
         return cause
