@@ -45,3 +45,33 @@ import Testing
         }
     }
 }
+
+/// The background projection works off a backlog while `run` goes on (at a bounded rate:
+/// `Projector.paceRecords` records, then a pause as long as they took), and catches up.
+@Suite struct BackgroundProjectionTests {
+    @Test func aBacklogIsProjectedWhileRunGoesOn() async throws {
+        try await withTemporaryDirectory { path in
+            let data = DataDirectory(path: path)
+            let herald = try Herald.open(directory: data, options: HeraldOptions(
+                durability: .none, executor: ClosureExecutor(fallback: { _ in .ok }), projectionIntervalMs: 20))
+            let (admin, app, script, trigger) = (testID(1), testID(10), testID(20), testID(30))
+            try herald.append(oneTriggerSetup(admin: admin, app: app, script: script, trigger: trigger))
+            // More records than one stretch of work (2,048), so the projection pauses on the way.
+            try herald.append((0..<3000).map { .kv(KVMutation(op: .insert, appID: app, collection: "c", key: "k\($0)", value: "1")) })
+            let running = Task { try await herald.run() }
+            let projection = try data.openProjection()
+            let deadline = ContinuousClock.now + .seconds(60)
+            // Bound: until every delivery ran and the projection reached the log's end, or a minute.
+            while ContinuousClock.now < deadline {
+                let projected = try projection.loadDispatcher().position
+                if herald.pendingCount == 0 && projected >= herald.position { break }
+                try await Task.sleep(for: .milliseconds(20))
+            }
+            #expect(herald.pendingCount == 0)
+            #expect(try projection.loadDispatcher().position == herald.position, "the background projection did not catch up")
+            herald.stop()
+            try await running.value
+            try herald.close()
+        }
+    }
+}

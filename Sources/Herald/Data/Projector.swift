@@ -17,8 +17,11 @@ final class Projector: @unchecked Sendable {
 
     /// Applies every record after the checkpoint, in batches that commit with their checkpoint.
     @discardableResult
-    /// - Parameter limit: apply at most this many records (the live engine projects in slices).
-    func catchUp(limit: UInt64 = .max, progress: ((UInt64) -> Void)? = nil) throws -> ProjectResult {
+    /// - Parameters:
+    ///   - limit: apply at most this many records (the live engine projects in slices).
+    ///   - pace: called after every ``paceRecords`` records, inside the transaction (the live
+    ///     engine's background projection sleeps there to bound its share of the CPU).
+    func catchUp(limit: UInt64 = .max, progress: ((UInt64) -> Void)? = nil, pace: (() -> Void)? = nil) throws -> ProjectResult {
         let start = dispatcher.position
         let reader = try directory.openReader()
         let last = reader.lastPosition
@@ -42,6 +45,7 @@ final class Projector: @unchecked Sendable {
                 var effects: [DispatchEffect] = []
                 dispatcher.applyChecked(record, effects: &effects)
                 steps.append(Projection.Step(position: position, record: record, effects: effects))
+                if let pace, steps.count % Self.paceRecords == 0 { pace() }
                 if steps.count >= DataDirectory.projectBatchRecords {
                     try projection.apply(steps, registryAfter: dispatcher.registry)
                     steps.removeAll(keepingCapacity: true)
@@ -58,6 +62,9 @@ final class Projector: @unchecked Sendable {
         if let failure { throw failure }
         return ProjectResult(from: start, to: dispatcher.position)
     }
+
+    /// How often `catchUp` calls its `pace` (records).
+    static let paceRecords = 2048
 
     /// The dead-letter event recorded at `position`, if any.
     func deadLetter(at position: UInt64) throws -> DeadLetterEvent? {

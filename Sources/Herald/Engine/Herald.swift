@@ -23,10 +23,10 @@ public struct HeraldOptions: Sendable {
     /// How often `run` brings the projection up to date in the background (0: only when
     /// `run` returns and on `close`). The projection makes restarts fast; it may lag the log.
     public var projectionIntervalMs: Int64
-    /// Records the background projection applies per pass before it lets go of the
-    /// projection's lock (it runs on its own thread at a lower priority). Large by default:
-    /// fewer, larger transactions write fewer pages, and the projection's disk writes, not its
-    /// CPU, are what lengthens the log's syncs.
+    /// Records the background projection applies per pass (one transaction) before it lets go
+    /// of the projection's lock. It runs on its own thread at a lower priority and uses at most
+    /// half of one core: after every 2,048 records it pauses as long as they took. Large by
+    /// default: fewer, larger transactions write fewer pages.
     public var projectionSliceRecords: UInt64
     /// Where the engine reports what it cannot return to a caller: outcomes dropped because
     /// their delivery was cancelled mid-attempt, failures of the background projection, a
@@ -101,7 +101,7 @@ public final class Herald: Sendable {
     public let options: HeraldOptions
     private let writer: RecordWriter
     private let reader: RecordReader
-    private let state: Mutex<State>
+    private let state: Locked<State>
     /// Deadlines of rounds and of the run loop's waits, on one thread (see ``Alarm``).
     private let alarm: Alarm
     private let wakeup: Notifier
@@ -137,7 +137,7 @@ public final class Herald: Sendable {
         self.options = options
         self.writer = writer
         self.reader = reader
-        self.state = Mutex(state)
+        self.state = Locked(state)
         self.projector = Mutex(projector)
         let alarm = Alarm()
         self.alarm = alarm
@@ -631,8 +631,8 @@ public final class Herald: Sendable {
     }
 
     /// Applies at most `limit` records to the projection; returns how many it applied.
-    func projectSlice(limit: UInt64) throws -> UInt64 {
-        try projector.withLock { try $0?.catchUp(limit: limit).records } ?? 0
+    func projectSlice(limit: UInt64, pace: (() -> Void)? = nil) throws -> UInt64 {
+        try projector.withLock { try $0?.catchUp(limit: limit, pace: pace).records } ?? 0
     }
 
     /// Brings the projection up to date with the log.
@@ -676,11 +676,24 @@ final class BackgroundProjection: Sendable {
             // On Linux the nice value is per thread (`who = 0` is the calling thread), and threads
             // it starts (the log reader's read-ahead) inherit it.
             setpriority(__priority_which_t(PRIO_PROCESS.rawValue), 0, 10)
+            // At most half of one core: after each stretch of work (`Projector.paceRecords`
+            // records), the thread sleeps as long as the stretch took. A backlog (after a burst
+            // of appends, or a restart) is then worked off at a bounded rate instead of with a
+            // whole core, which left dispatch one core and made the host stop the VM more often
+            // (p99 delay 35 – 46 ms while catching up; see docs/BENCHMARKS.md).
+            var resumed = Alarm.nowNs()
+            let pace = { [self] in
+                guard !stopped.withLock({ $0 }) else { return }  // stopping: finish at full speed
+                let worked = Alarm.nowNs() &- resumed
+                Thread.sleep(forTimeInterval: Double(worked) / 1e9)
+                resumed = Alarm.nowNs()
+            }
             while !stopped.withLock({ $0 }) {
                 Thread.sleep(forTimeInterval: Double(interval) / 1000)
+                resumed = Alarm.nowNs()
                 do {
                     while !stopped.withLock({ $0 }),
-                          try engine.projectSlice(limit: engine.options.projectionSliceRecords) > 0 {}
+                          try engine.projectSlice(limit: engine.options.projectionSliceRecords, pace: pace) > 0 {}
                 } catch {
                     engine.options.logger.error("the projection could not catch up", metadata: ["error": "\(error)"])
                 }
