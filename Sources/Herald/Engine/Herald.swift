@@ -627,6 +627,8 @@ public final class Herald: Sendable {
         let lastOutcome = state.withLock { $0.lastOutcome }
         if lastOutcome > 0 { _ = try? waitDurable(through: lastOutcome) }
         if let failure = state.withLock({ $0.failure }) { throw EngineError.failed(failure) }
+        // The background pass in progress (if any) finishes at full speed, then this catches up.
+        projecting.stop()
         try projectNow()
     }
 
