@@ -51,18 +51,16 @@ extension DataDirectory {
         // validator hands each full batch on and forgets it): `acceptedSoFar` reads them back.
         let prepared = Mutex(PreparedBlocks(configuration: configuration))
         let compressFailure = Mutex<(any Error)?>(nil)
-        /// Every record accepted so far, in order: the compressed ones (once the compressing
-        /// thread has caught up), then those the validator still holds.
-        @Sendable func compressedSoFar() throws -> [Record] {
+        /// Calls `visit` with each record compressed so far, in order, once the compressing
+        /// thread has caught up (streamed: never all of them decoded at once).
+        @Sendable func forEachCompressed(_ visit: (Record) throws -> Void) throws {
             let caughtUp = DispatchSemaphore(value: 0)
             batches.put(.flush(caughtUp))
             caughtUp.wait()
             if let failure = compressFailure.withLock({ $0 }) { throw failure }
-            var records: [Record] = []
             try prepared.withLock { blocks in
-                try blocks.forEachRecord { ts, payload in records.append(try RecordBinaryCodec.decodeRecord(ts: ts, payload)) }
+                try blocks.forEachRecord { ts, payload in try visit(try RecordBinaryCodec.decodeRecord(ts: ts, payload)) }
             }
-            return records
         }
         let finished = DispatchSemaphore(value: 0)
         for index in 0..<decoders {
@@ -87,7 +85,11 @@ extension DataDirectory {
                 // Last line first (see `decodeReversed`): each is moved out, not copied.
                 while let (number, line) = chunk.popLast() {
                     // Accepted records are kept even after a bad line: later attempt lines may need them.
-                    if let record = validator.add(decoded: line, number: number, acceptedSoFar: { try compressedSoFar() + records.decoded() }) {
+                    if let record = validator.add(decoded: line, number: number, acceptedSoFar: { visit in
+                        // Every record accepted so far, in order: the compressed ones, then those still held.
+                        try forEachCompressed(visit)
+                        try records.forEachDecoded(visit)
+                    }) {
                         records.append(record)
                         // Compress only while the import can still be appended (no error yet).
                         if records.count % records.batchRecords == 0, validator.errors.isEmpty, let full = records.lastBatch {

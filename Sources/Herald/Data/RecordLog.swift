@@ -177,21 +177,18 @@ public struct EncodedRecords: Sendable {
     /// The batch being filled (the last one).
     var lastBatch: LogBatch? { batches.last }
 
-    /// Decodes every record held (not those released), in order.
-    public func decoded() throws -> [Record] {
-        var records: [Record] = []
-        records.reserveCapacity(count)
+    /// Calls `body` with each record held (not those released), decoded, in order.
+    public func forEachDecoded(_ body: (Record) throws -> Void) throws {
         for batch in batches {
             var start = 0
             try batch.bytes.withUnsafeBytes { bytes in
                 for (index, end) in batch.ends.enumerated() {
-                    records.append(try RecordBinaryCodec.decodeRecord(ts: batch.timestamps[index],
-                                                                      UnsafeRawBufferPointer(rebasing: bytes[start..<end])))
+                    try body(try RecordBinaryCodec.decodeRecord(ts: batch.timestamps[index],
+                                                                UnsafeRawBufferPointer(rebasing: bytes[start..<end])))
                     start = end
                 }
             }
         }
-        return records
     }
 }
 

@@ -6,7 +6,9 @@
 /// var validator = ImportValidator(state: dispatcher, retryDefaults: .builtIn, nowMs: clock.nowMs())
 /// var accepted: [Record] = []
 /// for (number, line) in lines {
-///     if let record = validator.add(line: line, number: number, acceptedSoFar: { accepted }) { accepted.append(record) }
+///     if let record = validator.add(line: line, number: number, acceptedSoFar: { visit in try accepted.forEach(visit) }) {
+///         accepted.append(record)
+///     }
 /// }
 /// if validator.errors.isEmpty { append(accepted) }
 /// ```
@@ -47,11 +49,15 @@ public struct ImportValidator: Sendable {
     ///
     /// Until the first `delivery.attempted` line, the state keeps only the registry (no other
     /// rule depends on deliveries). At that line the validator derives them: from the start
-    /// state it re-applies every line accepted so far, which `acceptedSoFar` supplies.
+    /// state it re-applies every line accepted so far, which `acceptedSoFar` passes to its
+    /// argument one by one, in order (streamed: an import never holds them all decoded).
     public mutating func add(line: UnsafeBufferPointer<UInt8>, number: Int,
-                             acceptedSoFar: () throws -> [Record]) -> Record? {
+                             acceptedSoFar: AcceptedSoFar) -> Record? {
         add(decoded: Self.decode(line, with: decoder), number: number, acceptedSoFar: acceptedSoFar)
     }
+
+    /// Calls its argument with every record accepted so far, in order.
+    public typealias AcceptedSoFar = (_ visit: (Record) throws -> Void) throws -> Void
 
     /// A line decoded by ``decode(_:with:)`` (stateless, so it may run on another thread), or
     /// the error that rejected it.
@@ -79,7 +85,7 @@ public struct ImportValidator: Sendable {
 
     /// The stateful half of ``add(line:number:acceptedSoFar:)``: validates a line decoded by
     /// ``decode(_:with:)`` (lines must come in order, each exactly once).
-    public mutating func add(decoded: consuming Decoded, number: Int, acceptedSoFar: () throws -> [Record]) -> Record? {
+    public mutating func add(decoded: consuming Decoded, number: Int, acceptedSoFar: AcceptedSoFar) -> Record? {
         do throws(RecordError) {
             // A consuming switch takes the line apart (`Result.get()` copied it first).
             let ts: Int64?
@@ -93,10 +99,11 @@ public struct ImportValidator: Sendable {
             }
             if case .deliveryAttempted = body, !state.tracksDeliveries {
                 var full = start
+                var scratch: [DispatchEffect] = []
                 do {
-                    for record in try acceptedSoFar() {
-                        effects.removeAll(keepingCapacity: true)
-                        full.applyChecked(record, effects: &effects)
+                    try acceptedSoFar { record in
+                        scratch.removeAll(keepingCapacity: true)
+                        full.applyChecked(record, effects: &scratch)
                     }
                 } catch {
                     throw RecordError(reason: "cannot re-read the lines accepted so far: \(error)")
