@@ -184,15 +184,18 @@ public final class Herald: Sendable {
         let range: ClosedRange<UInt64> = try state.withLock { s in
             if let failure = s.failure { throw EngineError.failed(failure) }
             var records: [Record] = []
-            var allEffects: [[DispatchEffect]] = []
+            records.reserveCapacity(bodies.count)
+            // Every record's effects in one array, `effectEnds[i]` ending record i's.
+            var allEffects: [DispatchEffect] = []
+            var effectEnds: [Int] = []
+            effectEnds.reserveCapacity(bodies.count)
             if bodies.count == 1, let body = bodies.first {
                 // The common case: check, then apply in place (no copy of the pending deliveries).
                 let record = Record(ts: ts ?? max(now, s.dispatcher.lastTs ?? 0), body: body)
                 try s.dispatcher.check(record)
-                var effects: [DispatchEffect] = []
-                s.dispatcher.applyChecked(record, effects: &effects)
+                s.dispatcher.applyChecked(record, effects: &allEffects)
                 records.append(record)
-                allEffects.append(effects)
+                effectEnds.append(allEffects.count)
             } else {
                 // A batch is all or nothing: validate it first. Without attempts in it, a
                 // registry-only copy suffices (no rule but an attempt's depends on deliveries),
@@ -210,20 +213,19 @@ public final class Herald: Sendable {
                         } catch {
                             throw error.at("record \(index + 1) of \(bodies.count)")
                         }
-                        var effects: [DispatchEffect] = []
-                        trial.applyChecked(record, effects: &effects)
+                        trial.applyChecked(record, effects: &allEffects)
                         records.append(record)
-                        allEffects.append(effects)
+                        effectEnds.append(allEffects.count)
                     }
                     if hasAttempts { s.dispatcher = trial }
                 }
                 if !hasAttempts {
                     // Every record passed: apply them for real, in place.
                     allEffects.removeAll(keepingCapacity: true)
+                    effectEnds.removeAll(keepingCapacity: true)
                     for record in records {
-                        var effects: [DispatchEffect] = []
-                        s.dispatcher.applyChecked(record, effects: &effects)
-                        allEffects.append(effects)
+                        s.dispatcher.applyChecked(record, effects: &allEffects)
+                        effectEnds.append(allEffects.count)
                     }
                 }
             }
@@ -237,7 +239,8 @@ public final class Herald: Sendable {
             }
             var position = range.lowerBound
             var created = false
-            for (record, effects) in zip(records, allEffects) {
+            for (index, record) in records.enumerated() {
+                let effects = allEffects[(index == 0 ? 0 : effectEnds[index - 1])..<effectEnds[index]]
                 Herald.absorb(effects, record: record, at: position, into: &s)
                 created = created || effects.contains { if case .created = $0 { true } else { false } }
                 position += 1
@@ -264,7 +267,7 @@ public final class Herald: Sendable {
         }
     }
 
-    private static func absorb(_ effects: [DispatchEffect], record: Record, at position: UInt64, into s: inout State) {
+    private static func absorb(_ effects: ArraySlice<DispatchEffect>, record: Record, at position: UInt64, into s: inout State) {
         for effect in effects {
             switch effect {
             case .created(let d):
@@ -519,7 +522,12 @@ public final class Herald: Sendable {
             defer { for a in attempts { s.inFlight.remove(DeliveryID(sourcePosition: a.sourcePosition, triggerID: a.triggerID)) } }
             if let failure = s.failure { throw EngineError.failed(failure) }
             var records: [Record] = []
-            var effectsList: [[DispatchEffect]] = []
+            // Every record's effects in one array (an array per record was an allocation per
+            // attempt), `effectEnds[i]` ending record i's.
+            var allEffects: [DispatchEffect] = []
+            var effectEnds: [Int] = []
+            records.reserveCapacity(attempts.count)
+            effectEnds.reserveCapacity(attempts.count)
             // Each outcome is checked and applied in place; one whose delivery was cancelled
             // or finished meanwhile fails its check and is dropped.
             for attempt in attempts {
@@ -533,9 +541,9 @@ public final class Herald: Sendable {
                     ])
                     continue
                 }
-                var effects: [DispatchEffect] = []
-                s.dispatcher.applyChecked(record, effects: &effects)
-                for effect in effects {
+                let first = allEffects.count
+                s.dispatcher.applyChecked(record, effects: &allEffects)
+                for effect in allEffects[first...] {
                     switch effect {
                     case .attempted(let d, _, _, _): if d.status == .pending { schedulesWork = true }
                     case .created, .deadLetter: schedulesWork = true
@@ -543,7 +551,7 @@ public final class Herald: Sendable {
                     }
                 }
                 records.append(record)
-                effectsList.append(effects)
+                effectEnds.append(allEffects.count)
             }
             guard !records.isEmpty else { return [] }
             let range: ClosedRange<UInt64>
@@ -556,9 +564,10 @@ public final class Herald: Sendable {
             }
             s.lastOutcome = range.upperBound
             var reports: [AttemptReport] = []
+            reports.reserveCapacity(records.count)
             for (offset, record) in records.enumerated() {
                 let position = range.lowerBound + UInt64(offset)
-                let effects = effectsList[offset]
+                let effects = allEffects[(offset == 0 ? 0 : effectEnds[offset - 1])..<effectEnds[offset]]
                 Herald.absorb(effects, record: record, at: position, into: &s)
                 for case .attempted(let d, let a, _, _) in effects {
                     reports.append(AttemptReport(position: position, ts: record.ts, delivery: d, attempt: a))
