@@ -187,12 +187,9 @@ public enum RecordBinaryCodec {
             // the mutation is kept alive across a throwing call.
             let layout = try reader.kvLayout(type)
             try reader.end()
-            if let sharing, let base = bytes.baseAddress {
-                let value = layout.value.map { $0.shared(in: sharing.buffer, base: base - sharing.offset) }
-                return Record(ts: ts, body: .kv(KVMutation(op: layout.op, appID: layout.appID, collection: layout.collection.make(),
-                                                           key: layout.key.make(), value: value)))
-            }
-            return Record(ts: ts, body: .kv(layout.mutation()))
+            // Shared: byte 0 of the buffer sits `offset` bytes before the payload.
+            let buffer = sharing.flatMap { sharing in bytes.baseAddress.map { (sharing.buffer, $0 - sharing.offset) } }
+            return Record(ts: ts, body: .kv(layout.mutation(sharing: buffer)))
         default:
             let body = try reader.body(of: type)
             try reader.end()
@@ -465,14 +462,16 @@ private struct BinaryReader {
         let key: CheckedString
         let value: CheckedString?
 
-        /// Builds the strings (cannot fail: every byte was checked).
+        /// Builds the strings (cannot fail: every byte was checked). The value shares `sharing`'s
+        /// buffer (whose byte 0 is at its base) when given, else owns a copy of its bytes.
         @inline(__always)
-        func mutation() -> KVMutation {
+        func mutation(sharing: (buffer: [UInt8], base: UnsafeRawPointer)? = nil) -> KVMutation {
             KVMutation(op: op, appID: appID, collection: collection.make(), key: key.make(),
-                       value: value.map { JSONText(validUTF8: UnsafeBufferPointer(start: $0.start, count: $0.count)) })
+                       value: value.map { value in
+                           if let sharing { return value.shared(in: sharing.buffer, base: sharing.base) }
+                           return JSONText(validUTF8: UnsafeBufferPointer(start: value.start, count: value.count))
+                       })
         }
-
-
     }
 
     /// Like `string(_:)` (same checks and errors) without building the string.

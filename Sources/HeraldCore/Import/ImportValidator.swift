@@ -65,18 +65,17 @@ public struct ImportValidator: Sendable {
 
     /// The stateless half of ``add(line:number:acceptedSoFar:)``: decodes one line.
     public static func decode(_ line: UnsafeBufferPointer<UInt8>, with decoder: RecordJSONDecoder) -> Decoded {
-        do throws(RecordError) {
-            let (ts, body) = try decoder.decode(line: line)
-            return .success(DecodedLine(ts: ts, body: body))
-        } catch {
-            return .failure(error)
-        }
+        decoded { () throws(RecordError) in try decoder.decode(line: line) }
     }
 
     /// ``decode(_:with:)`` of the line at `range` of `buffer`; its KV value shares `buffer`.
     public static func decode(in buffer: [UInt8], range: Range<Int>, with decoder: RecordJSONDecoder) -> Decoded {
+        decoded { () throws(RecordError) in try decoder.decode(in: buffer, range: range) }
+    }
+
+    private static func decoded(_ decode: () throws(RecordError) -> (ts: Int64?, body: RecordBody)) -> Decoded {
         do throws(RecordError) {
-            let (ts, body) = try decoder.decode(in: buffer, range: range)
+            let (ts, body) = try decode()
             return .success(DecodedLine(ts: ts, body: body))
         } catch {
             return .failure(error)

@@ -34,10 +34,7 @@ public struct LogBlock: Sendable, Sequence {
     /// Calls `body` with each record's position, timestamp and payload. The payload pointer is
     /// valid only during the call. No allocation per record.
     public func forEachRecord(_ body: (_ position: UInt64, _ ts: Int64, _ payload: UnsafeRawBufferPointer) throws -> Void) rethrows {
-        try bytes.withUnsafeBytes { all in
-            let raw = UnsafeRawBufferPointer(rebasing: all[0..<Swift.min(rawBytes, all.count)])
-            try walk(raw) { position, ts, range in try body(position, ts, UnsafeRawBufferPointer(rebasing: raw[range])) }
-        }
+        try forEachRecordAndOffset { position, ts, payload, _ in try body(position, ts, payload) }
     }
 
     /// The block's decompressed bytes, which the offsets of ``forEachRecordAndOffset(_:)``
@@ -50,27 +47,21 @@ public struct LogBlock: Sendable, Sequence {
     public func forEachRecordAndOffset(_ body: (_ position: UInt64, _ ts: Int64, _ payload: UnsafeRawBufferPointer, _ offset: Int) throws -> Void) rethrows {
         try bytes.withUnsafeBytes { all in
             let raw = UnsafeRawBufferPointer(rebasing: all[0..<Swift.min(rawBytes, all.count)])
-            try walk(raw) { position, ts, range in try body(position, ts, UnsafeRawBufferPointer(rebasing: raw[range]), range.lowerBound) }
-        }
-    }
-
-    /// The record framing loop over `raw` (the meaningful bytes of the buffer).
-    @inline(__always)
-    private func walk(_ raw: UnsafeRawBufferPointer, _ body: (UInt64, Int64, Range<Int>) throws -> Void) rethrows {
-        var offset = startOffset
-        var ts = startTs
-        var position = basePosition
-        for _ in 0..<count {
-            // The block was validated when decoded; these guards only keep hostile
-            // states from trapping.
-            guard let delta = RecordFraming.readVarint(raw, &offset),
-                  let length = RecordFraming.readVarint(raw, &offset),
-                  length <= UInt64(raw.count - offset) else { return }
-            ts &+= Int64(truncatingIfNeeded: delta)
-            let end = offset + Int(length)
-            try body(position, ts, offset..<end)
-            offset = end
-            position += 1
+            var offset = startOffset
+            var ts = startTs
+            var position = basePosition
+            for _ in 0..<count {
+                // The block was validated when decoded; these guards only keep hostile
+                // states from trapping.
+                guard let delta = RecordFraming.readVarint(raw, &offset),
+                      let length = RecordFraming.readVarint(raw, &offset),
+                      length <= UInt64(raw.count - offset) else { return }
+                ts &+= Int64(truncatingIfNeeded: delta)
+                let end = offset + Int(length)
+                try body(position, ts, UnsafeRawBufferPointer(rebasing: raw[offset..<end]), offset)
+                offset = end
+                position += 1
+            }
         }
     }
 

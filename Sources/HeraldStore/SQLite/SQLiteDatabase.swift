@@ -197,8 +197,8 @@ public final class SQLiteStatement: @unchecked Sendable {
                 let position = Int32(index + 1)
                 let rc: Int32
                 switch value {
-                case .text(var text):
-                    let count = text.withUTF8 { $0.count }
+                case .text(let text):
+                    let count = text.utf8.count
                     rc = bindStatic(texts, offset, count, at: position)
                     offset += count
                 case .id:
