@@ -84,3 +84,34 @@ import Testing
         }
     }
 }
+
+/// The durability watch wakes the run loop once the awaited records are durable: from the
+/// writer's acknowledgement, or at once when they already were when the watch was set (an
+/// acknowledgement that came first must not be lost), and not before.
+@Suite struct DurabilityWatchTests {
+    /// Whether `notifier` was notified: its wait returns at once only then.
+    private func wasNotified(_ notifier: Notifier) async -> Bool {
+        let start = Alarm.nowNs()
+        await notifier.wait(upToMs: 200)
+        return Alarm.nowNs() - start < 100_000_000
+    }
+
+    @Test func wakesOnceTheAwaitedPositionIsDurable() async {
+        let notifier = Notifier(alarm: Alarm())
+        let watch = DurabilityWatch(wakeup: notifier)
+        watch.watch(through: 20, durable: 10)
+        watch.acknowledged(15)
+        #expect(await !wasNotified(notifier), "position 20 is not durable at 15")
+        watch.acknowledged(25)
+        #expect(await wasNotified(notifier))
+        watch.acknowledged(30)
+        #expect(await !wasNotified(notifier), "nothing is awaited any more")
+    }
+
+    @Test func anAcknowledgementBeforeTheWatchIsNotLost() async {
+        let notifier = Notifier(alarm: Alarm())
+        let watch = DurabilityWatch(wakeup: notifier)
+        watch.watch(through: 5, durable: 7)
+        #expect(await wasNotified(notifier))
+    }
+}

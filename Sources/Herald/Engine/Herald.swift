@@ -105,7 +105,8 @@ public final class Herald: Sendable {
     /// Deadlines of rounds and of the run loop's waits, on one thread (see ``Alarm``).
     private let alarm: Alarm
     private let wakeup: Notifier
-    /// Waits for the sync of pipelined rounds' outcomes and reports them, in order.
+    /// Waits for the sync of pipelined rounds' outcomes and reports them, in order (only when
+    /// `run` has a report callback).
     private let acknowledger = DispatchQueue(label: "herald.acknowledger")
     private let projector: Mutex<Projector?>
     /// Wakes the run loop from the log writer's thread once appended records that created
@@ -185,17 +186,13 @@ public final class Herald: Sendable {
             if let failure = s.failure { throw EngineError.failed(failure) }
             var records: [Record] = []
             records.reserveCapacity(bodies.count)
-            // Every record's effects in one array, `effectEnds[i]` ending record i's.
-            var allEffects: [DispatchEffect] = []
-            var effectEnds: [Int] = []
-            effectEnds.reserveCapacity(bodies.count)
+            var effects = EffectsByRecord(capacity: bodies.count)
             if bodies.count == 1, let body = bodies.first {
                 // The common case: check, then apply in place (no copy of the pending deliveries).
                 let record = Record(ts: ts ?? max(now, s.dispatcher.lastTs ?? 0), body: body)
                 try s.dispatcher.check(record)
-                s.dispatcher.applyChecked(record, effects: &allEffects)
+                effects.apply(record, to: &s.dispatcher)
                 records.append(record)
-                effectEnds.append(allEffects.count)
             } else {
                 // A batch is all or nothing: validate it first. Without attempts in it, a
                 // registry-only copy suffices (no rule but an attempt's depends on deliveries),
@@ -213,20 +210,15 @@ public final class Herald: Sendable {
                         } catch {
                             throw error.at("record \(index + 1) of \(bodies.count)")
                         }
-                        trial.applyChecked(record, effects: &allEffects)
+                        effects.apply(record, to: &trial)
                         records.append(record)
-                        effectEnds.append(allEffects.count)
                     }
                     if hasAttempts { s.dispatcher = trial }
                 }
                 if !hasAttempts {
                     // Every record passed: apply them for real, in place.
-                    allEffects.removeAll(keepingCapacity: true)
-                    effectEnds.removeAll(keepingCapacity: true)
-                    for record in records {
-                        s.dispatcher.applyChecked(record, effects: &allEffects)
-                        effectEnds.append(allEffects.count)
-                    }
+                    effects.removeAll()
+                    for record in records { effects.apply(record, to: &s.dispatcher) }
                 }
             }
             guard !records.isEmpty else { throw EngineError.emptyBatch }
@@ -237,22 +229,18 @@ public final class Herald: Sendable {
                 s.failure = "appending to the log failed: \(error)"
                 throw error
             }
-            var position = range.lowerBound
-            var created = false
+            var queued = false
             for (index, record) in records.enumerated() {
-                let effects = allEffects[(index == 0 ? 0 : effectEnds[index - 1])..<effectEnds[index]]
-                Herald.absorb(effects, record: record, at: position, into: &s)
-                created = created || effects.contains { if case .created = $0 { true } else { false } }
-                position += 1
+                queued = Herald.absorb(effects[index], record: record, at: range.lowerBound + UInt64(index), into: &s) || queued
             }
-            // Under the state lock, so the awaited position only grows.
-            if created { durability.watch(through: range.upperBound) }
+            // Under the state lock, so the awaited position only grows. The run loop is woken
+            // once these records are durable (the deliveries they queued may run then).
+            if queued { durability.watch(through: range.upperBound, durable: writer.durablePosition) }
             return range
         }
         // The sync happens outside the state lock, so concurrent commands and attempt
         // outcomes share group commits; nothing runs for a record before it is durable.
         try waitDurable(through: range.upperBound)
-        wakeup.notify()
         return range
     }
 
@@ -267,16 +255,21 @@ public final class Herald: Sendable {
         }
     }
 
-    private static func absorb(_ effects: ArraySlice<DispatchEffect>, record: Record, at position: UInt64, into s: inout State) {
+    /// Applies `record`'s effects to the engine's queue and caches; true when they queued a
+    /// delivery (a new one, or a retry), which may run once the record is durable.
+    private static func absorb(_ effects: ArraySlice<DispatchEffect>, record: Record, at position: UInt64, into s: inout State) -> Bool {
+        var queued = false
         for effect in effects {
             switch effect {
             case .created(let d):
+                queued = true
                 s.queue.push(d)
                 s.sourceRefs[d.id.sourcePosition, default: 0] += 1
                 // Compact: a record read from the log would keep its whole block alive.
                 if d.sourceKind == .kv { s.kvSources[position] = record.compacted() }
             case .attempted(let d, _, _, _):
                 if d.status == .pending {
+                    queued = true
                     s.queue.push(d)
                 } else {
                     release(d.id.sourcePosition, in: &s)
@@ -287,6 +280,7 @@ public final class Herald: Sendable {
                 release(d.id.sourcePosition, in: &s)
             }
         }
+        return queued
     }
 
     /// One fewer pending delivery of this source: forget the cached source at zero.
@@ -367,7 +361,8 @@ public final class Herald: Sendable {
     }
 
     /// One round. `pipelined`: return once the outcomes are queued, and let the acknowledger
-    /// wait for their sync (then report), so the next round starts while the disk syncs.
+    /// wait for their sync and report them (if there is a report callback), so the next round
+    /// starts while the disk syncs.
     private func round(report: (@Sendable (AttemptReport) -> Void)?, pipelined: Bool) async throws -> [AttemptReport] {
         let now = options.clock.nowMs()
         let invocations = try takeDue(now: now)
@@ -514,20 +509,12 @@ public final class Herald: Sendable {
     private func recordOutcomes(_ attempts: [DeliveryAttempt], pipelined: Bool,
                                 report: (@Sendable (AttemptReport) -> Void)?) throws -> [AttemptReport] {
         let now = options.clock.nowMs()
-        // Whether a delivery waits for these outcomes' sync (a retry or a dead-letter delivery
-        // they scheduled runs only once they are durable, and the acknowledger's notification
-        // is what wakes the loop for it).
-        var schedulesWork = false
         let reports: [AttemptReport] = try state.withLock { s in
             defer { for a in attempts { s.inFlight.remove(DeliveryID(sourcePosition: a.sourcePosition, triggerID: a.triggerID)) } }
             if let failure = s.failure { throw EngineError.failed(failure) }
             var records: [Record] = []
-            // Every record's effects in one array (an array per record was an allocation per
-            // attempt), `effectEnds[i]` ending record i's.
-            var allEffects: [DispatchEffect] = []
-            var effectEnds: [Int] = []
             records.reserveCapacity(attempts.count)
-            effectEnds.reserveCapacity(attempts.count)
+            var effects = EffectsByRecord(capacity: attempts.count)
             // Each outcome is checked and applied in place; one whose delivery was cancelled
             // or finished meanwhile fails its check and is dropped.
             for attempt in attempts {
@@ -541,17 +528,8 @@ public final class Herald: Sendable {
                     ])
                     continue
                 }
-                let first = allEffects.count
-                s.dispatcher.applyChecked(record, effects: &allEffects)
-                for effect in allEffects[first...] {
-                    switch effect {
-                    case .attempted(let d, _, _, _): if d.status == .pending { schedulesWork = true }
-                    case .created, .deadLetter: schedulesWork = true
-                    case .cancelled: break
-                    }
-                }
+                effects.apply(record, to: &s.dispatcher)
                 records.append(record)
-                effectEnds.append(allEffects.count)
             }
             guard !records.isEmpty else { return [] }
             let range: ClosedRange<UInt64>
@@ -565,26 +543,29 @@ public final class Herald: Sendable {
             s.lastOutcome = range.upperBound
             var reports: [AttemptReport] = []
             reports.reserveCapacity(records.count)
+            var queued = false
             for (offset, record) in records.enumerated() {
                 let position = range.lowerBound + UInt64(offset)
-                let effects = allEffects[(offset == 0 ? 0 : effectEnds[offset - 1])..<effectEnds[offset]]
-                Herald.absorb(effects, record: record, at: position, into: &s)
-                for case .attempted(let d, let a, _, _) in effects {
+                queued = Herald.absorb(effects[offset], record: record, at: position, into: &s) || queued
+                for case .attempted(let d, let a, _, _) in effects[offset] {
                     reports.append(AttemptReport(position: position, ts: record.ts, delivery: d, attempt: a))
                 }
             }
+            // A retry or a dead-letter delivery these outcomes queued runs once they are durable:
+            // the run loop is woken then, as for appended records.
+            if queued { durability.watch(through: range.upperBound, durable: writer.durablePosition) }
             return reports
         }
         guard let last = reports.last?.position else { return reports }
         if pipelined {
-            // Nothing to report and nothing waiting for the sync: no hand-off (the writer's
-            // own waiters, and `run`'s end, see the sync; a failed sync fails every later append).
-            if report == nil && !schedulesWork { return reports }
+            // Nothing to report: no hand-off (the run loop is woken by the durability watch, the
+            // writer's own waiters and `run`'s end see the sync, and a failed sync fails every
+            // later append).
+            guard let report else { return reports }
             // In order on one serial queue: each batch is reported once it is durable.
             acknowledger.async { [self] in
                 guard (try? waitDurable(through: last)) != nil else { return }
-                wakeup.notify()  // dead-letter deliveries these outcomes created may run now
-                if let report { reports.forEach(report) }
+                reports.forEach(report)
             }
         } else {
             try waitDurable(through: last)
@@ -622,13 +603,13 @@ public final class Herald: Sendable {
             }
             // A round that ran nothing while a delivery is due left it waiting for its source
             // record's sync (nothing is in flight between rounds, and undeliverable entries
-            // leave the queue): the appender or the acknowledger notifies once it is durable,
-            // so wait for that instead of spinning (5 ms at most).
+            // leave the queue): the durability watch wakes the loop once it is durable, so wait
+            // for that instead of spinning (5 ms at most).
             let waitMs = next.map { max(0, min($0 - now, 1000)) } ?? 1000
             await wakeup.wait(upToMs: waitMs == 0 ? 5 : waitMs)
         }
-        // Every pipelined round is synced and reported before run returns (including rounds
-        // that skipped the acknowledger).
+        // Every pipelined round is reported and synced before run returns (the acknowledger
+        // only has rounds with a report callback).
         await withCheckedContinuation { (done: CheckedContinuation<Void, Never>) in
             acknowledger.async { done.resume() }
         }
@@ -719,11 +700,10 @@ final class BackgroundProjection: Sendable {
     }
 }
 
-/// The last position of appended records that created deliveries, while their sync is awaited:
-/// the log writer's thread wakes the run loop as soon as it is durable, instead of the appending
-/// thread once it has woken itself. The appending thread still notifies after its own wait, so
-/// a wake this misses (an acknowledgement that came first, or an awaited position replaced by a
-/// later one) only costs latency.
+/// The last position of records (appended commands or attempt outcomes) that queued deliveries,
+/// while their sync is awaited: the run loop is woken as soon as it is durable, from the log
+/// writer's thread, with no other thread in between. A later position replaces an earlier one
+/// (durability is a prefix, so its wake covers both).
 final class DurabilityWatch: Sendable {
     private let awaiting = Atomic<UInt64>(0)
     private let wakeup: Notifier
@@ -733,8 +713,12 @@ final class DurabilityWatch: Sendable {
     }
 
     /// Records `position` as awaited (called under the engine's state lock, so it only grows).
-    func watch(through position: UInt64) {
-        awaiting.store(position, ordering: .releasing)
+    /// `durable` is read after: if the writer acknowledged the position before the store was
+    /// seen, this call does the wake itself (it may then happen twice, which is harmless).
+    func watch(through position: UInt64, durable: @autoclosure () -> UInt64) {
+        awaiting.store(position, ordering: .sequentiallyConsistent)
+        let now = durable()
+        if now >= position { acknowledged(now) }
     }
 
     /// Called by the log writer's thread each time its acknowledged position advances.
@@ -744,5 +728,33 @@ final class DurabilityWatch: Sendable {
               awaiting.compareExchange(expected: awaited, desired: 0, ordering: .acquiringAndReleasing).exchanged
         else { return }
         wakeup.notify()
+    }
+}
+
+/// Each record's dispatch effects, in one array for a whole batch (an array per record was an
+/// allocation per record).
+private struct EffectsByRecord {
+    private var all: [DispatchEffect] = []
+    /// `ends[i]`: where record i's effects end in `all`.
+    private var ends: [Int] = []
+
+    init(capacity: Int) {
+        ends.reserveCapacity(capacity)
+    }
+
+    /// Applies `record` (already checked) to `dispatcher`, keeping its effects as the next record's.
+    mutating func apply(_ record: Record, to dispatcher: inout Dispatcher) {
+        dispatcher.applyChecked(record, effects: &all)
+        ends.append(all.count)
+    }
+
+    /// The effects of record `index`.
+    subscript(index: Int) -> ArraySlice<DispatchEffect> {
+        all[(index == 0 ? 0 : ends[index - 1])..<ends[index]]
+    }
+
+    mutating func removeAll() {
+        all.removeAll(keepingCapacity: true)
+        ends.removeAll(keepingCapacity: true)
     }
 }
