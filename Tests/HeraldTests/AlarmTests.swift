@@ -108,6 +108,21 @@ import Testing
         #expect(await !wasNotified(notifier), "nothing is awaited any more")
     }
 
+    /// Records appended, then outcomes awaited past them: the sync that covers the first wakes
+    /// the loop, and the next one the second.
+    @Test func aLaterPositionDoesNotHideAnEarlierOnesWake() async {
+        let notifier = Notifier(alarm: Alarm())
+        let watch = DurabilityWatch(wakeup: notifier)
+        watch.watch(through: 100, durable: 90)
+        watch.watch(through: 102, durable: 90)
+        watch.acknowledged(101)
+        #expect(await wasNotified(notifier), "position 100 is durable")
+        watch.acknowledged(102)
+        #expect(await wasNotified(notifier), "position 102 is durable")
+        watch.acknowledged(103)
+        #expect(await !wasNotified(notifier))
+    }
+
     @Test func anAcknowledgementBeforeTheWatchIsNotLost() async {
         let notifier = Notifier(alarm: Alarm())
         let watch = DurabilityWatch(wakeup: notifier)

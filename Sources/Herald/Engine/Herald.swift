@@ -700,34 +700,38 @@ final class BackgroundProjection: Sendable {
     }
 }
 
-/// The last position of records (appended commands or attempt outcomes) that queued deliveries,
-/// while their sync is awaited: the run loop is woken as soon as it is durable, from the log
-/// writer's thread, with no other thread in between. A later position replaces an earlier one
-/// (durability is a prefix, so its wake covers both).
+/// Positions of records (appended commands or attempt outcomes) that queued deliveries, while
+/// their sync is awaited: the run loop is woken as soon as one of them is durable, from the log
+/// writer's thread, with no other thread in between.
 final class DurabilityWatch: Sendable {
-    private let awaiting = Atomic<UInt64>(0)
+    /// The first awaited position not yet woken for, and the last awaited one (0, 0: none).
+    private let awaited = Mutex<(from: UInt64, through: UInt64)>((0, 0))
     private let wakeup: Notifier
 
     init(wakeup: Notifier) {
         self.wakeup = wakeup
     }
 
-    /// Records `position` as awaited (called under the engine's state lock, so it only grows).
-    /// `durable` is read after: if the writer acknowledged the position before the store was
-    /// seen, this call does the wake itself (it may then happen twice, which is harmless).
+    /// Awaits `position`. `durable` is read after: if the writer acknowledged the position
+    /// before it was recorded here, this call does the wake itself.
     func watch(through position: UInt64, durable: @autoclosure () -> UInt64) {
-        awaiting.store(position, ordering: .sequentiallyConsistent)
-        let now = durable()
-        if now >= position { acknowledged(now) }
+        awaited.withLock { a in
+            if a.from == 0 { a.from = position }
+            a.through = max(a.through, position)
+        }
+        acknowledged(durable())
     }
 
-    /// Called by the log writer's thread each time its acknowledged position advances.
+    /// Called by the log writer's thread each time its acknowledged position advances: wakes
+    /// the run loop when that covers an awaited position. What lies past `position` stays
+    /// awaited (a later position never hides an earlier one's wake).
     func acknowledged(_ position: UInt64) {
-        let awaited = awaiting.load(ordering: .acquiring)
-        guard awaited != 0, position >= awaited,
-              awaiting.compareExchange(expected: awaited, desired: 0, ordering: .acquiringAndReleasing).exchanged
-        else { return }
-        wakeup.notify()
+        let wake = awaited.withLock { a -> Bool in
+            guard a.from != 0, position >= a.from else { return false }
+            a = position >= a.through ? (0, 0) : (position + 1, a.through)
+            return true
+        }
+        if wake { wakeup.notify() }
     }
 }
 
