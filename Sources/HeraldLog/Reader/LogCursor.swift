@@ -79,9 +79,19 @@ public final class LogCursor {
     }
 
     /// `nextBlock()` decompressing into `buffer` (grown when needed) instead of the cursor's
-    /// own buffer; the block shares `buffer`'s storage. The read-ahead passes buffers it
-    /// recycles, so blocks in flight never share (and never copy) one buffer.
+    /// own buffer; the block shares `buffer`'s storage.
     func nextBlock(into buffer: inout [UInt8]) throws -> LogBlock? {
+        guard let read = try nextCompressed(into: &compressed) else { return nil }
+        let block = try read.expand(compressed, into: &buffer, with: decompressor)
+        advance(past: read)
+        return block
+    }
+
+    /// The first half of `nextBlock()`: finds the next block, reads its compressed body into
+    /// `compressed` (grown when needed) and checks its header and checksum, without moving the
+    /// cursor (``advance(past:)`` does). ``ReadBlock/expand(_:into:with:)``, the costly second
+    /// half, needs nothing of the cursor, so the read-ahead runs it on any thread.
+    func nextCompressed(into compressed: inout [UInt8]) throws -> ReadBlock? {
         guard nextPosition <= reader.lastPosition else { return nil }
         if file == nil { try seek() }
         // Bound: each round consumes one block or one segment, or falls back from the index once.
@@ -114,11 +124,27 @@ public final class LogCursor {
                 offset += h.blockBytes
                 continue
             }
-            return try decode(h, file: file, into: &buffer)
+            return try readBody(h, file: file, into: &compressed)
         }
     }
 
-    private func decode(_ h: BlockHeader, file: any LogFile, into raw: inout [UInt8]) throws -> LogBlock {
+    /// Moves the cursor past `read`, the block ``nextCompressed(into:)`` just returned.
+    func advance(past read: ReadBlock) {
+        offset += read.header.blockBytes
+        nextPosition = read.header.endPosition
+    }
+
+    /// Makes `position` (the start of a block, or the position the cursor was made for) the
+    /// next one read: the segment is found again through the block index on the next read.
+    /// The read-ahead uses it to give back the blocks it read and did not deliver.
+    func rewind(to position: UInt64) {
+        guard position != nextPosition else { return }
+        file?.close()
+        file = nil
+        nextPosition = position
+    }
+
+    private func readBody(_ h: BlockHeader, file: any LogFile, into compressed: inout [UInt8]) throws -> ReadBlock {
         let n = Int(h.compressedBytes)
         if compressed.count < n { compressed = [UInt8](repeating: 0, count: n) }
         let got = try compressed.withUnsafeMutableBytes { try file.read(into: UnsafeMutableRawBufferPointer(rebasing: $0[0..<n]), at: offset + UInt64(BlockHeader.size)) }
@@ -127,6 +153,32 @@ public final class LogCursor {
             compressed.withUnsafeBytes { cb in BlockHeader.verify(header: hb, body: UnsafeRawBufferPointer(rebasing: cb[0..<n]), expected: h.blockCRC) }
         }
         guard crcOK else { throw corrupt("block checksum mismatch") }
+        return ReadBlock(header: h, position: nextPosition, directory: reader.directory, segment: segmentName, offset: offset)
+    }
+}
+
+/// A block whose header and checksum passed and whose compressed body was read (into a buffer
+/// kept apart), not yet decompressed: what ``LogCursor/nextCompressed(into:)`` returns.
+struct ReadBlock: Sendable {
+    let header: BlockHeader
+    /// The first position the block yields (the cursor's position when it was read).
+    let position: UInt64
+    /// Where the block lies, for errors.
+    let directory: String
+    let segment: String
+    let offset: UInt64
+
+    private func corrupt(_ reason: String) -> LogError {
+        .corruptBlock(directory: directory, segment: segment, offset: offset, position: position, reason: reason)
+    }
+
+    /// Decompresses the block from `compressed` (the buffer it was read into) into `raw` and
+    /// checks its record framing: the block, sharing `raw`'s storage.
+    ///
+    /// - Throws: `LogError.corruptBlock` naming the block's segment, offset and position.
+    func expand(_ compressed: [UInt8], into raw: inout [UInt8], with decompressor: LZ4Decompressor) throws -> LogBlock {
+        let h = header
+        let n = Int(h.compressedBytes)
         let rawBytes = Int(h.rawBytes)
         // Room for a whole LZ4 block past the expected size lets LZ4F decode in place (no copy
         // through its own buffer); the buffer is reused across blocks (allocated once).
@@ -140,19 +192,15 @@ public final class LogCursor {
             }
         }
         if let problem { throw corrupt(problem) }
-        let skip = Int(nextPosition - h.basePosition)
+        let skip = Int(position - h.basePosition)
         let start = raw.withUnsafeBytes { rb in
             RecordFraming.validate(UnsafeRawBufferPointer(rebasing: rb[0..<rawBytes]), count: h.count, firstTs: h.firstTs, lastTs: h.lastTs, skip: skip)
         }
-        let startPoint: (offset: Int, ts: Int64)
         switch start {
         case let .failure(bad): throw corrupt(bad.reason)
-        case let .success(point): startPoint = point
+        case let .success(point):
+            return LogBlock(basePosition: position, count: Int(h.count) - skip, lastTs: h.lastTs, bytes: raw,
+                            rawBytes: rawBytes, startOffset: point.offset, startTs: point.ts)
         }
-        let block = LogBlock(basePosition: nextPosition, count: Int(h.count) - skip, lastTs: h.lastTs, bytes: raw,
-                             rawBytes: rawBytes, startOffset: startPoint.offset, startTs: startPoint.ts)
-        offset += h.blockBytes
-        nextPosition = h.endPosition
-        return block
     }
 }
