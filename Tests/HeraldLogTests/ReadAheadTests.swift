@@ -155,6 +155,45 @@ struct ReadAheadTests {
         }
     }
 
+    /// Blocks read ahead and not delivered are not lost: the cursor continues right after the
+    /// last block given to `body`, and a damaged block is reported again instead of skipped.
+    @Test func theCursorResumesAfterTheLastDeliveredBlock() throws {
+        try withTemporaryDirectory { dir in
+            try build(dir)
+            let reader = try LogReader(directory: dir)
+            for depth in [1, 2, 5] {
+                for stopAfter in 1...4 {
+                    let cursor = try reader.makeCursor(from: 1)
+                    var seen = 0
+                    var last: UInt64 = 0
+                    try cursor.forEachBlock(readAhead: depth) { block in
+                        seen += 1
+                        last = block.endPosition
+                        return seen < stopAfter
+                    }
+                    #expect(cursor.nextPosition == last, "depth \(depth), stop after \(stopAfter)")
+                    #expect(try cursor.nextBlock()?.basePosition == last, "depth \(depth), stop after \(stopAfter)")
+                }
+            }
+            // A damaged block: the error again on the next read, from the same place.
+            let segments = try segmentFiles(dir)
+            let path = dir + "/" + segments[1]
+            var bytes = try readFile(path)
+            bytes[blockOffsets(bytes)[1] + 70] ^= 0x10
+            try writeFile(path, bytes)
+            let damaged = try LogReader(directory: dir)
+            let cursor = try damaged.makeCursor(from: 1)
+            var first: LogError?
+            do {
+                try cursor.forEachBlock(readAhead: 3) { _ in true }
+            } catch let error as LogError {
+                first = error
+            }
+            let error = try #require(first)
+            #expect(throws: error) { try cursor.nextBlock() }
+        }
+    }
+
     /// A reader that follows a live writer sees only published blocks and continues later.
     @Test func followsALiveWriter() throws {
         try withTemporaryDirectory { dir in
