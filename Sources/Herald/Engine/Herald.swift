@@ -371,21 +371,27 @@ public final class Herald: Sendable {
         let executor = options.executor
         let clock = options.clock
         let alarm = self.alarm
-        // One deadline for the round (every attempt in it started together): when it fires,
-        // the attempts still running are cancelled and recorded as timed out.
+        // One deadline for the round, from when its attempts start: when it fires, the
+        // attempts still running are cancelled and recorded as timed out.
+        let deadline = Alarm.deadline(afterMs: timeout)
         let results = await withTaskGroup(of: (Int, ExecutionResult, Int64)?.self) { group in
+            group.addTask {
+                // An alarm, not `Task.sleep`: cancelling the group below removes it (a cancelled
+                // `Task.sleep` keeps its timer until the deadline, one per round).
+                await alarm.sleep(untilNs: deadline)
+                return nil
+            }
+            // Each attempt starts here, on the run loop's thread, and runs until it first
+            // suspends (an executor that waits for a process or a reply suspends at once): no
+            // scheduling hop per attempt. With an in-process executor that never suspends, a
+            // round costs a function call per attempt instead of a task switched to another
+            // thread (which was 40 % of the sustained run's time).
             for (index, invocation) in invocations.enumerated() {
-                group.addTask {
+                group.addImmediateTask {
                     let start = clock.nowMs()
                     let result = await executor.execute(invocation)
                     return (index, result, max(0, clock.nowMs() - start))
                 }
-            }
-            group.addTask {
-                // An alarm, not `Task.sleep`: cancelling the group below removes it (a cancelled
-                // `Task.sleep` keeps its timer until the deadline, one per round).
-                await alarm.sleep(untilNs: Alarm.deadline(afterMs: timeout))
-                return nil
             }
             var collected = [(ExecutionResult, Int64)?](repeating: nil, count: invocations.count)
             var remaining = invocations.count

@@ -110,6 +110,12 @@ public struct ExecutionResult: Sendable, Equatable {
 
 /// Runs scripts. An executor never throws: a failure is an ``ExecutionResult`` with an error,
 /// so an executor's problem never stops the engine.
+///
+/// `execute` is called on the engine's run loop, and runs there until it first suspends:
+/// the attempts of a round start one after another, each as far as its first `await`. An
+/// executor that computes for long or blocks (file or network I/O without `await`, `sleep`)
+/// should move that work off the caller, as ``ProcessExecutor`` does (it waits for its child
+/// on a Dispatch queue), or it delays the round's other attempts and the engine.
 public protocol ScriptExecutor: Sendable {
     /// Runs one attempt. Cancellation means the attempt timed out or the engine is stopping.
     func execute(_ invocation: Invocation) async -> ExecutionResult
