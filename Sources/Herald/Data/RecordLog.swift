@@ -48,13 +48,17 @@ public final class RecordWriter: Sendable {
     /// Queues records and returns their positions at once; they are not acknowledged until
     /// ``waitUntilDurable(through:)`` returns. Lets the engine fix the order under its own
     /// lock and wait for the sync outside it, so commands and outcomes share group commits.
-    public func enqueue(_ records: [Record]) throws -> ClosedRange<UInt64> {
+    ///
+    /// `helping`: a large batch queued while the writer is behind is compressed on the calling
+    /// thread (``HeraldLog/LogWriter/enqueue(_:helping:)``), so a bulk producer lends the
+    /// writer its core. Pass false when calling under a lock that others wait for.
+    public func enqueue(_ records: [Record], helping: Bool = true) throws -> ClosedRange<UInt64> {
         precondition(!records.isEmpty, "enqueue needs at least one record")
         var batch = LogBatch(records: records.count, bytes: records.count * 256)
         for record in records {
             batch.append(ts: record.ts) { RecordBinaryCodec.encode(record.body, into: &$0) }
         }
-        let range = try writer.enqueue(batch)
+        let range = try writer.enqueue(batch, helping: helping)
         return range.lowerBound...(range.upperBound - 1)
     }
 

@@ -224,7 +224,7 @@ public final class Herald: Sendable {
             guard !records.isEmpty else { throw EngineError.emptyBatch }
             let range: ClosedRange<UInt64>
             do {
-                range = try writer.enqueue(records)
+                range = try writer.enqueue(records, helping: false)
             } catch {
                 s.failure = "appending to the log failed: \(error)"
                 throw error
@@ -540,7 +540,7 @@ public final class Herald: Sendable {
             guard !records.isEmpty else { return [] }
             let range: ClosedRange<UInt64>
             do {
-                range = try writer.enqueue(records)
+                range = try writer.enqueue(records, helping: false)
             } catch {
                 s.failure = "appending attempt outcomes to the log failed: \(error)"
                 options.logger.critical("the engine stopped taking work", metadata: ["reason": "\(s.failure ?? "")"])

@@ -70,6 +70,8 @@ public final class SimulatedFileSystem: LogFileSystem {
         var bytesRead: [String: UInt64] = [:]
         /// How long a file sync takes (see `setSyncDelay`).
         var syncDelayMicroseconds: UInt32 = 0
+        /// How long a write takes (see `setWriteDelay`).
+        var writeDelayMicroseconds: UInt32 = 0
     }
 
     private let state = Mutex(State())
@@ -87,6 +89,12 @@ public final class SimulatedFileSystem: LogFileSystem {
     /// in that window. A power loss during the wait wins (the sync then fails).
     public func setSyncDelay(microseconds: UInt32) {
         state.withLock { $0.syncDelayMicroseconds = microseconds }
+    }
+
+    /// Makes every write (and truncate) take `microseconds` before it happens, as a slow disk
+    /// would: for tests of what others do while a write is under way.
+    public func setWriteDelay(microseconds: UInt32) {
+        state.withLock { $0.writeDelayMicroseconds = microseconds }
     }
 
     /// Number of I/O points (writes, truncates, syncs) performed or attempted so far.
@@ -244,6 +252,8 @@ public final class SimulatedFileSystem: LogFileSystem {
     }
 
     fileprivate func write(inode: Int, generation: Int, path: String, op: Op) throws {
+        let delay = state.withLock { $0.writeDelayMicroseconds }
+        if delay > 0 { usleep(delay) }
         try state.withLock { s in
             try s.check(generation: generation, operation: "pwrite", path: path)
             let offsetForError: UInt64

@@ -108,6 +108,33 @@ public struct PreparedBlocks: Sendable {
         self.framer = BlockFramer(limit: max(1, min(configuration.blockRawBytesMax, 256 << 20)))
     }
 
+    /// The buffers framing and compression work in (about two blocks' worth), to hand from
+    /// one ``PreparedBlocks`` to the next: a fresh one allocates and zero-fills them.
+    struct Buffers: Sendable {
+        var raw: [UInt8]
+        var scratch: [UInt8]
+    }
+
+    /// Empty, framing and compressing in `buffers` (from ``takeBuffers()`` of an earlier one).
+    init(configuration: LogConfiguration, reusing buffers: Buffers?) {
+        self.init(configuration: configuration)
+        if let buffers {
+            framer.raw = buffers.raw
+            framer.raw.removeAll(keepingCapacity: true)
+            scratch = buffers.scratch
+        }
+    }
+
+    /// Hands over the working buffers (the blocks held stay): what is queued then holds only
+    /// its frames.
+    mutating func takeBuffers() -> Buffers {
+        defer {
+            framer.raw = []
+            scratch = []
+        }
+        return Buffers(raw: framer.raw, scratch: scratch)
+    }
+
     /// True when no record is held.
     public var isEmpty: Bool { count == 0 }
     var firstTs: Int64? { blocks.first?.header.firstTs }
