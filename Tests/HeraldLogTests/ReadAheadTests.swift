@@ -194,6 +194,38 @@ struct ReadAheadTests {
         }
     }
 
+    /// A block that passes its checksums and fails only when decompressed (so the cursor was
+    /// already past it when it failed) is reported in order and again on the next read, whether
+    /// it is the scan's first block or a middle one.
+    @Test func aBlockThatFailsToDecompressIsReportedAgain() throws {
+        for (segment, block) in [(0, 0), (1, 1)] {
+            try withTemporaryDirectory { dir in
+                try build(dir)
+                let segments = try segmentFiles(dir)
+                try damageFrameKeepingChecksums(dir + "/" + segments[segment], block: block)
+                let reader = try LogReader(directory: dir)
+                let reference = try serial(reader)
+                let error = try #require(reference.error, "segment \(segment), block \(block)")
+                guard case .corruptBlock = error else {
+                    Issue.record("unexpected \(error)")
+                    return
+                }
+                for depth in [1, 2, 4] {
+                    let cursor = try reader.makeCursor(from: 1)
+                    var delivered: [UInt64] = []
+                    #expect(throws: error) {
+                        try cursor.forEachBlock(readAhead: depth) { block in
+                            delivered += block.map(\.position)
+                            return true
+                        }
+                    }
+                    #expect(delivered == reference.records.map(\.position), "depth \(depth)")
+                    #expect(throws: error) { try cursor.nextBlock() }
+                }
+            }
+        }
+    }
+
     /// A reader that follows a live writer sees only published blocks and continues later.
     @Test func followsALiveWriter() throws {
         try withTemporaryDirectory { dir in

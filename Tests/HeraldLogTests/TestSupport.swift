@@ -71,6 +71,21 @@ func blockOffsets(_ bytes: [UInt8]) -> [Int] {
     return offsets
 }
 
+/// Damages the LZ4 frame of block `index` of the segment at `path` and seals the block's
+/// checksums again: the block reads, passes its checks, and fails only when decompressed.
+func damageFrameKeepingChecksums(_ path: String, block index: Int) throws {
+    var bytes = try readFile(path)
+    let at = blockOffsets(bytes)[index]
+    let compressed = Int(bytes[at + 32]) | Int(bytes[at + 33]) << 8 | Int(bytes[at + 34]) << 16 | Int(bytes[at + 35]) << 24
+    bytes[at + 64] ^= 0xFF  // the frame's magic number
+    func put(_ value: UInt32, at offset: Int) {
+        for i in 0..<4 { bytes[offset + i] = UInt8(truncatingIfNeeded: value >> (8 * i)) }
+    }
+    put(CRC32C.checksum(Array(bytes[at..<at + 56]) + Array(bytes[(at + 64)..<(at + 64 + compressed)])), at: at + 56)
+    put(CRC32C.checksum(Array(bytes[at..<at + 60])), at: at + 60)
+    try writeFile(path, bytes)
+}
+
 /// Closes both writers, then checks that the second log reads back `all` (from position 1)
 /// and that both directories hold the same segment files, byte for byte.
 func closeAndExpectSameLog(_ a: LogWriter, _ b: LogWriter, holding all: [LogEntry]) throws {

@@ -48,13 +48,14 @@ extension LogCursor {
     /// is advisory to `body` (a block `check` answered false for is simply handled the slow way).
     public func forEachBlock(through: UInt64 = .max, readAhead: Int = 2, check: (@Sendable (LogBlock) -> Bool)?,
                              _ body: (LogBlock, _ checked: Bool) throws -> Bool) throws {
+        // Taken before the producer starts: it moves the cursor from then on.
+        var resume = nextPosition
         let pipe = ReadAheadPipe(cursor: self, through: through, buffers: max(1, readAhead) + 1, check: check)
         guard let thread = JoinableThread({ pipe.produce() }) else {
             // No thread: the same loop, serially.
             while let block = try nextBlock(), try body(block, check?(block) ?? false), block.endPosition <= through {}
             return
         }
-        var resume = nextPosition
         defer {
             pipe.cancel()
             thread.join()

@@ -156,6 +156,10 @@ public final class LogWriter: Sendable {
     /// with the batch instead of sharing one with the next. Pass false when calling under a
     /// lock that other threads wait for.
     ///
+    /// Batches from several threads are ordered when they are queued, which for a helped batch
+    /// is after its compression: threads that take timestamps from one clock and must queue in
+    /// that order should queue under a lock of their own (and pass false), as the engine does.
+    ///
     /// - Throws: as ``append(_:)-(LogBatch)``, for a batch that cannot be queued.
     public func enqueue(_ batch: LogBatch, helping: Bool = true) throws -> Range<UInt64> {
         try check(batch)
