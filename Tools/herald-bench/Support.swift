@@ -21,6 +21,13 @@ struct BenchError: Error, CustomStringConvertible {
 
 func seconds(_ start: UInt64, _ end: UInt64) -> Double { Double(end &- start) / 1e9 }
 
+/// The median of a non-empty list (the mean of the middle two for an even count).
+func median(_ values: [Double]) -> Double {
+    let sorted = values.sorted()
+    let middle = sorted.count / 2
+    return sorted.count % 2 == 1 ? sorted[middle] : (sorted[middle - 1] + sorted[middle]) / 2
+}
+
 /// Fields of /proc/self/status in KiB (VmHWM = peak resident set, VmRSS = current).
 func procStatusKiB(_ field: String) -> Int? {
     guard let file = fopen("/proc/self/status", "r") else { return nil }
