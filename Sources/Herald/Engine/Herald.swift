@@ -353,7 +353,8 @@ public final class Herald: Sendable {
 
     // MARK: - Dispatching
 
-    /// Runs one round: every delivery due now (up to `concurrency`) runs at once; their
+    /// Runs one round: every delivery due now (up to `concurrency`) runs concurrently (each
+    /// started in turn on the calling thread, see ``ScriptExecutor``); their
     /// outcomes are appended as one batch. Returns the attempts recorded.
     @discardableResult
     public func runDue(report: (@Sendable (AttemptReport) -> Void)? = nil) async throws -> [AttemptReport] {
