@@ -86,6 +86,40 @@ import Testing
         #expect(accepted > 50 && rejected > 50, "seed \(seed): \(accepted) accepted, \(rejected) rejected")
     }
 
+    /// KV payloads, the common case `isValid` checks on a plain path of its own: short and long
+    /// strings (one-, two- and three-byte lengths), non-ASCII text, mutated bytes, truncations
+    /// and extra bytes. `isValid` agrees with `decode` on every one.
+    @Test(arguments: seeds)
+    func isValidAgreesWithDecodeOnKVPayloads(seed: UInt64) throws {
+        var generator = RecordGenerator(seed: seed)
+        var rng = SeededGenerator(seed: seed ^ 0x4B56)
+        let interesting: [UInt8] = [0x00, 0x01, 0x02, 0x7F, 0x80, 0x81, 0xBF, 0xC3, 0xED, 0xF4, 0xFF]
+        let lengths = [0, 1, 9, 15, 16, 127, 128, 129, 300, 16_383, 16_384, 20_000]
+        var accepted = 0, rejected = 0
+        for round in 0..<300 {
+            let value: JSONText? = round % 7 == 0 ? nil
+                : JSONText("\"" + String(repeating: round % 3 == 0 ? "é" : "v", count: lengths[round % lengths.count] / 2) + "\"")
+            let body = RecordBody.kv(KVMutation(op: value == nil ? .delete : (round % 2 == 0 ? .insert : .update), appID: generator.id(),
+                                                collection: String(repeating: "c", count: lengths[(round / 3) % lengths.count]),
+                                                key: generator.string(nonEmpty: true), value: value))
+            var payload = RecordBinaryCodec.encode(body)
+            switch round % 4 {
+            case 1:
+                for _ in 0..<Int.random(in: 1...2, using: &rng) {
+                    payload[Int.random(in: 0..<payload.count, using: &rng)] = interesting[Int.random(in: 0..<interesting.count, using: &rng)]
+                }
+            case 2: payload.removeLast(Int.random(in: 1...min(payload.count, 40), using: &rng))
+            case 3: payload.append(interesting[Int.random(in: 0..<interesting.count, using: &rng)])
+            default: break
+            }
+            let decodes = payload.withUnsafeBytes { bytes in (try? RecordBinaryCodec.decodeRecord(ts: 5, bytes)) != nil }
+            let valid = payload.withUnsafeBytes { RecordBinaryCodec.isValid($0) }
+            #expect(valid == decodes, "seed \(seed), round \(round): isValid \(valid), decode \(decodes)")
+            if decodes { accepted += 1 } else { rejected += 1 }
+        }
+        #expect(accepted > 50 && rejected > 50, "seed \(seed): \(accepted) accepted, \(rejected) rejected")
+    }
+
     @Test func randomBytesNeverTrap() {
         var rng = SeededGenerator(seed: 77)
         for _ in 0..<2000 {
