@@ -1,4 +1,4 @@
-import HeraldCore
+@testable import HeraldCore
 import Testing
 
 /// Random mutations and truncations of valid encodings: the decoders return or throw, never trap.
@@ -103,6 +103,11 @@ import Testing
                                                 collection: String(repeating: "c", count: lengths[(round / 3) % lengths.count]),
                                                 key: generator.string(nonEmpty: true), value: value))
             var payload = RecordBinaryCodec.encode(body)
+            if case .kv(let mutation) = body, round % 4 == 0 {
+                // An untouched payload whose lengths all fit two bytes takes the plain path.
+                let plain = [mutation.collection.utf8.count, mutation.key.utf8.count, mutation.value?.count ?? 0].allSatisfy { $0 < 16_384 }
+                #expect(payload.withUnsafeBytes { RecordBinaryCodec.isPlainValidKV($0) } == plain, "seed \(seed), round \(round)")
+            }
             switch round % 4 {
             case 1:
                 for _ in 0..<Int.random(in: 1...2, using: &rng) {

@@ -191,7 +191,8 @@ struct Benchmarks {
                                   ("pass1_seconds", passes[0]), ("pass2_seconds", passes[1]), ("pass3_seconds", passes[2])]))
         reporter.emit(Row(workload: "scan", measure: "records/s (LogCursor, CRC+LZ4, no decode)", value: Double(rawCount) / rawElapsed, unit: "records/s",
                           note: "\(grouped(Double(rawBytes))) payload bytes in \(format3(rawElapsed)) s, median of 3 passes (\(rawPasses.map(format3).joined(separator: ", ")) s)",
-                          extra: [("records", Double(rawCount)), ("seconds", rawElapsed)]))
+                          extra: [("records", Double(rawCount)), ("seconds", rawElapsed),
+                                  ("pass1_seconds", rawPasses[0]), ("pass2_seconds", rawPasses[1]), ("pass3_seconds", rawPasses[2])]))
         reporter.emit(Row(workload: "scan", measure: "peak RSS (VmHWM) of the scan process", value: Double(hwm) / 1024, unit: "MiB",
                           target: "flat in log length",
                           note: "log of \(last) records; VmHWM before scanning \(format3(Double(hwmBefore) / 1024)) MiB",
