@@ -86,6 +86,32 @@ import Testing
         }
     }
 
+    /// Attempts start in turn on the run loop's thread, yet those that wait run at the same
+    /// time, never more than `concurrency` of them: 12 deliveries whose script sleeps 200 ms,
+    /// 4 at a time.
+    @Test func attemptsThatWaitRunConcurrentlyUpToTheLimit() async throws {
+        let running = Mutex((now: 0, most: 0))
+        let executor = ClosureExecutor(fallback: { _ in
+            running.withLock { $0.now += 1; $0.most = max($0.most, $0.now) }
+            try? await Task.sleep(for: .milliseconds(200))
+            running.withLock { $0.now -= 1 }
+            return .ok
+        })
+        try await withTemporaryDirectory { path in
+            let directory = DataDirectory(path: path)
+            let herald = try Herald.open(directory: directory, options: HeraldOptions(
+                durability: .none, executor: executor, concurrency: 4))
+            let (admin, app, script, trigger) = (testID(1), testID(2), testID(3), testID(4))
+            try herald.append(oneTriggerSetup(admin: admin, app: app, script: script, trigger: trigger)
+                              + (0..<12).map { .kv(KVMutation(op: .insert, appID: app, collection: "c", key: "k\($0)", value: "1")) })
+            try await herald.run(untilIdle: true)
+            try herald.close()
+            #expect(try directory.deliveries().allSatisfy { $0.status == .succeeded && $0.attempts == 1 })
+            // Four at once: neither one after another nor past the limit.
+            #expect(running.withLock { $0.most } == 4)
+        }
+    }
+
     @Test func restartResumesPendingDeliveries() async throws {
         try await withTemporaryDirectory { path in
             let directory = DataDirectory(path: path)
