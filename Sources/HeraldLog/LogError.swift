@@ -31,6 +31,13 @@ public indirect enum LogError: Error, Sendable, Equatable, CustomStringConvertib
     case corruptBlock(directory: String, segment: String, offset: UInt64, position: UInt64, reason: String)
     /// Segment file names do not match the positions they hold (a missing or extra segment).
     case segmentGap(directory: String, segment: String, expectedPosition: UInt64, foundPosition: UInt64)
+    /// The log ends before its durable watermark: positions `firstPosition...lastPosition`
+    /// were acknowledged (synced) and are now damaged or missing. A writer refuses to open
+    /// rather than cut them; `LogWriter(directory:configuration:fileSystem:acceptLoss:)`
+    /// (`herald repair --accept-loss`) cuts them into quarantine on purpose.
+    case acknowledgedDamaged(directory: String, segment: String, offset: UInt64, firstPosition: UInt64, lastPosition: UInt64, reason: String)
+    /// The durable watermark file (`DURABLE`) exists but neither of its slots is valid.
+    case damagedWatermark(path: String, reason: String)
     /// A cursor was asked for a position that cannot exist (positions start at 1).
     case invalidPosition(position: UInt64)
     /// A configuration value is out of range.
@@ -58,6 +65,11 @@ public indirect enum LogError: Error, Sendable, Equatable, CustomStringConvertib
             return "Segment \(segment) in \(directory) is corrupt at byte offset \(offset) (block expected to start at position \(position)): \(reason). The log refuses to truncate or skip it; restore the segment from a replica or backup."
         case let .segmentGap(directory, segment, expectedPosition, foundPosition):
             return "Segment \(segment) in \(directory) starts at position \(foundPosition) but position \(expectedPosition) was expected there; a segment is missing, extra or misnamed."
+        case let .acknowledgedDamaged(directory, segment, offset, first, last, reason):
+            let positions = first == last ? "Position \(first) was" : "Positions \(first)…\(last) were"
+            return "\(positions) acknowledged and are damaged: segment \(segment) in \(directory) ends at byte offset \(offset) (\(reason)). Restore the segment, or run `herald repair --accept-loss` to cut them (the bytes are quarantined)."
+        case let .damagedWatermark(path, reason):
+            return "The durable watermark \(path) is damaged: \(reason). It records which positions were acknowledged; restore it from a backup, or remove it to trust the segments as they are."
         case let .invalidPosition(position):
             return "Position \(position) is not a valid log position; positions start at 1."
         case let .invalidConfiguration(reason):

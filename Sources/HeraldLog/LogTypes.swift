@@ -99,16 +99,52 @@ public struct LogConfiguration: Sendable, Equatable {
 
 /// What the writer did to the log when it opened it.
 public struct RecoveryReport: Sendable, Equatable {
-    /// A torn or corrupt tail that was cut from the last segment.
-    public struct Truncation: Sendable, Equatable {
+    /// Bytes cut from the end of the last segment: a torn tail, an append that never
+    /// completed, or (only when opened with `acceptLoss`) acknowledged records that were
+    /// damaged. The bytes were moved to `quarantine` first.
+    public struct Truncation: Sendable, Equatable, CustomStringConvertible {
         /// The segment file name (e.g. `00000000000000000001.log`).
         public var segment: String
-        /// The byte offset the segment was truncated to (the end of its last valid block).
+        /// The byte offset the segment was truncated to (the end of its last committed block).
         public var offset: UInt64
         /// How many bytes were cut.
         public var bytesCut: UInt64
-        /// Why the first cut byte did not start a valid block.
+        /// Why the first cut byte did not start a valid block, or that an append was open.
         public var reason: String
+        /// What was cut.
+        public var kind: TailDamage.Kind
+        /// The first position cut (the log's last position after recovery + 1).
+        public var firstPosition: UInt64
+        /// The last position cut, when known (a block header or the watermark says so).
+        public var lastPosition: UInt64?
+        /// The cut included acknowledged (watermarked) positions: an accepted loss.
+        public var acknowledgedLoss: Bool
+        /// The quarantine file holding the cut bytes, relative to the log directory.
+        public var quarantine: String?
+
+        public init(segment: String, offset: UInt64, bytesCut: UInt64, reason: String, kind: TailDamage.Kind = .tornTail,
+                    firstPosition: UInt64 = 0, lastPosition: UInt64? = nil, acknowledgedLoss: Bool = false, quarantine: String? = nil) {
+            self.segment = segment
+            self.offset = offset
+            self.bytesCut = bytesCut
+            self.reason = reason
+            self.kind = kind
+            self.firstPosition = firstPosition
+            self.lastPosition = lastPosition
+            self.acknowledgedLoss = acknowledgedLoss
+            self.quarantine = quarantine
+        }
+
+        /// One sentence for an operator: what was cut, where, which positions, where the bytes went.
+        public var description: String {
+            let damage = TailDamage(kind: kind, segment: segment, offset: offset, bytes: bytesCut, firstPosition: firstPosition,
+                                    lastPosition: lastPosition, reason: reason)
+            if acknowledgedLoss {
+                return "Recovery cut \(bytesCut) bytes from \(segment) at byte offset \(offset) holding \(damage.positionsText), which were acknowledged and are damaged (\(reason)); the loss was accepted\(quarantine.map { ", and the bytes were moved to \($0)" } ?? "")."
+            }
+            let what = kind == .tornTail ? "a torn tail" : "an append that never completed"
+            return "Recovery cut \(bytesCut) bytes of \(what) from \(segment) at byte offset \(offset) (\(damage.positionsText), past the durable watermark): \(reason)\(quarantine.map { "; the bytes were moved to \($0)" } ?? "")."
+        }
     }
     /// Number of segments found (after recovery).
     public var segmentCount: Int

@@ -86,8 +86,9 @@ import Testing
         #expect(interrupted > points)
     }
 
-    /// A failed write (the 9th, the 14th) or sync (the 3rd, the 6th), while batches are queued.
-    static let faults: [SimulatedFileSystem.Fault] = [.failWrite(n: 9, errno: ENOSPC), .failWrite(n: 14, errno: EIO), .failSync(n: 3, errno: EIO), .failSync(n: 6, errno: ENOSPC)]
+    /// A failed write (the 9th, the 14th) or sync (the 5th, the 8th: opening syncs the new
+    /// segment, the watermark file and the directory twice), while batches are queued.
+    static let faults: [SimulatedFileSystem.Fault] = [.failWrite(n: 9, errno: ENOSPC), .failWrite(n: 14, errno: EIO), .failSync(n: 5, errno: EIO), .failSync(n: 8, errno: ENOSPC)]
 
     @Test(arguments: faults)
     func aFailedWriteOrSyncInThePipelineFailsTheWriterClosed(fault: SimulatedFileSystem.Fault) throws {
@@ -166,9 +167,11 @@ import Testing
         }
     }
 
-    /// Prepared blocks, written as they are: the same log as appending the same batches one
-    /// at a time (each batch closes its last block), mixed with ordinary appends and rolls.
-    @Test func preparedBlocksWriteTheSameLogAsBatchAppends() throws {
+    /// Prepared blocks, written as they are: the same records as appending the same batches
+    /// one at a time, mixed with ordinary appends. A prepared append is one transaction: every
+    /// block but its last carries the `continues` flag, and it never spans segments (the
+    /// segment grows past its limit instead), where the batch appends roll between blocks.
+    @Test func preparedBlocksWriteTheSameRecordsAsBatchAppends() throws {
         let config = LogConfiguration(segmentBytesMax: 4_096, blockRawBytesMax: 700)
         var all = entries(0..<300, bytes: 90)
         all[17].payload = []
@@ -195,7 +198,20 @@ import Testing
                 let range = try b.enqueue(prepared)
                 #expect(range == 61..<301)
                 try b.waitUntilAcknowledged(through: range.upperBound - 1)
-                try closeAndExpectSameLog(a, b, holding: all)
+                try a.close()
+                try b.close()
+                let expected = all.enumerated().map { ReadRecord(position: UInt64($0.offset + 1), ts: $0.element.ts, payload: $0.element.payload) }
+                #expect(try readAll(directory: viaBatches) == expected)
+                #expect(try readAll(directory: viaPrepared) == expected)
+                // Each prepared append sits whole in one segment: its blocks continue up to the last.
+                for name in try segmentFiles(viaPrepared) {
+                    let headers = try blockHeaders(viaPrepared + "/" + name)
+                    #expect(headers.last?.continues == false, "\(name) ends inside an append")
+                    for header in headers where header.continues {
+                        #expect(header.basePosition < 54 || header.basePosition >= 61, "the ordinary append (54…60) is one block")
+                    }
+                }
+                #expect(try blockHeaders(viaPrepared + "/00000000000000000001.log").filter(\.continues).count > 3)
             }
         }
     }

@@ -87,6 +87,7 @@ import Testing
             let compressed = Int(bytes[second + 32]) | Int(bytes[second + 33]) << 8
             for i in (second + 64 + compressed / 2)..<bytes.count { bytes[i] = 0 }
             try writeFile(dir + segment, bytes)
+            try setWatermark(dir, 10)  // the second block was never synced
             let reopened = try LogWriter(directory: dir)
             let truncation = try #require(reopened.recoveryReport.truncation)
             #expect(truncation.offset == end)

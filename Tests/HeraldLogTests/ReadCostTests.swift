@@ -20,6 +20,7 @@ final class CountingFileSystem: LogFileSystem {
     func syncDirectory(_ path: String) throws { try base.syncDirectory(path) }
     func remove(_ path: String) throws { try base.remove(path) }
     func lockExclusive(_ path: String) throws -> any LogFileLock { try base.lockExclusive(path) }
+    func isLocked(_ path: String) throws -> Bool { try base.isLocked(path) }
 }
 
 final class CountingFile: LogFile {

@@ -21,10 +21,18 @@ import Testing
             #expect(original.count - lastStart < 200, "keep the last block small")
             for cut in lastStart..<original.count {
                 try writeFile(path, Array(original[0..<cut]))
+                // The last append was being written, not yet acknowledged.
+                try setWatermark(dir, 9)
                 let writer = try LogWriter(directory: dir)
                 #expect(writer.lastPosition == 9, "cut at \(cut)")
                 if cut > lastStart {
-                    #expect(writer.recoveryReport.truncation == .init(segment: "00000000000000000001.log", offset: UInt64(lastStart), bytesCut: UInt64(cut - lastStart), reason: writer.recoveryReport.truncation?.reason ?? ""), "cut at \(cut)")
+                    let truncation = try #require(writer.recoveryReport.truncation, "cut at \(cut)")
+                    #expect(truncation.segment == "00000000000000000001.log" && truncation.offset == UInt64(lastStart), "cut at \(cut)")
+                    #expect(truncation.bytesCut == UInt64(cut - lastStart) && truncation.firstPosition == 10 && !truncation.acknowledgedLoss, "cut at \(cut)")
+                    // The cut bytes are kept in quarantine, and on record.
+                    let quarantine = try #require(truncation.quarantine)
+                    #expect(try readFile(dir + "/" + quarantine) == Array(original[lastStart..<cut]), "cut at \(cut)")
+                    #expect(try String(decoding: readFile(dir + "/recovery.jsonl"), as: UTF8.self).contains("\"offset\":\(lastStart),\"bytes\":\(cut - lastStart)"))
                 } else {
                     #expect(writer.recoveryReport.truncation == nil)
                 }
@@ -60,8 +68,9 @@ import Testing
                     let end = i + 1 < offsets.count ? offsets[i + 1] : original.count
                     if end <= junkAt { keptEnd = end; keptBlocks += 1 } else { break }
                 }
-                let writer = try LogWriter(directory: dir)
                 let expectedLast = firstBase - 1 + UInt64(keptBlocks * 3)
+                try setWatermark(dir, expectedLast)
+                let writer = try LogWriter(directory: dir)
                 #expect(writer.lastPosition == expectedLast, "seed \(seed): junk at \(junkAt)")
                 #expect(writer.recoveryReport.truncation?.offset == UInt64(keptEnd), "seed \(seed)")
                 try writer.close()

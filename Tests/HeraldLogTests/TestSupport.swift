@@ -121,3 +121,18 @@ func fileSize(_ path: String) throws -> UInt64 {
     let attributes = try FileManager.default.attributesOfItem(atPath: path)
     return (attributes[.size] as? NSNumber)?.uint64Value ?? 0
 }
+
+/// Rewrites the durable watermark as if only positions up to `position` had been synced when
+/// the writer stopped (a crash before the sync of what follows).
+func setWatermark(_ directory: String, _ position: UInt64) throws {
+    let bytes = DurableWatermark(sequence: 0, position: position).encode() + DurableWatermark(sequence: 1, position: position).encode()
+    try writeFile(directory + "/" + DurableWatermark.fileName, bytes)
+}
+
+/// The blocks of a segment file: each block's header (flags included), in order.
+func blockHeaders(_ path: String) throws -> [BlockHeader] {
+    let bytes = try readFile(path)
+    return blockOffsets(bytes).compactMap { offset in
+        bytes.withUnsafeBytes { try? BlockHeader.parse(UnsafeRawBufferPointer(rebasing: $0[offset..<min(bytes.count, offset + BlockHeader.size)])).get() }
+    }
+}

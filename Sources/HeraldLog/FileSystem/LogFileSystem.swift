@@ -26,6 +26,10 @@ public protocol LogFileSystem: Sendable {
     /// Takes an exclusive, non-blocking lock on `path` (created if missing). Throws
     /// `LogError.writerLocked` if anyone else holds it. The lock lasts until `unlock()`.
     func lockExclusive(_ path: String) throws -> any LogFileLock
+    /// True when someone holds the lock on `path` (a writer is at work); false when nobody
+    /// does or the file does not exist. Never creates or changes the file, so it works on a
+    /// read-only directory.
+    func isLocked(_ path: String) throws -> Bool
 }
 
 /// An open file. Implementations are safe to use from several threads (positional I/O).

@@ -77,6 +77,22 @@ public struct PosixFileSystem: LogFileSystem {
         }
         return PosixLock(fd: fd)
     }
+
+    /// Tries `flock(LOCK_SH | LOCK_NB)` on a read-only descriptor and lets go at once.
+    public func isLocked(_ path: String) throws -> Bool {
+        let fd = retryingEINTR { Glibc.open(path, O_RDONLY | O_CLOEXEC) }
+        guard fd >= 0 else {
+            if errno == ENOENT { return false }
+            throw LogError.io(operation: "open lock file", path: path, offset: nil, errno: errno)
+        }
+        defer { Glibc.close(fd) }
+        if flock(fd, LOCK_SH | LOCK_NB) != 0 {
+            let code = errno
+            if code == EWOULDBLOCK { return true }
+            throw LogError.io(operation: "flock", path: path, offset: nil, errno: code)
+        }
+        return false
+    }
 }
 
 @inline(__always) func retryingEINTR(_ call: () -> Int32) -> Int32 {

@@ -229,6 +229,11 @@ public final class SimulatedFileSystem: LogFileSystem {
         }
     }
 
+    /// True while a simulated lock on `path` is held.
+    public func isLocked(_ path: String) throws -> Bool {
+        state.withLock { $0.locks.contains(path) }
+    }
+
     static func parent(of path: String) -> String {
         guard let slash = path.lastIndex(of: "/") else { return "" }
         return String(path[..<slash])

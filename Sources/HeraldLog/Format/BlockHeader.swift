@@ -15,6 +15,9 @@ struct BlockHeader: Equatable, Sendable {
     static let rawBytesLimit: UInt32 = 512 << 20
     /// The smallest possible LZ4 frame (magic + descriptor + end mark) is 7 bytes.
     static let compressedBytesMin: UInt32 = 7
+    /// Flags bit 0: the block ends inside an append (a transaction) that goes on in the next
+    /// block. Such a block counts only once a later block without the flag closes it.
+    static let flagContinues: UInt8 = 1
 
     var basePosition: UInt64
     var count: UInt32
@@ -25,6 +28,9 @@ struct BlockHeader: Equatable, Sendable {
     var lastTs: Int64
     /// CRC-32C of header bytes 0..<56 followed by the compressed bytes.
     var blockCRC: UInt32
+    /// The append this block's last record belongs to goes on in the next block: the block is
+    /// part of an open transaction until a block without the flag follows (flags bit 0).
+    var continues: Bool = false
 
     /// Header plus LZ4 frame.
     var blockBytes: UInt64 { UInt64(BlockHeader.size) + UInt64(compressedBytes) }
@@ -40,7 +46,7 @@ struct BlockHeader: Equatable, Sendable {
         out.put(BlockHeader.headerMagic, at: 8)
         out.put(BlockHeader.formatVersion, at: 12)
         out[14] = BlockHeader.codecLZ4Frame
-        out[15] = 0
+        out[15] = continues ? BlockHeader.flagContinues : 0
         out.put(basePosition, at: 16)
         out.put(count, at: 24)
         out.put(rawBytes, at: 28)
@@ -68,12 +74,12 @@ struct BlockHeader: Equatable, Sendable {
         guard bytes.u32(8) == headerMagic else { return .failure(.init("bad header magic")) }
         guard bytes.u16(12) == formatVersion else { return .failure(.init("unsupported format version \(bytes.u16(12))")) }
         guard bytes[14] == codecLZ4Frame else { return .failure(.init("unknown codec \(bytes[14])")) }
-        guard bytes[15] == 0 else { return .failure(.init("unknown flags \(bytes[15])")) }
+        guard bytes[15] & ~flagContinues == 0 else { return .failure(.init("unknown flags \(bytes[15])")) }
         let header = BlockHeader(
             basePosition: bytes.u64(16), count: bytes.u32(24), rawBytes: bytes.u32(28),
             compressedBytes: bytes.u32(32), previousCRC: bytes.u32(36),
             firstTs: Int64(bitPattern: bytes.u64(40)), lastTs: Int64(bitPattern: bytes.u64(48)),
-            blockCRC: bytes.u32(56))
+            blockCRC: bytes.u32(56), continues: bytes[15] & flagContinues != 0)
         guard header.basePosition >= 1, header.count >= 1,
               header.basePosition <= UInt64.max / 2 else { return .failure(.init("bad position range")) }
         guard header.firstTs >= 0, header.lastTs >= header.firstTs else { return .failure(.init("bad timestamp range \(header.firstTs)...\(header.lastTs)")) }

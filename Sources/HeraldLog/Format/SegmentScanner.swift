@@ -84,7 +84,19 @@ struct SegmentScanner {
     }
 }
 
-/// The result of verifying a whole segment.
+/// The end of the last block that closes its append (no `continues` flag): where the
+/// segment's committed content ends. Blocks after it belong to an append still being written,
+/// or, after a crash, to one that never completed.
+struct CommitPoint: Equatable, Sendable {
+    var offset: UInt64 = 0
+    var nextPosition: UInt64
+    var lastTs: Int64
+    var lastCRC: UInt32 = 0
+    /// Index entries up to the commit point.
+    var entries: Int = 0
+}
+
+/// The result of verifying a segment's blocks.
 struct SegmentScan {
     var entries: [IndexEntry] = []
     /// End of the last valid block.
@@ -92,8 +104,27 @@ struct SegmentScan {
     var lastCRC: UInt32 = 0
     var lastTs: Int64
     var nextPosition: UInt64
+    /// The last block of the scan had the `continues` flag.
+    var lastContinues = false
+    /// Where the committed blocks end (equal to the scan's end unless an append is open).
+    var committed: CommitPoint
     /// First bad byte range start and why, if the segment does not end cleanly.
     var bad: (offset: UInt64, reason: String)?
+
+    /// A scan that starts at `offset` of a segment, after a block ending there (or at the start
+    /// of a segment: offset 0, `lastCRC` 0).
+    init(offset: UInt64 = 0, nextPosition: UInt64, lastTs: Int64, lastCRC: UInt32 = 0, entries: Int = 0) {
+        self.validEnd = offset
+        self.lastCRC = lastCRC
+        self.lastTs = lastTs
+        self.nextPosition = nextPosition
+        self.committed = CommitPoint(offset: offset, nextPosition: nextPosition, lastTs: lastTs, lastCRC: lastCRC, entries: entries)
+    }
+
+    /// Positions in blocks after the commit point (an open or abandoned append), if any.
+    var uncommittedPositions: ClosedRange<UInt64>? {
+        nextPosition > committed.nextPosition ? committed.nextPosition...(nextPosition - 1) : nil
+    }
 }
 
 extension SegmentScanner {
@@ -102,18 +133,27 @@ extension SegmentScanner {
     /// the first block that fails a checksum or structure check (`bad`). A block whose checksums
     /// are valid but whose content contradicts the chain throws `corruptBlock` right away.
     mutating func verifySegment(directory: String, name: String, base: UInt64, previousTs: Int64) throws -> SegmentScan {
-        var scan = SegmentScan(lastTs: previousTs, nextPosition: base)
-        var offset: UInt64 = 0
+        var scan = SegmentScan(nextPosition: base, lastTs: previousTs)
+        try verifyBlocks(&scan, directory: directory, name: name, collectEntries: true)
+        return scan
+    }
+
+    /// Goes on verifying blocks from the end of `scan` (see ``verifySegment``): the one walk
+    /// the writer's recovery and every reader share. `collectEntries`: keep an index entry per
+    /// block (recovery compares them with the index file).
+    mutating func verifyBlocks(_ scan: inout SegmentScan, directory: String, name: String, collectEntries: Bool) throws {
+        var offset = scan.validEnd
+        scan.bad = nil
         // Bound: every valid block advances `offset` by at least its 71-byte minimum size.
         while true {
             switch try readBlock(at: offset, verifyBody: true) {
             case .end:
                 scan.validEnd = offset
-                return scan
+                return
             case let .bad(reason):
                 scan.validEnd = offset
                 scan.bad = (offset, reason)
-                return scan
+                return
             case let .ok(h):
                 func refuse(_ why: String) -> LogError {
                     .corruptBlock(directory: directory, segment: name, offset: offset, position: scan.nextPosition, reason: why)
@@ -121,11 +161,17 @@ extension SegmentScanner {
                 guard h.basePosition == scan.nextPosition else { throw refuse("the block holds positions from \(h.basePosition), out of sequence") }
                 guard h.previousCRC == scan.lastCRC else { throw refuse("the block does not chain to the previous block (previous-CRC mismatch)") }
                 guard h.firstTs >= scan.lastTs else { throw refuse("the block's first timestamp \(h.firstTs) is smaller than the previous timestamp \(scan.lastTs)") }
-                scan.entries.append(IndexEntry(header: h, offset: offset))
+                if collectEntries { scan.entries.append(IndexEntry(header: h, offset: offset)) }
                 scan.lastCRC = h.blockCRC
                 scan.lastTs = h.lastTs
                 scan.nextPosition = h.endPosition
+                scan.lastContinues = h.continues
                 offset += h.blockBytes
+                scan.validEnd = offset
+                if !h.continues {
+                    scan.committed = CommitPoint(offset: offset, nextPosition: h.endPosition, lastTs: h.lastTs, lastCRC: h.blockCRC,
+                                                 entries: scan.entries.count)
+                }
             }
         }
     }

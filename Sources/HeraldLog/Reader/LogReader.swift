@@ -23,6 +23,10 @@ public final class LogReader: Sendable {
         var tailBase: UInt64 = 0
         var tailOffset: UInt64 = 0
         var tailNext: UInt64 = 1
+        var tailLastTs: Int64 = 0
+        var tailLastCRC: UInt32 = 0
+        /// Damage at the end of the log that this reader stops before (see `tailDamage`).
+        var damage: TailDamage?
         /// Block indexes of closed segments (immutable once closed).
         var closedIndexes: [UInt64: [IndexEntry]] = [:]
     }
@@ -47,53 +51,118 @@ public final class LogReader: Sendable {
         return state.withLock { $0.lastPosition }
     }
 
+    /// Damage at the end of the log that the last `refresh()` found and stops before: a torn
+    /// tail, or an append that never completed, with no writer at work (a writer's next open
+    /// cuts it into quarantine). Callers report it as a warning: the positions it hides are
+    /// not part of the log. Nil when the log ends cleanly, or while a writer appends.
+    public var tailDamage: TailDamage? { state.withLock { $0.damage } }
+
     /// Looks for blocks published since the last call and returns the new `lastPosition`.
-    /// Only whole blocks whose checksums verify count; a torn tail is not an error, the reader
-    /// simply stops before it.
+    ///
+    /// The end of the log is read with the writer's own rules (Schema/log-format.md,
+    /// "Recovery"), index or no index: only whole, checksummed blocks of completed appends
+    /// count; a damaged block followed by a valid one is corruption; a torn tail is not an
+    /// error (`tailDamage` names it when no writer is at work); and the log must reach its
+    /// durable watermark.
+    ///
+    /// - Throws: `LogError.corruptBlock`, `.acknowledgedDamaged`, `.damagedWatermark`, `.io`.
     @discardableResult
     public func refresh() throws -> UInt64 {
         if let published { return published.load() }
         let snapshot = state.withLock { $0 }
+        // The watermark first: whatever a writer appends after this read is past it.
+        let watermark = try DurableWatermark.load(fileSystem, directory: directory)?.position ?? 0
         let bases = try SegmentFiles.list(fileSystem, directory)
         guard let lastBase = bases.last else {
-            state.withLock { $0.lastPosition = 0 }
+            if watermark > 0 {
+                throw LogError.acknowledgedDamaged(directory: directory, segment: "(none)", offset: 0, firstPosition: 1, lastPosition: watermark,
+                                                   reason: "the log has no segment")
+            }
+            state.withLock { $0.lastPosition = 0; $0.damage = nil }
             return 0
         }
-        var tailOffset = snapshot.tailOffset
-        var next = snapshot.tailNext
-        if snapshot.tailBase != lastBase {
-            tailOffset = 0
-            next = lastBase
+        let name = SegmentFiles.segmentName(base: lastBase)
+        let start: SegmentScan
+        if snapshot.tailBase == lastBase {
+            start = SegmentScan(offset: snapshot.tailOffset, nextPosition: snapshot.tailNext, lastTs: snapshot.tailLastTs, lastCRC: snapshot.tailLastCRC)
+        } else {
+            start = try indexHint(segment: lastBase)
         }
-        let path = SegmentFiles.join(directory, SegmentFiles.segmentName(base: lastBase))
-        let file = try fileSystem.open(path, mode: .readOnly)
-        defer { file.close() }
-        let size = try file.size()
-        var scanner = SegmentScanner(file: file, fileSize: size)
-        if tailOffset == 0 {
-            // Start from the index's last entry if it checks out, else from the beginning.
-            let hint = BlockIndexFile.load(fileSystem, path: SegmentFiles.join(directory, SegmentFiles.indexName(base: lastBase)), base: lastBase, fileSize: size)
-            if let last = hint.entries.last, case let .ok(h) = try scanner.readBlock(at: last.offset, verifyBody: true),
-               h.basePosition == last.basePosition, h.count == last.count {
-                tailOffset = last.endOffset
-                next = last.endPosition
+        var (scan, tail) = try walk(segment: lastBase, from: start)
+        if case .corrupt = tail {
+            // A block still being written when it was read, and a later one since: read again.
+            (scan, tail) = try walk(segment: lastBase, from: start)
+        }
+        if case let .corrupt(reason, valid) = tail {
+            throw LogError.corruptBlock(directory: directory, segment: name, offset: scan.validEnd, position: scan.nextPosition,
+                                        reason: "\(reason), and a valid block follows at byte offset \(valid), so this is not a torn tail")
+        }
+        var damage = try describeDamage(scan, tail, segment: lastBase, watermark: watermark)
+        if damage != nil {
+            if try fileSystem.isLocked(SegmentFiles.join(directory, SegmentFiles.lockName)) {
+                damage = nil  // a writer at work: an append in progress, not damage
+            } else {
+                // A writer may have finished (or closed) while this was read: read once more.
+                (scan, tail) = try walk(segment: lastBase, from: start)
+                if case .corrupt = tail { (scan, tail) = try walk(segment: lastBase, from: start) }
+                damage = try describeDamage(scan, tail, segment: lastBase, watermark: watermark)
             }
         }
-        // Bound: each round consumes one block of at least 71 bytes of the file.
-        while case let .ok(h) = try scanner.readBlock(at: tailOffset, verifyBody: true), h.basePosition == next {
-            tailOffset += h.blockBytes
-            next = h.endPosition
+        let committed = scan.committed
+        let result = committed.nextPosition - 1
+        if result < watermark {
+            throw LogError.acknowledgedDamaged(directory: directory, segment: name, offset: committed.offset, firstPosition: result + 1,
+                                               lastPosition: watermark, reason: damage?.reason ?? "the log ends at position \(result)")
         }
-        let result = next - 1
         state.withLock { s in
             if result >= s.lastPosition {
                 s.lastPosition = result
                 s.tailBase = lastBase
-                s.tailOffset = tailOffset
-                s.tailNext = next
+                s.tailOffset = committed.offset
+                s.tailNext = committed.nextPosition
+                s.tailLastTs = committed.lastTs
+                s.tailLastCRC = committed.lastCRC
+                s.damage = damage
             }
         }
         return result
+    }
+
+    /// Where to start walking segment `base`: after the last block its index names, when that
+    /// block checks out and closes its append; else at the start of the segment.
+    private func indexHint(segment base: UInt64) throws -> SegmentScan {
+        let start = SegmentScan(nextPosition: base, lastTs: 0)
+        let file = try fileSystem.open(SegmentFiles.join(directory, SegmentFiles.segmentName(base: base)), mode: .readOnly)
+        defer { file.close() }
+        let size = try file.size()
+        var scanner = SegmentScanner(file: file, fileSize: size)
+        let hint = BlockIndexFile.load(fileSystem, path: SegmentFiles.join(directory, SegmentFiles.indexName(base: base)), base: base, fileSize: size)
+        guard let last = hint.entries.last, case let .ok(h) = try scanner.readBlock(at: last.offset, verifyBody: true),
+              h.basePosition == last.basePosition, h.count == last.count, !h.continues else { return start }
+        return SegmentScan(offset: last.endOffset, nextPosition: last.endPosition, lastTs: h.lastTs, lastCRC: h.blockCRC)
+    }
+
+    /// Verifies the blocks of segment `base` from `start` on, as recovery does, and reads what
+    /// follows them.
+    private func walk(segment base: UInt64, from start: SegmentScan) throws -> (SegmentScan, SegmentTail) {
+        let name = SegmentFiles.segmentName(base: base)
+        let file = try fileSystem.open(SegmentFiles.join(directory, name), mode: .readOnly)
+        defer { file.close() }
+        var scanner = SegmentScanner(file: file, fileSize: try file.size())
+        var scan = start
+        try scanner.verifyBlocks(&scan, directory: directory, name: name, collectEntries: false)
+        return (scan, try scanner.classifyTail(scan))
+    }
+
+    /// The damage a writer would cut after `scan` (nil when the segment ends cleanly).
+    private func describeDamage(_ scan: SegmentScan, _ tail: SegmentTail, segment base: UInt64, watermark: UInt64) throws -> TailDamage? {
+        let name = SegmentFiles.segmentName(base: base)
+        let file = try fileSystem.open(SegmentFiles.join(directory, name), mode: .readOnly)
+        defer { file.close() }
+        let size = try file.size()
+        var scanner = SegmentScanner(file: file, fileSize: size)
+        return try Recovery.damage(of: scan, tail: tail, name: name, scanner: &scanner, size: size,
+                                   watermark: watermark > 0 ? DurableWatermark(sequence: 0, position: watermark) : nil)
     }
 
     /// A cursor that yields blocks from `position` on (the first block is trimmed so that it

@@ -32,11 +32,17 @@ public final class LogWriter: Sendable {
     let helpedBatches = Atomic<Int>(0)
 
     /// Opens (creating if needed) the log in `directory` for writing, taking its lock file and
-    /// recovering a torn tail (see `recoveryReport`).
+    /// recovering a torn tail or an append that never completed: the bytes are moved to
+    /// `quarantine/`, recorded in `recovery.jsonl` and reported in `recoveryReport`.
     ///
+    /// - Parameter acceptLoss: cut damaged positions even when they were acknowledged (the log
+    ///   ends before its durable watermark); what `herald repair --accept-loss` does. Without
+    ///   it such a log is refused.
     /// - Throws: `LogError.writerLocked` if another writer holds the lock, `.corruptBlock` or
-    ///   `.segmentGap` if the log is damaged anywhere but a torn tail, `.io` on I/O failure.
-    public init(directory: String, configuration: LogConfiguration = LogConfiguration(), fileSystem: any LogFileSystem = PosixFileSystem()) throws {
+    ///   `.segmentGap` if the log is damaged anywhere but a torn tail, `.acknowledgedDamaged`
+    ///   if acknowledged records are damaged (without `acceptLoss`), `.io` on I/O failure.
+    public init(directory: String, configuration: LogConfiguration = LogConfiguration(), fileSystem: any LogFileSystem = PosixFileSystem(),
+                acceptLoss: Bool = false) throws {
         try configuration.validate()
         self.directory = directory
         self.configuration = configuration
@@ -44,11 +50,12 @@ public final class LogWriter: Sendable {
         try fileSystem.createDirectory(directory)
         let lock = try Self.takeLock(SegmentFiles.join(directory, SegmentFiles.lockName), waitingUpTo: configuration.lockWaitMilliseconds, fileSystem: fileSystem)
         do {
-            let opened = try Recovery.open(directory: directory, fileSystem: fileSystem)
+            let opened = try Recovery.open(directory: directory, fileSystem: fileSystem, acceptLoss: acceptLoss)
             self.recoveryReport = opened.report
             self.published = PublishedPosition(opened.report.lastPosition)
-            self.core = WriterCore(lock: lock, active: opened.active, nextPosition: opened.report.lastPosition + 1, lastTs: opened.lastTs,
-                                   directory: directory, configuration: configuration, fileSystem: fileSystem, published: published)
+            self.core = WriterCore(lock: lock, active: opened.active, watermark: opened.watermark, nextPosition: opened.report.lastPosition + 1,
+                                   lastTs: opened.lastTs, directory: directory, configuration: configuration, fileSystem: fileSystem,
+                                   published: published)
         } catch {
             lock.unlock()
             throw error
@@ -233,6 +240,10 @@ struct ActiveSegment {
     var allocated: UInt64
     var lastCRC: UInt32
     var indexEntries: Int
+    /// The last block written continues an append: the segment must not roll before the
+    /// append's closing block (an append never spans segments, so recovery never cuts into a
+    /// closed one).
+    var lastContinues = false
 }
 
 /// Mutable writer state and the commit pipeline.
@@ -284,14 +295,17 @@ final class WriterCore: @unchecked Sendable {
     // (committer)
     var active: ActiveSegment?
     var fileLock: (any LogFileLock)?
+    /// The durable watermark (thread-safe; stored after each sync).
+    let watermark: WatermarkFile
     var framer: BlockFramer
     var out: [UInt8] = []
     var indexBuffer: [UInt8] = []
     var lastSync = ContinuousClock.now
 
-    init(lock fileLock: any LogFileLock, active: ActiveSegment, nextPosition: UInt64, lastTs: Int64,
+    init(lock fileLock: any LogFileLock, active: ActiveSegment, watermark: WatermarkFile, nextPosition: UInt64, lastTs: Int64,
          directory: String, configuration: LogConfiguration, fileSystem: any LogFileSystem, published: PublishedPosition) {
         self.fileLock = fileLock
+        self.watermark = watermark
         self.active = active
         self.syncFile = active.file
         self.framer = BlockFramer(limit: configuration.blockRawBytesMax)
@@ -338,6 +352,7 @@ final class WriterCore: @unchecked Sendable {
         active?.file.close()
         active?.index.close()
         active = nil
+        watermark.close()
         fileLock?.unlock()
         fileLock = nil
         lock.wakeAll()
@@ -419,7 +434,7 @@ final class WriterCore: @unchecked Sendable {
             lock.unlock()
             var cause: LogError?
             do {
-                try commit(batches, firstPosition: first)
+                try commit(batches, firstPosition: first, lastPosition: end - 1)
             } catch let e as LogError {
                 cause = e
             } catch {
@@ -489,6 +504,11 @@ final class WriterCore: @unchecked Sendable {
         }
         guard let file = syncFile else { return }
         if let cause = syncAndAcknowledge(file, through: written) { throw cause }
+        do { try watermark.sync() } catch let e as LogError {
+            if failure == nil { failure = e }
+            lock.wakeAll()
+            throw e
+        }
     }
 
     /// Syncs `file` outside the lock (called and returning with it held), then acknowledges
@@ -497,7 +517,11 @@ final class WriterCore: @unchecked Sendable {
         syncing = true
         lock.unlock()
         var cause: LogError?
-        do { try file.sync() } catch let e as LogError { cause = e } catch {
+        do {
+            try file.sync()
+            // Synced: the watermark may now claim it (before anyone is told).
+            try watermark.store(through)
+        } catch let e as LogError { cause = e } catch {
             cause = .io(operation: "fdatasync", path: directory, offset: nil, errno: EIO)
         }
         lock.lock()
@@ -536,12 +560,15 @@ final class WriterCore: @unchecked Sendable {
         // The threads are gone: this caller owns the committer's fields.
         lock.lock()
         let failed = failure
+        let writtenThrough = written
         lock.unlock()
         var syncError: LogError?
         if failed == nil, let active {
             do {
                 try Self.trimPreallocation(active)
                 try active.file.sync()
+                try watermark.store(writtenThrough)
+                try watermark.sync()
             } catch let e as LogError { syncError = e } catch {}
         }
         lock.lock()
@@ -555,50 +582,58 @@ final class WriterCore: @unchecked Sendable {
 
     /// Packs the batches into blocks of at most `blockRawBytesMax` raw bytes and writes them
     /// (prepared blocks as they are); syncs per `.interval` (`.always` syncs are the syncer's).
-    private func commit(_ batches: [PendingAppend], firstPosition: UInt64) throws {
+    ///
+    /// Each append is a transaction: a block that ends inside an append (the append goes on in
+    /// the next block) carries the `continues` flag, so recovery and readers count an append's
+    /// blocks only once its closing block is there. A commit always ends with a closing block.
+    private func commit(_ batches: [PendingAppend], firstPosition: UInt64, lastPosition: UInt64) throws {
         var blockBase = firstPosition
         framer.reset()
-        /// Writes the open block, if any, and starts the next.
-        func flush() throws {
+        /// Writes the open block, if any, and starts the next. `continues`: the append of the
+        /// block's last record goes on.
+        func flush(continues: Bool) throws {
             guard framer.count > 0 else { return }
-            try writeBlock(base: blockBase)
+            try writeBlock(base: blockBase, continues: continues)
             blockBase += UInt64(framer.count)
             framer.reset()
         }
-        /// Frames one record, closing the block first if it would overflow.
-        func add(ts: Int64, payload: UnsafeRawBufferPointer) throws {
-            if framer.isFull(adding: ts, payloadBytes: payload.count) { try flush() }
+        /// Frames one record, closing the block first if it would overflow. `first`: the record
+        /// starts its append (a block closed before it ends at an append's end).
+        func add(ts: Int64, payload: UnsafeRawBufferPointer, first: Bool) throws {
+            if framer.isFull(adding: ts, payloadBytes: payload.count) { try flush(continues: !first) }
             framer.add(ts: ts, payload: payload)
         }
         for batch in batches {
             switch batch {
             case let .entries(entries):
-                for entry in entries {
-                    try entry.payload.withUnsafeBytes { try add(ts: entry.ts, payload: $0) }
+                for (index, entry) in entries.enumerated() {
+                    try entry.payload.withUnsafeBytes { try add(ts: entry.ts, payload: $0, first: index == 0) }
                 }
             case let .batch(batch):
                 framer.reserve(batch.bytes.count + 20 * batch.count)
                 try batch.bytes.withUnsafeBytes { all in
                     var start = 0
-                    for (ts, end) in zip(batch.timestamps, batch.ends) {
-                        try add(ts: ts, payload: UnsafeRawBufferPointer(rebasing: all[start..<end]))
+                    for (index, (ts, end)) in zip(batch.timestamps, batch.ends).enumerated() {
+                        try add(ts: ts, payload: UnsafeRawBufferPointer(rebasing: all[start..<end]), first: index == 0)
                         start = end
                     }
                 }
             case let .prepared(prepared):
-                try flush()
-                for block in prepared.blocks {
+                try flush(continues: false)
+                for (index, block) in prepared.blocks.enumerated() {
                     let blockBytes = BlockHeader.size + block.frame.count
                     if out.count < blockBytes + SegmentFiller.headerBytes { out = [UInt8](repeating: 0, count: blockBytes + SegmentFiller.headerBytes) }
                     out.withUnsafeMutableBytes { dst in
                         block.frame.withUnsafeBytes { UnsafeMutableRawBufferPointer(rebasing: dst[BlockHeader.size..<blockBytes]).copyMemory(from: $0) }
                     }
-                    try writeSealed(block.header, base: blockBase)
+                    var header = block.header
+                    header.continues = index < prepared.blocks.count - 1
+                    try writeSealed(header, base: blockBase)
                     blockBase += UInt64(block.header.count)
                 }
             }
         }
-        try flush()
+        try flush(continues: false)
         guard let active else { return }
         switch configuration.durability {
         case .always:
@@ -606,6 +641,7 @@ final class WriterCore: @unchecked Sendable {
         case let .interval(milliseconds):
             if ContinuousClock.now - lastSync >= .milliseconds(milliseconds) {
                 try active.file.sync()
+                try watermark.store(lastPosition)
                 lastSync = .now
             }
         case .none:
@@ -614,14 +650,16 @@ final class WriterCore: @unchecked Sendable {
     }
 
     /// Compresses the framer's block into `out` and writes it at position `base`.
-    private func writeBlock(base: UInt64) throws {
+    private func writeBlock(base: UInt64, continues: Bool) throws {
         guard let segment = active else { throw LogError.writerClosed(directory: directory) }
         // Room for the header before the frame and a filler header after the block.
         guard let (_, header) = framer.compress(into: &out, at: BlockHeader.size, spare: SegmentFiller.headerBytes,
                                                 level: configuration.compressionLevel) else {
             throw LogError.io(operation: "LZ4F_compressFrame", path: SegmentFiles.join(directory, SegmentFiles.segmentName(base: segment.base)), offset: segment.size, errno: EINVAL)
         }
-        try writeSealed(header, base: base)
+        var sealed = header
+        sealed.continues = continues
+        try writeSealed(sealed, base: base)
     }
 
     /// Writes the block whose LZ4 frame sits in `out` after the header room: `header` gets its
@@ -633,7 +671,7 @@ final class WriterCore: @unchecked Sendable {
         header.previousCRC = segment.lastCRC
         let compressed = Int(header.compressedBytes)
         let blockBytes = BlockHeader.size + compressed
-        if segment.size > 0, segment.size + UInt64(blockBytes) > configuration.segmentBytesMax {
+        if segment.size > 0, segment.size + UInt64(blockBytes) > configuration.segmentBytesMax, !segment.lastContinues {
             segment = try roll(from: segment, newBase: base)
             header.previousCRC = 0
         }
@@ -669,6 +707,7 @@ final class WriterCore: @unchecked Sendable {
         try indexBuffer.withUnsafeBytes { try segment.index.write($0, at: indexOffset) }
         segment.size += UInt64(blockBytes)
         segment.lastCRC = header.blockCRC
+        segment.lastContinues = header.continues
         segment.indexEntries += 1
         active = segment
     }
@@ -716,6 +755,9 @@ final class WriterCore: @unchecked Sendable {
         lock.unlock()
         try Self.trimPreallocation(segment)
         try segment.file.sync()
+        // Everything before the new segment is synced now.
+        try watermark.store(newBase - 1)
+        try watermark.sync()
         segment.file.close()
         segment.index.close()
         active = nil

@@ -1,0 +1,168 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Synchronization
+
+/// The durable watermark: the last position the writer knows to be on stable storage (a
+/// completed `fdatasync` covered it), kept in the small file `DURABLE` beside the segments.
+///
+/// Recovery refuses to open a log that ends before its watermark: those records were
+/// acknowledged, so losing them is never automatic (`herald repair --accept-loss` cuts them
+/// explicitly). Readers apply the same rule.
+///
+/// The file holds two 32-byte slots written alternately, so a torn write of one slot leaves
+/// the other intact; the valid slot with the higher sequence number wins:
+///
+/// | offset | size | field |
+/// |-------:|-----:|-------|
+/// | 0  | 4 | magic `0x57474C48` ("HLGW") |
+/// | 4  | 2 | version 1 |
+/// | 6  | 2 | reserved 0 |
+/// | 8  | 8 | sequence (the slot is `sequence % 2`) |
+/// | 16 | 8 | position |
+/// | 24 | 4 | CRC32C of bytes 0..<24 |
+/// | 28 | 4 | reserved 0 |
+struct DurableWatermark: Equatable, Sendable {
+    static let fileName = "DURABLE"
+    static let magic: UInt32 = 0x5747_4C48
+    static let version: UInt16 = 1
+    static let slotBytes = 32
+
+    var sequence: UInt64
+    var position: UInt64
+
+    /// The encoded slot.
+    func encode() -> [UInt8] {
+        var out: [UInt8] = []
+        out.reserveCapacity(Self.slotBytes)
+        out.appendLE(Self.magic)
+        out.appendLE(Self.version)
+        out.appendLE(UInt16(0))
+        out.appendLE(sequence)
+        out.appendLE(position)
+        let crc = out.withUnsafeBytes { CRC32C.checksum($0) }
+        out.appendLE(crc)
+        out.appendLE(UInt32(0))
+        return out
+    }
+
+    /// A slot's watermark, or nil when the slot is not a valid one (never written, torn, damaged).
+    static func decode(_ bytes: UnsafeRawBufferPointer) -> DurableWatermark? {
+        guard bytes.count >= slotBytes, bytes.u32(0) == magic, bytes.u16(4) == version, bytes.u16(6) == 0,
+              bytes.u32(24) == CRC32C.checksum(UnsafeRawBufferPointer(rebasing: bytes[0..<24])) else { return nil }
+        return DurableWatermark(sequence: bytes.u64(8), position: bytes.u64(16))
+    }
+
+    /// Reads the watermark of `directory`: nil when the file does not exist (a log written
+    /// before watermarks, or one that was never synced).
+    ///
+    /// - Throws: `LogError.damagedWatermark` when the file exists but neither slot is valid.
+    static func load(_ fs: any LogFileSystem, directory: String) throws -> DurableWatermark? {
+        let path = SegmentFiles.join(directory, fileName)
+        let file: any LogFile
+        do {
+            file = try fs.open(path, mode: .readOnly)
+        } catch LogError.io(_, _, _, let code) where code == ENOENT {
+            return nil
+        }
+        defer { file.close() }
+        var bytes = [UInt8](repeating: 0, count: 2 * slotBytes)
+        let got = try bytes.withUnsafeMutableBytes { try file.read(into: $0, at: 0) }
+        if got == 0 { return nil }  // created, never written: a crash right after creation
+        let slots = bytes.withUnsafeBytes { raw in
+            [decode(UnsafeRawBufferPointer(rebasing: raw[0..<min(got, slotBytes)])),
+             got > slotBytes ? decode(UnsafeRawBufferPointer(rebasing: raw[slotBytes..<got])) : nil]
+        }
+        let valid = slots.compactMap { $0 }
+        guard let best = valid.max(by: { $0.sequence < $1.sequence }) else {
+            // Shorter than its two slots: its creation was cut short (a writer creates it with
+            // both slots in one write and syncs it before relying on it).
+            if got < 2 * slotBytes { return nil }
+            throw LogError.damagedWatermark(path: path, reason: "neither of its two slots holds a valid watermark (\(got) bytes)")
+        }
+        return best
+    }
+}
+
+/// The writer's open watermark file. `store` writes the next slot without a sync; the file
+/// is synced with `sync()` (on close and segment roll) and at most `lazySync` after a store,
+/// so keeping it costs one small `pwrite` per commit, not a second `fdatasync`.
+final class WatermarkFile: Sendable {
+    private struct State: Sendable {
+        var current: DurableWatermark
+        var dirty = false
+        var lastSync = ContinuousClock.now
+    }
+    let file: any LogFile
+    private let state: Mutex<State>
+    /// How long a stored watermark may stay unsynced (1 s).
+    static let lazySync: Duration = .seconds(1)
+
+    private init(file: any LogFile, current: DurableWatermark) {
+        self.file = file
+        self.state = Mutex(State(current: current))
+    }
+
+    /// Opens the watermark file of `directory`, starting from `loaded`. A missing (or never
+    /// fully written) file is created with both slots valid, synced with the directory, so a
+    /// later torn slot write always leaves the other one readable.
+    static func open(_ fs: any LogFileSystem, directory: String, loaded: DurableWatermark?) throws -> WatermarkFile {
+        let path = SegmentFiles.join(directory, DurableWatermark.fileName)
+        let file = try fs.open(path, mode: .create)
+        do {
+            if let loaded, try file.size() >= UInt64(2 * DurableWatermark.slotBytes) {
+                return WatermarkFile(file: file, current: loaded)
+            }
+            let position = loaded?.position ?? 0
+            let bytes = DurableWatermark(sequence: 0, position: position).encode() + DurableWatermark(sequence: 1, position: position).encode()
+            try file.truncate(to: 0)
+            try bytes.withUnsafeBytes { try file.write($0, at: 0) }
+            try file.sync()
+            try fs.syncDirectory(directory)
+            return WatermarkFile(file: file, current: DurableWatermark(sequence: 1, position: position))
+        } catch {
+            file.close()
+            throw error
+        }
+    }
+
+    /// The last stored position.
+    var position: UInt64 { state.withLock { $0.current.position } }
+
+    /// Writes `position` into the next slot (no sync) when it is past the stored one; syncs the
+    /// file when the last sync is older than ``lazySync``.
+    func store(_ position: UInt64) throws {
+        try state.withLock { s in
+            guard position > s.current.position else { return }
+            try Self.write(&s, file: file, position: position)
+            if ContinuousClock.now - s.lastSync >= Self.lazySync { try Self.sync(&s, file: file) }
+        }
+    }
+
+    /// Writes `position` into the next slot even when it is lower (after an accepted loss).
+    func write(_ position: UInt64) throws {
+        try state.withLock { try Self.write(&$0, file: file, position: position) }
+    }
+
+    /// `fdatasync`s the file if a store is not yet synced.
+    func sync() throws {
+        try state.withLock { try Self.sync(&$0, file: file) }
+    }
+
+    private static func write(_ s: inout State, file: any LogFile, position: UInt64) throws {
+        let next = DurableWatermark(sequence: s.current.sequence + 1, position: position)
+        let bytes = next.encode()
+        try bytes.withUnsafeBytes { try file.write($0, at: (next.sequence % 2) * UInt64(DurableWatermark.slotBytes)) }
+        s.current = next
+        s.dirty = true
+    }
+
+    private static func sync(_ s: inout State, file: any LogFile) throws {
+        guard s.dirty else { return }
+        try file.sync()
+        s.dirty = false
+        s.lastSync = .now
+    }
+
+    func close() { file.close() }
+}
