@@ -27,7 +27,7 @@ struct RecordReaderTests {
             let data = DataDirectory(path: path)
             try Self.build(data.logPath)
             let reader = try data.openReader()
-            #expect(reader.lastPosition == 2000)
+            #expect(try reader.lastPosition == 2000)
             for (from, through) in [(UInt64(1), UInt64?.none), (1, 1), (37, 37), (49, 51), (120, 1999), (1990, nil)] {
                 var seen: [UInt64] = []
                 try reader.forEach(from: from, through: through) { position, record in

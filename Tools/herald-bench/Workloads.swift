@@ -136,7 +136,7 @@ struct Benchmarks {
         }
         let data = DataDirectory(path: logDirectory)
         let reader = try data.openReader()
-        let last = reader.lastPosition
+        let last = try reader.lastPosition
         let hwmBefore = procStatusKiB("VmHWM") ?? 0
         // Decoded scan (what replay and projection do). A scan takes a fifth of a second, so
         // one stop of the VM (2 – 17 ms, `host`) moves it by up to 8 %: three passes, the

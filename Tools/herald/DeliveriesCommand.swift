@@ -26,7 +26,7 @@ struct DeliveriesCommand: ParsableCommand {
     var format: OutputFormat = .table
 
     func run() throws {
-        let directory = global.directory
+        let directory = try global.directory
         let position = try checkedPosition(at, in: directory)
         func selected(_ d: Delivery) -> Bool {
             (status == nil || d.status == status) && (trigger == nil || d.id.triggerID == trigger)

@@ -27,7 +27,8 @@ struct DumpCommand: ParsableCommand {
         var line = JSONOutput(capacity: 1024)
         let prefix = type.map { Array($0.utf8) }
         let encoder = RecordJSONEncoder()
-        try reader.forEach(from: from, through: to.map { min($0, reader.lastPosition) }) { _, record in
+        let last = try reader.lastPosition
+        try reader.forEach(from: from, through: min(to ?? last, last)) { _, record in
             if let prefix, !record.body.type.name.utf8.starts(with: prefix) { return true }
             line.removeAll()
             encoder.append(record, to: &line)

@@ -25,7 +25,7 @@ struct ExplainCommand: ParsableCommand {
     }
 
     func run() throws {
-        let directory = global.directory
+        let directory = try global.directory
         if let position = UInt64(target) {
             let last = try directory.openReader().lastPosition
             guard position >= 1, position <= last else {

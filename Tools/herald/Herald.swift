@@ -11,7 +11,7 @@ struct HeraldCommand: AsyncParsableCommand {
             derived from it deterministically.
             """,
         subcommands: [
-            ImportCommand.self, DumpCommand.self, StatsCommand.self, ProjectCommand.self, VerifyCommand.self,
+            ImportCommand.self, DumpCommand.self, StatsCommand.self, ProjectCommand.self, VerifyCommand.self, RepairCommand.self,
             TriggersCommand.self, DeliveriesCommand.self, ExplainCommand.self,
             RunCommand.self, AppendCommand.self, StatusCommand.self, FixturesCommand.self, RecordCommand.self,
         ])

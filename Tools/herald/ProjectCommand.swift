@@ -13,7 +13,7 @@ struct ProjectCommand: ParsableCommand {
     var rebuild = false
 
     func run() throws {
-        let directory = global.directory
+        let directory = try global.directory
         let progress: (UInt64) -> Void = { position in
             if stderrIsTerminal { printError("… projected through position \(position)") }
         }

@@ -53,7 +53,7 @@ struct RecordCommand: ParsableCommand {
         } else {
             throw ValidationError("give exactly one of --from P --to P, --delivery P:TRIGGER_ID, --trigger ID")
         }
-        let directory = global.directory
+        let directory = try global.directory
         let target = out
         let outcome: Result<RecordedFixture, FixtureError> = FixturesCommand.blocking {
             do {

@@ -11,7 +11,7 @@ struct StatsCommand: ParsableCommand {
     @OptionGroup var global: GlobalOptions
 
     func run() throws {
-        let directory = global.directory
+        let directory = try global.directory
         let stats = try directory.logStats()
         let ratio = stats.storedBytes == 0 ? 0 : Double(stats.rawBytes) / Double(stats.storedBytes)
         var lines = [

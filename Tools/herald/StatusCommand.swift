@@ -10,7 +10,7 @@ struct StatusCommand: ParsableCommand {
     @OptionGroup var global: GlobalOptions
 
     func run() throws {
-        let directory = global.directory
+        let directory = try global.directory
         let state = try directory.currentState()
         let now = SystemClock().nowMs()
         let pending = state.pending

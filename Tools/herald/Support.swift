@@ -2,6 +2,7 @@ import ArgumentParser
 import Glibc
 import Herald
 import HeraldCore
+import Synchronization
 
 /// Options every subcommand shares.
 struct GlobalOptions: ParsableArguments {
@@ -9,7 +10,11 @@ struct GlobalOptions: ParsableArguments {
     var data: String?
 
     var directory: DataDirectory {
-        DataDirectory(path: data ?? ProcessEnvironment.variables["HERALD_DATA"] ?? "./herald-data")
+        get throws {
+            let variables = ProcessEnvironment.variables
+            return DataDirectory(path: data ?? variables["HERALD_DATA"] ?? "./herald-data",
+                                 fileSystem: try KillingFileSystem.fromEnvironment(variables), diagnostics: Diagnostics.print)
+        }
     }
 }
 
@@ -74,6 +79,17 @@ func printError(_ text: String) {
         }
         if n <= 0 { break }
         offset += n
+    }
+}
+
+/// Warnings for the operator on standard error, each printed once per process (a command may
+/// open the log several times).
+enum Diagnostics {
+    private static let printed = Mutex<Set<String>>([])
+
+    @Sendable static func print(_ message: String) {
+        let first = printed.withLock { $0.insert(message).inserted }
+        if first { printError(message) }
     }
 }
 

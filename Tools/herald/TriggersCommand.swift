@@ -19,7 +19,7 @@ struct TriggersCommand: ParsableCommand {
     var format: OutputFormat = .table
 
     func run() throws {
-        let directory = global.directory
+        let directory = try global.directory
         let position = try checkedPosition(at, in: directory)
         let state = try directory.replay(through: position)
         let triggers = state.registry.liveTriggers(app: app)

@@ -5,16 +5,34 @@ struct VerifyCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "verify",
         abstract: "Check every block and record of the log, then compare the projection with a rebuild.",
-        discussion: "Exit 1 with a report naming each difference (table, row, both versions).")
+        discussion: """
+            The log is checked with the writer's own recovery rules, read-only: damage a writer \
+            refuses (a damaged block followed by a valid one, a damaged closed segment, \
+            acknowledged records missing at the end) exits 1 naming segment, offset and \
+            positions; a torn tail past the durable watermark, which the next writer cuts into \
+            quarantine, is a warning. While another process appends, everything up to the log's \
+            end as first read is checked. Exit 1 with a report naming each difference of the \
+            projection (table, row, both versions).
+            """)
 
     @OptionGroup var global: GlobalOptions
 
     func run() throws {
-        let directory = global.directory
-        // Every block's checksum and every record's encoding and rules, from position 1.
-        let state = try directory.replay()
-        print("log: \(state.position) records, every block and record valid")
-        let problems = try directory.verifyProjection()
+        let directory = try global.directory
+        let log = try directory.verifyLog()
+        if let lost = log.acknowledgedLoss {
+            let where_ = log.damage.map { " (\($0))" } ?? ""
+            printError("log: positions \(lost.lowerBound)…\(lost.upperBound) were acknowledged and are damaged or missing\(where_); a writer refuses this log. Restore the segment, or run `herald repair --accept-loss` to cut them (quarantined).")
+            throw ExitCode(1)
+        }
+        if let damage = log.damage {
+            printError("warning: \(damage); the next writer cuts it into quarantine (herald repair does it now)")
+        }
+        // Every record's encoding and rules, from position 1 to the end checked above.
+        let state = try directory.replay(through: log.lastPosition)
+        let active = log.writerActive ? " (a writer is appending: checked through the end as first read)" : ""
+        print("log: \(state.position) records in \(log.blocks) blocks, \(log.segments) segment(s), every block and record valid\(active)")
+        let problems = try directory.verifyProjection(through: log.lastPosition)
         if problems.isEmpty {
             print("projection: identical to a rebuild from the log (integrity_check ok, no foreign key violations)")
         } else {

@@ -47,18 +47,25 @@ extension DataDirectory {
         try Projector(directory: self, projection: projection).catchUp(progress: progress)
     }
 
-    /// `herald verify`'s projection half: rebuilds from position 0 into a temporary database
-    /// and compares it, table by table, with the live projection (which is first caught up).
+    /// `herald verify`'s projection half: rebuilds the projection into a temporary database
+    /// and compares it, table by table, with the live one. The live projection is first caught
+    /// up through `through` (the log position `verify` checked); the comparison then reads one
+    /// snapshot of it, at its checkpoint, against a rebuild to that same checkpoint, so a
+    /// process appending and projecting meanwhile causes no false difference.
     /// Returns the differences (empty = identical) and SQLite's own integrity problems.
-    public func verifyProjection() throws -> [String] {
+    public func verifyProjection(through: UInt64? = nil) throws -> [String] {
         let live = try openProjection()
         var problems = try live.integrityProblems()
-        try project(into: live, progress: nil)
+        try Projector(directory: self, projection: live).catchUp(through: through)
         let temporary = projectionPath + ".verify"
         removeDatabase(temporary)
         defer { removeDatabase(temporary) }
+        // A read transaction: the checkpoint and every table compared are one snapshot.
+        try live.database.execute("BEGIN")
+        defer { try? live.database.execute("COMMIT") }
+        let (checkpoint, _) = try live.checkpoint()
         let rebuilt = try Projection(path: temporary)
-        try project(into: rebuilt, progress: nil)
+        try Projector(directory: self, projection: rebuilt).catchUp(through: checkpoint)
         problems += try live.differences(from: rebuilt)
         return problems
     }

@@ -16,10 +16,13 @@ extension DataDirectory {
     public func replay(into dispatcher: inout Dispatcher, through: UInt64? = nil,
                        observe: ((UInt64, Record, [DispatchEffect], Dispatcher) throws -> Void)? = nil) throws {
         let reader = try openReader()
-        if let through, through > reader.lastPosition {
-            throw HeraldError.positionOutOfRange(position: through, lastPosition: reader.lastPosition)
+        // One snapshot of the log's end: records appended meanwhile are not part of this replay.
+        let last = try reader.lastPosition
+        if let through, through > last {
+            throw HeraldError.positionOutOfRange(position: through, lastPosition: last)
         }
-        guard dispatcher.position < (through ?? reader.lastPosition) else { return }
+        let through = through ?? last
+        guard dispatcher.position < through else { return }
         var effects: [DispatchEffect] = []
         // Advanced in place: a copy would duplicate every pending delivery on the first change.
         // On a bad record `dispatcher` holds the state after the last good one.
@@ -63,8 +66,9 @@ extension DataDirectory {
     /// `herald explain P`.
     public func explain(position: UInt64) throws -> RecordExplanation {
         let reader = try openReader()
-        guard position >= 1, position <= reader.lastPosition else {
-            throw HeraldError.positionOutOfRange(position: position, lastPosition: reader.lastPosition)
+        let last = try reader.lastPosition
+        guard position >= 1, position <= last else {
+            throw HeraldError.positionOutOfRange(position: position, lastPosition: last)
         }
         var before = try replay(through: position - 1)
         var target: Record?
@@ -79,7 +83,7 @@ extension DataDirectory {
             return true
         }
         guard let record = target else {
-            throw HeraldError.positionOutOfRange(position: position, lastPosition: reader.lastPosition)
+            throw HeraldError.positionOutOfRange(position: position, lastPosition: last)
         }
         let snapshot = before
         do throws(RecordError) {

@@ -15,12 +15,18 @@ public struct DataDirectory: Sendable {
     public let path: String
     /// The file layer the log's files go through (the projection is SQLite's own files).
     public let fileSystem: any LogFileSystem
+    /// Told what an operator must know and that is not an error: a torn tail a reader stops
+    /// before, what recovery cut when a writer opened the log. The CLI prints it on standard
+    /// error; an embedder logs it. Nil: nobody is told (the same facts stay readable on
+    /// `RecordReader.tailDamage` and `RecordWriter.recovery`).
+    public var diagnostics: (@Sendable (String) -> Void)?
 
     /// - Parameter fileSystem: the log's file layer; tests pass a `SimulatedFileSystem` to
     ///   inject faults and power losses.
-    public init(path: String, fileSystem: any LogFileSystem = PosixFileSystem()) {
+    public init(path: String, fileSystem: any LogFileSystem = PosixFileSystem(), diagnostics: (@Sendable (String) -> Void)? = nil) {
         self.path = path
         self.fileSystem = fileSystem
+        self.diagnostics = diagnostics
     }
 
     /// The segment log's directory.
@@ -29,18 +35,40 @@ public struct DataDirectory: Sendable {
     public var projectionPath: String { path + "/projection.sqlite" }
 
     /// Opens the log for appending (the one writer; a second is refused). Creates the
-    /// directory when missing. Recovery of a torn tail happens here.
+    /// directory when missing. Recovery happens here: a torn tail or an append that never
+    /// completed is cut into `log/quarantine/` and told to ``diagnostics``; a log that ends
+    /// before its durable watermark is refused (``openWriter(durability:acceptLoss:)``).
     public func openWriter(durability: LogDurability = .always) throws -> RecordWriter {
-        try makeDirectories()
-        return try RecordWriter(writer: LogWriter(directory: logPath, configuration: LogConfiguration(durability: durability),
-                                                  fileSystem: fileSystem))
+        try openWriter(durability: durability, acceptLoss: false)
     }
 
-    /// Opens the log for reading; a missing log reads as empty.
-    public func openReader() throws -> RecordReader {
+    /// `herald repair --accept-loss`: opens the log for appending even when acknowledged
+    /// records at its end are damaged, cutting them into quarantine (reported, and recorded in
+    /// `log/recovery.jsonl`).
+    public func openWriter(durability: LogDurability = .always, acceptLoss: Bool) throws -> RecordWriter {
         try makeDirectories()
-        return try RecordReader(reader: LogReader(directory: logPath, fileSystem: fileSystem))
+        let writer = try RecordWriter(writer: LogWriter(directory: logPath, configuration: LogConfiguration(durability: durability),
+                                                        fileSystem: fileSystem, acceptLoss: acceptLoss))
+        if let cut = writer.recovery.truncation { diagnostics?("warning: " + cut.description) }
+        return writer
     }
+
+    /// Opens the log for reading. Creates nothing (a read-only directory reads as well); a
+    /// data directory without a log reads as empty.
+    ///
+    /// - Throws: ``HeraldError/missingDataDirectory(path:)`` when the data directory does not
+    ///   exist; the log's errors (`LogError.corruptBlock`, `.acknowledgedDamaged`, …).
+    public func openReader() throws -> RecordReader {
+        guard FileSystemPaths.isDirectory(path) else { throw HeraldError.missingDataDirectory(path: path) }
+        let reader = try RecordReader(reader: LogReader(directory: logPath, fileSystem: fileSystem))
+        if let damage = reader.tailDamage {
+            diagnostics?("warning: \(damage); reading stops before it (the next writer cuts it into \(logPath)/quarantine)")
+        }
+        return reader
+    }
+
+    /// True when the projection database exists.
+    public var hasProjection: Bool { FileSystemPaths.exists(projectionPath) }
 
     /// Opens (creating when missing) the projection.
     public func openProjection() throws -> Projection {
@@ -58,7 +86,18 @@ public struct DataDirectory: Sendable {
 extension DataDirectory {
     /// Segments, blocks, records, raw and stored bytes, ts range (block headers only).
     public func logStats() throws -> LogStats {
-        try makeDirectories()
+        guard FileSystemPaths.isDirectory(path) else { throw HeraldError.missingDataDirectory(path: path) }
         return try LogReader(directory: logPath, fileSystem: fileSystem).stats()
+    }
+}
+
+extension DataDirectory {
+    /// `herald verify`'s log half: every block of every segment checked with the writer's own
+    /// recovery rules, read-only (see `LogReader.verify(directory:fileSystem:)`).
+    ///
+    /// - Throws: ``HeraldError/missingDataDirectory(path:)``; the log's errors.
+    public func verifyLog() throws -> LogVerification {
+        guard FileSystemPaths.isDirectory(path) else { throw HeraldError.missingDataDirectory(path: path) }
+        return try LogReader.verify(directory: logPath, fileSystem: fileSystem)
     }
 }

@@ -9,6 +9,12 @@ enum FileSystemPaths {
         }
     }
 
+    /// True when `path` is a directory (or a link to one).
+    static func isDirectory(_ path: String) -> Bool {
+        var info = stat()
+        return stat(path, &info) == 0 && (info.st_mode & S_IFMT) == S_IFDIR
+    }
+
     /// True when `path` exists.
     static func exists(_ path: String) -> Bool {
         access(path, F_OK) == 0

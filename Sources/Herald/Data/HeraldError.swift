@@ -10,6 +10,8 @@ public enum HeraldError: Error, Sendable, CustomStringConvertible {
     case positionOutOfRange(position: UInt64, lastPosition: UInt64)
     /// The input could not be read.
     case unreadable(source: String, reason: String)
+    /// A command that only reads was pointed at a data directory that does not exist.
+    case missingDataDirectory(path: String)
 
     public var description: String {
         switch self {
@@ -24,6 +26,8 @@ public enum HeraldError: Error, Sendable, CustomStringConvertible {
             return "Position \(position) is outside the log (0…\(last))."
         case .unreadable(let source, let reason):
             return "Cannot read \(source): \(reason)."
+        case .missingDataDirectory(let path):
+            return "There is no data directory at \(path); pass --data DIR (or set HERALD_DATA) to an existing one. Reading commands never create it."
         }
     }
 }

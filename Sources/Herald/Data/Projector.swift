@@ -21,13 +21,17 @@ final class Projector: @unchecked Sendable {
     ///   - limit: apply at most this many records (the live engine projects in slices).
     ///   - pace: called after every ``paceRecords`` records, inside the transaction (the live
     ///     engine's background projection sleeps there to bound its share of the CPU).
-    func catchUp(limit: UInt64 = .max, progress: ((UInt64) -> Void)? = nil, pace: (() -> Void)? = nil) throws -> ProjectResult {
+    ///   - target: stop at this position (default: the log's end).
+    func catchUp(through target: UInt64? = nil, limit: UInt64 = .max, progress: ((UInt64) -> Void)? = nil,
+                 pace: (() -> Void)? = nil) throws -> ProjectResult {
         let start = dispatcher.position
         let reader = try directory.openReader()
-        let last = reader.lastPosition
-        if start > last {
-            throw StoreError.aheadOfLog(path: projection.database.path, checkpoint: start, lastPosition: last)
+        let end = try reader.lastPosition
+        if start > end {
+            throw StoreError.aheadOfLog(path: projection.database.path, checkpoint: start, lastPosition: end)
         }
+        let last = min(target ?? end, end)
+        if start >= last { return ProjectResult(from: start, to: start) }
         var steps: [Projection.Step] = []
         steps.reserveCapacity(DataDirectory.projectBatchRecords)
         var failure: Error?

@@ -85,7 +85,15 @@ public final class RecordReader: Sendable {
     }
 
     /// The last published position (0 for an empty log); looks for new blocks first.
-    public var lastPosition: UInt64 { (try? reader.refresh()) ?? reader.lastPosition }
+    ///
+    /// - Throws: what `LogReader.refresh()` throws (damage found at the end of the log).
+    public var lastPosition: UInt64 {
+        get throws { try reader.refresh() }
+    }
+
+    /// Damage at the end of the log that this reader stops before, when no writer is at work
+    /// (see `LogReader.tailDamage`).
+    public var tailDamage: TailDamage? { reader.tailDamage }
 
     private struct Stop: Error {}
 
@@ -121,7 +129,7 @@ public final class RecordReader: Sendable {
     /// while `body` runs on the calling thread; records and errors arrive in the same order.
     public func forEach(from: UInt64 = 1, through: UInt64? = nil,
                         _ body: (UInt64, Record) throws -> Bool) throws {
-        let last = min(through ?? .max, lastPosition)
+        let last = min(through ?? .max, try lastPosition)
         let first = max(from, 1)
         guard first <= last else { return }
         let cursor = try reader.makeCursor(from: first)

@@ -110,10 +110,15 @@ struct SegmentScan {
     var committed: CommitPoint
     /// First bad byte range start and why, if the segment does not end cleanly.
     var bad: (offset: UInt64, reason: String)?
+    /// The durable watermark: a block whose positions it covers belongs to an append that was
+    /// acknowledged, hence completed, so it counts as committed even with `continues` set
+    /// (damage to an append's closing block must not hide the blocks before it).
+    var watermark: UInt64 = 0
 
     /// A scan that starts at `offset` of a segment, after a block ending there (or at the start
     /// of a segment: offset 0, `lastCRC` 0).
-    init(offset: UInt64 = 0, nextPosition: UInt64, lastTs: Int64, lastCRC: UInt32 = 0, entries: Int = 0) {
+    init(offset: UInt64 = 0, nextPosition: UInt64, lastTs: Int64, lastCRC: UInt32 = 0, entries: Int = 0, watermark: UInt64 = 0) {
+        self.watermark = watermark
         self.validEnd = offset
         self.lastCRC = lastCRC
         self.lastTs = lastTs
@@ -132,8 +137,8 @@ extension SegmentScanner {
     /// positions contiguous from `base`, timestamps not decreasing from `previousTs`. Stops at
     /// the first block that fails a checksum or structure check (`bad`). A block whose checksums
     /// are valid but whose content contradicts the chain throws `corruptBlock` right away.
-    mutating func verifySegment(directory: String, name: String, base: UInt64, previousTs: Int64) throws -> SegmentScan {
-        var scan = SegmentScan(nextPosition: base, lastTs: previousTs)
+    mutating func verifySegment(directory: String, name: String, base: UInt64, previousTs: Int64, watermark: UInt64 = 0) throws -> SegmentScan {
+        var scan = SegmentScan(nextPosition: base, lastTs: previousTs, watermark: watermark)
         try verifyBlocks(&scan, directory: directory, name: name, collectEntries: true)
         return scan
     }
@@ -168,7 +173,7 @@ extension SegmentScanner {
                 scan.lastContinues = h.continues
                 offset += h.blockBytes
                 scan.validEnd = offset
-                if !h.continues {
+                if !h.continues || h.lastPosition <= scan.watermark {
                     scan.committed = CommitPoint(offset: offset, nextPosition: h.endPosition, lastTs: h.lastTs, lastCRC: h.blockCRC,
                                                  entries: scan.entries.count)
                 }

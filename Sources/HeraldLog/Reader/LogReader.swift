@@ -1,3 +1,6 @@
+#if canImport(Glibc)
+import Glibc
+#endif
 import Synchronization
 
 /// Reads a log directory, also while a writer (in this or another process) appends.
@@ -72,7 +75,12 @@ public final class LogReader: Sendable {
         let snapshot = state.withLock { $0 }
         // The watermark first: whatever a writer appends after this read is past it.
         let watermark = try DurableWatermark.load(fileSystem, directory: directory)?.position ?? 0
-        let bases = try SegmentFiles.list(fileSystem, directory)
+        let bases: [UInt64]
+        do {
+            bases = try SegmentFiles.list(fileSystem, directory)
+        } catch LogError.io(_, _, _, let code) where code == ENOENT {
+            bases = []  // no log directory yet: an empty log
+        }
         guard let lastBase = bases.last else {
             if watermark > 0 {
                 throw LogError.acknowledgedDamaged(directory: directory, segment: "(none)", offset: 0, firstPosition: 1, lastPosition: watermark,
@@ -82,12 +90,13 @@ public final class LogReader: Sendable {
             return 0
         }
         let name = SegmentFiles.segmentName(base: lastBase)
-        let start: SegmentScan
+        var start: SegmentScan
         if snapshot.tailBase == lastBase {
             start = SegmentScan(offset: snapshot.tailOffset, nextPosition: snapshot.tailNext, lastTs: snapshot.tailLastTs, lastCRC: snapshot.tailLastCRC)
         } else {
-            start = try indexHint(segment: lastBase)
+            start = try indexHint(segment: lastBase, watermark: watermark)
         }
+        start.watermark = watermark
         var (scan, tail) = try walk(segment: lastBase, from: start)
         if case .corrupt = tail {
             // A block still being written when it was read, and a later one since: read again.
@@ -129,8 +138,9 @@ public final class LogReader: Sendable {
     }
 
     /// Where to start walking segment `base`: after the last block its index names, when that
-    /// block checks out and closes its append; else at the start of the segment.
-    private func indexHint(segment base: UInt64) throws -> SegmentScan {
+    /// block checks out and closes its append (or the watermark covers it); else at the start
+    /// of the segment.
+    private func indexHint(segment base: UInt64, watermark: UInt64) throws -> SegmentScan {
         let start = SegmentScan(nextPosition: base, lastTs: 0)
         let file = try fileSystem.open(SegmentFiles.join(directory, SegmentFiles.segmentName(base: base)), mode: .readOnly)
         defer { file.close() }
@@ -138,7 +148,7 @@ public final class LogReader: Sendable {
         var scanner = SegmentScanner(file: file, fileSize: size)
         let hint = BlockIndexFile.load(fileSystem, path: SegmentFiles.join(directory, SegmentFiles.indexName(base: base)), base: base, fileSize: size)
         guard let last = hint.entries.last, case let .ok(h) = try scanner.readBlock(at: last.offset, verifyBody: true),
-              h.basePosition == last.basePosition, h.count == last.count, !h.continues else { return start }
+              h.basePosition == last.basePosition, h.count == last.count, !h.continues || h.lastPosition <= watermark else { return start }
         return SegmentScan(offset: last.endOffset, nextPosition: last.endPosition, lastTs: h.lastTs, lastCRC: h.blockCRC)
     }
 
@@ -230,5 +240,43 @@ public final class LogReader: Sendable {
     /// Forgets a cached index that did not match its segment.
     func dropIndex(segment base: UInt64) {
         _ = state.withLock { $0.closedIndexes.removeValue(forKey: base) }
+    }
+}
+
+/// What ``LogReader/verify(directory:fileSystem:)`` found: the writer's verdict on a log,
+/// reached without changing anything.
+public struct LogVerification: Sendable, Equatable {
+    /// Segment files.
+    public var segments: Int
+    /// Blocks whose checksums, LZ4 frames, chain and positions were verified.
+    public var blocks: Int
+    /// The last committed position (what a writer keeps, and readers read).
+    public var lastPosition: UInt64
+    /// The durable watermark (nil: the log has none yet).
+    public var watermark: UInt64?
+    /// What a writer opening the log would cut (a torn tail, an append that never completed);
+    /// nil when the log ends cleanly, or when a writer at work is appending there.
+    public var damage: TailDamage?
+    /// Acknowledged positions the log no longer holds: a writer refuses to open it
+    /// (`LogError.acknowledgedDamaged`) until they are restored or the loss is accepted.
+    public var acknowledgedLoss: ClosedRange<UInt64>?
+    /// Another process held the writer lock while the log was read.
+    public var writerActive: Bool
+}
+
+extension LogReader {
+    /// Verifies every block of every segment with exactly the rules a writer's recovery applies
+    /// (Schema/log-format.md, "Recovery"), changing nothing: what `herald verify` and
+    /// `herald repair` report. Works on a read-only directory and while another process
+    /// appends (whatever that writer adds past the durable watermark is work in progress).
+    ///
+    /// - Throws: `LogError.corruptBlock`, `.segmentGap`, `.damagedWatermark`, `.io` — each a
+    ///   log a writer refuses.
+    public static func verify(directory: String, fileSystem: any LogFileSystem = PosixFileSystem()) throws -> LogVerification {
+        let writerActive = try fileSystem.isLocked(SegmentFiles.join(directory, SegmentFiles.lockName))
+        let plan = try Recovery.analyze(directory: directory, fileSystem: fileSystem, writerActive: writerActive)
+        return LogVerification(segments: plan.bases.count, blocks: plan.entries.reduce(0) { $0 + $1.count }, lastPosition: plan.lastPosition,
+                               watermark: plan.watermark?.position, damage: plan.damage, acknowledgedLoss: plan.acknowledgedLoss,
+                               writerActive: writerActive)
     }
 }

@@ -51,7 +51,12 @@ enum Recovery {
         var plan = Plan()
         // The watermark first: whatever a writer appends after this read is past it.
         plan.watermark = try DurableWatermark.load(fs, directory: directory)
-        let bases = try SegmentFiles.list(fs, directory)
+        let bases: [UInt64]
+        do {
+            bases = try SegmentFiles.list(fs, directory)
+        } catch LogError.io(_, _, _, let code) where code == ENOENT {
+            bases = []  // no log directory yet: an empty log
+        }
         plan.bases = bases
         guard let lastBase = bases.last else { return plan }
         var expected: UInt64 = 1
@@ -66,12 +71,13 @@ enum Recovery {
             defer { file.close() }
             let size = try file.size()
             var scanner = SegmentScanner(file: file, fileSize: size)
-            var scan = try scanner.verifySegment(directory: directory, name: name, base: base, previousTs: lastTs)
+            let watermark = plan.watermark?.position ?? 0
+            var scan = try scanner.verifySegment(directory: directory, name: name, base: base, previousTs: lastTs, watermark: watermark)
             var tail = try scanner.classifyTail(scan)
             if case .corrupt = tail, writerActive, isLast {
                 // A block being written when it was read, and the next one since: read again.
                 scanner = SegmentScanner(file: file, fileSize: try file.size())
-                scan = try scanner.verifySegment(directory: directory, name: name, base: base, previousTs: lastTs)
+                scan = try scanner.verifySegment(directory: directory, name: name, base: base, previousTs: lastTs, watermark: watermark)
                 tail = try scanner.classifyTail(scan)
             }
             if case let .corrupt(reason, valid) = tail {

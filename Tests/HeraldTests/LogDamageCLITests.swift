@@ -1,0 +1,158 @@
+import Foundation
+import Herald
+import HeraldLog
+import Testing
+
+/// The `herald` binary against damaged and crashed logs: acknowledged records are never cut
+/// without the operator's word, and an import killed inside its commit leaves all or nothing.
+@Suite struct LogDamageCLITests {
+    static var heraldBinary: String { packageRoot + "/.build/debug/herald" }
+
+    struct Run {
+        var status: Int32
+        var killed: Bool
+        var stdout: String
+        var stderr: String
+    }
+
+    /// Runs `herald` with `arguments` (and extra environment) to the end.
+    static func herald(_ arguments: [String], environment: [String: String] = [:]) throws -> Run {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: heraldBinary)
+        process.arguments = arguments
+        process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
+        let out = Pipe(), err = Pipe()
+        process.standardOutput = out
+        process.standardError = err
+        try process.run()
+        // Read before waiting: a full pipe would block the child.
+        let stdout = out.fileHandleForReading.readDataToEndOfFile()
+        let stderr = err.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        return Run(status: process.terminationStatus, killed: process.terminationReason == .uncaughtSignal,
+                   stdout: String(decoding: stdout, as: UTF8.self), stderr: String(decoding: stderr, as: UTF8.self))
+    }
+
+    static let admin = "a0000000-0000-4000-8000-000000000001", app = "b0000000-0000-4000-8000-000000000001"
+
+    /// An import of `count` lines: an admin user, an app, then KV inserts.
+    static func importFile(_ path: String, count: Int) throws {
+        var text = #"{"type":"admin_user.created","admin_user_id":"\#(admin)","email":"ops@example.com"}"# + "\n"
+        text += #"{"type":"app.created","app_id":"\#(app)","name":"shop"}"# + "\n"
+        for i in 0..<(count - 2) {
+            text += #"{"type":"kv.insert","app_id":"\#(app)","collection":"users","key":"k\#(i)","value":{"i":\#(i),"name":"user \#(i)","plan":"pro"}}"# + "\n"
+        }
+        try text.write(toFile: path, atomically: true, encoding: .utf8)
+    }
+
+    /// Block offsets and headers' positions of a segment, walking its headers.
+    static func blocks(_ bytes: [UInt8]) -> [(offset: Int, base: UInt64, count: Int, continues: Bool)] {
+        var out: [(Int, UInt64, Int, Bool)] = []
+        var at = 0
+        while at + 64 <= bytes.count, bytes[at] == 0x5B, bytes[at + 1] == 0x2A, bytes[at + 2] == 0x4D, bytes[at + 3] == 0x18 {
+            func u32(_ o: Int) -> Int { Int(bytes[at + o]) | Int(bytes[at + o + 1]) << 8 | Int(bytes[at + o + 2]) << 16 | Int(bytes[at + o + 3]) << 24 }
+            let base = UInt64(u32(16)) | UInt64(u32(20)) << 32
+            out.append((at, base, u32(24), bytes[at + 15] & 1 != 0))
+            at += 64 + u32(32)
+        }
+        return out
+    }
+
+    @Test func aBitFlipInTheLastBlockOfAClosedLogIsRefusedUntilTheLossIsAccepted() async throws {
+        guard FileManager.default.isExecutableFile(atPath: Self.heraldBinary) else {
+            Issue.record("\(Self.heraldBinary) is missing: build the herald product first (Tools/test does)")
+            return
+        }
+        try await withTemporaryDirectory { path in
+            let data = path + "/data", input = path + "/in.jsonl"
+            try Self.importFile(input, count: 20_000)
+            #expect(try Self.herald(["import", "--data", data, input]).status == 0)
+            let segment = data + "/log/00000000000000000001.log"
+            let original = Array(try Data(contentsOf: URL(fileURLWithPath: segment)))
+            let last = try #require(Self.blocks(original).last)
+            #expect(Self.blocks(original).count > 1 && last.base + UInt64(last.count) - 1 == 20_000)
+            // One flipped bit in the middle of the last block's LZ4 frame.
+            var damaged = original
+            damaged[last.offset + 64 + (original.count - last.offset - 64) / 2] ^= 0x10
+            try Data(damaged).write(to: URL(fileURLWithPath: segment))
+            let lost = "\(last.base)…20000"
+
+            // Every writer refuses, naming the acknowledged positions; nothing changes.
+            let append = try Self.herald(["append", "--data", data, #"{"type":"app.created","app_id":"b0000000-0000-4000-8000-0000000000ff","name":"x"}"#])
+            #expect(append.status != 0)
+            #expect(append.stderr.contains("Positions \(lost) were acknowledged and are damaged"), "\(append.stderr)")
+            #expect(append.stderr.contains("herald repair --accept-loss"))
+            #expect(Array(try Data(contentsOf: URL(fileURLWithPath: segment))) == damaged, "a refused writer changed the segment")
+            // Every reader agrees.
+            for command in [["dump"], ["verify"], ["deliveries", "--format", "jsonl"], ["stats"]] {
+                let run = try Self.herald(command + ["--data", data])
+                #expect(run.status != 0, "\(command) exited 0 on acknowledged damage")
+                #expect(run.stderr.contains(lost), "\(command): \(run.stderr)")
+            }
+            let refusedRepair = try Self.herald(["repair", "--data", data])
+            #expect(refusedRepair.status != 0 && refusedRepair.stderr.contains("--accept-loss"))
+            #expect(Array(try Data(contentsOf: URL(fileURLWithPath: segment))) == damaged)
+
+            // The operator accepts the loss: the bytes go to quarantine, on record.
+            let repair = try Self.herald(["repair", "--data", data, "--accept-loss"])
+            #expect(repair.status == 0, "\(repair.stderr)")
+            #expect(repair.stdout.contains("positions \(lost), which were acknowledged and are damaged"), "\(repair.stdout)")
+            let quarantine = data + "/log/quarantine/00000000000000000001.log.\(last.offset).cut"
+            #expect(Array(try Data(contentsOf: URL(fileURLWithPath: quarantine))) == Array(damaged[last.offset...]))
+            let journal = try String(contentsOfFile: data + "/log/recovery.jsonl", encoding: .utf8)
+            #expect(journal.contains(#""first_position":\#(last.base),"last_position":20000,"acknowledged_loss":true"#), "\(journal)")
+            #expect(try Self.herald(["verify", "--data", data]).status == 0)
+            // Positions come back only now, after the recorded, accepted loss.
+            let next = try Self.herald(["append", "--data", data, #"{"type":"app.created","app_id":"b0000000-0000-4000-8000-0000000000ff","name":"x"}"#])
+            #expect(next.stdout.trimmingCharacters(in: .whitespacesAndNewlines) == "\(last.base)")
+        }
+    }
+
+    /// `herald import` of 100,000 lines killed with SIGKILL at 30 points inside its commit
+    /// (right before the 6th, 8th, … 64th write of the log's files: the commit's block writes):
+    /// afterwards every reader sees all of the import or none of it, the next writer removes
+    /// a partial one into quarantine, and the import can simply be run again.
+    @Test func sigkillInsideAnImportCommitLeavesAllOrNothing() async throws {
+        guard FileManager.default.isExecutableFile(atPath: Self.heraldBinary) else {
+            Issue.record("\(Self.heraldBinary) is missing: build the herald product first (Tools/test does)")
+            return
+        }
+        try await withTemporaryDirectory { path in
+            let input = path + "/in.jsonl"
+            try Self.importFile(input, count: 100_000)
+            var partialOnDisk = 0
+            for (round, point) in stride(from: 6, through: 64, by: 2).enumerated() {
+                let data = path + "/data\(point)"
+                let run = try Self.herald(["import", "--data", data, input], environment: ["HERALD_TEST_KILL_AT": "write:\(point)"])
+                let context = "killed before write \(point)"
+                #expect(run.killed || run.status == 0, "\(context): \(run.stderr)")
+                let bytes = (try? Data(contentsOf: URL(fileURLWithPath: data + "/log/00000000000000000001.log"))).map(Array.init) ?? []
+                let onDisk = Self.blocks(bytes)
+                if run.killed, let tail = onDisk.last, tail.continues { partialOnDisk += 1 }
+                // Readers: all or nothing.
+                let directory = DataDirectory(path: data)
+                let seen = try directory.openReader().lastPosition
+                #expect(seen == 0 || seen == 100_000, "\(context): a reader sees \(seen) of 100000 records")
+                #expect(run.killed || seen == 100_000, "\(context)")
+                // The next writer agrees and removes a partial import into quarantine.
+                let writer = try directory.openWriter()
+                #expect(writer.lastPosition == seen, "\(context)")
+                if seen == 0, let tail = onDisk.last, tail.continues {
+                    let cut = try #require(writer.recovery.truncation, "\(context)")
+                    #expect(cut.kind == .uncommittedAppend || cut.kind == .tornTail)
+                    #expect(!cut.acknowledgedLoss && cut.quarantine != nil)
+                }
+                try writer.close()
+                // Run again where nothing survived: the whole import goes in, once.
+                if seen == 0, round % 15 == 0 {
+                    let again = try Self.herald(["import", "--data", data, input])
+                    #expect(again.status == 0, "\(context): the rerun failed: \(again.stderr)")
+                    #expect(try directory.openReader().lastPosition == 100_000)
+                }
+                try? FileManager.default.removeItem(atPath: data)
+            }
+            // The points fall inside the commit: most kills leave a partial import on disk.
+            #expect(partialOnDisk >= 20, "only \(partialOnDisk) of 30 kills left a partial import on disk")
+        }
+    }
+}
