@@ -127,6 +127,71 @@ import Testing
         }
     }
 
+    /// Appends that span several blocks (batches and prepared blocks, as `herald import`
+    /// writes), cut at every write and sync point, then a power loss of either kind: a reader
+    /// and the next writer agree on the log, which holds every acknowledged append and, of the
+    /// others, each one whole or not at all; the durable watermark never claims more than the
+    /// disk kept (the writer never refuses the log).
+    @Test func crashAtEveryIOPointKeepsEachMultiBlockAppendWholeOrAbsent() throws {
+        let config = LogConfiguration(segmentBytesMax: 1_500, blockRawBytesMax: 300)
+        let sizes = [2, 20, 1, 35, 3, 15, 1, 24]
+        var appends: [[LogEntry]] = []
+        var n = 0
+        for size in sizes {
+            appends.append(entries(n..<(n + size), bytes: 30))
+            n += size
+        }
+        let everything = appends.flatMap { $0 }
+        let boundaries = Set(sizes.indices.map { i in UInt64(sizes[0...i].reduce(0, +)) } + [0])
+        func run(_ fs: SimulatedFileSystem) -> UInt64 {
+            var acknowledged: UInt64 = 0
+            guard let writer = try? LogWriter(directory: Self.directory, configuration: config, fileSystem: fs) else { return 0 }
+            for (i, append) in appends.enumerated() {
+                do {
+                    if i % 2 == 1 {
+                        var prepared = PreparedBlocks(configuration: config)
+                        var batch = LogBatch()
+                        for entry in append { batch.append(ts: entry.ts, payload: entry.payload) }
+                        try prepared.append(batch)
+                        let range = try writer.enqueue(prepared)
+                        try writer.waitUntilAcknowledged(through: range.upperBound - 1)
+                        acknowledged = range.upperBound - 1
+                    } else {
+                        acknowledged = try writer.append(append).upperBound - 1
+                    }
+                } catch {
+                    return acknowledged
+                }
+            }
+            try? writer.close()
+            return acknowledged
+        }
+        let counting = SimulatedFileSystem()
+        #expect(run(counting) == UInt64(everything.count))
+        let points = counting.ioPointCount
+        var partialCut = 0
+        for k in 1...points {
+            for mode in [SimulatedFileSystem.PowerLossMode.dropUnsynced, .tornPrefix(seed: UInt64(k) &* 31)] {
+                let fs = SimulatedFileSystem()
+                fs.inject(.crash(atIOPoint: k))
+                let acknowledged = run(fs)
+                fs.powerLoss(mode)
+                let context = "crash at I/O point \(k) of \(points), \(mode)"
+                let reader = try LogReader(directory: Self.directory, fileSystem: fs)
+                let seen = reader.lastPosition
+                let writer = try LogWriter(directory: Self.directory, configuration: config, fileSystem: fs)
+                #expect(writer.lastPosition == seen, "\(context): the reader saw \(seen), the writer kept \(writer.lastPosition)")
+                #expect(seen >= acknowledged, "\(context): lost acknowledged records")
+                #expect(boundaries.contains(seen), "\(context): \(seen) records is not a whole number of appends")
+                if writer.recoveryReport.truncation?.kind == .uncommittedAppend { partialCut += 1 }
+                let records = try readAll(writer.makeReader())
+                #expect(records.map(\.payload) == everything.prefix(records.count).map(\.payload), "\(context)")
+                try writer.close()
+            }
+        }
+        #expect(partialCut > 5, "only \(partialCut) crashes left an append's first blocks without its last")
+    }
+
     @Test func simulatedDiskKeepsOnlySyncedDataOnPowerLoss() throws {
         let fs = SimulatedFileSystem()
         try fs.createDirectory("/d")
