@@ -41,8 +41,19 @@ public final class Projection: @unchecked Sendable {
 
     /// Opens the projection at `path`, creating the schema when the file is new.
     /// A database of another schema version is refused.
-    public init(path: String) throws {
-        database = try SQLiteDatabase(path: path)
+    ///
+    /// `readOnly`: opens an existing projection for reading only (no schema, no pragma that
+    /// writes), so reads work on a read-only data directory and never race a writer.
+    /// `immutable`: see `SQLiteDatabase(path:readOnly:immutable:)`.
+    public init(path: String, readOnly: Bool = false, immutable: Bool = false) throws {
+        database = try SQLiteDatabase(path: path, readOnly: readOnly, immutable: immutable)
+        if readOnly {
+            let version = try database.rows("PRAGMA user_version").first?.first?.integer ?? 0
+            guard version == ProjectionSchema.version || version == 1 else {
+                throw StoreError.schemaVersion(path: path, found: version, expected: ProjectionSchema.version)
+            }
+            return
+        }
         try database.execute("PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON; PRAGMA wal_autocheckpoint=16384; PRAGMA cache_size=-65536;")
         let version = try database.rows("PRAGMA user_version").first?.first?.integer ?? 0
         if version == 0 {

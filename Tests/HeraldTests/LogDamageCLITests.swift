@@ -16,9 +16,9 @@ import Testing
     }
 
     /// Runs `herald` with `arguments` (and extra environment) to the end.
-    static func herald(_ arguments: [String], environment: [String: String] = [:]) throws -> Run {
+    static func herald(_ arguments: [String], environment: [String: String] = [:], binary: String = heraldBinary) throws -> Run {
         let process = Process()
-        process.executableURL = URL(fileURLWithPath: heraldBinary)
+        process.executableURL = URL(fileURLWithPath: binary)
         process.arguments = arguments
         process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
         let out = Pipe(), err = Pipe()

@@ -54,10 +54,19 @@ extension DataDirectory {
     /// process appending and projecting meanwhile causes no false difference.
     /// Returns the differences (empty = identical) and SQLite's own integrity problems.
     public func verifyProjection(through: UInt64? = nil) throws -> [String] {
-        let live = try openProjection()
+        guard hasProjection || isWritable else { return [] }  // nothing to compare, nowhere to build one
+        let live: Projection
+        if isWritable {
+            live = try openProjection()
+            try Projector(directory: self, projection: live).catchUp(through: through)
+        } else {
+            // A read-only data directory: compare the projection as it is.
+            live = try openProjectionForReading()
+        }
         var problems = try live.integrityProblems()
-        try Projector(directory: self, projection: live).catchUp(through: through)
-        let temporary = projectionPath + ".verify"
+        // Beside the projection (same disk) when the directory is writable, else in $TMPDIR.
+        let temporary = isWritable ? projectionPath + ".verify"
+            : FileSystemPaths.temporaryDirectory + "/herald-verify-\(getpid()).sqlite"
         removeDatabase(temporary)
         defer { removeDatabase(temporary) }
         // A read transaction: the checkpoint and every table compared are one snapshot.
@@ -78,11 +87,16 @@ extension DataDirectory {
 }
 
 extension DataDirectory {
-    /// Deliveries per status, from the projection (caught up first).
+    /// Deliveries per status, from the projection (caught up first); on a read-only data
+    /// directory, derived by replay.
     public func deliveryCounts() throws -> [DeliveryStatus: Int] {
+        var counts: [DeliveryStatus: Int] = [:]
+        guard isWritable else {
+            for delivery in try deliveries() { counts[delivery.status, default: 0] += 1 }
+            return counts
+        }
         let projection = try openProjection()
         try project(into: projection, progress: nil)
-        var counts: [DeliveryStatus: Int] = [:]
         for row in try projection.database.rows("SELECT status, count(*) FROM deliveries GROUP BY status") {
             if let name = row.first?.text, let status = DeliveryStatus(name: name), let count = row.last?.integer {
                 counts[status] = Int(count)

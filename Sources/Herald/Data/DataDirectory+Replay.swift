@@ -45,7 +45,7 @@ extension DataDirectory {
     public func currentState() throws -> Dispatcher {
         var dispatcher = Dispatcher()
         if FileSystemPaths.exists(projectionPath) {
-            let projection = try openProjection()
+            let projection = try openProjectionForReading()
             let lastPosition = try openReader().lastPosition
             let loaded = try projection.loadDispatcher()
             if loaded.position <= lastPosition {
@@ -113,7 +113,7 @@ extension DataDirectory {
     public func forEachDelivery(_ body: (Delivery) throws -> Void) throws {
         let last = try openReader().lastPosition
         if FileSystemPaths.exists(projectionPath) {
-            let projection = try openProjection()
+            let projection = try openProjectionForReading()
             if try projection.checkpoint().position == last {
                 try projection.forEachDelivery(body)
                 return

@@ -67,6 +67,24 @@ public struct DataDirectory: Sendable {
         return reader
     }
 
+    /// Opens the existing projection for reading only (see `Projection(path:readOnly:)`); in
+    /// a data directory this process cannot write, as an immutable file (SQLite could not
+    /// create its `-shm` otherwise).
+    ///
+    /// - Throws: ``HeraldError/unreadable(source:reason:)`` when the directory is read-only
+    ///   and the projection's `-wal` file holds changes that were never checkpointed.
+    public func openProjectionForReading() throws -> Projection {
+        guard !isWritable else { return try Projection(path: projectionPath, readOnly: true) }
+        if FileSystemPaths.size(projectionPath + "-wal") ?? 0 > 0 {
+            throw HeraldError.unreadable(source: projectionPath, reason: "the data directory is read-only and the projection's -wal file holds changes SQLite cannot read without writing; read the log instead (herald deliveries and explain replay it)")
+        }
+        return try Projection(path: projectionPath, readOnly: true, immutable: true)
+    }
+
+    /// True when this process may create and change files in the data directory (false on a
+    /// read-only mount or without write permission): reads then never try to.
+    public var isWritable: Bool { FileSystemPaths.isWritable(path) }
+
     /// True when the projection database exists.
     public var hasProjection: Bool { FileSystemPaths.exists(projectionPath) }
 

@@ -1,0 +1,77 @@
+import Foundation
+import Testing
+
+/// Reading commands never create or change anything: they work on a read-only data directory
+/// and refuse a missing one instead of creating it.
+@Suite struct ReadOnlyCLITests {
+    /// Every file under `path` with its size and modification time.
+    static func listing(_ path: String) throws -> [String] {
+        let manager = FileManager.default
+        var out: [String] = []
+        for name in try manager.subpathsOfDirectory(atPath: path).sorted() {
+            let attributes = try manager.attributesOfItem(atPath: path + "/" + name)
+            let size = (attributes[.size] as? NSNumber)?.intValue ?? -1
+            let modified = (attributes[.modificationDate] as? Date)?.timeIntervalSince1970 ?? 0
+            out.append("\(name) \(size) \(modified)")
+        }
+        return out
+    }
+
+    @Test func readsWorkOnAReadOnlyDataDirectory() async throws {
+        guard FileManager.default.isExecutableFile(atPath: LogDamageCLITests.heraldBinary) else {
+            Issue.record("\(LogDamageCLITests.heraldBinary) is missing: build the herald product first (Tools/test does)")
+            return
+        }
+        // Root ignores permissions: read as `nobody` through setpriv, as a real operator would be.
+        let asRoot = getuid() == 0
+        if asRoot && !FileManager.default.isExecutableFile(atPath: "/usr/bin/setpriv") {
+            Issue.record("running as root without /usr/bin/setpriv (util-linux): cannot drop privileges to check read-only access")
+            return
+        }
+        try await withTemporaryDirectory { path in
+            let data = path + "/data"
+            chmod(path, 0o755)
+            #expect(try LogDamageCLITests.herald(["import", "--data", data, packageRoot + "/fixtures/logs/dead-letter-chain/log.jsonl"]).status == 0)
+            #expect(try LogDamageCLITests.herald(["project", "--data", data]).status == 0)
+            let commands = [["dump"], ["stats"], ["deliveries", "--format", "jsonl"], ["triggers", "--format", "jsonl"], ["explain", "8"],
+                            ["explain", "8:d0000000-0000-4000-8000-000000000001"], ["status"], ["verify"]]
+            var expected: [String] = []
+            for command in commands {
+                expected.append(try LogDamageCLITests.herald(command + ["--data", data]).stdout)
+            }
+            #expect(try LogDamageCLITests.herald(["-R", "a-w", data], binary: "/bin/chmod").status == 0)
+            defer { _ = try? LogDamageCLITests.herald(["-R", "u+w", data], binary: "/bin/chmod") }
+            let before = try Self.listing(data)
+            for (command, output) in zip(commands, expected) {
+                var arguments = command + ["--data", data]
+                var binary = LogDamageCLITests.heraldBinary
+                if asRoot {
+                    arguments = ["--reuid=65534", "--regid=65534", "--clear-groups", binary] + arguments
+                    binary = "/usr/bin/setpriv"
+                }
+                let run = try LogDamageCLITests.herald(arguments, binary: binary)
+                #expect(run.status == 0, "\(command) on a read-only directory: \(run.stderr)")
+                if command != ["status"] {  // status prints "due now" against the wall clock
+                    #expect(run.stdout == output, "\(command) read something else on a read-only directory")
+                }
+            }
+            #expect(try Self.listing(data) == before, "a read changed the data directory")
+        }
+    }
+
+    @Test func readsRefuseAMissingDataDirectoryAndCreateNothing() async throws {
+        guard FileManager.default.isExecutableFile(atPath: LogDamageCLITests.heraldBinary) else {
+            Issue.record("\(LogDamageCLITests.heraldBinary) is missing: build the herald product first (Tools/test does)")
+            return
+        }
+        try await withTemporaryDirectory { path in
+            let missing = path + "/nowhere"
+            for command in [["verify"], ["dump"], ["stats"], ["deliveries"], ["status"], ["triggers"]] {
+                let run = try LogDamageCLITests.herald(command + ["--data", missing])
+                #expect(run.status != 0, "\(command) exited 0 on a missing data directory")
+                #expect(run.stderr.contains("There is no data directory at \(missing)"), "\(command): \(run.stderr)")
+                #expect(!FileManager.default.fileExists(atPath: missing), "\(command) created the data directory")
+            }
+        }
+    }
+}
