@@ -8,6 +8,15 @@ import Testing
 @Suite struct LogDamageCLITests {
     static var heraldBinary: String { packageRoot + "/.build/debug/herald" }
 
+    /// True when the herald binary is built; records an issue saying how to build it if not.
+    static func binaryIsBuilt() -> Bool {
+        guard FileManager.default.isExecutableFile(atPath: heraldBinary) else {
+            Issue.record("\(heraldBinary) is missing: build the herald product first (Tools/test does)")
+            return false
+        }
+        return true
+    }
+
     struct Run {
         var status: Int32
         var killed: Bool
@@ -59,10 +68,7 @@ import Testing
     }
 
     @Test func aBitFlipInTheLastBlockOfAClosedLogIsRefusedUntilTheLossIsAccepted() async throws {
-        guard FileManager.default.isExecutableFile(atPath: Self.heraldBinary) else {
-            Issue.record("\(Self.heraldBinary) is missing: build the herald product first (Tools/test does)")
-            return
-        }
+        guard LogDamageCLITests.binaryIsBuilt() else { return }
         try await withTemporaryDirectory { path in
             let data = path + "/data", input = path + "/in.jsonl"
             try Self.importFile(input, count: 20_000)
@@ -113,10 +119,7 @@ import Testing
     /// afterwards every reader sees all of the import or none of it, the next writer removes
     /// a partial one into quarantine, and the import can simply be run again.
     @Test func sigkillInsideAnImportCommitLeavesAllOrNothing() async throws {
-        guard FileManager.default.isExecutableFile(atPath: Self.heraldBinary) else {
-            Issue.record("\(Self.heraldBinary) is missing: build the herald product first (Tools/test does)")
-            return
-        }
+        guard LogDamageCLITests.binaryIsBuilt() else { return }
         try await withTemporaryDirectory { path in
             let input = path + "/in.jsonl"
             try Self.importFile(input, count: 100_000)

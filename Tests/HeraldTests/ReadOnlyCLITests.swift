@@ -18,10 +18,7 @@ import Testing
     }
 
     @Test func readsWorkOnAReadOnlyDataDirectory() async throws {
-        guard FileManager.default.isExecutableFile(atPath: LogDamageCLITests.heraldBinary) else {
-            Issue.record("\(LogDamageCLITests.heraldBinary) is missing: build the herald product first (Tools/test does)")
-            return
-        }
+        guard LogDamageCLITests.binaryIsBuilt() else { return }
         // Root ignores permissions: read as `nobody` through setpriv, as a real operator would be.
         let asRoot = getuid() == 0
         if asRoot && !FileManager.default.isExecutableFile(atPath: "/usr/bin/setpriv") {
@@ -60,10 +57,7 @@ import Testing
     }
 
     @Test func readsRefuseAMissingDataDirectoryAndCreateNothing() async throws {
-        guard FileManager.default.isExecutableFile(atPath: LogDamageCLITests.heraldBinary) else {
-            Issue.record("\(LogDamageCLITests.heraldBinary) is missing: build the herald product first (Tools/test does)")
-            return
-        }
+        guard LogDamageCLITests.binaryIsBuilt() else { return }
         try await withTemporaryDirectory { path in
             let missing = path + "/nowhere"
             for command in [["verify"], ["dump"], ["stats"], ["deliveries"], ["status"], ["triggers"]] {
