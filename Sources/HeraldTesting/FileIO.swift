@@ -31,11 +31,27 @@ enum FileIO {
         return bytes
     }
 
-    /// Replaces the file's content (creating parent directories).
-    static func write(_ bytes: [UInt8], to path: String) throws(FixtureError) {
-        try makeDirectories(parent(of: path))
-        let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
-        guard fd >= 0 else { throw FixtureError(path: path, reason: "cannot create: \(errnoText())") }
+    // MARK: Writes inside a directory, never through a symbolic link
+
+    /// Replaces the file at `relative` inside `root` (creating it and missing directories),
+    /// refusing a symbolic link at `root`, at any directory on the way or at the file, and a
+    /// `relative` that could leave `root` (absolute, empty components, `.` or `..`). Parents of
+    /// `root` may be links (`/tmp` often is). Directories are opened with `O_NOFOLLOW` one by
+    /// one and the file with `O_NOFOLLOW`, so a link put there meanwhile is refused too.
+    static func write(_ bytes: [UInt8], to relative: String, inside root: String) throws(FixtureError) {
+        let parts = try components(of: relative, inside: root)
+        guard let directory = try openDirectory(root, parts.dropLast(), create: true) else {
+            preconditionFailure("openDirectory creates what is missing")
+        }
+        defer { close(directory) }
+        let name = parts[parts.count - 1]
+        let path = root + "/" + relative
+        try refuseLinkOrSpecial(directory, name, path: path)
+        let fd = openat(directory, name, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0o644)
+        guard fd >= 0 else {
+            if errno == ELOOP { throw symlinkRefusal(path) }
+            throw FixtureError(path: path, reason: "cannot create: \(errnoText())")
+        }
         defer { close(fd) }
         var offset = 0
         while offset < bytes.count {
@@ -43,6 +59,99 @@ enum FileIO {
             if n < 0 && errno == EINTR { continue }
             if n <= 0 { throw FixtureError(path: path, reason: "cannot write: \(errnoText())") }
             offset += n
+        }
+    }
+
+    /// Removes the file (or tree) at `relative` inside `root` if it exists, with the refusals
+    /// of ``write(_:to:inside:)``.
+    static func remove(_ relative: String, inside root: String) throws(FixtureError) {
+        let parts = try components(of: relative, inside: root)
+        guard let directory = try openDirectory(root, parts.dropLast(), create: false) else { return }
+        defer { close(directory) }
+        let path = root + "/" + relative
+        var info = stat()
+        guard fstatat(directory, parts[parts.count - 1], &info, AT_SYMLINK_NOFOLLOW) == 0 else { return }
+        if (info.st_mode & S_IFMT) == S_IFLNK { throw symlinkRefusal(path) }
+        removeTree(path)
+    }
+
+    /// Throws what ``write(_:to:inside:)`` or ``remove(_:inside:)`` would refuse for
+    /// `relative`, creating and writing nothing: lets a caller check every file before it
+    /// writes the first.
+    static func checkWritable(_ relative: String, inside root: String) throws(FixtureError) {
+        let parts = try components(of: relative, inside: root)
+        guard let directory = try openDirectory(root, parts.dropLast(), create: false) else { return }
+        defer { close(directory) }
+        try refuseLinkOrSpecial(directory, parts[parts.count - 1], path: root + "/" + relative)
+    }
+
+    /// Refuses `root` itself when it is a symbolic link (nothing is created).
+    static func checkNotSymlink(_ root: String) throws(FixtureError) {
+        var info = stat()
+        if lstat(root, &info) == 0 && (info.st_mode & S_IFMT) == S_IFLNK { throw symlinkRefusal(root) }
+    }
+
+    private static func symlinkRefusal(_ path: String) -> FixtureError {
+        FixtureError(path: path, reason: "is a symbolic link; refusing to write through it (replace it with a real file or directory)")
+    }
+
+    /// The components of `relative`; refuses one that could lead outside `root`.
+    private static func components(of relative: String, inside root: String) throws(FixtureError) -> [String] {
+        let parts = relative.split(separator: "/", omittingEmptySubsequences: false).map(String.init)
+        guard !relative.hasPrefix("/"), !parts.isEmpty, parts.allSatisfy({ !$0.isEmpty && $0 != "." && $0 != ".." }) else {
+            throw FixtureError(path: root + "/" + relative,
+                               reason: "is not a plain relative path inside \(root); refusing to write outside that directory")
+        }
+        return parts
+    }
+
+    /// Opens `root`/`parts` as a directory without following a link anywhere from `root` on;
+    /// creates what is missing when `create`, else returns nil for a missing one.
+    private static func openDirectory(_ root: String, _ parts: ArraySlice<String>, create: Bool) throws(FixtureError) -> Int32? {
+        try checkNotSymlink(root)
+        if create { try makeDirectories(root) }
+        var fd = open(root, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+        guard fd >= 0 else {
+            if errno == ENOENT && !create { return nil }
+            if errno == ELOOP { throw symlinkRefusal(root) }
+            throw FixtureError(path: root, reason: "cannot open directory: \(errnoText())")
+        }
+        var path = root
+        for part in parts {
+            path += "/" + part
+            var next = openat(fd, part, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+            if next < 0 && errno == ENOENT && create {
+                if mkdirat(fd, part, 0o755) != 0 && errno != EEXIST {
+                    let reason = "cannot create directory: \(errnoText())"
+                    close(fd)
+                    throw FixtureError(path: path, reason: reason)
+                }
+                next = openat(fd, part, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+            }
+            if next < 0 {
+                let code = errno
+                var info = stat()
+                let isLink = fstatat(fd, part, &info, AT_SYMLINK_NOFOLLOW) == 0 && (info.st_mode & S_IFMT) == S_IFLNK
+                close(fd)
+                if code == ENOENT && !create { return nil }
+                if isLink || code == ELOOP { throw symlinkRefusal(path) }
+                throw FixtureError(path: path, reason: "cannot open directory: \(String(cString: strerror(code)))")
+            }
+            close(fd)
+            fd = next
+        }
+        return fd
+    }
+
+    /// Refuses `name` in `directory` when it is a symbolic link or exists as anything but a
+    /// regular file (a FIFO would block the write; a directory cannot be replaced).
+    private static func refuseLinkOrSpecial(_ directory: Int32, _ name: String, path: String) throws(FixtureError) {
+        var info = stat()
+        guard fstatat(directory, name, &info, AT_SYMLINK_NOFOLLOW) == 0 else { return }
+        switch info.st_mode & S_IFMT {
+        case S_IFLNK: throw symlinkRefusal(path)
+        case S_IFREG: return
+        default: throw FixtureError(path: path, reason: "exists and is not a regular file; refusing to replace it")
         }
     }
 

@@ -61,8 +61,12 @@ public enum FixtureRecorder {
     /// `expected/explain/<P>:<TRIGGER_ID>.txt` (P renumbered).
     ///
     /// - Throws: ``FixtureError`` for a slice outside the log, an unknown delivery or trigger,
-    ///   or a directory that already holds a fixture.
+    ///   a directory that already holds a fixture, or a symbolic link at the directory or at
+    ///   a file or directory it would write (then it writes nothing).
     public static func record(from data: DataDirectory, slice: FixtureSlice, to fixtureDirectory: String) async throws -> RecordedFixture {
+        // Nothing is written through a symbolic link: the directory itself is checked now, every
+        // file it will hold before the first is written.
+        try FileIO.checkNotSymlink(fixtureDirectory)
         for existing in [Fixture.logFile, Fixture.scenarioFile] where FileIO.exists(fixtureDirectory + "/" + existing) {
             throw FixtureError(path: fixtureDirectory + "/" + existing, reason: "already exists; record into a new directory")
         }
@@ -89,11 +93,15 @@ public enum FixtureRecorder {
             encoder.append(record, to: &out)
             out.newline()
         }
-        try FileIO.write(out.bytes, to: fixtureDirectory + "/" + Fixture.logFile)
+        var request: String?
         if case .delivery(let id) = slice, let position = newNumber[id.sourcePosition] {
-            let request = "\(LogFixture.explainDirectory)/\(position):\(id.triggerID).txt"
-            try FileIO.write([], to: fixtureDirectory + "/" + request)
+            request = "\(LogFixture.explainDirectory)/\(position):\(id.triggerID).txt"
         }
+        for file in [Fixture.logFile, LogFixture.deliveriesFile, LogFixture.triggersFile, LogFixture.errorFile] + (request.map { [$0] } ?? []) {
+            try FileIO.checkWritable(file, inside: fixtureDirectory)
+        }
+        try FileIO.write(out.bytes, to: Fixture.logFile, inside: fixtureDirectory)
+        if let request { try FileIO.write([], to: request, inside: fixtureDirectory) }
         guard let fixture = Fixture.at(fixtureDirectory) else {
             throw FixtureError(path: fixtureDirectory, reason: "the recorded fixture could not be found again")
         }

@@ -74,6 +74,7 @@ public enum FixtureRunner {
 
     private static func compare(_ fixture: Fixture, _ outputs: Outputs, update: Bool) throws -> FixtureResult {
         var mismatches: [FixtureResult.Mismatch] = []
+        var changes: [(file: String, bytes: [UInt8]?)] = []
         var updated: [String] = []
         for (file, actual) in outputs.files {
             let path = fixture.path + "/" + file
@@ -90,10 +91,14 @@ public enum FixtureRunner {
                                           expectedName: "\(fixture.name)/\(file)",
                                           actualName: "\(fixture.name)/\(file) (actual)")
             mismatches.append(FixtureResult.Mismatch(file: file, diff: diff, note: note))
-            if update {
-                if let actual { try FileIO.write(actual, to: path) } else { FileIO.removeTree(path) }
-                updated.append(file)
-            }
+            if update { changes.append((file, actual)) }
+        }
+        // Every file is checked before the first is written: a symbolic link anywhere on the
+        // way, or a path outside the fixture, fails the update with nothing written.
+        for (file, _) in changes { try FileIO.checkWritable(file, inside: fixture.path) }
+        for (file, actual) in changes {
+            if let actual { try FileIO.write(actual, to: file, inside: fixture.path) } else { try FileIO.remove(file, inside: fixture.path) }
+            updated.append(file)
         }
         return FixtureResult(fixture: fixture, passed: update || mismatches.isEmpty, mismatches: mismatches,
                              error: nil, updatedFiles: updated)

@@ -93,6 +93,71 @@ private func sh(_ command: String) -> Int32 {
     }
 }
 
+/// Writes refuse symbolic links: `fixtures --update` and `record --out` write nothing through
+/// one, whether it is the file, a directory on the way or the fixture directory itself.
+@Suite struct FixtureWritesRefuseSymlinksTests {
+    /// Copies a fixture, breaks both of its golden files and returns the fixture's path.
+    private func brokenFixture(in temporary: String) -> String {
+        let fixture = temporary + "/fixture"
+        #expect(sh("cp -R '\(fixturesDirectory)/rules/last-error-kept-after-success' '\(fixture)'") == 0)
+        #expect(sh("sed -i 's/\"last_error\":\"second\"/\"last_error\":\"secend\"/' '\(fixture)/expected/deliveries.jsonl'") == 0)
+        #expect(sh("printf 'victim\\n' > '\(temporary)/victim.txt'") == 0)
+        return fixture
+    }
+
+    @Test func updateRefusesASymlinkedGoldenFile() async throws {
+        let temporary = try makeTemporaryDirectory()
+        defer { _ = sh("rm -rf '\(temporary)'") }
+        let fixture = brokenFixture(in: temporary)
+        #expect(sh("rm '\(fixture)/expected/triggers.jsonl' && ln -s ../../victim.txt '\(fixture)/expected/triggers.jsonl'") == 0)
+        let result = try #require(await FixtureRunner.run(directory: fixture, update: true).first)
+        #expect(!result.passed)
+        #expect(result.error == "\(fixture)/expected/triggers.jsonl: is a symbolic link; refusing to write through it (replace it with a real file or directory)")
+        #expect(result.updatedFiles.isEmpty)
+        // Nothing was written: not the link's target, not the other (plain) golden file.
+        #expect(sh("grep -qx victim '\(temporary)/victim.txt'") == 0)
+        #expect(sh("grep -q secend '\(fixture)/expected/deliveries.jsonl'") == 0)
+    }
+
+    @Test func updateRefusesASymlinkedDirectory() async throws {
+        let temporary = try makeTemporaryDirectory()
+        defer { _ = sh("rm -rf '\(temporary)'") }
+        let fixture = brokenFixture(in: temporary)
+        #expect(sh("mv '\(fixture)/expected' '\(temporary)/elsewhere' && ln -s ../elsewhere '\(fixture)/expected'") == 0)
+        let result = try #require(await FixtureRunner.run(directory: fixture, update: true).first)
+        #expect(!result.passed)
+        #expect(result.error?.hasPrefix("\(fixture)/expected: is a symbolic link; refusing to write through it") == true)
+        #expect(sh("grep -q secend '\(temporary)/elsewhere/deliveries.jsonl'") == 0, "the directory behind the link is untouched")
+    }
+
+    @Test func recordRefusesASymlinkedOutDirectory() async throws {
+        let temporary = try makeTemporaryDirectory()
+        defer { _ = sh("rm -rf '\(temporary)'") }
+        let data = DataDirectory(path: temporary + "/data")
+        _ = try data.importLines(from: fixturesDirectory + "/logs/dead-letter-chain/log.jsonl")
+        #expect(sh("mkdir '\(temporary)/target' && ln -s target '\(temporary)/out'") == 0)
+        await #expect(throws: FixtureError(path: temporary + "/out",
+                                           reason: "is a symbolic link; refusing to write through it (replace it with a real file or directory)")) {
+            _ = try await FixtureRecorder.record(from: data, slice: .range(from: 1, to: 8), to: temporary + "/out")
+        }
+        #expect(sh("[ -z \"$(ls -A '\(temporary)/target')\" ]") == 0, "nothing was written behind the link")
+    }
+
+    @Test func recordRefusesASymlinkInsideTheOutDirectory() async throws {
+        let temporary = try makeTemporaryDirectory()
+        defer { _ = sh("rm -rf '\(temporary)'") }
+        let data = DataDirectory(path: temporary + "/data")
+        _ = try data.importLines(from: fixturesDirectory + "/logs/dead-letter-chain/log.jsonl")
+        #expect(sh("mkdir -p '\(temporary)/out' '\(temporary)/elsewhere' && ln -s ../elsewhere '\(temporary)/out/expected'") == 0)
+        await #expect(throws: FixtureError(path: temporary + "/out/expected",
+                                           reason: "is a symbolic link; refusing to write through it (replace it with a real file or directory)")) {
+            _ = try await FixtureRecorder.record(from: data, slice: .range(from: 1, to: 8), to: temporary + "/out")
+        }
+        #expect(sh("[ ! -e '\(temporary)/out/log.jsonl' ]") == 0, "the log was not written either")
+        #expect(sh("[ -z \"$(ls -A '\(temporary)/elsewhere')\" ]") == 0)
+    }
+}
+
 private func makeTemporaryDirectory() throws -> String {
     var template = Array("/tmp/herald-fixtures-test-XXXXXX".utf8CString)
     let made = template.withUnsafeMutableBufferPointer { buffer in buffer.baseAddress.map { mkdtemp($0) != nil } ?? false }

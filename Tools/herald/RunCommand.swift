@@ -11,10 +11,13 @@ struct RunCommand: AsyncParsableCommand {
         discussion: """
             Scripts of runtime "process" run their source with /bin/sh -c, the invocation JSON on \
             stdin; exit 0 = ok, exit 75 = error that is not retried, any other exit = retryable \
-            error carrying the end of stderr. SIGINT/SIGTERM stop gracefully: no new attempts \
-            start, the round in flight finishes (or times out) and is recorded. After a crash, \
-            `herald run` resumes every pending delivery (an attempt whose outcome was not recorded \
-            runs again: at-least-once).
+            error carrying the end of stderr. A script runs in a process group of its own, killed \
+            whole on timeout and once the shell exits; it gets PATH, HOME, LANG, the HERALD_* \
+            invocation variables and the variables named by --pass-env, nothing else of Herald's \
+            environment. SIGINT/SIGTERM stop gracefully: no new attempts start, the round in \
+            flight finishes (or times out) and is recorded. After a crash, `herald run` resumes \
+            every pending delivery (an attempt whose outcome was not recorded runs again: \
+            at-least-once).
             """)
 
     @OptionGroup var global: GlobalOptions
@@ -28,6 +31,11 @@ struct RunCommand: AsyncParsableCommand {
     @Option(help: "Exit code of a process script that means: do not retry.")
     var notRetryableExitCode: Int32 = 75
 
+    @Option(name: .customLong("pass-env"),
+            help: ArgumentHelp("Also pass this variable of Herald's environment to process scripts (repeatable).",
+                               valueName: "name"))
+    var passEnvironment: [String] = []
+
     @Flag(help: "Exit once no delivery is pending.")
     var untilIdle = false
 
@@ -37,12 +45,16 @@ struct RunCommand: AsyncParsableCommand {
     func validate() throws {
         guard (1...4096).contains(concurrency) else { throw ValidationError("--concurrency must be 1…4096") }
         guard timeoutMs >= 1 else { throw ValidationError("--timeout-ms must be at least 1") }
+        for name in passEnvironment where !ProcessExecutor.isVariableName(name) {
+            throw ValidationError("--pass-env '\(name)' is not an environment variable name (letters, digits and '_', not starting with a digit)")
+        }
     }
 
     func run() async throws {
         let environment = try HeraldEnvironment(variables: ProcessEnvironment.variables)
         let options = HeraldOptions(
-            executor: RuntimeRouter(["process": ProcessExecutor(notRetryableExitCode: notRetryableExitCode)]),
+            executor: RuntimeRouter(["process": ProcessExecutor(notRetryableExitCode: notRetryableExitCode,
+                                                                passEnvironment: passEnvironment)]),
             concurrency: concurrency, attemptTimeoutMs: timeoutMs, environment: environment)
         let herald = try Herald.open(directory: global.directory, options: options)
         let status = herald.status()

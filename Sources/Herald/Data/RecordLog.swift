@@ -15,6 +15,9 @@ public final class RecordWriter: Sendable {
     /// The last appended position (0 for an empty log).
     public var lastPosition: UInt64 { writer.lastPosition }
 
+    /// The largest record encoding (payload) the log takes, in bytes.
+    public var recordBytesMax: Int { writer.configuration.payloadBytesMax }
+
     /// What recovery found when the log was opened (a torn tail cut, indexes rebuilt).
     public var recovery: RecoveryReport { writer.recoveryReport }
 

@@ -190,6 +190,9 @@ public final class Herald: Sendable {
             if bodies.count == 1, let body = bodies.first {
                 // The common case: check, then apply in place (no copy of the pending deliveries).
                 let record = Record(ts: ts ?? max(now, s.dispatcher.lastTs ?? 0), body: body)
+                // Before any state changes: the log refuses a payload over its limit, and
+                // that failure would stop the engine (fail closed).
+                try RecordBinaryCodec.checkEncodedSize(body, limitBytes: writer.recordBytesMax)
                 try s.dispatcher.check(record)
                 effects.apply(record, to: &s.dispatcher)
                 records.append(record)
@@ -206,6 +209,7 @@ public final class Herald: Sendable {
                     for (index, body) in bodies.enumerated() {
                         let record = Record(ts: ts ?? max(now, trial.lastTs ?? 0), body: body)
                         do throws(RecordError) {
+                            try RecordBinaryCodec.checkEncodedSize(body, limitBytes: writer.recordBytesMax)
                             try trial.check(record)
                         } catch {
                             throw error.at("record \(index + 1) of \(bodies.count)")

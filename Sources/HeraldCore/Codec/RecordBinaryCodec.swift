@@ -652,3 +652,55 @@ private struct BinaryReader {
         OpSet(rawValue: try mask("kv.ops", allowed: OpSet.all.rawValue))
     }
 }
+
+extension RecordBinaryCodec {
+    /// The log's default limit on one record's encoding: HeraldLog's
+    /// `LogConfiguration.payloadBytesMax`, 16,777,216 bytes (16 MiB).
+    public static let recordBytesMaxDefault = 16 << 20
+
+    /// Checks that `body` encodes (``encode(_:into:)``) to at most `limitBytes` bytes, the
+    /// largest payload the log takes, so an input line or an append that is too large is
+    /// refused with its validation errors instead of failing the log's append.
+    ///
+    /// Costs a few string lengths: the record is encoded only when they come near the limit.
+    ///
+    /// - Throws: ``RecordError``: "record encodes to N bytes, over the L-byte record limit".
+    public static func checkEncodedSize(_ body: RecordBody, limitBytes: Int) throws(RecordError) {
+        guard encodedBytesUpperBound(body) > limitBytes else { return }
+        let bytes = encode(body).count
+        guard bytes > limitBytes else { return }
+        throw RecordError(recordType: body.type.name,
+                          reason: "record encodes to \(grouped(bytes)) bytes, over the \(grouped(limitBytes))-byte record limit")
+    }
+
+    /// At least the length of `body`'s encoding: its strings' bytes plus 256, more than the
+    /// fixed fields, flags and length prefixes of any record type take (a trigger
+    /// registration's, the largest, about 160).
+    static func encodedBytesUpperBound(_ body: RecordBody) -> Int {
+        let strings: Int
+        switch body {
+        case .adminUserCreated(_, let email): strings = email.utf8.count
+        case .appCreated(_, let name): strings = name.utf8.count
+        case .scriptRegistered(let script):
+            strings = script.name.utf8.count + script.runtime.utf8.count + script.source.utf8.count
+        case .triggerRegistered(let trigger): strings = trigger.kv?.collectionGlob.utf8.count ?? 0
+        case .triggerUpdated(let update): strings = update.kv?.collectionGlob?.utf8.count ?? 0
+        case .kv(let mutation):
+            strings = mutation.collection.utf8.count + mutation.key.utf8.count + (mutation.value?.count ?? 0)
+        case .deliveryAttempted(let attempt): strings = attempt.error?.utf8.count ?? 0
+        case .adminUserDeleted, .appDeleted, .scriptDeleted, .triggerDeleted: strings = 0
+        }
+        return strings + 256
+    }
+
+    /// `16777216` as `16,777,216`.
+    private static func grouped(_ number: Int) -> String {
+        let digits = Array(String(number.magnitude))
+        var text = number < 0 ? "-" : ""
+        for (index, digit) in digits.enumerated() {
+            if index > 0 && (digits.count - index) % 3 == 0 { text.append(",") }
+            text.append(digit)
+        }
+        return text
+    }
+}

@@ -25,6 +25,8 @@ public struct ImportValidator: Sendable {
     public private(set) var errorsDropped = 0
     /// The decoder ``add(line:number:acceptedSoFar:)`` uses.
     public let decoder: RecordJSONDecoder
+    /// The largest record encoding the log takes; a line whose record encodes to more is bad.
+    public let recordBytesMax: Int
     private let nowMs: Int64
     private var effects: [DispatchEffect] = []
     /// The state the import started from, kept for the switch to delivery tracking.
@@ -34,7 +36,9 @@ public struct ImportValidator: Sendable {
     ///   - state: the dispatcher as of the log's last position.
     ///   - retryDefaults: HERALD_RETRY_* defaults for registrations that omit them.
     ///   - nowMs: the clock reading that stamps lines without `ts` (`max(now, last ts)`).
-    public init(state: Dispatcher, retryDefaults: RetryConfig, nowMs: Int64, errorsMax: Int = 1000) {
+    ///   - recordBytesMax: the log's payload limit (16 MiB unless the log is configured otherwise).
+    public init(state: Dispatcher, retryDefaults: RetryConfig, nowMs: Int64, errorsMax: Int = 1000,
+                recordBytesMax: Int = RecordBinaryCodec.recordBytesMaxDefault) {
         self.start = state
         self.state = state
         // Deliveries are derived only once an attempt line needs them (see `add`).
@@ -42,6 +46,7 @@ public struct ImportValidator: Sendable {
         self.decoder = RecordJSONDecoder(retryDefaults: retryDefaults)
         self.nowMs = nowMs
         self.errorsMax = errorsMax
+        self.recordBytesMax = recordBytesMax
     }
 
     /// Validates one line (without its newline). Returns the record to append, or `nil`
@@ -96,6 +101,8 @@ public struct ImportValidator: Sendable {
             case .failure(let error):
                 throw error
             }
+            // Stateless, like decoding: the log would refuse the whole append for this line.
+            try RecordBinaryCodec.checkEncodedSize(body, limitBytes: recordBytesMax)
             if case .deliveryAttempted = body, !state.tracksDeliveries {
                 var full = start
                 var scratch: [DispatchEffect] = []

@@ -1,0 +1,331 @@
+import Foundation
+import Glibc
+import Herald
+import HeraldCore
+import Testing
+
+/// The `process` runtime under concurrency, timeouts and its environment (docs/EMBEDDING.md,
+/// "The `process` runtime").
+@Suite struct ProcessExecutorTests {
+    /// 64 attempts of a script that reads its stdin to EOF, 16 at a time, with the default
+    /// timeout: every one succeeds at its first attempt.
+    ///
+    /// The tests that measure time run `herald` in a process of its own: this test process
+    /// shares its cooperative pool (a thread per core) with every other suite, some of which
+    /// block it for seconds, and an engine in here can only record an outcome when it gets a
+    /// thread back.
+    @Test func scriptsReadingStdinAllSucceedAtConcurrency16() async throws {
+        let run = try await runScript("cat > /dev/null", events: 64, concurrency: 16, timeoutMs: 30_000)
+        #expect(run.deliveries.count == 64)
+        let failed = run.deliveries.filter { $0.status != .succeeded || $0.attempts != 1 }
+        #expect(failed.isEmpty, "not succeeded at the first attempt: \(failed.map { "\($0.id) \($0.status) \($0.lastError ?? "-")" })")
+    }
+
+    /// The same through `herald run` in a fresh process (as a user runs it): with blocking
+    /// waits on Dispatch's threads, the first round of 16 starved its own stdin writers, and
+    /// 16 of the 64 were recorded as "timed out after 3000 ms".
+    @Test func heraldRunScriptsReadingStdinAllSucceed() async throws {
+        guard FileManager.default.isExecutableFile(atPath: heraldBinary) else {
+            Issue.record("\(heraldBinary) is missing: build the herald product first (Tools/test does)")
+            return
+        }
+        try await withTemporaryDirectory { path in
+            let data = path + "/data"
+            try cliSetup(source: "cat > /dev/null", events: 64).write(toFile: path + "/in.jsonl", atomically: true, encoding: .utf8)
+            #expect(try await herald(["import", "--data", data, path + "/in.jsonl"], in: path).status == 0)
+            #expect(try await herald(["run", "--data", data, "--until-idle", "--quiet", "--concurrency", "16", "--timeout-ms", "3000"], in: path).status == 0)
+            let deliveries = try await herald(["deliveries", "--data", data, "--format", "jsonl"], in: path).output
+                .split(separator: "\n")
+            #expect(deliveries.count == 64)
+            let failed = deliveries.filter { !$0.contains(#""status":"succeeded""#) }
+            #expect(failed.isEmpty, "\(failed.count) of 64 did not succeed, the first: \(failed.first ?? "")")
+        }
+    }
+
+    /// `herald run --pass-env NAME` passes that variable of its environment and no other.
+    @Test func heraldRunPassesOnlyAllowListedVariables() async throws {
+        guard FileManager.default.isExecutableFile(atPath: heraldBinary) else {
+            Issue.record("\(heraldBinary) is missing: build the herald product first (Tools/test does)")
+            return
+        }
+        try await withTemporaryDirectory { path in
+            let data = path + "/data"
+            try cliSetup(source: "env > '\(path)/env.txt'", events: 1).write(toFile: path + "/in.jsonl", atomically: true, encoding: .utf8)
+            #expect(try await herald(["import", "--data", data, path + "/in.jsonl"], in: path).status == 0)
+            let extra = ["HERALD_TEST_CLI_PASSED": "passed value", "HERALD_TEST_CLI_SECRET": "secret value"]
+            #expect(try await herald(["run", "--data", data, "--until-idle", "--quiet", "--pass-env", "HERALD_TEST_CLI_PASSED"],
+                                     in: path, environment: extra).status == 0)
+            let seen = try String(contentsOfFile: path + "/env.txt", encoding: .utf8).split(separator: "\n")
+            #expect(seen.contains("HERALD_TEST_CLI_PASSED=passed value"))
+            #expect(!seen.contains { $0.hasPrefix("HERALD_TEST_CLI_SECRET=") }, "a variable not allow-listed reached the script")
+            #expect(seen.contains("HERALD_ATTEMPT=1"))
+            #expect(try await herald(["run", "--data", data, "--pass-env", "NOT-A-NAME"], in: path).status != 0, "a bad name is refused")
+        }
+    }
+
+    /// A script that writes much to stderr before it reads a large stdin (a 900 KB value) must
+    /// not deadlock with the executor feeding it: both pipes are served at once.
+    @Test func largeStdinAndStderrAtOnceDoNotDeadlock() async throws {
+        let value = "\"" + String(repeating: "v", count: 900_000) + "\""
+        let source = "head -c 300000 /dev/zero >&2; cat > /dev/null; echo done >&2; exit 3"
+        let run = try await runScript(source, events: 2, concurrency: 2, timeoutMs: 30_000, value: JSONText(value))
+        #expect(run.deliveries.map(\.status) == [.dead, .dead])
+        for delivery in run.deliveries {
+            #expect(delivery.lastError?.hasPrefix("exit 3: ") == true)
+            #expect(delivery.lastError?.hasSuffix("done") == true, "the stderr tail ends with the last line")
+        }
+    }
+
+    /// A timeout kills the script's whole process group: the `sleep` the shell forked does not
+    /// survive it, hold the stderr pipe and stall the round for its 6 seconds (two attempts
+    /// with a 200 ms timeout took 12 s).
+    @Test(arguments: [
+        "sleep 6.123; true",             // the shell waits for a forked sleep
+        "sleep 6.124 & wait",            // a background sleep, waited for
+        "(sleep 6.125; true) & sleep 6.126; true",  // a subshell's child, a grandchild
+    ])
+    func timeoutKillsTheWholeGroup(source: String) async throws {
+        guard FileManager.default.isExecutableFile(atPath: heraldBinary) else {
+            Issue.record("\(heraldBinary) is missing: build the herald product first (Tools/test does)")
+            return
+        }
+        let markers = markerArguments(in: source)
+        try await withTemporaryDirectory { path in
+            let data = path + "/data"
+            try cliSetup(source: source, events: 2).write(toFile: path + "/in.jsonl", atomically: true, encoding: .utf8)
+            #expect(try await herald(["import", "--data", data, path + "/in.jsonl"], in: path).status == 0)
+            let run = try await herald(["run", "--data", data, "--until-idle", "--quiet", "--concurrency", "2", "--timeout-ms", "200"], in: path)
+            #expect(run.status == 0)
+            #expect(run.elapsed < .seconds(5), "the round ended soon after its 200 ms timeout, not after the 6 s sleep (took \(run.elapsed))")
+            let deliveries = try await herald(["deliveries", "--data", data, "--format", "jsonl"], in: path).output.split(separator: "\n")
+            #expect(deliveries.count == 2)
+            #expect(deliveries.allSatisfy { $0.contains(#""status":"dead""#) && $0.contains(#""last_error":"timed out after 200 ms""#) },
+                    "\(deliveries)")
+            let left = await processesLeft(withArguments: markers)
+            #expect(left.isEmpty, "a process of the script's group outlived the timeout: \(left)")
+        }
+    }
+
+    /// Once the shell exits, what it left running in its group is killed: a background job
+    /// holding stderr would otherwise keep the attempt (and its round) open.
+    @Test func shellExitKillsItsBackgroundJobs() async throws {
+        guard FileManager.default.isExecutableFile(atPath: heraldBinary) else {
+            Issue.record("\(heraldBinary) is missing: build the herald product first (Tools/test does)")
+            return
+        }
+        try await withTemporaryDirectory { path in
+            let data = path + "/data"
+            try cliSetup(source: "sleep 6.127 & echo started >&2; exit 0", events: 1)
+                .write(toFile: path + "/in.jsonl", atomically: true, encoding: .utf8)
+            #expect(try await herald(["import", "--data", data, path + "/in.jsonl"], in: path).status == 0)
+            let run = try await herald(["run", "--data", data, "--until-idle", "--quiet", "--timeout-ms", "30000"], in: path)
+            #expect(run.status == 0)
+            #expect(run.elapsed < .seconds(5), "the attempt ended with its shell, not with its background job (took \(run.elapsed))")
+            let deliveries = try await herald(["deliveries", "--data", data, "--format", "jsonl"], in: path).output.split(separator: "\n")
+            #expect(deliveries.count == 1 && deliveries.allSatisfy { $0.contains(#""status":"succeeded""#) }, "\(deliveries)")
+            let left = await processesLeft(withArguments: ["6.127"])
+            #expect(left.isEmpty, "the background job outlived its shell: \(left)")
+        }
+    }
+
+    /// The /proc scan the tests above rely on finds a running process by its argument.
+    @Test func processScanFindsARunningProcess() async throws {
+        let sleeper = Process()
+        sleeper.executableURL = URL(fileURLWithPath: "/bin/sleep")
+        sleeper.arguments = ["7.321"]
+        try sleeper.run()
+        defer {
+            kill(sleeper.processIdentifier, SIGKILL)
+            sleeper.waitUntilExit()
+        }
+        #expect(scanProcesses(withArguments: ["7.321"]).contains(sleeper.processIdentifier))
+    }
+
+    /// Scripts see PATH, HOME, LANG and the invocation variables, not the rest of Herald's
+    /// environment (a secret set in it stays there).
+    @Test func scriptsGetTheDocumentedEnvironmentOnly() async throws {
+        #expect(secretIsSet)
+        let seen = try await scriptEnvironment(ProcessExecutor())
+        var expected: Set<String> = ["PATH", "HERALD_DELIVERY", "HERALD_ATTEMPT", "HERALD_TRIGGER_ID",
+                                     "HERALD_SCRIPT_ID", "HERALD_APP_ID"]
+        for name in ["HOME", "LANG"] where getenv(name) != nil { expected.insert(name) }
+        #expect(Set(seen.variables.keys) == expected)
+        #expect(seen.variables["HERALD_TEST_SECRET"] == nil, "a variable of Herald's environment leaked to the script")
+        #expect(seen.variables["PATH"] == (getenv("PATH").map { String(cString: $0) } ?? ProcessExecutor.defaultPath))
+        #expect(seen.variables["HERALD_DELIVERY"] == "5:\(seen.trigger)")
+        #expect(seen.variables["HERALD_ATTEMPT"] == "1")
+        #expect(seen.variables["HERALD_TRIGGER_ID"] == seen.trigger.description)
+        #expect(seen.variables["HERALD_SCRIPT_ID"] == seen.script.description)
+        #expect(seen.variables["HERALD_APP_ID"] == seen.app.description)
+    }
+
+    /// `passEnvironment` (`herald run --pass-env`) lets named variables through, and only them.
+    @Test func allowListedVariablesArePassed() async throws {
+        #expect(secretIsSet)
+        let seen = try await scriptEnvironment(ProcessExecutor(passEnvironment: ["HERALD_TEST_SECRET", "HERALD_TEST_UNSET"]))
+        #expect(seen.variables["HERALD_TEST_SECRET"] == "s3cret value")
+        #expect(seen.variables["HERALD_TEST_UNSET"] == nil, "a variable Herald does not have is not invented")
+        #expect(seen.variables.keys.filter { $0.hasPrefix("HERALD_TEST") } == ["HERALD_TEST_SECRET"])
+    }
+
+    @Test(arguments: [("PATH", true), ("_X1", true), ("a_b", true), ("", false), ("1A", false), ("A=B", false),
+                      ("A B", false), ("É", false)])
+    func variableNames(name: String, valid: Bool) {
+        #expect(ProcessExecutor.isVariableName(name) == valid)
+    }
+}
+
+private let heraldBinary = packageRoot + "/.build/debug/herald"
+
+/// Runs the `herald` binary without blocking a thread of the cooperative pool (it waits for
+/// the exit through a termination handler; stdout goes to a file in `directory`): its exit
+/// status, standard output and how long it ran.
+private func herald(_ arguments: [String], in directory: String,
+                    environment extra: [String: String] = [:]) async throws -> (status: Int32, output: String, elapsed: Duration) {
+    let outputPath = directory + "/herald-\(UUID().uuidString).out"
+    guard FileManager.default.createFile(atPath: outputPath, contents: nil),
+          let output = FileHandle(forWritingAtPath: outputPath) else {
+        throw CocoaError(.fileWriteUnknown, userInfo: [NSFilePathErrorKey: outputPath])
+    }
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: heraldBinary)
+    process.arguments = arguments
+    process.environment = ProcessInfo.processInfo.environment.merging(extra) { _, new in new }
+    process.standardOutput = output
+    process.standardError = FileHandle.nullDevice
+    let started = ContinuousClock.now
+    let status: Int32 = try await withCheckedThrowingContinuation { continuation in
+        process.terminationHandler = { ended in continuation.resume(returning: ended.terminationStatus) }
+        do {
+            try process.run()
+        } catch {
+            process.terminationHandler = nil
+            continuation.resume(throwing: error)
+        }
+    }
+    let elapsed = ContinuousClock.now - started
+    try output.close()
+    let text = try String(contentsOfFile: outputPath, encoding: .utf8)
+    return (status, text, elapsed)
+}
+
+/// JSON Lines for `herald import`: one `process` script on collection `c` (one attempt, no
+/// retry) and `events` KV records for it.
+private func cliSetup(source: String, events: Int) -> String {
+    let admin = "a0000000-0000-4000-8000-000000000001", app = "b0000000-0000-4000-8000-000000000001"
+    let script = "c0000000-0000-4000-8000-000000000001", trigger = "d0000000-0000-4000-8000-000000000001"
+    let escaped = source.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"")
+    var lines = [
+        #"{"type":"admin_user.created","admin_user_id":"\#(admin)","email":"ops@example.com"}"#,
+        #"{"type":"app.created","app_id":"\#(app)","name":"shop"}"#,
+        #"{"type":"script.registered","script_id":"\#(script)","app_id":"\#(app)","name":"s","runtime":"process","source":"\#(escaped)"}"#,
+        #"{"type":"trigger.registered","trigger_id":"\#(trigger)","app_id":"\#(app)","script_id":"\#(script)","kind":"kv","registered_by":"\#(admin)","kv":{"collection_glob":"c","ops":[]},"retry":{"max_attempts":1}}"#,
+    ]
+    for index in 0..<events {
+        lines.append(#"{"type":"kv.insert","app_id":"\#(app)","collection":"c","key":"k\#(index)","value":1}"#)
+    }
+    return lines.joined(separator: "\n") + "\n"
+}
+
+/// Set once (a new variable), before any executor reads the environment for it.
+private let secretIsSet: Bool = setenv("HERALD_TEST_SECRET", "s3cret value", 1) == 0
+
+private struct ScriptRun {
+    var deliveries: [Delivery]
+}
+
+/// Runs `events` KV records through one `process` script (one attempt each, no retry) under a
+/// fresh engine and returns the deliveries.
+private func runScript(_ source: String, events: Int, concurrency: Int, timeoutMs: Int64,
+                       value: JSONText = "1", executor: ProcessExecutor = ProcessExecutor()) async throws -> ScriptRun {
+    let (admin, app, script, trigger) = (testID(1), testID(2), testID(3), testID(4))
+    return try await withTemporaryDirectory { path in
+        let directory = DataDirectory(path: path)
+        let herald = try Herald.open(directory: directory, options: HeraldOptions(
+            durability: .none, clock: VirtualClock(startMs: 1_700_000_000_000),
+            executor: RuntimeRouter(["process": executor]), concurrency: concurrency, attemptTimeoutMs: timeoutMs))
+        try herald.append([
+            .adminUserCreated(adminUserID: admin, email: "ops@example.com"),
+            .appCreated(appID: app, name: "shop"),
+            .scriptRegistered(ScriptRegistration(scriptID: script, appID: app, name: "s", runtime: "process", source: source)),
+            .triggerRegistered(TriggerRegistration(triggerID: trigger, appID: app, scriptID: script, kind: .kv,
+                                                   retry: RetryConfig(maxAttempts: 1, backoff: .constant, baseMs: 100),
+                                                   registeredBy: admin, kv: KVDetails(collectionGlob: "c", ops: []))),
+        ])
+        try herald.append((0..<events).map { .kv(KVMutation(op: .insert, appID: app, collection: "c", key: "k\($0)", value: value)) })
+        try await herald.run(untilIdle: true)
+        try herald.close()
+        return ScriptRun(deliveries: try directory.deliveries())
+    }
+}
+
+private struct SeenEnvironment {
+    var variables: [String: String]
+    var app: HeraldID
+    var script: HeraldID
+    var trigger: HeraldID
+}
+
+/// The environment one attempt's script sees (without the variables the shell sets itself).
+private func scriptEnvironment(_ executor: ProcessExecutor) async throws -> SeenEnvironment {
+    try await withTemporaryDirectory { path in
+        let (admin, app, script, trigger) = (testID(1), testID(2), testID(3), testID(4))
+        let output = path + "/env.txt"
+        let directory = DataDirectory(path: path + "/data")
+        let herald = try Herald.open(directory: directory, options: HeraldOptions(
+            durability: .none, clock: VirtualClock(startMs: 1_700_000_000_000), executor: RuntimeRouter(["process": executor])))
+        try herald.append([
+            .adminUserCreated(adminUserID: admin, email: "ops@example.com"),
+            .appCreated(appID: app, name: "shop"),
+            .scriptRegistered(ScriptRegistration(scriptID: script, appID: app, name: "s", runtime: "process",
+                                                 source: "env > '\(output)'")),
+            .triggerRegistered(TriggerRegistration(triggerID: trigger, appID: app, scriptID: script, kind: .kv,
+                                                   retry: .builtIn, registeredBy: admin,
+                                                   kv: KVDetails(collectionGlob: "c", ops: []))),
+        ])
+        let position = try herald.append(.kv(KVMutation(op: .insert, appID: app, collection: "c", key: "k", value: "1")))
+        #expect(position == 5)
+        try await herald.run(untilIdle: true)
+        try herald.close()
+        #expect(try directory.deliveries().map(\.status) == [.succeeded])
+        let text = try String(contentsOfFile: output, encoding: .utf8)
+        var variables: [String: String] = [:]
+        for line in text.split(separator: "\n") {
+            guard let equals = line.firstIndex(of: "=") else { continue }
+            variables[String(line[..<equals])] = String(line[line.index(after: equals)...])
+        }
+        // Set by the shell itself, not passed by Herald.
+        for name in ["PWD", "OLDPWD", "SHLVL", "_"] { variables[name] = nil }
+        return SeenEnvironment(variables: variables, app: app, script: script, trigger: trigger)
+    }
+}
+
+/// The `sleep` durations in a script (`6.123`): arguments unique to its processes.
+private func markerArguments(in source: String) -> [String] {
+    source.split(whereSeparator: { $0 == " " || $0 == ";" || $0 == "(" || $0 == ")" || $0 == "&" })
+        .map(String.init).filter { $0.hasPrefix("6.") }
+}
+
+/// Processes whose command line has one of `arguments`, after waiting up to a second for
+/// killed ones to go (a SIGKILLed process is gone within milliseconds; one that survived its
+/// group's kill sleeps for seconds).
+private func processesLeft(withArguments arguments: [String]) async -> [pid_t] {
+    var found = scanProcesses(withArguments: arguments)
+    for _ in 0..<20 where !found.isEmpty {
+        try? await Task.sleep(for: .milliseconds(50))
+        found = scanProcesses(withArguments: arguments)
+    }
+    return found
+}
+
+/// Processes in /proc whose command line has one of `arguments` (zombies have none).
+private func scanProcesses(withArguments arguments: [String]) -> [pid_t] {
+    guard let entries = try? FileManager.default.contentsOfDirectory(atPath: "/proc") else { return [] }
+    var found: [pid_t] = []
+    for entry in entries {
+        guard let pid = pid_t(entry), let data = FileManager.default.contents(atPath: "/proc/\(entry)/cmdline") else { continue }
+        let words = data.split(separator: 0).map { String(decoding: $0, as: UTF8.self) }
+        if words.contains(where: { arguments.contains($0) }) { found.append(pid) }
+    }
+    return found
+}
