@@ -86,9 +86,8 @@ import Testing
         #expect(interrupted > points)
     }
 
-    /// A failed write (the 9th, the 14th) or sync (the 5th, the 8th: opening syncs the new
-    /// segment, the watermark file and the directory twice), while batches are queued.
-    static let faults: [SimulatedFileSystem.Fault] = [.failWrite(n: 9, errno: ENOSPC), .failWrite(n: 14, errno: EIO), .failSync(n: 5, errno: EIO), .failSync(n: 8, errno: ENOSPC)]
+    /// A failed write (the 9th, the 14th) or sync (the 3rd, the 6th), while batches are queued.
+    static let faults: [SimulatedFileSystem.Fault] = [.failWrite(n: 9, errno: ENOSPC), .failWrite(n: 14, errno: EIO), .failSync(n: 3, errno: EIO), .failSync(n: 6, errno: ENOSPC)]
 
     @Test(arguments: faults)
     func aFailedWriteOrSyncInThePipelineFailsTheWriterClosed(fault: SimulatedFileSystem.Fault) throws {

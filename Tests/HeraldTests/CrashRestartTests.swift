@@ -8,17 +8,14 @@ import Testing
 @Suite struct CrashRestartTests {
     var heraldBinary: String { packageRoot + "/.build/debug/herald" }
 
-    @discardableResult
-    func herald(_ arguments: [String], wait: Bool = true) throws -> (Process, Pipe) {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: heraldBinary)
-        process.arguments = arguments
-        let output = Pipe()
-        process.standardOutput = output
-        process.standardError = FileHandle.nullDevice
-        try process.run()
-        if wait { process.waitUntilExit() }
-        return (process, output)
+    /// Starts `herald` (awaited without blocking a concurrency thread: ``ChildProgram``).
+    func start(_ arguments: [String]) throws -> ChildProgram {
+        try ChildProgram(heraldBinary, arguments)
+    }
+
+    /// Runs `herald` to its end.
+    func herald(_ arguments: [String]) async throws -> ProgramRun {
+        try await start(arguments).wait()
     }
 
     @Test func sigkillDuringRunLosesNothing() async throws {
@@ -48,25 +45,23 @@ import Testing
             }
             let input = path + "/setup.jsonl"
             try lines.joined(separator: "\n").write(toFile: input, atomically: true, encoding: .utf8)
-            let (importer, _) = try herald(["import", "--data", data, input])
-            #expect(importer.terminationStatus == 0)
+            let importer = try await herald(["import", "--data", data, input])
+            #expect(importer.status == 0)
 
             var random = SeededRandom(seed: 2026)
             for round in 0..<12 {
-                let (runner, _) = try herald(["run", "--data", data, "--until-idle", "--quiet", "--concurrency", "4"], wait: false)
+                let runner = try start(["run", "--data", data, "--until-idle", "--quiet", "--concurrency", "4"])
                 try await Task.sleep(for: .milliseconds(Int.random(in: 80...400, using: &random)))
-                if runner.isRunning {
-                    kill(runner.processIdentifier, SIGKILL)
-                }
-                runner.waitUntilExit()
+                runner.kill()
+                _ = await runner.wait()
                 _ = round
             }
-            let (last, _) = try herald(["run", "--data", data, "--until-idle", "--quiet"])
-            #expect(last.terminationStatus == 0)
+            let last = try await herald(["run", "--data", data, "--until-idle", "--quiet"])
+            #expect(last.status == 0)
 
-            let (listing, pipe) = try herald(["deliveries", "--data", data, "--format", "jsonl"])
-            #expect(listing.terminationStatus == 0)
-            let text = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+            let listing = try await herald(["deliveries", "--data", data, "--format", "jsonl"])
+            #expect(listing.status == 0)
+            let text = listing.stdout
             let deliveries = text.split(separator: "\n")
             // 60 events → 60 (ok) + 40 (flaky, users:*) + 20 (broken, orders) kv deliveries,
             // plus one dead-letter delivery per dead kv delivery.
@@ -77,8 +72,8 @@ import Testing
             let deadLetterDeliveries = deliveries.filter { $0.contains(#""source_kind":"dead_letter""#) }.count
             #expect(dead >= 20, "every 'broken' delivery died (exit 75 = not retryable)")
             #expect(deadLetterDeliveries == dead, "each dead kv delivery caused one dead-letter delivery")
-            let (verify, _) = try herald(["verify", "--data", data])
-            #expect(verify.terminationStatus == 0, "herald verify passes after the crashes")
+            let verify = try await herald(["verify", "--data", data])
+            #expect(verify.status == 0, "herald verify passes after the crashes")
         }
     }
 
@@ -97,22 +92,22 @@ import Testing
             }
             let input = path + "/log.jsonl"
             try lines.joined(separator: "\n").write(toFile: input, atomically: true, encoding: .utf8)
-            #expect(try herald(["import", "--data", data, input]).0.terminationStatus == 0)
+            #expect(try await herald(["import", "--data", data, input]).status == 0)
             var interrupted = false
             for delay in [100, 200, 400] {
-                let (projector, _) = try herald(["project", "--data", data], wait: false)
+                let projector = try start(["project", "--data", data])
                 try await Task.sleep(for: .milliseconds(delay))
                 if projector.isRunning {
-                    kill(projector.processIdentifier, SIGKILL)
+                    projector.kill()
                     interrupted = true
                 }
-                projector.waitUntilExit()
+                _ = await projector.wait()
             }
             let projection = try DataDirectory(path: data).openProjection()
             let checkpoint = try projection.checkpoint().position
             #expect(checkpoint <= UInt64(lines.count))
-            #expect(try herald(["project", "--data", data]).0.terminationStatus == 0)
-            #expect(try herald(["verify", "--data", data]).0.terminationStatus == 0, "resumed projection equals a rebuild")
+            #expect(try await herald(["project", "--data", data]).status == 0)
+            #expect(try await herald(["verify", "--data", data]).status == 0, "resumed projection equals a rebuild")
             #expect(interrupted, "at least one run was killed mid-way (the log was too small to interrupt)")
             let directory = DataDirectory(path: data)
             try directory.rebuildProjection()

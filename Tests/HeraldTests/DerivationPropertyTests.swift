@@ -91,15 +91,7 @@ import Testing
                     let binary = packageRoot + "/.build/debug/herald"
                     var outputs: [String] = []
                     for _ in 0..<2 {
-                        let process = Process()
-                        process.executableURL = URL(fileURLWithPath: binary)
-                        process.arguments = ["deliveries", "--data", path, "--format", "jsonl"]
-                        let pipe = Pipe()
-                        process.standardOutput = pipe
-                        try process.run()
-                        let data = pipe.fileHandleForReading.readDataToEndOfFile()
-                        process.waitUntilExit()
-                        outputs.append(String(decoding: data, as: UTF8.self))
+                        outputs.append(try await runProgram(binary, ["deliveries", "--data", path, "--format", "jsonl"]).stdout)
                     }
                     #expect(outputs[0] == expected, "seed \(seed): CLI output equals the library's")
                     #expect(outputs[0] == outputs[1], "seed \(seed): identical across processes")

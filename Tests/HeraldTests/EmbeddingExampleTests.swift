@@ -120,8 +120,10 @@ func embeddingExample(dataPath: String, clock: any HeraldClock) async throws -> 
 
     @Test func exampleRunsOnTheSystemClock() async throws {
         // Real time: the retry waits the real 1000 ms backoff.
-        let lines = try await withTemporaryDirectory { path in
-            try await embeddingExample(dataPath: path, clock: SystemClock())
+        let lines = try await atHighPriority {
+            try await withTemporaryDirectory { path in
+                try await embeddingExample(dataPath: path, clock: SystemClock())
+            }
         }
         #expect(lines.contains("welcome: succeeded after 2 attempt(s), principal ops@example.com"))
         #expect(lines.last == "kv.update at position 11: 11:d0000000-0000-4000-8000-000000000002 succeeded")
@@ -189,7 +191,8 @@ func embeddingExample(dataPath: String, clock: any HeraldClock) async throws -> 
         let executor = RuntimeRouter(["process": ProcessExecutor()], fallback: ClosureExecutor(fallback: { _ in
             ExecutionResult(.ok, durationMs: 5_000)
         }))
-        let deliveries = try await withTemporaryDirectory { path in
+        // Real processes against a real 1 s timeout: at high priority (see `atHighPriority`).
+        let deliveries = try await atHighPriority { try await withTemporaryDirectory { path in
             let directory = DataDirectory(path: path)
             let herald = try Herald.open(directory: directory, options: HeraldOptions(
                 durability: .none, clock: VirtualClock(startMs: 1_700_000_000_000), executor: executor,
@@ -211,7 +214,7 @@ func embeddingExample(dataPath: String, clock: any HeraldClock) async throws -> 
             try await herald.run(untilIdle: true)
             try herald.close()
             return try directory.deliveries()
-        }
+        } }
         let summary = deliveries.map { "\($0.status) \($0.attempts) \($0.lastError ?? "-")" }
         #expect(summary == [
             "succeeded 1 -",

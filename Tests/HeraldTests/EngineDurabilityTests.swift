@@ -50,6 +50,10 @@ import Testing
 /// `Projector.paceRecords` records, then a pause as long as they took), and catches up.
 @Suite struct BackgroundProjectionTests {
     @Test func aBacklogIsProjectedWhileRunGoesOn() async throws {
+        try await atHighPriority { try await Self.backlogIsProjected() }
+    }
+
+    static func backlogIsProjected() async throws {
         try await withTemporaryDirectory { path in
             let data = DataDirectory(path: path)
             let herald = try Herald.open(directory: data, options: HeraldOptions(

@@ -90,6 +90,10 @@ import Testing
     /// time, never more than `concurrency` of them: 12 deliveries whose script sleeps 200 ms,
     /// 4 at a time.
     @Test func attemptsThatWaitRunConcurrentlyUpToTheLimit() async throws {
+        try await atHighPriority { try await Self.attemptsThatWaitRunConcurrently() }
+    }
+
+    static func attemptsThatWaitRunConcurrently() async throws {
         let running = Mutex((now: 0, most: 0))
         let executor = ClosureExecutor(fallback: { _ in
             running.withLock { $0.now += 1; $0.most = max($0.most, $0.now) }

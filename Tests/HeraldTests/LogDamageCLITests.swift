@@ -17,29 +17,9 @@ import Testing
         return true
     }
 
-    struct Run {
-        var status: Int32
-        var killed: Bool
-        var stdout: String
-        var stderr: String
-    }
-
-    /// Runs `herald` with `arguments` (and extra environment) to the end.
-    static func herald(_ arguments: [String], environment: [String: String] = [:], binary: String = heraldBinary) throws -> Run {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: binary)
-        process.arguments = arguments
-        process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
-        let out = Pipe(), err = Pipe()
-        process.standardOutput = out
-        process.standardError = err
-        try process.run()
-        // Read before waiting: a full pipe would block the child.
-        let stdout = out.fileHandleForReading.readDataToEndOfFile()
-        let stderr = err.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        return Run(status: process.terminationStatus, killed: process.terminationReason == .uncaughtSignal,
-                   stdout: String(decoding: stdout, as: UTF8.self), stderr: String(decoding: stderr, as: UTF8.self))
+    /// Runs `herald` (or `binary`) with `arguments` and extra environment to the end.
+    static func herald(_ arguments: [String], environment: [String: String] = [:], binary: String = heraldBinary) async throws -> ProgramRun {
+        try await runProgram(binary, arguments, environment: environment)
     }
 
     static let admin = "a0000000-0000-4000-8000-000000000001", app = "b0000000-0000-4000-8000-000000000001"
@@ -72,7 +52,7 @@ import Testing
         try await withTemporaryDirectory { path in
             let data = path + "/data", input = path + "/in.jsonl"
             try Self.importFile(input, count: 20_000)
-            #expect(try Self.herald(["import", "--data", data, input]).status == 0)
+            #expect(try await Self.herald(["import", "--data", data, input]).status == 0)
             let segment = data + "/log/00000000000000000001.log"
             let original = Array(try Data(contentsOf: URL(fileURLWithPath: segment)))
             let last = try #require(Self.blocks(original).last)
@@ -84,32 +64,32 @@ import Testing
             let lost = "\(last.base)…20000"
 
             // Every writer refuses, naming the acknowledged positions; nothing changes.
-            let append = try Self.herald(["append", "--data", data, #"{"type":"app.created","app_id":"b0000000-0000-4000-8000-0000000000ff","name":"x"}"#])
+            let append = try await Self.herald(["append", "--data", data, #"{"type":"app.created","app_id":"b0000000-0000-4000-8000-0000000000ff","name":"x"}"#])
             #expect(append.status != 0)
             #expect(append.stderr.contains("Positions \(lost) were acknowledged and are damaged"), "\(append.stderr)")
             #expect(append.stderr.contains("herald repair --accept-loss"))
             #expect(Array(try Data(contentsOf: URL(fileURLWithPath: segment))) == damaged, "a refused writer changed the segment")
             // Every reader agrees.
             for command in [["dump"], ["verify"], ["deliveries", "--format", "jsonl"], ["stats"]] {
-                let run = try Self.herald(command + ["--data", data])
+                let run = try await Self.herald(command + ["--data", data])
                 #expect(run.status != 0, "\(command) exited 0 on acknowledged damage")
                 #expect(run.stderr.contains(lost), "\(command): \(run.stderr)")
             }
-            let refusedRepair = try Self.herald(["repair", "--data", data])
+            let refusedRepair = try await Self.herald(["repair", "--data", data])
             #expect(refusedRepair.status != 0 && refusedRepair.stderr.contains("--accept-loss"))
             #expect(Array(try Data(contentsOf: URL(fileURLWithPath: segment))) == damaged)
 
             // The operator accepts the loss: the bytes go to quarantine, on record.
-            let repair = try Self.herald(["repair", "--data", data, "--accept-loss"])
+            let repair = try await Self.herald(["repair", "--data", data, "--accept-loss"])
             #expect(repair.status == 0, "\(repair.stderr)")
             #expect(repair.stdout.contains("positions \(lost), which were acknowledged and are damaged"), "\(repair.stdout)")
             let quarantine = data + "/log/quarantine/00000000000000000001.log.\(last.offset).cut"
             #expect(Array(try Data(contentsOf: URL(fileURLWithPath: quarantine))) == Array(damaged[last.offset...]))
             let journal = try String(contentsOfFile: data + "/log/recovery.jsonl", encoding: .utf8)
             #expect(journal.contains(#""first_position":\#(last.base),"last_position":20000,"acknowledged_loss":true"#), "\(journal)")
-            #expect(try Self.herald(["verify", "--data", data]).status == 0)
+            #expect(try await Self.herald(["verify", "--data", data]).status == 0)
             // Positions come back only now, after the recorded, accepted loss.
-            let next = try Self.herald(["append", "--data", data, #"{"type":"app.created","app_id":"b0000000-0000-4000-8000-0000000000ff","name":"x"}"#])
+            let next = try await Self.herald(["append", "--data", data, #"{"type":"app.created","app_id":"b0000000-0000-4000-8000-0000000000ff","name":"x"}"#])
             #expect(next.stdout.trimmingCharacters(in: .whitespacesAndNewlines) == "\(last.base)")
         }
     }
@@ -126,7 +106,7 @@ import Testing
             var partialOnDisk = 0
             for (round, point) in stride(from: 6, through: 64, by: 2).enumerated() {
                 let data = path + "/data\(point)"
-                let run = try Self.herald(["import", "--data", data, input], environment: ["HERALD_TEST_KILL_AT": "write:\(point)"])
+                let run = try await Self.herald(["import", "--data", data, input], environment: ["HERALD_TEST_KILL_AT": "write:\(point)"])
                 let context = "killed before write \(point)"
                 #expect(run.killed || run.status == 0, "\(context): \(run.stderr)")
                 let bytes = (try? Data(contentsOf: URL(fileURLWithPath: data + "/log/00000000000000000001.log"))).map(Array.init) ?? []
@@ -148,7 +128,7 @@ import Testing
                 try writer.close()
                 // Run again where nothing survived: the whole import goes in, once.
                 if seen == 0, round % 15 == 0 {
-                    let again = try Self.herald(["import", "--data", data, input])
+                    let again = try await Self.herald(["import", "--data", data, input])
                     #expect(again.status == 0, "\(context): the rerun failed: \(again.stderr)")
                     #expect(try directory.openReader().lastPosition == 100_000)
                 }

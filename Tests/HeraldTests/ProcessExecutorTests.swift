@@ -15,7 +15,7 @@ import Testing
     /// block it for seconds, and an engine in here can only record an outcome when it gets a
     /// thread back.
     @Test func scriptsReadingStdinAllSucceedAtConcurrency16() async throws {
-        let run = try await runScript("cat > /dev/null", events: 64, concurrency: 16, timeoutMs: 30_000)
+        let run = try await atHighPriority { try await runScript("cat > /dev/null", events: 64, concurrency: 16, timeoutMs: 30_000) }
         #expect(run.deliveries.count == 64)
         let failed = run.deliveries.filter { $0.status != .succeeded || $0.attempts != 1 }
         #expect(failed.isEmpty, "not succeeded at the first attempt: \(failed.map { "\($0.id) \($0.status) \($0.lastError ?? "-")" })")
@@ -68,7 +68,7 @@ import Testing
     @Test func largeStdinAndStderrAtOnceDoNotDeadlock() async throws {
         let value = "\"" + String(repeating: "v", count: 900_000) + "\""
         let source = "head -c 300000 /dev/zero >&2; cat > /dev/null; echo done >&2; exit 3"
-        let run = try await runScript(source, events: 2, concurrency: 2, timeoutMs: 30_000, value: JSONText(value))
+        let run = try await atHighPriority { try await runScript(source, events: 2, concurrency: 2, timeoutMs: 30_000, value: JSONText(value)) }
         #expect(run.deliveries.map(\.status) == [.dead, .dead])
         for delivery in run.deliveries {
             #expect(delivery.lastError?.hasPrefix("exit 3: ") == true)

@@ -17,6 +17,16 @@ import Testing
         return out
     }
 
+    /// `chmod -R u+w`, so the temporary directory can be removed.
+    static func makeWritable(_ path: String) {
+        chmod(path, 0o755)
+        for name in (try? FileManager.default.subpathsOfDirectory(atPath: path)) ?? [] {
+            var info = stat()
+            let full = path + "/" + name
+            if stat(full, &info) == 0 { chmod(full, (info.st_mode & 0o7777) | 0o200) }
+        }
+    }
+
     @Test func readsWorkOnAReadOnlyDataDirectory() async throws {
         guard LogDamageCLITests.binaryIsBuilt() else { return }
         // Root ignores permissions: read as `nobody` through setpriv, as a real operator would be.
@@ -28,16 +38,16 @@ import Testing
         try await withTemporaryDirectory { path in
             let data = path + "/data"
             chmod(path, 0o755)
-            #expect(try LogDamageCLITests.herald(["import", "--data", data, packageRoot + "/fixtures/logs/dead-letter-chain/log.jsonl"]).status == 0)
-            #expect(try LogDamageCLITests.herald(["project", "--data", data]).status == 0)
+            #expect(try await LogDamageCLITests.herald(["import", "--data", data, packageRoot + "/fixtures/logs/dead-letter-chain/log.jsonl"]).status == 0)
+            #expect(try await LogDamageCLITests.herald(["project", "--data", data]).status == 0)
             let commands = [["dump"], ["stats"], ["deliveries", "--format", "jsonl"], ["triggers", "--format", "jsonl"], ["explain", "8"],
                             ["explain", "8:d0000000-0000-4000-8000-000000000001"], ["status"], ["verify"]]
             var expected: [String] = []
             for command in commands {
-                expected.append(try LogDamageCLITests.herald(command + ["--data", data]).stdout)
+                expected.append(try await LogDamageCLITests.herald(command + ["--data", data]).stdout)
             }
-            #expect(try LogDamageCLITests.herald(["-R", "a-w", data], binary: "/bin/chmod").status == 0)
-            defer { _ = try? LogDamageCLITests.herald(["-R", "u+w", data], binary: "/bin/chmod") }
+            #expect(try await LogDamageCLITests.herald(["-R", "a-w", data], binary: "/bin/chmod").status == 0)
+            defer { Self.makeWritable(data) }
             let before = try Self.listing(data)
             for (command, output) in zip(commands, expected) {
                 var arguments = command + ["--data", data]
@@ -46,7 +56,7 @@ import Testing
                     arguments = ["--reuid=65534", "--regid=65534", "--clear-groups", binary] + arguments
                     binary = "/usr/bin/setpriv"
                 }
-                let run = try LogDamageCLITests.herald(arguments, binary: binary)
+                let run = try await LogDamageCLITests.herald(arguments, binary: binary)
                 #expect(run.status == 0, "\(command) on a read-only directory: \(run.stderr)")
                 if command != ["status"] {  // status prints "due now" against the wall clock
                     #expect(run.stdout == output, "\(command) read something else on a read-only directory")
@@ -61,7 +71,7 @@ import Testing
         try await withTemporaryDirectory { path in
             let missing = path + "/nowhere"
             for command in [["verify"], ["dump"], ["stats"], ["deliveries"], ["status"], ["triggers"]] {
-                let run = try LogDamageCLITests.herald(command + ["--data", missing])
+                let run = try await LogDamageCLITests.herald(command + ["--data", missing])
                 #expect(run.status != 0, "\(command) exited 0 on a missing data directory")
                 #expect(run.stderr.contains("There is no data directory at \(missing)"), "\(command): \(run.stderr)")
                 #expect(!FileManager.default.fileExists(atPath: missing), "\(command) created the data directory")

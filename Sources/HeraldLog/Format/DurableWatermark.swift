@@ -75,9 +75,9 @@ struct DurableWatermark: Equatable, Sendable {
         }
         let valid = slots.compactMap { $0 }
         guard let best = valid.max(by: { $0.sequence < $1.sequence }) else {
-            // Shorter than its two slots: its creation was cut short (a writer creates it with
-            // both slots in one write and syncs it before relying on it).
-            if got < 2 * slotBytes { return nil }
+            // Shorter than its two slots, or zeros: its creation was cut short by a power loss
+            // (a writer creates it with both slots in one write, synced later).
+            if got < 2 * slotBytes || bytes[0..<got].allSatisfy({ $0 == 0 }) { return nil }
             throw LogError.damagedWatermark(path: path, reason: "neither of its two slots holds a valid watermark (\(got) bytes)")
         }
         return best
@@ -104,8 +104,9 @@ final class WatermarkFile: Sendable {
     }
 
     /// Opens the watermark file of `directory`, starting from `loaded`. A missing (or never
-    /// fully written) file is created with both slots valid, synced with the directory, so a
-    /// later torn slot write always leaves the other one readable.
+    /// fully written) file gets both slots written at once, not synced: it is synced with the
+    /// first store that needs it (a power loss before then leaves no file, an empty one or
+    /// zeros, all of which read as no watermark).
     static func open(_ fs: any LogFileSystem, directory: String, loaded: DurableWatermark?) throws -> WatermarkFile {
         let path = SegmentFiles.join(directory, DurableWatermark.fileName)
         let file = try fs.open(path, mode: .create)
@@ -117,9 +118,9 @@ final class WatermarkFile: Sendable {
             let bytes = DurableWatermark(sequence: 0, position: position).encode() + DurableWatermark(sequence: 1, position: position).encode()
             try file.truncate(to: 0)
             try bytes.withUnsafeBytes { try file.write($0, at: 0) }
-            try file.sync()
-            try fs.syncDirectory(directory)
-            return WatermarkFile(file: file, current: DurableWatermark(sequence: 1, position: position))
+            let opened = WatermarkFile(file: file, current: DurableWatermark(sequence: 1, position: position))
+            opened.state.withLock { $0.dirty = true }
+            return opened
         } catch {
             file.close()
             throw error

@@ -167,8 +167,10 @@ enum Recovery {
         guard let lastBase = plan.bases.last, let last = plan.last else {
             let active = try createSegment(directory: directory, base: 1, fileSystem: fs)
             let watermark = try WatermarkFile.open(fs, directory: directory, loaded: plan.watermark)
-            if plan.acknowledgedLoss != nil { try watermark.write(0) }
-            try watermark.sync()
+            if plan.acknowledgedLoss != nil {
+                try watermark.write(0)
+                try watermark.sync()
+            }
             return Opened(report: RecoveryReport(segmentCount: 1, lastPosition: 0, truncation: nil, rebuiltIndexes: []),
                           active: active, lastTs: 0, watermark: watermark)
         }
@@ -204,24 +206,20 @@ enum Recovery {
             // Preallocated space whose filler header was not written yet: restore it.
             allocated = try restoreFiller(file, at: bad.offset, size: plan.lastSize)
             try file.sync()
-        } else {
-            // What the last writer wrote may still be only in the page cache (it was killed
-            // before a sync, with `.interval` or `.none`): the watermark below must not claim
-            // more than the disk holds.
-            try file.sync()
         }
         let committed = last.committed
         let entries = Array(last.entries.prefix(committed.entries))
         if try refreshIndex(fs, directory: directory, base: lastBase, entries: entries, fileSize: committed.offset) {
             rebuilt.append(SegmentFiles.indexName(base: lastBase))
         }
+        // The watermark stays where it was: what the last writer wrote after its last sync may
+        // still be only in the page cache (`.interval`, `.none`), and this writer's first sync
+        // covers it. After an accepted loss it comes down to the new end, synced at once.
         let watermark = try WatermarkFile.open(fs, directory: directory, loaded: plan.watermark)
         if plan.acknowledgedLoss != nil {
             try watermark.write(committed.nextPosition - 1)
-        } else {
-            try watermark.store(committed.nextPosition - 1)
+            try watermark.sync()
         }
-        try watermark.sync()
         let index = try fs.open(SegmentFiles.join(directory, SegmentFiles.indexName(base: lastBase)), mode: .readWrite)
         keepOpen = true
         let active = ActiveSegment(base: lastBase, file: file, index: index, size: committed.offset, allocated: max(allocated, committed.offset),
