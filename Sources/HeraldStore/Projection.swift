@@ -55,14 +55,22 @@ public final class Projection: @unchecked Sendable {
             return
         }
         try database.execute("PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON; PRAGMA wal_autocheckpoint=16384; PRAGMA cache_size=-65536;")
-        let version = try database.rows("PRAGMA user_version").first?.first?.integer ?? 0
+        var version = try database.rows("PRAGMA user_version").first?.first?.integer ?? 0
         if version == 0 {
-            let tables = try database.rows("SELECT count(*) FROM sqlite_master WHERE type = 'table'").first?.first?.integer ?? 0
-            guard tables == 0 else {
-                throw StoreError.foreignDatabase(path: path)
+            // Checked again under the write lock: two processes opening a new projection at once
+            // (`herald run` and `herald verify`) must not both create the schema.
+            version = try database.transaction {
+                let now = try database.rows("PRAGMA user_version").first?.first?.integer ?? 0
+                guard now == 0 else { return now }
+                let tables = try database.rows("SELECT count(*) FROM sqlite_master WHERE type = 'table'").first?.first?.integer ?? 0
+                guard tables == 0 else {
+                    throw StoreError.foreignDatabase(path: path)
+                }
+                try database.execute(ProjectionSchema.sql)
+                return ProjectionSchema.version
             }
-            try database.transaction { try database.execute(ProjectionSchema.sql) }
-        } else if version != ProjectionSchema.version && version != 1 {
+        }
+        if version != ProjectionSchema.version && version != 1 {
             // (Version 1 differs only in how the outbox tables' CHECK lists are spelled: the
             // same rules, slower to evaluate. It is used as it is; a rebuild makes it 2.)
             throw StoreError.schemaVersion(path: path, found: version, expected: ProjectionSchema.version)

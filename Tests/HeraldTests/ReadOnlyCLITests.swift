@@ -79,3 +79,40 @@ import Testing
         }
     }
 }
+
+/// `herald verify` while another process appends (a `herald run` recording outcomes and
+/// projecting): every run passes — it checks the log through the end it first read and
+/// compares one snapshot of the projection with a rebuild to the same position.
+@Suite struct VerifyWhileAppendingTests {
+    @Test func verifyPassesWhileRunAppends() async throws {
+        guard LogDamageCLITests.binaryIsBuilt() else { return }
+        try await withTemporaryDirectory { path in
+            let data = path + "/data", input = path + "/in.jsonl"
+            let (admin, app) = (LogDamageCLITests.admin, LogDamageCLITests.app)
+            var text = #"{"type":"admin_user.created","admin_user_id":"\#(admin)","email":"ops@example.com"}"# + "\n"
+            text += #"{"type":"app.created","app_id":"\#(app)","name":"shop"}"# + "\n"
+            text += #"{"type":"script.registered","script_id":"c0000000-0000-4000-8000-000000000001","app_id":"\#(app)","name":"ok","runtime":"process","source":"cat >/dev/null"}"# + "\n"
+            text += #"{"type":"trigger.registered","trigger_id":"d0000000-0000-4000-8000-000000000001","app_id":"\#(app)","script_id":"c0000000-0000-4000-8000-000000000001","kind":"kv","registered_by":"\#(admin)","kv":{"collection_glob":"*","ops":[]}}"# + "\n"
+            for i in 0..<3000 {
+                text += #"{"type":"kv.insert","app_id":"\#(app)","collection":"c","key":"k\#(i)","value":\#(i)}"# + "\n"
+            }
+            try text.write(toFile: input, atomically: true, encoding: .utf8)
+            #expect(try await LogDamageCLITests.herald(["import", "--data", data, input]).status == 0)
+            let runner = try ChildProgram(LogDamageCLITests.heraldBinary, ["run", "--data", data, "--until-idle", "--quiet", "--concurrency", "8"])
+            var verified = 0, whileRunning = 0
+            // Bound: 40 verifies, or until the run ends.
+            while verified < 40 {
+                let wasRunning = runner.isRunning
+                let verify = try await LogDamageCLITests.herald(["verify", "--data", data])
+                #expect(verify.status == 0, "verify \(verified) failed while another process appended: \(verify.stderr)")
+                #expect(!verify.stderr.contains("warning"), "verify \(verified) warned while another process appended: \(verify.stderr)")
+                verified += 1
+                if wasRunning && runner.isRunning { whileRunning += 1 } else if !runner.isRunning { break }
+            }
+            let run = await runner.wait()
+            #expect(run.status == 0, "\(run.stderr)")
+            #expect(whileRunning >= 3, "only \(whileRunning) verifies ran while the run appended")
+            #expect(try await LogDamageCLITests.herald(["verify", "--data", data]).status == 0)
+        }
+    }
+}

@@ -49,18 +49,20 @@ extension DataDirectory {
 
     /// `herald verify`'s projection half: rebuilds the projection into a temporary database
     /// and compares it, table by table, with the live one. The live projection is first caught
-    /// up through `through` (the log position `verify` checked); the comparison then reads one
+    /// up through `through` (the log position `verify` checked), unless a writer holds the log
+    /// (a running engine projects it itself: it is compared as it is); the comparison reads one
     /// snapshot of it, at its checkpoint, against a rebuild to that same checkpoint, so a
     /// process appending and projecting meanwhile causes no false difference.
     /// Returns the differences (empty = identical) and SQLite's own integrity problems.
     public func verifyProjection(through: UInt64? = nil) throws -> [String] {
         guard hasProjection || isWritable else { return [] }  // nothing to compare, nowhere to build one
         let live: Projection
-        if isWritable {
+        if isWritable && (!writerActive || !hasProjection) {
             live = try openProjection()
             try Projector(directory: self, projection: live).catchUp(through: through)
         } else {
-            // A read-only data directory: compare the projection as it is.
+            // A read-only data directory, or a running engine's projection (its to write):
+            // compare the projection as it is.
             live = try openProjectionForReading()
         }
         var problems = try live.integrityProblems()
@@ -88,10 +90,12 @@ extension DataDirectory {
 
 extension DataDirectory {
     /// Deliveries per status, from the projection (caught up first); on a read-only data
-    /// directory, derived by replay.
+    /// directory, or while a writer holds the log (a running engine projects it itself),
+    /// derived by replay.
     public func deliveryCounts() throws -> [DeliveryStatus: Int] {
         var counts: [DeliveryStatus: Int] = [:]
-        guard isWritable else {
+        guard isWritable, !writerActive else {
+            // Read-only, or a running engine owns the projection: never write it from here.
             for delivery in try deliveries() { counts[delivery.status, default: 0] += 1 }
             return counts
         }

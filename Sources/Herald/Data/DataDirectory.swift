@@ -85,6 +85,12 @@ public struct DataDirectory: Sendable {
     /// read-only mount or without write permission): reads then never try to.
     public var isWritable: Bool { FileSystemPaths.isWritable(path) }
 
+    /// True when a writer (`herald run`, an embedded engine, an import) holds the log's lock:
+    /// the projection is then that process's to write.
+    public var writerActive: Bool {
+        (try? fileSystem.isLocked(logPath + "/LOCK")) ?? false
+    }
+
     /// True when the projection database exists.
     public var hasProjection: Bool { FileSystemPaths.exists(projectionPath) }
 
