@@ -66,8 +66,8 @@ public indirect enum LogError: Error, Sendable, Equatable, CustomStringConvertib
         case let .segmentGap(directory, segment, expectedPosition, foundPosition):
             return "Segment \(segment) in \(directory) starts at position \(foundPosition) but position \(expectedPosition) was expected there; a segment is missing, extra or misnamed."
         case let .acknowledgedDamaged(directory, segment, offset, first, last, reason):
-            let positions = first == last ? "Position \(first) was" : "Positions \(first)…\(last) were"
-            return "\(positions) acknowledged and are damaged: segment \(segment) in \(directory) ends at byte offset \(offset) (\(reason)). Restore the segment, or run `herald repair --accept-loss` to cut them (the bytes are quarantined)."
+            let positions = first == last ? "Position \(first) was acknowledged and is" : "Positions \(first)…\(last) were acknowledged and are"
+            return "\(positions) damaged: segment \(segment) in \(directory) ends at byte offset \(offset) (\(reason)). Restore the segment, or run `herald repair --accept-loss` to cut them (the bytes are quarantined)."
         case let .damagedWatermark(path, reason):
             return "The durable watermark \(path) is damaged: \(reason). It records which positions were acknowledged; restore it from a backup, or remove it to trust the segments as they are."
         case let .invalidPosition(position):

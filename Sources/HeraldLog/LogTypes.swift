@@ -140,7 +140,8 @@ public struct RecoveryReport: Sendable, Equatable {
             let damage = TailDamage(kind: kind, segment: segment, offset: offset, bytes: bytesCut, firstPosition: firstPosition,
                                     lastPosition: lastPosition, reason: reason)
             if acknowledgedLoss {
-                return "Recovery cut \(bytesCut) bytes from \(segment) at byte offset \(offset) holding \(damage.positionsText), which were acknowledged and are damaged (\(reason)); the loss was accepted\(quarantine.map { ", and the bytes were moved to \($0)" } ?? "")."
+                let single = lastPosition == firstPosition
+                return "Recovery cut \(bytesCut) bytes from \(segment) at byte offset \(offset) holding \(damage.positionsText), which \(single ? "was" : "were") acknowledged (\(reason)); the loss was accepted\(quarantine.map { ", and the bytes were moved to \($0)" } ?? "")."
             }
             let what = kind == .tornTail ? "a torn tail" : "an append that never completed"
             return "Recovery cut \(bytesCut) bytes of \(what) from \(segment) at byte offset \(offset) (\(damage.positionsText), past the durable watermark): \(reason)\(quarantine.map { "; the bytes were moved to \($0)" } ?? "")."

@@ -138,7 +138,13 @@ import Testing
             kill(sleeper.processIdentifier, SIGKILL)
             sleeper.waitUntilExit()
         }
-        #expect(scanProcesses(withArguments: ["7.321"]).contains(sleeper.processIdentifier))
+        // Until the child has exec'd, its command line is still the test's: look a few times.
+        var found = false
+        for _ in 0..<100 where !found {
+            found = scanProcesses(withArguments: ["7.321"]).contains(sleeper.processIdentifier)
+            if !found { try await Task.sleep(for: .milliseconds(20)) }
+        }
+        #expect(found)
     }
 
     /// Scripts see PATH, HOME, LANG and the invocation variables, not the rest of Herald's

@@ -50,6 +50,9 @@ struct DurableWatermark: Equatable, Sendable {
     static func decode(_ bytes: UnsafeRawBufferPointer) -> DurableWatermark? {
         guard bytes.count >= slotBytes, bytes.u32(0) == magic, bytes.u16(4) == version, bytes.u16(6) == 0,
               bytes.u32(24) == CRC32C.checksum(UnsafeRawBufferPointer(rebasing: bytes[0..<24])) else { return nil }
+        // A writer counts from 0 by one per store; a sequence near the top is not one it wrote
+        // (and `sequence + 1` must never overflow).
+        guard bytes.u64(8) <= UInt64.max / 2 else { return nil }
         return DurableWatermark(sequence: bytes.u64(8), position: bytes.u64(16))
     }
 

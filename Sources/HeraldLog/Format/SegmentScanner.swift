@@ -108,6 +108,11 @@ struct SegmentScan {
     var lastContinues = false
     /// Where the committed blocks end (equal to the scan's end unless an append is open).
     var committed: CommitPoint
+    /// The block at `committed` continues an append (the watermark covers it, its closing
+    /// block is missing or damaged).
+    var committedContinues = false
+    /// Where the last block that closes its append ends (≤ `committed`).
+    var closed: CommitPoint
     /// First bad byte range start and why, if the segment does not end cleanly.
     var bad: (offset: UInt64, reason: String)?
     /// The durable watermark: a block whose positions it covers belongs to an append that was
@@ -124,6 +129,7 @@ struct SegmentScan {
         self.lastTs = lastTs
         self.nextPosition = nextPosition
         self.committed = CommitPoint(offset: offset, nextPosition: nextPosition, lastTs: lastTs, lastCRC: lastCRC, entries: entries)
+        self.closed = committed
     }
 
     /// Positions in blocks after the commit point (an open or abandoned append), if any.
@@ -176,6 +182,8 @@ extension SegmentScanner {
                 if !h.continues || h.lastPosition <= scan.watermark {
                     scan.committed = CommitPoint(offset: offset, nextPosition: h.endPosition, lastTs: h.lastTs, lastCRC: h.blockCRC,
                                                  entries: scan.entries.count)
+                    scan.committedContinues = h.continues
+                    if !h.continues { scan.closed = scan.committed }
                 }
             }
         }

@@ -16,10 +16,24 @@ enum SegmentTail: Equatable, Sendable {
 
 extension SegmentScanner {
     /// Classifies the bytes after `scan`'s last valid block.
-    mutating func classifyTail(_ scan: SegmentScan) throws -> SegmentTail {
+    ///
+    /// A valid block after damaged bytes proves damage in the middle of the log only where
+    /// the log was durable: when the damaged position or the valid block's is at or below the
+    /// durable watermark (`scan.watermark`), or the log has no watermark file
+    /// (`hasWatermark` false: a log written before it, judged as it always was). Past the
+    /// watermark nothing was synced yet, and a power loss may keep a later block of an unsynced
+    /// commit while losing an earlier one (pages reach the disk in any order): that is a torn
+    /// tail, cut whole into quarantine, never a log no one can open.
+    mutating func classifyTail(_ scan: SegmentScan, hasWatermark: Bool) throws -> SegmentTail {
         guard let bad = scan.bad else { return .clean }
         if try SegmentScanner.isUnused(file, from: bad.offset, size: fileSize) { return .zeros }
-        if let valid = try findValidBlock(after: bad.offset) { return .corrupt(reason: bad.reason, validBlockAt: valid) }
+        if let valid = try findValidBlock(after: bad.offset) {
+            let validPosition: UInt64
+            if case let .ok(h) = try readBlock(at: valid, verifyBody: false) { validPosition = h.basePosition } else { validPosition = 0 }
+            let durable = !hasWatermark || scan.nextPosition <= scan.watermark || validPosition <= scan.watermark
+            if durable { return .corrupt(reason: bad.reason, validBlockAt: valid) }
+            return .torn(reason: "\(bad.reason), and the blocks after it were never synced")
+        }
         return .torn(reason: bad.reason)
     }
 
@@ -33,6 +47,7 @@ extension SegmentScanner {
     /// True when the bytes from `offset` to `size` are zeros, possibly behind a filler header
     /// (preallocated space, not data: a crash can leave a stale filler header or none at all).
     static func isUnused(_ file: any LogFile, from offset: UInt64, size: UInt64) throws -> Bool {
+        guard offset <= size else { return false }  // the file is shorter than what was read before
         var chunk = [UInt8](repeating: 0, count: 1 << 20)
         var at = offset
         var first = true

@@ -74,7 +74,9 @@ public final class LogReader: Sendable {
         if let published { return published.load() }
         let snapshot = state.withLock { $0 }
         // The watermark first: whatever a writer appends after this read is past it.
-        let watermark = try DurableWatermark.load(fileSystem, directory: directory)?.position ?? 0
+        let loaded = try DurableWatermark.load(fileSystem, directory: directory)
+        let watermark = loaded?.position ?? 0
+        let hasWatermark = loaded != nil
         let bases: [UInt64]
         do {
             bases = try SegmentFiles.list(fileSystem, directory)
@@ -97,10 +99,10 @@ public final class LogReader: Sendable {
             start = try indexHint(segment: lastBase, watermark: watermark)
         }
         start.watermark = watermark
-        var (scan, tail) = try walk(segment: lastBase, from: start)
+        var (scan, tail) = try walk(segment: lastBase, from: start, hasWatermark: hasWatermark)
         if case .corrupt = tail {
             // A block still being written when it was read, and a later one since: read again.
-            (scan, tail) = try walk(segment: lastBase, from: start)
+            (scan, tail) = try walk(segment: lastBase, from: start, hasWatermark: hasWatermark)
         }
         if case let .corrupt(reason, valid) = tail {
             throw LogError.corruptBlock(directory: directory, segment: name, offset: scan.validEnd, position: scan.nextPosition,
@@ -112,8 +114,8 @@ public final class LogReader: Sendable {
                 damage = nil  // a writer at work: an append in progress, not damage
             } else {
                 // A writer may have finished (or closed) while this was read: read once more.
-                (scan, tail) = try walk(segment: lastBase, from: start)
-                if case .corrupt = tail { (scan, tail) = try walk(segment: lastBase, from: start) }
+                (scan, tail) = try walk(segment: lastBase, from: start, hasWatermark: hasWatermark)
+                if case .corrupt = tail { (scan, tail) = try walk(segment: lastBase, from: start, hasWatermark: hasWatermark) }
                 damage = try describeDamage(scan, tail, segment: lastBase, watermark: watermark)
             }
         }
@@ -137,31 +139,35 @@ public final class LogReader: Sendable {
         return result
     }
 
-    /// Where to start walking segment `base`: after the last block its index names, when that
-    /// block checks out and closes its append (or the watermark covers it); else at the start
-    /// of the segment.
+    /// Where to start walking segment `base`: after the last block its index names at or
+    /// below the durable watermark, when that block checks out and counts; else at the start of
+    /// the segment. Blocks past the watermark are always walked and verified here: damage
+    /// there is a torn tail the writer cuts, so the reader must stop before it exactly where the
+    /// writer cuts (damage below the watermark is refused by both, by the cursor when read).
     private func indexHint(segment base: UInt64, watermark: UInt64) throws -> SegmentScan {
         let start = SegmentScan(nextPosition: base, lastTs: 0)
+        guard watermark >= base else { return start }
         let file = try fileSystem.open(SegmentFiles.join(directory, SegmentFiles.segmentName(base: base)), mode: .readOnly)
         defer { file.close() }
         let size = try file.size()
         var scanner = SegmentScanner(file: file, fileSize: size)
         let hint = BlockIndexFile.load(fileSystem, path: SegmentFiles.join(directory, SegmentFiles.indexName(base: base)), base: base, fileSize: size)
-        guard let last = hint.entries.last, case let .ok(h) = try scanner.readBlock(at: last.offset, verifyBody: true),
-              h.basePosition == last.basePosition, h.count == last.count, !h.continues || h.lastPosition <= watermark else { return start }
+        guard let last = hint.entries.last(where: { $0.endPosition - 1 <= watermark }),
+              case let .ok(h) = try scanner.readBlock(at: last.offset, verifyBody: true),
+              h.basePosition == last.basePosition, h.count == last.count else { return start }
         return SegmentScan(offset: last.endOffset, nextPosition: last.endPosition, lastTs: h.lastTs, lastCRC: h.blockCRC)
     }
 
     /// Verifies the blocks of segment `base` from `start` on, as recovery does, and reads what
     /// follows them.
-    private func walk(segment base: UInt64, from start: SegmentScan) throws -> (SegmentScan, SegmentTail) {
+    private func walk(segment base: UInt64, from start: SegmentScan, hasWatermark: Bool) throws -> (SegmentScan, SegmentTail) {
         let name = SegmentFiles.segmentName(base: base)
         let file = try fileSystem.open(SegmentFiles.join(directory, name), mode: .readOnly)
         defer { file.close() }
         var scanner = SegmentScanner(file: file, fileSize: try file.size())
         var scan = start
         try scanner.verifyBlocks(&scan, directory: directory, name: name, collectEntries: false)
-        return (scan, try scanner.classifyTail(scan))
+        return (scan, try scanner.classifyTail(scan, hasWatermark: hasWatermark))
     }
 
     /// The damage a writer would cut after `scan` (nil when the segment ends cleanly).

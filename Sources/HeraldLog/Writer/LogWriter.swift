@@ -606,16 +606,20 @@ final class WriterCore: @unchecked Sendable {
         for batch in batches {
             switch batch {
             case let .entries(entries):
-                for (index, entry) in entries.enumerated() {
-                    try entry.payload.withUnsafeBytes { try add(ts: entry.ts, payload: $0, first: index == 0) }
+                var first = true
+                for entry in entries {
+                    try entry.payload.withUnsafeBytes { try add(ts: entry.ts, payload: $0, first: first) }
+                    first = false
                 }
             case let .batch(batch):
                 framer.reserve(batch.bytes.count + 20 * batch.count)
                 try batch.bytes.withUnsafeBytes { all in
                     var start = 0
-                    for (index, (ts, end)) in zip(batch.timestamps, batch.ends).enumerated() {
-                        try add(ts: ts, payload: UnsafeRawBufferPointer(rebasing: all[start..<end]), first: index == 0)
+                    var first = true
+                    for (ts, end) in zip(batch.timestamps, batch.ends) {
+                        try add(ts: ts, payload: UnsafeRawBufferPointer(rebasing: all[start..<end]), first: first)
                         start = end
+                        first = false
                     }
                 }
             case let .prepared(prepared):

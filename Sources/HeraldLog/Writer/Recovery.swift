@@ -73,12 +73,12 @@ enum Recovery {
             var scanner = SegmentScanner(file: file, fileSize: size)
             let watermark = plan.watermark?.position ?? 0
             var scan = try scanner.verifySegment(directory: directory, name: name, base: base, previousTs: lastTs, watermark: watermark)
-            var tail = try scanner.classifyTail(scan)
+            var tail = try scanner.classifyTail(scan, hasWatermark: plan.watermark != nil)
             if case .corrupt = tail, writerActive, isLast {
                 // A block being written when it was read, and the next one since: read again.
                 scanner = SegmentScanner(file: file, fileSize: try file.size())
                 scan = try scanner.verifySegment(directory: directory, name: name, base: base, previousTs: lastTs, watermark: watermark)
-                tail = try scanner.classifyTail(scan)
+                tail = try scanner.classifyTail(scan, hasWatermark: plan.watermark != nil)
             }
             if case let .corrupt(reason, valid) = tail {
                 throw LogError.corruptBlock(directory: directory, segment: name, offset: scan.validEnd, position: scan.nextPosition,
@@ -167,7 +167,10 @@ enum Recovery {
         guard let lastBase = plan.bases.last, let last = plan.last else {
             let active = try createSegment(directory: directory, base: 1, fileSystem: fs)
             let watermark = try WatermarkFile.open(fs, directory: directory, loaded: plan.watermark)
-            if plan.acknowledgedLoss != nil {
+            if let lost = plan.acknowledgedLoss {
+                try RecoveryJournal.append(fs, directory: directory, RecoveryReport.Truncation(
+                    segment: "(none)", offset: 0, bytesCut: 0, reason: "the log has no segment", kind: .tornTail,
+                    firstPosition: lost.lowerBound, lastPosition: lost.upperBound, acknowledgedLoss: true))
                 try watermark.write(0)
                 try watermark.sync()
             }
@@ -182,50 +185,66 @@ enum Recovery {
         let file = try fs.open(SegmentFiles.join(directory, name), mode: .readWrite)
         var keepOpen = false
         defer { if !keepOpen { file.close() } }
+        let watermark = try WatermarkFile.open(fs, directory: directory, loaded: plan.watermark)
+        defer { if !keepOpen { watermark.close() } }
         var allocated = plan.lastSize
         var truncation: RecoveryReport.Truncation?
-        if plan.damage == nil, let lost = plan.acknowledgedLoss {
-            // The log simply ends before the watermark (a segment cut at a block boundary or
-            // removed): nothing to cut, but the accepted loss goes on record.
-            try RecoveryJournal.append(fs, directory: directory, RecoveryReport.Truncation(
-                segment: name, offset: last.committed.offset, bytesCut: 0, reason: "the log ends at position \(plan.lastPosition)",
-                kind: .tornTail, firstPosition: lost.lowerBound, lastPosition: lost.upperBound, acknowledgedLoss: true))
-        }
-        if let damage = plan.damage {
-            let quarantine = try self.quarantine(fs, directory: directory, file: file, name: name, from: damage.offset, to: plan.lastSize)
+        // Where the log will end. An accepted loss cuts back to the last block that closes its
+        // append: an append (an import) is in the log whole or not at all, even when the damage
+        // took only its end (what is cut is reported; the import can simply be run again).
+        var end = last.committed
+        if plan.acknowledgedLoss != nil, last.closed.offset < end.offset { end = last.closed }
+        if plan.damage != nil || end.offset < last.committed.offset || plan.acknowledgedLoss != nil {
             let acknowledged = plan.acknowledgedLoss != nil
-            let cut = RecoveryReport.Truncation(segment: name, offset: damage.offset, bytesCut: plan.lastSize - damage.offset, reason: damage.reason,
-                                                kind: damage.kind, firstPosition: damage.firstPosition, lastPosition: damage.lastPosition,
-                                                acknowledgedLoss: acknowledged, quarantine: quarantine)
+            let damage = plan.damage
+            var lastCut = damage?.lastPosition
+            if let lost = plan.acknowledgedLoss { lastCut = max(lastCut ?? 0, lost.upperBound) }
+            if end.nextPosition < last.nextPosition { lastCut = max(lastCut ?? 0, last.nextPosition - 1) }
+            let cutEnd = damage == nil ? last.validEnd : plan.lastSize
+            let reason = damage?.reason ?? "the log ends at position \(plan.lastPosition)"
+            var cut = RecoveryReport.Truncation(segment: name, offset: end.offset, bytesCut: cutEnd - end.offset, reason: reason,
+                                                kind: damage?.kind ?? .tornTail, firstPosition: end.nextPosition, lastPosition: lastCut,
+                                                acknowledgedLoss: acknowledged)
+            // In this order, each step synced before the next, so a crash anywhere repeats the
+            // same recovery: the bytes are kept, the cut is on record, the watermark comes down
+            // to the new end (an accepted loss), and only then is the segment cut.
+            if cutEnd > end.offset {
+                cut.quarantine = try self.quarantine(fs, directory: directory, file: file, name: name, from: end.offset, to: cutEnd)
+            }
             try RecoveryJournal.append(fs, directory: directory, cut)
-            try file.truncate(to: damage.offset)
-            try file.sync()
-            allocated = damage.offset
-            truncation = cut
+            if acknowledged {
+                try watermark.write(end.nextPosition - 1)
+                try watermark.sync()
+            }
+            if cutEnd > end.offset {
+                try file.truncate(to: end.offset)
+                try file.sync()
+                allocated = end.offset
+                truncation = cut
+            } else if acknowledged {
+                truncation = cut
+            }
         } else if plan.tail == .zeros, let bad = last.bad {
             // Preallocated space whose filler header was not written yet: restore it.
             allocated = try restoreFiller(file, at: bad.offset, size: plan.lastSize)
             try file.sync()
         }
-        let committed = last.committed
-        let entries = Array(last.entries.prefix(committed.entries))
-        if try refreshIndex(fs, directory: directory, base: lastBase, entries: entries, fileSize: committed.offset) {
+        let entries = Array(last.entries.prefix(end.entries))
+        if try refreshIndex(fs, directory: directory, base: lastBase, entries: entries, fileSize: end.offset) {
             rebuilt.append(SegmentFiles.indexName(base: lastBase))
         }
-        // The watermark stays where it was: what the last writer wrote after its last sync may
-        // still be only in the page cache (`.interval`, `.none`), and this writer's first sync
-        // covers it. After an accepted loss it comes down to the new end, synced at once.
-        let watermark = try WatermarkFile.open(fs, directory: directory, loaded: plan.watermark)
-        if plan.acknowledgedLoss != nil {
-            try watermark.write(committed.nextPosition - 1)
-            try watermark.sync()
-        }
+        // Otherwise the watermark stays where it was: what the last writer wrote after its last
+        // sync may still be only in the page cache (`.interval`, `.none`), and this writer's
+        // first sync covers it.
         let index = try fs.open(SegmentFiles.join(directory, SegmentFiles.indexName(base: lastBase)), mode: .readWrite)
         keepOpen = true
-        let active = ActiveSegment(base: lastBase, file: file, index: index, size: committed.offset, allocated: max(allocated, committed.offset),
-                                   lastCRC: committed.lastCRC, indexEntries: entries.count)
-        let report = RecoveryReport(segmentCount: plan.bases.count, lastPosition: committed.nextPosition - 1, truncation: truncation, rebuiltIndexes: rebuilt)
-        return Opened(report: report, active: active, lastTs: committed.lastTs, watermark: watermark)
+        // The log may end in a block that continues an append the watermark covers (its closing
+        // block was damaged and is cut): no roll before this writer closes an append.
+        let endContinues = end.entries > 0 && end.offset == last.committed.offset && last.committedContinues
+        let active = ActiveSegment(base: lastBase, file: file, index: index, size: end.offset, allocated: max(allocated, end.offset),
+                                   lastCRC: end.lastCRC, indexEntries: entries.count, lastContinues: endContinues)
+        let report = RecoveryReport(segmentCount: plan.bases.count, lastPosition: end.nextPosition - 1, truncation: truncation, rebuiltIndexes: rebuilt)
+        return Opened(report: report, active: active, lastTs: end.lastTs, watermark: watermark)
     }
 
     /// Rewrites a segment's index file when it is not exactly `entries`; true if it did.
