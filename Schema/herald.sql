@@ -1,7 +1,7 @@
 -- Herald's SQLite projection: the single source of truth for its DDL.
 -- Tools/gen-schema embeds this file into Sources/HeraldStore/ProjectionSchema.swift (a test checks they agree),
 -- so the binary needs no source tree at run time. Schema/projection.md explains every
--- difference from the PostgreSQL seed (shared/seed/layout-e-v1.1.1.sql).
+-- difference from the PostgreSQL seed (Schema/seed/layout-e-v1.1.1.sql).
 PRAGMA user_version = 2;
 
 -- Registry -------------------------------------------------------------------

@@ -132,17 +132,47 @@ struct LineFile {
     }
 }
 
-/// The workload directory: setup.jsonl + events.jsonl.
+/// The workload directory: setup.jsonl + events.jsonl, and workload.json when
+/// Tools/gen-workload made it (its `events` and `kv_deliveries` counts check derive).
 struct Workload {
     let directory: String
     var setupPath: String { directory + "/setup.jsonl" }
     var eventsPath: String { directory + "/events.jsonl" }
+    /// From workload.json: how many events the generator wrote and how many KV deliveries
+    /// they create (docs/SEMANTICS.md §3, counted by the generator's own matcher).
+    private(set) var expectedEvents: Int?
+    private(set) var expectedDeliveries: Int?
 
     init(directory: String) throws {
         self.directory = directory
         for path in [directory + "/setup.jsonl", directory + "/events.jsonl"] where !fileExists(path) {
-            throw BenchError("workload file \(path) is missing; generate it with: python3 /work/shared/bench/workload.py \(directory)", usage: true)
+            throw BenchError("workload file \(path) is missing; generate it with: Tools/gen-workload \(directory)", usage: true)
         }
+        let manifest = directory + "/workload.json"
+        if fileExists(manifest) {
+            let file = try LineFile(path: manifest)
+            expectedEvents = Self.integer(named: "events", in: file.bytes)
+            expectedDeliveries = Self.integer(named: "kv_deliveries", in: file.bytes)
+        }
+    }
+
+    /// The integer value of `"name": N` in a flat JSON object (the manifest's shape), or nil.
+    private static func integer(named name: String, in bytes: [UInt8]) -> Int? {
+        let key = Array("\"\(name)\"".utf8)
+        guard bytes.count >= key.count else { return nil }
+        for start in 0...(bytes.count - key.count) where bytes[start..<(start + key.count)].elementsEqual(key) {
+            var index = start + key.count
+            while index < bytes.count, bytes[index] == UInt8(ascii: " ") || bytes[index] == UInt8(ascii: ":") { index += 1 }
+            var value = 0
+            var digits = 0
+            while index < bytes.count, bytes[index] >= UInt8(ascii: "0"), bytes[index] <= UInt8(ascii: "9") {
+                value = value * 10 + Int(bytes[index] - UInt8(ascii: "0"))
+                digits += 1
+                index += 1
+            }
+            return digits > 0 ? value : nil
+        }
+        return nil
     }
 }
 

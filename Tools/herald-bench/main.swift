@@ -5,7 +5,7 @@ let usage = """
     usage: herald-bench --workload DIR [--only LIST] [--json FILE] [--work DIR] [--no-peers]
                         [--live-events N] [--live-rate N] [--live-seconds S] [--live-concurrency N] [--live-batch N] [--restart-events N]
 
-      --workload DIR       directory holding setup.jsonl and events.jsonl (python3 workload.py DIR)
+      --workload DIR       directory holding setup.jsonl and events.jsonl (Tools/gen-workload DIR)
       --only LIST          comma-separated subset of: ingest,import,scan,derive,project,live,restart,host (default: all, in that order)
                            scan needs a log from ingest or import; project needs import
       --json FILE          also append one JSON object per result line to FILE

@@ -1,4 +1,4 @@
-/// The pure reducer of DESIGN.md §3: from records alone, derives every delivery, retry,
+/// The pure reducer of docs/SEMANTICS.md §3: from records alone, derives every delivery, retry,
 /// dead letter and cancellation.
 ///
 /// State after position P depends on records 1…P only. Finished deliveries leave the state
@@ -323,7 +323,7 @@ public struct Dispatcher: Sendable {
     }
 }
 
-/// Dead-letter filter matching (DESIGN.md §3 step 3).
+/// Dead-letter filter matching (docs/SEMANTICS.md §3 step 3).
 public enum DeadLetterMatch {
     /// Every non-null filter equals the event's (source_kind, trigger_id, script_id).
     public static func admits(_ filters: DeadLetterDetails?, _ event: DeadLetterEvent) -> Bool {

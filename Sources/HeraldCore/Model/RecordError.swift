@@ -1,4 +1,4 @@
-/// A record that breaks a rule of DESIGN.md §2: where (JSONL line or log position, record
+/// A record that breaks a rule of docs/SEMANTICS.md §2: where (JSONL line or log position, record
 /// type, field) and why.
 ///
 /// ```swift
