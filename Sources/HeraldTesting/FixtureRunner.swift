@@ -116,7 +116,7 @@ public enum FixtureRunner {
 
 /// Canonical derived outputs of a data directory, as the CLI prints them.
 public enum CanonicalText {
-    /// `herald deliveries --format jsonl` (docs/SEMANTICS.md §3), byte for byte.
+    /// `herald deliveries --format jsonl` (docs/SEMANTICS.md §3.4), byte for byte.
     public static func deliveries(of directory: DataDirectory, at position: UInt64? = nil) throws -> [UInt8] {
         var out = JSONOutput()
         for delivery in try directory.deliveries(at: position) {

@@ -1,7 +1,7 @@
 import HeraldCore
 import Testing
 
-/// Every stateful rule of docs/SEMANTICS.md §2, each with its exact message. The log before each
+/// Every stateful rule of docs/SEMANTICS.md §2.5, each with its exact message. The log before each
 /// case: admin (1), app (10), scripts s1 s2 of app (20, 21), app2 (11) with script s3 (22),
 /// kv trigger t1 (30) and dead-letter trigger t2 (31) of app; admin2 (2) created and deleted;
 /// a kv.insert at 11 (delivery 11:t1, due 5).

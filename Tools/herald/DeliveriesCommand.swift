@@ -6,7 +6,7 @@ struct DeliveriesCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "deliveries",
         abstract: "Every delivery as of a position, in canonical order (derived from the log).",
-        discussion: "--format jsonl is the canonical derived output of docs/SEMANTICS.md §3, byte for byte.")
+        discussion: "--format jsonl is the canonical derived output of docs/SEMANTICS.md §3.4, byte for byte.")
 
     @OptionGroup var global: GlobalOptions
 

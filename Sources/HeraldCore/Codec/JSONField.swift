@@ -70,7 +70,7 @@ enum JSONField: Int, CaseIterable {
         }
     }
 
-    /// The fields of each record type in docs/SEMANTICS.md §2 table order (without `type` and `ts`),
+    /// The fields of each record type in docs/SEMANTICS.md §2.3 table order (without `type` and `ts`),
     /// each with whether it is required.
     static func layout(of type: RecordType) -> [(field: JSONField, required: Bool)] {
         switch type {

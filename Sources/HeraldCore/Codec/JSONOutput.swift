@@ -1,4 +1,4 @@
-/// A small, fast writer of compact JSON, byte for byte as docs/SEMANTICS.md §3 ("Canonical derived
+/// A small, fast writer of compact JSON, byte for byte as docs/SEMANTICS.md §3.6 ("Canonical derived
 /// output") requires: no spaces, UTF-8 passed through unchanged, escaping only `"`, `\` and
 /// U+0000–U+001F (`\b \f \n \r \t`, any other as `\u00xx` with lowercase hex). `/` is not
 /// escaped.
@@ -95,14 +95,14 @@ public struct JSONOutput: Sendable {
 
     // MARK: Values
 
-    /// Writes a string value, escaped per docs/SEMANTICS.md §3.
+    /// Writes a string value, escaped per docs/SEMANTICS.md §3.6.
     public mutating func string(_ value: String) {
         separate()
         appendQuoted(value)
         needsComma = true
     }
 
-    /// Writes a string value given as UTF-8 bytes, escaped per docs/SEMANTICS.md §3. The bytes are
+    /// Writes a string value given as UTF-8 bytes, escaped per docs/SEMANTICS.md §3.6. The bytes are
     /// copied as they are: the caller guarantees they are valid UTF-8.
     public mutating func string(utf8 value: UnsafeBufferPointer<UInt8>) {
         separate()

@@ -1,4 +1,4 @@
-/// Decodes one JSON Lines record (`herald import`), strictly: every rule of docs/SEMANTICS.md §2 that
+/// Decodes one JSON Lines record (`herald import`), strictly: every rule of docs/SEMANTICS.md §2.4 that
 /// can be checked without the registry's state, including ``RecordRules``.
 ///
 /// Errors leave ``RecordError/location`` empty; the caller adds `line N`.

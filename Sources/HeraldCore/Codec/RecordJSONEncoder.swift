@@ -1,5 +1,5 @@
 /// Writes a record as one compact JSON Lines object (`herald dump`): `type`, `ts`, then the
-/// fields in docs/SEMANTICS.md §2 table order with the defaults filled in.
+/// fields in docs/SEMANTICS.md §2.3 table order with the defaults filled in.
 ///
 /// - `trigger.registered` always writes `enabled`, `dispatch_mode`, the full `retry` and, for
 ///   `dead_letter`, all three filters (`null` when unset).
@@ -123,7 +123,7 @@ private extension JSONOutput {
 }
 
 extension RecordJSONEncoder {
-    /// A registration's fields in docs/SEMANTICS.md §2 table order, every default written out: shared
+    /// A registration's fields in docs/SEMANTICS.md §2.3 table order, every default written out: shared
     /// by `herald dump` and the canonical `herald triggers` output, which lists the same keys.
     static func appendTriggerFields(_ trigger: TriggerRegistration, to out: inout JSONOutput) {
         out.field("trigger_id"); out.id(trigger.triggerID)

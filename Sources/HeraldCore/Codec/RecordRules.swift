@@ -1,4 +1,4 @@
-/// The stateless rules of docs/SEMANTICS.md §2: everything that can be checked from one record alone,
+/// The stateless rules of docs/SEMANTICS.md §2.4: everything that can be checked from one record alone,
 /// so a record built through the Swift API is held to the same rules as an imported one.
 /// (Rules that need the registry — ids are new, referenced things exist, tenant isolation,
 /// a delivery is pending — belong to the registry.)
@@ -51,7 +51,7 @@ public enum RecordRules {
         switch body {
         case .adminUserCreated, .adminUserDeleted, .appCreated, .appDeleted, .scriptRegistered,
              .scriptDeleted, .triggerDeleted:
-            // Names, emails, runtimes and sources: docs/SEMANTICS.md §2 states no rule (Schema/interchange.md).
+            // Names, emails, runtimes and sources: docs/SEMANTICS.md §2.4 states no rule (Schema/interchange.md).
             return
 
         case .triggerRegistered(let registration):

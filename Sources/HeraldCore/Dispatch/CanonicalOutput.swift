@@ -1,4 +1,4 @@
-/// The canonical derived outputs of docs/SEMANTICS.md §3, byte for byte: regression fixtures and
+/// The canonical derived outputs of docs/SEMANTICS.md §3.4–§3.6, byte for byte: regression fixtures and
 /// cross-checks compare these.
 public enum CanonicalOutput {
     /// One `herald deliveries --format jsonl` line (without the newline).

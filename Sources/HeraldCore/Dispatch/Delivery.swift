@@ -22,7 +22,7 @@ public enum DeliveryStatus: UInt8, Sendable, CaseIterable, CustomStringConvertib
     }
 }
 
-/// One delivery: a trigger's script to run for one event (docs/SEMANTICS.md §3).
+/// One delivery: a trigger's script to run for one event (docs/SEMANTICS.md §3.2).
 public struct Delivery: Equatable, Sendable {
     public var id: DeliveryID
     public var appID: HeraldID

@@ -323,7 +323,7 @@ public struct Dispatcher: Sendable {
     }
 }
 
-/// Dead-letter filter matching (docs/SEMANTICS.md §3 step 3).
+/// Dead-letter filter matching (docs/SEMANTICS.md §3.3).
 public enum DeadLetterMatch {
     /// Every non-null filter equals the event's (source_kind, trigger_id, script_id).
     public static func admits(_ filters: DeadLetterDetails?, _ event: DeadLetterEvent) -> Bool {

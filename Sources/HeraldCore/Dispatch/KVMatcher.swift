@@ -129,7 +129,7 @@ public struct KVMatcher: Sendable {
     }
 }
 
-/// How a collection glob relates to a collection name (docs/SEMANTICS.md §3 step 2).
+/// How a collection glob relates to a collection name (docs/SEMANTICS.md §3.1 step 2).
 public enum CollectionGlob {
     /// `*` matches all; `prefix*` starts-with; anything else equals. Compared bytewise.
     public static func matches(_ glob: String, _ collection: String) -> Bool {

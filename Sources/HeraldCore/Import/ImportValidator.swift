@@ -1,5 +1,5 @@
 /// Validates JSON Lines against the state the log has built, line by line, the way
-/// `herald import` does (docs/SEMANTICS.md §7): each line is checked against the state the lines
+/// `herald import` does (docs/SEMANTICS.md §2.6): each line is checked against the state the lines
 /// before it build; a bad line is reported and skipped, so every bad line is found at once.
 ///
 /// ```swift

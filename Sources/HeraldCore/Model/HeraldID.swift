@@ -1,7 +1,7 @@
 /// A UUID, as Herald stores it: 16 bytes, compared and hashed as two integers,
 /// printed in canonical lowercase 8-4-4-4-12 form.
 ///
-/// Parsing accepts only the canonical form, in either case (docs/SEMANTICS.md §2):
+/// Parsing accepts only the canonical form, in either case (docs/SEMANTICS.md §2.2):
 /// ```swift
 /// let id = HeraldID("3F2504E0-4F89-11D3-9A0C-0305E82C3301")   // stored lowercase
 /// id?.description  // "3f2504e0-4f89-11d3-9a0c-0305e82c3301"

@@ -24,7 +24,7 @@ public struct Record: Equatable, Sendable {
     }
 }
 
-/// The vocabulary of the log (docs/SEMANTICS.md §2).
+/// The vocabulary of the log (docs/SEMANTICS.md §2.3).
 ///
 /// The rare, large payloads (registrations) are `indirect` (boxed) so that a body is only as
 /// large as its hot cases, a ``KVMutation`` (64 bytes) and a ``DeliveryAttempt`` (72), instead

@@ -1,4 +1,4 @@
-/// Apps, admin users, scripts and triggers as a state machine over records (docs/SEMANTICS.md §2).
+/// Apps, admin users, scripts and triggers as a state machine over records (docs/SEMANTICS.md §2.5, §3.1 step 1).
 ///
 /// The registry checks every stateful rule of §2 and applies cascades exactly as the seed's
 /// `ON DELETE CASCADE`. It is a value: copy it to keep the state "as of" a position.
@@ -135,7 +135,7 @@ public struct Registry: Sendable {
 
     // MARK: - Checking
 
-    /// Checks every stateful rule of docs/SEMANTICS.md §2 for `body` against the current state.
+    /// Checks every stateful rule of docs/SEMANTICS.md §2.5 for `body` against the current state.
     /// Stateless rules are ``RecordRules``'s. Throws without changing anything.
     public func check(_ body: RecordBody) throws(RecordError) {
         func fail(_ field: String?, _ reason: String) -> RecordError {
