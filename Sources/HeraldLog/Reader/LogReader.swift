@@ -96,7 +96,9 @@ public final class LogReader: Sendable {
         if snapshot.tailBase == lastBase {
             start = SegmentScan(offset: snapshot.tailOffset, nextPosition: snapshot.tailNext, lastTs: snapshot.tailLastTs, lastCRC: snapshot.tailLastCRC)
         } else {
-            start = try indexHint(segment: lastBase, watermark: watermark)
+            let previous = bases.count > 1 ? bases[bases.count - 2] : nil
+            start = try indexHint(segment: lastBase, watermark: watermark,
+                                  previousTs: try previous.map { try lastTimestamp(ofSegment: $0) } ?? 0)
         }
         start.watermark = watermark
         var (scan, tail) = try walk(segment: lastBase, from: start, hasWatermark: hasWatermark)
@@ -144,8 +146,8 @@ public final class LogReader: Sendable {
     /// the segment. Blocks past the watermark are always walked and verified here: damage
     /// there is a torn tail the writer cuts, so the reader must stop before it exactly where the
     /// writer cuts (damage below the watermark is refused by both, by the cursor when read).
-    private func indexHint(segment base: UInt64, watermark: UInt64) throws -> SegmentScan {
-        let start = SegmentScan(nextPosition: base, lastTs: 0)
+    private func indexHint(segment base: UInt64, watermark: UInt64, previousTs: Int64) throws -> SegmentScan {
+        let start = SegmentScan(nextPosition: base, lastTs: previousTs)
         guard watermark >= base else { return start }
         let file = try fileSystem.open(SegmentFiles.join(directory, SegmentFiles.segmentName(base: base)), mode: .readOnly)
         defer { file.close() }
@@ -156,6 +158,30 @@ public final class LogReader: Sendable {
               case let .ok(h) = try scanner.readBlock(at: last.offset, verifyBody: true),
               h.basePosition == last.basePosition, h.count == last.count else { return start }
         return SegmentScan(offset: last.endOffset, nextPosition: last.endPosition, lastTs: h.lastTs, lastCRC: h.blockCRC)
+    }
+
+    /// The last timestamp of closed segment `base` (its last block's header, found through its
+    /// index or by walking headers), so the last segment's first block is checked against it
+    /// as recovery checks it. 0 when the segment cannot tell: damage there is the cursor's to
+    /// report when it reads it.
+    private func lastTimestamp(ofSegment base: UInt64) throws -> Int64 {
+        let file = try fileSystem.open(SegmentFiles.join(directory, SegmentFiles.segmentName(base: base)), mode: .readOnly)
+        defer { file.close() }
+        let size = try file.size()
+        var scanner = SegmentScanner(file: file, fileSize: size)
+        let index = BlockIndexFile.load(fileSystem, path: SegmentFiles.join(directory, SegmentFiles.indexName(base: base)), base: base, fileSize: size)
+        if let last = index.entries.last, last.endOffset == size, case let .ok(h) = try scanner.readBlock(at: last.offset, verifyBody: false),
+           h.basePosition == last.basePosition {
+            return h.lastTs
+        }
+        var offset: UInt64 = 0
+        var lastTs: Int64 = 0
+        // Bound: each round consumes one block of at least 71 bytes.
+        while case let .ok(h) = try scanner.readBlock(at: offset, verifyBody: false) {
+            lastTs = h.lastTs
+            offset += h.blockBytes
+        }
+        return lastTs
     }
 
     /// Verifies the blocks of segment `base` from `start` on, as recovery does, and reads what
