@@ -9,6 +9,9 @@ let package = Package(
         .library(name: "HeraldTesting", targets: ["HeraldTesting"]),
         .executable(name: "herald", targets: ["herald"]),
         .executable(name: "herald-bench", targets: ["herald-bench"]),
+        // For Fuzz/Package.swift (libFuzzer targets, built apart with sanitizers): a package
+        // reaches another's modules only through a product. Underscored: not for users.
+        .library(name: "_HeraldFuzzing", targets: ["HeraldCore", "HeraldLog"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
