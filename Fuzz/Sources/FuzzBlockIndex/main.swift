@@ -1,25 +1,30 @@
-// Fuzz target: the block index file reader (`BlockIndexFile.load`), the "checkpoint reader"
-// slot of issue 13's fuzzing list.
+// Fuzz target: the small checked files beside the segments — the block index (`.index`,
+// `BlockIndexFile.load`) and the durable watermark (`DURABLE`, `DurableWatermark.load`):
+// the "checkpoint reader" of issue 13's fuzzing list.
 //
-// The input's first byte picks a segment of `SampleLog` (a real two-segment log: the first
-// closed, the second active); the rest replaces that segment's `.index` file. Then:
-// 1. `BlockIndexFile.load` returns a structurally consistent prefix of entries (contiguous
-//    positions from the base and offsets from 0, each block inside the segment);
-// 2. the index is an accelerator, never a correctness input: readers starting at every
-//    position read exactly the log's records, and a `LogWriter` opens it (rebuilding the
-//    index), appends one record and closes, after which a reader reads all of them.
-//
-// The durable watermark (issue 13, "acknowledged loss is never automatic") is the other small
-// checksummed file a reader trusts only after checking; when it exists, fuzz its loader here
-// too: give it a selector value of its own and check that a damaged watermark is an error.
+// The input's first byte picks a file of `SampleLog` (a real three-segment log, the last one
+// active): one of the segments' indexes, or the watermark; the rest of the input replaces it.
+// Then:
+// 1. `BlockIndexFile.load` of an index returns a structurally consistent prefix of entries
+//    (contiguous positions from the base and offsets from 0, each block inside the segment);
+//    `DurableWatermark.load` of a watermark returns one or refuses it (`damagedWatermark`);
+// 2. an index is an accelerator, never a correctness input: readers starting at the first
+//    position and at segment edges read exactly the log's records, and a `LogWriter` opens the
+//    log (rebuilding the index), appends one record and closes, after which a reader reads
+//    all of them;
+// 3. a watermark decides: a damaged one is refused by readers and the writer alike, one past
+//    the log's end too (`acknowledgedDamaged`) until the writer opens with `acceptLoss`; one
+//    at or before the end changes nothing.
 import FuzzSupport
 @testable import HeraldLog
 
 let sample: SampleLog = {
     do { return try SampleLog() } catch { fatalError("cannot write the sample log: \(error)") }
 }()
-let configuration = LogConfiguration(segmentBytesMax: 1_200, blockRawBytesMax: 160, durability: .none,
+let configuration = LogConfiguration(segmentBytesMax: 1_200, blockRawBytesMax: 160, durability: .always,
                                      lockWaitMilliseconds: 0, preallocationBytesMax: 0)
+/// The files the selector byte picks from: each segment's index, then the watermark.
+let choices: [String] = sample.segments.map(\.indexName) + [SampleLog.watermarkName]
 /// Where readers start: the first position, the last of the first segment, the first of the
 /// last segment (each cursor costs a 1 MiB decompression buffer, so a few well-chosen ones).
 let starts: [UInt64] = {
@@ -34,33 +39,48 @@ let starts: [UInt64] = {
 public func fuzzBlockIndex(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CInt {
     let input = fuzzInput(data, size)
     guard let selector = input.first else { return 0 }
-    let chosen = Int(selector) % sample.segments.count
-    let segment = sample.segments[chosen]
-    let index = Array(input.dropFirst())
-    let fs = sample.fileSystem(replacingIndexOf: chosen, with: index)
-    let indexPath = SampleLog.directory + "/" + segment.indexName
+    let chosen = choices[Int(selector) % choices.count]
+    let bytes = Array(input.dropFirst())
+    let fs = sample.fileSystem(replacing: chosen, with: bytes)
+    let count = UInt64(sample.entries.count)
 
-    // 1. The loader.
-    let fileSize = UInt64(segment.segment.count)
-    let loaded = BlockIndexFile.load(fs, path: indexPath, base: segment.base, fileSize: fileSize)
-    var position = segment.base
-    var offset: UInt64 = 0
-    for entry in loaded.entries {
-        expect(entry.basePosition == position && entry.offset == offset && entry.count >= 1, "entry \(entry) breaks the prefix")
-        expect(entry.endOffset <= fileSize, "entry \(entry) ends past the segment (\(fileSize) bytes)")
-        position = entry.endPosition
-        offset = entry.endOffset
-    }
-    if loaded.complete {
-        expect(index.count == BlockIndexFile.headerBytes + loaded.entries.count * BlockIndexFile.entryBytes,
-               "a complete index of \(loaded.entries.count) entries has \(index.count) bytes")
+    // 1. The loaders.
+    /// Whether readers and the writer must refuse the log, and with what.
+    enum Verdict { case sound, damagedWatermark, pastTheEnd(UInt64) }
+    var verdict = Verdict.sound
+    if let segment = sample.segments.first(where: { $0.indexName == chosen }) {
+        let fileSize = UInt64(segment.bytes)
+        let loaded = BlockIndexFile.load(fs, path: SampleLog.directory + "/" + chosen, base: segment.base, fileSize: fileSize)
+        var position = segment.base
+        var offset: UInt64 = 0
+        for entry in loaded.entries {
+            expect(entry.basePosition == position && entry.offset == offset && entry.count >= 1, "entry \(entry) breaks the prefix")
+            expect(entry.endOffset <= fileSize, "entry \(entry) ends past the segment (\(fileSize) bytes)")
+            position = entry.endPosition
+            offset = entry.endOffset
+        }
+        if loaded.complete {
+            expect(bytes.count == BlockIndexFile.headerBytes + loaded.entries.count * BlockIndexFile.entryBytes,
+                   "a complete index of \(loaded.entries.count) entries has \(bytes.count) bytes")
+        }
+    } else {
+        do {
+            if let watermark = try DurableWatermark.load(fs, directory: SampleLog.directory), watermark.position > count {
+                verdict = .pastTheEnd(watermark.position)
+            }
+        } catch LogError.damagedWatermark {
+            verdict = .damagedWatermark
+        } catch {
+            expect(false, "DurableWatermark.load throws \(error)")
+        }
     }
 
-    // 2. Readers and the writer see the log, whatever the index says.
+    // 2., 3. Readers and the writer.
     let expected = sample.entries
     do {
         let reader = try LogReader(directory: SampleLog.directory, fileSystem: fs)
-        expect(reader.lastPosition == UInt64(expected.count), "the reader ends at \(reader.lastPosition), expected \(expected.count)")
+        expect(reader.lastPosition == count, "the reader ends at \(reader.lastPosition), expected \(count)")
+        if case .sound = verdict {} else { expect(false, "a reader accepts a log whose watermark is \(verdict)") }
         for start in starts {
             var next = start
             try reader.forEach(from: start) { record in
@@ -69,26 +89,41 @@ public func fuzzBlockIndex(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CInt {
                        "from \(start): record \(record.position) differs from the log's")
                 next += 1
             }
-            expect(next == UInt64(expected.count) + 1, "from \(start): the reader stopped at \(next)")
+            expect(next == count + 1, "from \(start): the reader stopped at \(next)")
         }
     } catch {
-        expect(false, "a reader fails on a sound log with a damaged index: \(error)")
+        switch (verdict, error) {
+        case (.damagedWatermark, LogError.damagedWatermark), (.pastTheEnd, LogError.acknowledgedDamaged): break
+        default: expect(false, "a reader fails on a sound log with \(chosen) damaged (\(verdict)): \(error)")
+        }
+    }
+    var acceptLoss = false
+    do {
+        _ = try LogWriter(directory: SampleLog.directory, configuration: configuration, fileSystem: fs)
+    } catch {
+        switch (verdict, error) {
+        case (.damagedWatermark, LogError.damagedWatermark): return 0
+        case (.pastTheEnd, LogError.acknowledgedDamaged): acceptLoss = true  // opened below with acceptLoss
+        default:
+            expect(false, "the writer refuses a sound log with \(chosen) damaged (\(verdict)): \(error)")
+            return 0
+        }
     }
     do {
-        let writer = try LogWriter(directory: SampleLog.directory, configuration: configuration, fileSystem: fs)
-        expect(writer.recoveryReport.lastPosition == UInt64(expected.count), "recovery ends the log at \(writer.recoveryReport.lastPosition)")
+        let writer = try LogWriter(directory: SampleLog.directory, configuration: configuration, fileSystem: fs, acceptLoss: acceptLoss)
+        expect(writer.recoveryReport.lastPosition == count, "recovery ends the log at \(writer.recoveryReport.lastPosition)")
         let added = LogEntry(ts: expected.last?.ts ?? 0, payload: Array("after".utf8))
         try writer.append(added)
         try writer.close()
         let reader = try LogReader(directory: SampleLog.directory, fileSystem: fs)
-        var count = 0
+        var read: UInt64 = 0
         try reader.forEach { record in
-            count += 1
-            expect(record.position == UInt64(count), "after recovery: record \(count) read at \(record.position)")
+            read += 1
+            expect(record.position == read, "after recovery: record \(read) read at \(record.position)")
         }
-        expect(count == expected.count + 1, "after recovery and one append a reader reads \(count) records")
+        expect(read == count + 1, "after recovery and one append a reader reads \(read) records")
     } catch {
-        expect(false, "the writer fails on a sound log with a damaged index: \(error)")
+        expect(false, "the writer (acceptLoss: \(acceptLoss)) fails on a sound log with \(chosen) damaged (\(verdict)): \(error)")
     }
     return 0
 }

@@ -6,7 +6,7 @@
 // - OUT/binary-record: the binary payload of every valid line of the fixtures (deduplicated);
 // - OUT/segment: per fixture, the segment file `LogWriter` writes for its valid lines (small
 //   blocks, so several per segment);
-// - OUT/block-index: the index files of `SampleLog` behind their selector byte.
+// - OUT/block-index: the index and watermark files of `SampleLog` behind their selector byte.
 // Files are named by content (FNV-1a), so the corpora are the same on every run.
 import Foundation
 import FuzzSupport
@@ -56,9 +56,12 @@ do {
         try writer.close()
         if let segment = fs.contents(of: "/log/00000000000000000001.log") { try write(segment, to: out + "/segment") }
     }
+    // The selector byte of FuzzBlockIndex picks the indexes in order, then the watermark.
     let sample = try SampleLog()
-    for (selector, segment) in sample.segments.enumerated() {
-        try write([UInt8(selector)] + segment.index, to: out + "/block-index")
+    let choices = sample.segments.map(\.indexName) + [SampleLog.watermarkName]
+    for (selector, name) in choices.enumerated() {
+        guard let file = sample.files.first(where: { $0.name == name }) else { continue }
+        try write([UInt8(selector)] + file.bytes, to: out + "/block-index")
     }
 } catch {
     FileHandle.standardError.write(Data("FuzzSeeds: \(error)\n".utf8))
