@@ -156,7 +156,8 @@ public final class LogReader: Sendable {
         let hint = BlockIndexFile.load(fileSystem, path: SegmentFiles.join(directory, SegmentFiles.indexName(base: base)), base: base, fileSize: size)
         guard let last = hint.entries.last(where: { $0.endPosition - 1 <= watermark }),
               case let .ok(h) = try scanner.readBlock(at: last.offset, verifyBody: true),
-              h.basePosition == last.basePosition, h.count == last.count else { return start }
+              h.basePosition == last.basePosition, h.count == last.count,
+              h.blockBytes == UInt64(last.blockBytes) else { return start }  // the walk resumes at the index's end of the block
         return SegmentScan(offset: last.endOffset, nextPosition: last.endPosition, lastTs: h.lastTs, lastCRC: h.blockCRC)
     }
 
