@@ -56,7 +56,9 @@ struct SegmentScanner {
     /// Used to tell a torn tail (nothing valid follows) from corruption in the middle.
     mutating func findValidBlock(after offset: UInt64) throws -> UInt64? {
         let magic: [UInt8] = [0x5B, 0x2A, 0x4D, 0x18]
-        let chunkBytes = 1 << 20
+        // Up to 1 MiB at a time, no more than is left (a tail is usually a few bytes).
+        let chunkBytes = Int(min(UInt64(1 << 20), fileSize > offset ? fileSize - offset : 0))
+        guard chunkBytes >= BlockHeader.size else { return nil }
         var chunk = [UInt8](repeating: 0, count: chunkBytes)
         var start = offset + 1
         // Bound: each round advances `start` by at least chunkBytes - 3 until the end of file.

@@ -48,7 +48,7 @@ extension SegmentScanner {
     /// (preallocated space, not data: a crash can leave a stale filler header or none at all).
     static func isUnused(_ file: any LogFile, from offset: UInt64, size: UInt64) throws -> Bool {
         guard offset <= size else { return false }  // the file is shorter than what was read before
-        var chunk = [UInt8](repeating: 0, count: 1 << 20)
+        var chunk = [UInt8](repeating: 0, count: Int(min(UInt64(1 << 20), size - offset)))
         var at = offset
         var first = true
         // Bound: each round reads up to 1 MiB until `size`.

@@ -274,7 +274,7 @@ enum Recovery {
         }
         let out = try fs.open(SegmentFiles.join(folder, fileName), mode: .create)
         defer { out.close() }
-        var chunk = [UInt8](repeating: 0, count: 1 << 20)
+        var chunk = [UInt8](repeating: 0, count: Int(min(UInt64(1 << 20), to > from ? to - from : 0)))
         var at = from
         // Bound: each round copies up to 1 MiB until `to`.
         while at < to {
