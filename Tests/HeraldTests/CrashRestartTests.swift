@@ -6,8 +6,6 @@ import Testing
 
 /// `herald run` killed with SIGKILL at random moments, restarted each time: nothing is lost.
 @Suite struct CrashRestartTests {
-    var heraldBinary: String { packageRoot + "/.build/debug/herald" }
-
     /// Starts `herald` (awaited without blocking a concurrency thread: ``ChildProgram``).
     func start(_ arguments: [String]) throws -> ChildProgram {
         try ChildProgram(heraldBinary, arguments)
@@ -19,10 +17,7 @@ import Testing
     }
 
     @Test func sigkillDuringRunLosesNothing() async throws {
-        guard FileManager.default.isExecutableFile(atPath: heraldBinary) else {
-            Issue.record("\(heraldBinary) is missing: build the herald product first (Tools/test does)")
-            return
-        }
+        guard heraldIsBuilt() else { return }
         try await withTemporaryDirectory { path in
             let data = path + "/data"
             let a = "a0000000-0000-4000-8000-000000000001", app = "b0000000-0000-4000-8000-000000000001"
@@ -80,10 +75,7 @@ import Testing
     /// `herald project` killed with SIGKILL mid-run, then run again: the same content as an
     /// uninterrupted run (verify compares it with a rebuild); `--rebuild` twice is identical.
     @Test func killedProjectorResumesToTheSameContent() async throws {
-        guard FileManager.default.isExecutableFile(atPath: heraldBinary) else {
-            Issue.record("\(heraldBinary) is missing: build the herald product first (Tools/test does)")
-            return
-        }
+        guard heraldIsBuilt() else { return }
         try await withTemporaryDirectory { path in
             let data = path + "/data"
             var lines = ProjectionTests.setup

@@ -6,16 +6,6 @@ import Testing
 /// The `herald` binary against damaged and crashed logs: acknowledged records are never cut
 /// without the operator's word, and an import killed inside its commit leaves all or nothing.
 @Suite struct LogDamageCLITests {
-    static var heraldBinary: String { packageRoot + "/.build/debug/herald" }
-
-    /// True when the herald binary is built; records an issue saying how to build it if not.
-    static func binaryIsBuilt() -> Bool {
-        guard FileManager.default.isExecutableFile(atPath: heraldBinary) else {
-            Issue.record("\(heraldBinary) is missing: build the herald product first (Tools/test does)")
-            return false
-        }
-        return true
-    }
 
     /// Runs `herald` (or `binary`) with `arguments` and extra environment to the end.
     static func herald(_ arguments: [String], environment: [String: String] = [:], binary: String = heraldBinary) async throws -> ProgramRun {
@@ -54,7 +44,7 @@ import Testing
     /// until `herald repair --accept-loss` quarantines it and says so; only then is the
     /// position used again.
     @Test func aBitFlipInTheLastBlockOfAClosedLogIsRefusedUntilTheLossIsAccepted() async throws {
-        guard LogDamageCLITests.binaryIsBuilt() else { return }
+        guard heraldIsBuilt() else { return }
         try await withTemporaryDirectory { path in
             let data = path + "/data", input = path + "/in.jsonl"
             try Self.importFile(input, count: 20_000)
@@ -107,7 +97,7 @@ import Testing
     /// acknowledged record; an accepted loss then cuts the whole import (an import is in the
     /// log whole or not at all), which can be imported again.
     @Test func aDamagedImportIsCutWholeWhenTheLossIsAccepted() async throws {
-        guard LogDamageCLITests.binaryIsBuilt() else { return }
+        guard heraldIsBuilt() else { return }
         try await withTemporaryDirectory { path in
             let data = path + "/data", first = path + "/first.jsonl", input = path + "/in.jsonl"
             try Self.importFile(first, count: 2)  // admin user and app, their own import
@@ -145,7 +135,7 @@ import Testing
     /// afterwards every reader sees all of the import or none of it, the next writer removes
     /// a partial one into quarantine, and the import can simply be run again.
     @Test func sigkillInsideAnImportCommitLeavesAllOrNothing() async throws {
-        guard LogDamageCLITests.binaryIsBuilt() else { return }
+        guard heraldIsBuilt() else { return }
         try await withTemporaryDirectory { path in
             let input = path + "/in.jsonl"
             try Self.importFile(input, count: 100_000)

@@ -25,16 +25,13 @@ import Testing
     /// waits on Dispatch's threads, the first round of 16 starved its own stdin writers, and
     /// 16 of the 64 were recorded as "timed out after 3000 ms".
     @Test func heraldRunScriptsReadingStdinAllSucceed() async throws {
-        guard FileManager.default.isExecutableFile(atPath: heraldBinary) else {
-            Issue.record("\(heraldBinary) is missing: build the herald product first (Tools/test does)")
-            return
-        }
+        guard heraldIsBuilt() else { return }
         try await withTemporaryDirectory { path in
             let data = path + "/data"
             try cliSetup(source: "cat > /dev/null", events: 64).write(toFile: path + "/in.jsonl", atomically: true, encoding: .utf8)
-            #expect(try await herald(["import", "--data", data, path + "/in.jsonl"], in: path).status == 0)
-            #expect(try await herald(["run", "--data", data, "--until-idle", "--quiet", "--concurrency", "16", "--timeout-ms", "3000"], in: path).status == 0)
-            let deliveries = try await herald(["deliveries", "--data", data, "--format", "jsonl"], in: path).output
+            #expect(try await herald(["import", "--data", data, path + "/in.jsonl"]).status == 0)
+            #expect(try await herald(["run", "--data", data, "--until-idle", "--quiet", "--concurrency", "16", "--timeout-ms", "3000"]).status == 0)
+            let deliveries = try await herald(["deliveries", "--data", data, "--format", "jsonl"]).output
                 .split(separator: "\n")
             #expect(deliveries.count == 64)
             let failed = deliveries.filter { !$0.contains(#""status":"succeeded""#) }
@@ -44,22 +41,19 @@ import Testing
 
     /// `herald run --pass-env NAME` passes that variable of its environment and no other.
     @Test func heraldRunPassesOnlyAllowListedVariables() async throws {
-        guard FileManager.default.isExecutableFile(atPath: heraldBinary) else {
-            Issue.record("\(heraldBinary) is missing: build the herald product first (Tools/test does)")
-            return
-        }
+        guard heraldIsBuilt() else { return }
         try await withTemporaryDirectory { path in
             let data = path + "/data"
             try cliSetup(source: "env > '\(path)/env.txt'", events: 1).write(toFile: path + "/in.jsonl", atomically: true, encoding: .utf8)
-            #expect(try await herald(["import", "--data", data, path + "/in.jsonl"], in: path).status == 0)
+            #expect(try await herald(["import", "--data", data, path + "/in.jsonl"]).status == 0)
             let extra = ["HERALD_TEST_CLI_PASSED": "passed value", "HERALD_TEST_CLI_SECRET": "secret value"]
             #expect(try await herald(["run", "--data", data, "--until-idle", "--quiet", "--pass-env", "HERALD_TEST_CLI_PASSED"],
-                                     in: path, environment: extra).status == 0)
+                                     environment: extra).status == 0)
             let seen = try String(contentsOfFile: path + "/env.txt", encoding: .utf8).split(separator: "\n")
             #expect(seen.contains("HERALD_TEST_CLI_PASSED=passed value"))
             #expect(!seen.contains { $0.hasPrefix("HERALD_TEST_CLI_SECRET=") }, "a variable not allow-listed reached the script")
             #expect(seen.contains("HERALD_ATTEMPT=1"))
-            #expect(try await herald(["run", "--data", data, "--pass-env", "NOT-A-NAME"], in: path).status != 0, "a bad name is refused")
+            #expect(try await herald(["run", "--data", data, "--pass-env", "NOT-A-NAME"]).status != 0, "a bad name is refused")
         }
     }
 
@@ -85,19 +79,16 @@ import Testing
         "(sleep 6.125; true) & sleep 6.126; true",  // a subshell's child, a grandchild
     ])
     func timeoutKillsTheWholeGroup(source: String) async throws {
-        guard FileManager.default.isExecutableFile(atPath: heraldBinary) else {
-            Issue.record("\(heraldBinary) is missing: build the herald product first (Tools/test does)")
-            return
-        }
+        guard heraldIsBuilt() else { return }
         let markers = markerArguments(in: source)
         try await withTemporaryDirectory { path in
             let data = path + "/data"
             try cliSetup(source: source, events: 2).write(toFile: path + "/in.jsonl", atomically: true, encoding: .utf8)
-            #expect(try await herald(["import", "--data", data, path + "/in.jsonl"], in: path).status == 0)
-            let run = try await herald(["run", "--data", data, "--until-idle", "--quiet", "--concurrency", "2", "--timeout-ms", "200"], in: path)
+            #expect(try await herald(["import", "--data", data, path + "/in.jsonl"]).status == 0)
+            let run = try await herald(["run", "--data", data, "--until-idle", "--quiet", "--concurrency", "2", "--timeout-ms", "200"])
             #expect(run.status == 0)
             #expect(run.elapsed < .seconds(5), "the round ended soon after its 200 ms timeout, not after the 6 s sleep (took \(run.elapsed))")
-            let deliveries = try await herald(["deliveries", "--data", data, "--format", "jsonl"], in: path).output.split(separator: "\n")
+            let deliveries = try await herald(["deliveries", "--data", data, "--format", "jsonl"]).output.split(separator: "\n")
             #expect(deliveries.count == 2)
             #expect(deliveries.allSatisfy { $0.contains(#""status":"dead""#) && $0.contains(#""last_error":"timed out after 200 ms""#) },
                     "\(deliveries)")
@@ -109,19 +100,16 @@ import Testing
     /// Once the shell exits, what it left running in its group is killed: a background job
     /// holding stderr would otherwise keep the attempt (and its round) open.
     @Test func shellExitKillsItsBackgroundJobs() async throws {
-        guard FileManager.default.isExecutableFile(atPath: heraldBinary) else {
-            Issue.record("\(heraldBinary) is missing: build the herald product first (Tools/test does)")
-            return
-        }
+        guard heraldIsBuilt() else { return }
         try await withTemporaryDirectory { path in
             let data = path + "/data"
             try cliSetup(source: "sleep 6.127 & echo started >&2; exit 0", events: 1)
                 .write(toFile: path + "/in.jsonl", atomically: true, encoding: .utf8)
-            #expect(try await herald(["import", "--data", data, path + "/in.jsonl"], in: path).status == 0)
-            let run = try await herald(["run", "--data", data, "--until-idle", "--quiet", "--timeout-ms", "30000"], in: path)
+            #expect(try await herald(["import", "--data", data, path + "/in.jsonl"]).status == 0)
+            let run = try await herald(["run", "--data", data, "--until-idle", "--quiet", "--timeout-ms", "30000"])
             #expect(run.status == 0)
             #expect(run.elapsed < .seconds(5), "the attempt ended with its shell, not with its background job (took \(run.elapsed))")
-            let deliveries = try await herald(["deliveries", "--data", data, "--format", "jsonl"], in: path).output.split(separator: "\n")
+            let deliveries = try await herald(["deliveries", "--data", data, "--format", "jsonl"]).output.split(separator: "\n")
             #expect(deliveries.count == 1 && deliveries.allSatisfy { $0.contains(#""status":"succeeded""#) }, "\(deliveries)")
             let left = await processesLeft(withArguments: ["6.127"])
             #expect(left.isEmpty, "the background job outlived its shell: \(left)")
@@ -181,38 +169,12 @@ import Testing
     }
 }
 
-private let heraldBinary = packageRoot + "/.build/debug/herald"
-
-/// Runs the `herald` binary without blocking a thread of the cooperative pool (it waits for
-/// the exit through a termination handler; stdout goes to a file in `directory`): its exit
-/// status, standard output and how long it ran.
-private func herald(_ arguments: [String], in directory: String,
-                    environment extra: [String: String] = [:]) async throws -> (status: Int32, output: String, elapsed: Duration) {
-    let outputPath = directory + "/herald-\(UUID().uuidString).out"
-    guard FileManager.default.createFile(atPath: outputPath, contents: nil),
-          let output = FileHandle(forWritingAtPath: outputPath) else {
-        throw CocoaError(.fileWriteUnknown, userInfo: [NSFilePathErrorKey: outputPath])
-    }
-    let process = Process()
-    process.executableURL = URL(fileURLWithPath: heraldBinary)
-    process.arguments = arguments
-    process.environment = ProcessInfo.processInfo.environment.merging(extra) { _, new in new }
-    process.standardOutput = output
-    process.standardError = FileHandle.nullDevice
+/// Runs the `herald` binary to its end (``ChildProgram``: no thread of the cooperative pool
+/// blocks): its exit status, standard output and how long it ran.
+private func herald(_ arguments: [String], environment extra: [String: String] = [:]) async throws -> (status: Int32, output: String, elapsed: Duration) {
     let started = ContinuousClock.now
-    let status: Int32 = try await withCheckedThrowingContinuation { continuation in
-        process.terminationHandler = { ended in continuation.resume(returning: ended.terminationStatus) }
-        do {
-            try process.run()
-        } catch {
-            process.terminationHandler = nil
-            continuation.resume(throwing: error)
-        }
-    }
-    let elapsed = ContinuousClock.now - started
-    try output.close()
-    let text = try String(contentsOfFile: outputPath, encoding: .utf8)
-    return (status, text, elapsed)
+    let run = try await runProgram(heraldBinary, arguments, environment: extra)
+    return (run.status, run.stdout, ContinuousClock.now - started)
 }
 
 /// JSON Lines for `herald import`: one `process` script on collection `c` (one attempt, no

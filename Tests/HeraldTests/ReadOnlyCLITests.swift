@@ -28,7 +28,7 @@ import Testing
     }
 
     @Test func readsWorkOnAReadOnlyDataDirectory() async throws {
-        guard LogDamageCLITests.binaryIsBuilt() else { return }
+        guard heraldIsBuilt() else { return }
         // Root ignores permissions: read as `nobody` through setpriv, as a real operator would be.
         let asRoot = getuid() == 0
         if asRoot && !FileManager.default.isExecutableFile(atPath: "/usr/bin/setpriv") {
@@ -51,7 +51,7 @@ import Testing
             let before = try Self.listing(data)
             for (command, output) in zip(commands, expected) {
                 var arguments = command + ["--data", data]
-                var binary = LogDamageCLITests.heraldBinary
+                var binary = heraldBinary
                 if asRoot {
                     arguments = ["--reuid=65534", "--regid=65534", "--clear-groups", binary] + arguments
                     binary = "/usr/bin/setpriv"
@@ -67,7 +67,7 @@ import Testing
     }
 
     @Test func readsRefuseAMissingDataDirectoryAndCreateNothing() async throws {
-        guard LogDamageCLITests.binaryIsBuilt() else { return }
+        guard heraldIsBuilt() else { return }
         try await withTemporaryDirectory { path in
             let missing = path + "/nowhere"
             for command in [["verify"], ["dump"], ["stats"], ["deliveries"], ["status"], ["triggers"]] {
@@ -85,7 +85,7 @@ import Testing
 /// compares one snapshot of the projection with a rebuild to the same position.
 @Suite struct VerifyWhileAppendingTests {
     @Test func verifyPassesWhileRunAppends() async throws {
-        guard LogDamageCLITests.binaryIsBuilt() else { return }
+        guard heraldIsBuilt() else { return }
         try await withTemporaryDirectory { path in
             let data = path + "/data", input = path + "/in.jsonl"
             let (admin, app) = (LogDamageCLITests.admin, LogDamageCLITests.app)
@@ -98,7 +98,7 @@ import Testing
             }
             try text.write(toFile: input, atomically: true, encoding: .utf8)
             #expect(try await LogDamageCLITests.herald(["import", "--data", data, input]).status == 0)
-            let runner = try ChildProgram(LogDamageCLITests.heraldBinary, ["run", "--data", data, "--until-idle", "--quiet", "--concurrency", "8"])
+            let runner = try ChildProgram(heraldBinary, ["run", "--data", data, "--until-idle", "--quiet", "--concurrency", "8"])
             var verified = 0, whileRunning = 0
             // Bound: 40 verifies, or until the run ends.
             while verified < 40 {

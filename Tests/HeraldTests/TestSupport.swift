@@ -2,6 +2,7 @@ import Foundation
 import Herald
 import HeraldCore
 import Synchronization
+import Testing
 
 /// A temporary directory removed when `body` returns or throws.
 func withTemporaryDirectory<T>(_ body: (String) async throws -> T) async throws -> T {
@@ -137,4 +138,16 @@ func runProgram(_ binary: String, _ arguments: [String], environment: [String: S
 /// running test to end.
 func atHighPriority<T: Sendable>(_ body: @escaping @Sendable () async throws -> T) async throws -> T {
     try await Task(priority: .high) { try await body() }.value
+}
+
+/// The `herald` binary of this build (`Tools/test` builds it before the tests run).
+let heraldBinary = packageRoot + "/.build/debug/herald"
+
+/// True when the herald binary is built; records an issue saying how to build it if not.
+func heraldIsBuilt() -> Bool {
+    guard FileManager.default.isExecutableFile(atPath: heraldBinary) else {
+        Issue.record("\(heraldBinary) is missing: build the herald product first (Tools/test does)")
+        return false
+    }
+    return true
 }
