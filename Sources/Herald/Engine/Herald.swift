@@ -154,8 +154,17 @@ public final class Herald: Sendable {
     /// Opens `directory` (created when missing), recovers the log, catches the projection up
     /// and resumes every pending delivery at its due time (at-least-once: an attempt whose
     /// outcome was never recorded runs again).
+    ///
+    /// - Throws: `LogError.acknowledgedDamaged` when acknowledged records at the end of the log
+    ///   are damaged (restore the segment, or accept the loss: `herald repair --accept-loss`,
+    ///   `DataDirectory.openWriter(acceptLoss: true)`); `LogError.corruptBlock` for damage
+    ///   anywhere else; `LogError.writerLocked` when another writer has the log.
     public static func open(directory: DataDirectory, options: HeraldOptions = HeraldOptions()) throws -> Herald {
         let writer = try directory.openWriter(durability: options.durability)
+        if let cut = writer.recovery.truncation, directory.diagnostics == nil {
+            // Told to the data directory's diagnostics when it has them (the CLI), else logged.
+            options.logger.warning("\(cut.description)", metadata: ["quarantine": "\(cut.quarantine ?? "-")"])
+        }
         let reader = try directory.openReader()
         let projector = try Projector(directory: directory)
         try projector.catchUp()
@@ -168,6 +177,10 @@ public final class Herald: Sendable {
                             projector: projector)
         return engine
     }
+
+    /// What recovery did when the log was opened: a torn tail or an append that never
+    /// completed cut into `log/quarantine/` (`truncation`), indexes rebuilt.
+    public var recovery: RecoveryReport { writer.recovery }
 
     // MARK: - Commands
 
