@@ -87,18 +87,57 @@ import Testing
     }
 
     /// Attempts start in turn on the run loop's thread, yet those that wait run at the same
-    /// time, never more than `concurrency` of them: 12 deliveries whose script sleeps 200 ms,
-    /// 4 at a time.
+    /// time, never more than `concurrency` of them: 12 deliveries whose script waits until 4
+    /// attempts wait together (a gate, not a duration: nothing here depends on timing), 4 at a
+    /// time. With a broken limit the gate opens anyway after 2 s, and the count shows it.
     @Test func attemptsThatWaitRunConcurrentlyUpToTheLimit() async throws {
         try await atHighPriority { try await Self.attemptsThatWaitRunConcurrently() }
     }
 
+    /// Holds each caller until `width` are held together, then lets that group go; after
+    /// `patienceMs` it lets go whoever is held (so a test of a broken limit ends).
+    final class Gate: Sendable {
+        let width: Int
+        let patienceMs: Int
+        let state = Mutex<(running: Int, most: Int, held: [CheckedContinuation<Void, Never>])>((0, 0, []))
+
+        init(width: Int, patienceMs: Int) {
+            self.width = width
+            self.patienceMs = patienceMs
+        }
+
+        var most: Int { state.withLock { $0.most } }
+
+        func pass() async {
+            await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+                let group = state.withLock { s -> [CheckedContinuation<Void, Never>] in
+                    s.running += 1
+                    s.most = max(s.most, s.running)
+                    s.held.append(continuation)
+                    guard s.held.count >= width else { return [] }
+                    defer { s.held = [] }
+                    return s.held
+                }
+                for held in group { held.resume() }
+                if group.isEmpty {
+                    Task { [self] in
+                        try? await Task.sleep(for: .milliseconds(patienceMs))
+                        let late = state.withLock { s -> [CheckedContinuation<Void, Never>] in
+                            defer { s.held = [] }
+                            return s.held
+                        }
+                        for held in late { held.resume() }
+                    }
+                }
+            }
+            state.withLock { $0.running -= 1 }
+        }
+    }
+
     static func attemptsThatWaitRunConcurrently() async throws {
-        let running = Mutex((now: 0, most: 0))
+        let gate = Gate(width: 4, patienceMs: 2_000)
         let executor = ClosureExecutor(fallback: { _ in
-            running.withLock { $0.now += 1; $0.most = max($0.most, $0.now) }
-            try? await Task.sleep(for: .milliseconds(200))
-            running.withLock { $0.now -= 1 }
+            await gate.pass()
             return .ok
         })
         try await withTemporaryDirectory { path in
@@ -112,7 +151,7 @@ import Testing
             try herald.close()
             #expect(try directory.deliveries().allSatisfy { $0.status == .succeeded && $0.attempts == 1 })
             // Four at once: neither one after another nor past the limit.
-            #expect(running.withLock { $0.most } == 4)
+            #expect(gate.most == 4)
         }
     }
 
