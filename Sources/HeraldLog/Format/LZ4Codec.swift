@@ -46,6 +46,14 @@ final class LZ4Decompressor {
     /// the destination: with less room it decodes each block into its own buffer and copies.
     static let directDecodeCapacity = 1 << 20
 
+    /// The output buffer for a block of `rawBytes`: room to decode directly for a large block;
+    /// just the block for a small one (under 64 KiB: LZ4F's own copy of it costs less than
+    /// clearing a 1 MiB buffer, which a read of a few small blocks — a log's tail, `explain` —
+    /// would otherwise pay for each cursor).
+    static func outputCapacity(forRawBytes rawBytes: Int) -> Int {
+        rawBytes < 64 << 10 ? rawBytes : max(rawBytes, directDecodeCapacity)
+    }
+
     /// Decompresses exactly one frame `src` into exactly `dst.count` bytes. Returns a reason on
     /// any mismatch (bad frame, short or long output, trailing input).
     func decompress(_ src: UnsafeRawBufferPointer, into dst: UnsafeMutableRawBufferPointer) -> String? {

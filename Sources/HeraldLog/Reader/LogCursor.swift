@@ -180,11 +180,12 @@ struct ReadBlock: Sendable {
         let h = header
         let n = Int(h.compressedBytes)
         let rawBytes = Int(h.rawBytes)
-        // Room for a whole LZ4 block past the expected size lets LZ4F decode in place (no copy
-        // through its own buffer); the buffer is reused across blocks (allocated once).
+        // Room for a whole LZ4 block past the expected size lets LZ4F decode a large block in
+        // place (no copy through its own buffer); a small one gets just its size
+        // (`outputCapacity`). The buffer is reused across blocks (grown when needed).
         // Decompression writes into it in place: a buffer still shared with a block the
         // caller kept is copied first (copy on write), never overwritten under it.
-        let capacity = max(rawBytes, LZ4Decompressor.directDecodeCapacity) + 64
+        let capacity = LZ4Decompressor.outputCapacity(forRawBytes: rawBytes) + 64
         if raw.count < capacity { raw = [UInt8](repeating: 0, count: capacity) }
         let problem = compressed.withUnsafeBytes { cb in
             raw.withUnsafeMutableBytes { rb in

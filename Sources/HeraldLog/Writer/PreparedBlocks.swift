@@ -191,7 +191,7 @@ public struct PreparedBlocks: Sendable {
         for (index, block) in blocks.enumerated() {
             let header = block.header
             let rawBytes = Int(header.rawBytes)
-            let capacity = max(rawBytes, LZ4Decompressor.directDecodeCapacity)
+            let capacity = LZ4Decompressor.outputCapacity(forRawBytes: rawBytes)
             if raw.count < capacity { raw = [UInt8](repeating: 0, count: capacity) }
             let problem = block.frame.withUnsafeBytes { frame in
                 raw.withUnsafeMutableBytes { decompressor.decompress(frame, into: $0, expected: rawBytes) }
