@@ -1,0 +1,85 @@
+import HeraldCore
+import HeraldLog
+
+/// Reads records back from the log, decoding each payload.
+public final class RecordReader: Sendable {
+    let reader: LogReader
+
+    init(reader: LogReader) {
+        self.reader = reader
+    }
+
+    /// The last published position (0 for an empty log); looks for new blocks first.
+    ///
+    /// - Throws: what `LogReader.refresh()` throws (damage found at the end of the log).
+    public var lastPosition: UInt64 {
+        get throws { try reader.refresh() }
+    }
+
+    /// Damage at the end of the log that this reader stops before, when no writer is at work
+    /// (see `LogReader.tailDamage`).
+    public var tailDamage: TailDamage? { reader.tailDamage }
+
+    private struct Stop: Error {}
+
+    @inline(__always)
+    private static func decode(position: UInt64, ts: Int64, _ payload: UnsafeRawBufferPointer, checked: Bool,
+                               sharing buffer: [UInt8], at offset: Int) throws -> Record {
+        do throws(RecordError) {
+            return try RecordBinaryCodec.decodeRecord(ts: ts, payload, checked: checked, sharing: buffer, at: offset)
+        } catch {
+            throw HeraldError.badLogRecord(position: position, reason: error.description)
+        }
+    }
+
+    /// True when every payload of `block` decodes (run on the read-ahead thread).
+    @Sendable
+    private static func payloadsValid(_ block: LogBlock) -> Bool {
+        var valid = true
+        block.forEachRecord { _, _, payload in
+            if valid && !RecordBinaryCodec.isValid(payload) { valid = false }
+        }
+        return valid
+    }
+
+    /// Calls `body` for each record from `from` through `through` (inclusive; `nil` = the end
+    /// as of the call). Stops early when `body` returns false. Seeks by the block index.
+    ///
+    /// A KV value in a record shares the decompressed block it was read from (no copy, see
+    /// ``HeraldCore/JSONText``): keep ``HeraldCore/Record/compacted()`` copies of records
+    /// kept for long, or each keeps its whole block (about 1 MiB) alive.
+    ///
+    /// When the range goes past the first block, the following blocks are read, checked and
+    /// decompressed a few blocks ahead on a background thread (``LogCursor/forEachBlock(through:readAhead:_:)``)
+    /// while `body` runs on the calling thread; records and errors arrive in the same order.
+    public func forEach(from: UInt64 = 1, through: UInt64? = nil,
+                        _ body: (UInt64, Record) throws -> Bool) throws {
+        let last = min(through ?? .max, try lastPosition)
+        let first = max(from, 1)
+        guard first <= last else { return }
+        let cursor = try reader.makeCursor(from: first)
+        /// Delivers one block's records; false once the range (or `body`) is done. `checked`:
+        /// every payload of the block passed `RecordBinaryCodec.isValid`.
+        func deliver(_ block: LogBlock, checked: Bool) throws -> Bool {
+            if block.basePosition > last { return false }
+            let buffer = block.buffer
+            try block.forEachRecordAndOffset { position, ts, payload, offset in
+                guard position >= first else { return }
+                guard position <= last else { throw Stop() }
+                // Decoded straight into the argument (no extra move); a KV value shares the
+                // block's buffer.
+                if try !body(position, try Self.decode(position: position, ts: ts, payload, checked: checked, sharing: buffer, at: offset)) { throw Stop() }
+            }
+            return block.endPosition <= last
+        }
+        do {
+            // One block on this thread (a short read starts no thread), the rest read ahead;
+            // the read-ahead thread also checks every payload, so the decoding here skips
+            // the UTF-8 checks of the blocks that passed.
+            guard let head = try cursor.nextBlock(), try deliver(head, checked: false) else { return }
+            try cursor.forEachBlock(through: last, readAhead: 2, check: Self.payloadsValid, deliver)
+        } catch is Stop {
+            return
+        }
+    }
+}
