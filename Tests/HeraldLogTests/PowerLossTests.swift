@@ -195,6 +195,30 @@ import Testing
         #expect(partialCut > 5, "only \(partialCut) crashes left an append's first blocks without its last")
     }
 
+    /// A writer that goes idle right after an append still syncs the watermark (and, for a
+    /// file it created, its directory entry) about a second later: after a power loss then,
+    /// damage to that append is refused as acknowledged, not cut as a torn tail.
+    @Test func anIdleWriterSyncsTheWatermark() throws {
+        let fs = SimulatedFileSystem()
+        let writer = try LogWriter(directory: Self.directory, configuration: LogConfiguration(), fileSystem: fs)
+        try writer.append(entries(0..<3))
+        // Bound: up to 10 s for the syncer's lazy sync (due 1 s after the last one).
+        var synced = false
+        for _ in 0..<200 where !synced {
+            usleep(50_000)
+            let probe = SimulatedFileSystem()
+            try probe.createDirectory(Self.directory)
+            synced = fs.durableContents(of: Self.directory + "/" + DurableWatermark.fileName).flatMap { bytes -> DurableWatermark? in
+                probe.setDurableContents(of: Self.directory + "/" + DurableWatermark.fileName, bytes)
+                return try? DurableWatermark.load(probe, directory: Self.directory)
+            }?.position == 3
+        }
+        #expect(synced, "the watermark of an idle writer was never synced")
+        fs.powerLoss(.dropUnsynced)
+        #expect(try DurableWatermark.load(fs, directory: Self.directory)?.position == 3)
+        withExtendedLifetime(writer) {}
+    }
+
     @Test func simulatedDiskKeepsOnlySyncedDataOnPowerLoss() throws {
         let fs = SimulatedFileSystem()
         try fs.createDirectory("/d")

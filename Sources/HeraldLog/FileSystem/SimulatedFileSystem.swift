@@ -108,6 +108,12 @@ public final class SimulatedFileSystem: LogFileSystem {
         state.withLock { s in s.currentNames[path].flatMap { s.inodes[$0]?.current } }
     }
 
+    /// What a power loss now would leave of a file (its durable image, if its name is durable),
+    /// or nil.
+    public func durableContents(of path: String) -> [UInt8]? {
+        state.withLock { s in s.durableNames[path].flatMap { s.inodes[$0]?.durable } }
+    }
+
     /// Replaces the contents of a file as if written and synced (for corruption tests).
     public func setDurableContents(of path: String, _ bytes: [UInt8]) {
         state.withLock { s in

@@ -88,21 +88,29 @@ struct DurableWatermark: Equatable, Sendable {
 }
 
 /// The writer's open watermark file. `store` writes the next slot without a sync; the file
-/// is synced with `sync()` (on close and segment roll) and at most `lazySync` after a store,
-/// so keeping it costs one small `pwrite` per commit, not a second `fdatasync`.
+/// is synced with `sync()` (on close and segment roll), by a store at least `lazySync` after
+/// the last sync, and by the writer's syncer once it has been idle that long (`syncIfDue`),
+/// so keeping it costs one small `pwrite` per commit, not a second `fdatasync`. The first sync
+/// of a file this writer created also syncs the directory, so the file's name is durable too.
 final class WatermarkFile: Sendable {
     private struct State: Sendable {
         var current: DurableWatermark
         var dirty = false
         var lastSync = ContinuousClock.now
+        /// The file was created by this writer: its directory entry is not synced yet.
+        var created = false
     }
     let file: any LogFile
+    let fileSystem: any LogFileSystem
+    let directory: String
     private let state: Mutex<State>
     /// How long a stored watermark may stay unsynced (1 s).
     static let lazySync: Duration = .seconds(1)
 
-    private init(file: any LogFile, current: DurableWatermark) {
+    private init(file: any LogFile, current: DurableWatermark, fileSystem: any LogFileSystem, directory: String) {
         self.file = file
+        self.fileSystem = fileSystem
+        self.directory = directory
         self.state = Mutex(State(current: current))
     }
 
@@ -115,14 +123,14 @@ final class WatermarkFile: Sendable {
         let file = try fs.open(path, mode: .create)
         do {
             if let loaded, try file.size() >= UInt64(2 * DurableWatermark.slotBytes) {
-                return WatermarkFile(file: file, current: loaded)
+                return WatermarkFile(file: file, current: loaded, fileSystem: fs, directory: directory)
             }
             let position = loaded?.position ?? 0
             let bytes = DurableWatermark(sequence: 0, position: position).encode() + DurableWatermark(sequence: 1, position: position).encode()
             try file.truncate(to: 0)
             try bytes.withUnsafeBytes { try file.write($0, at: 0) }
-            let opened = WatermarkFile(file: file, current: DurableWatermark(sequence: 1, position: position))
-            opened.state.withLock { $0.dirty = true }
+            let opened = WatermarkFile(file: file, current: DurableWatermark(sequence: 1, position: position), fileSystem: fs, directory: directory)
+            opened.state.withLock { $0.dirty = true; $0.created = true }
             return opened
         } catch {
             file.close()
@@ -139,7 +147,7 @@ final class WatermarkFile: Sendable {
         try state.withLock { s in
             guard position > s.current.position else { return }
             try Self.write(&s, file: file, position: position)
-            if ContinuousClock.now - s.lastSync >= Self.lazySync { try Self.sync(&s, file: file) }
+            if ContinuousClock.now - s.lastSync >= Self.lazySync { try Self.sync(&s, file: file, fileSystem: fileSystem, directory: directory) }
         }
     }
 
@@ -148,9 +156,20 @@ final class WatermarkFile: Sendable {
         try state.withLock { try Self.write(&$0, file: file, position: position) }
     }
 
+    /// A store is not yet synced.
+    var isDirty: Bool { state.withLock { $0.dirty } }
+
+    /// `fdatasync`s the file when a store is not yet synced and the last sync is at least
+    /// ``lazySync`` old (the writer's syncer calls it when it has been idle that long).
+    func syncIfDue() throws {
+        try state.withLock { s in
+            if s.dirty, ContinuousClock.now - s.lastSync >= Self.lazySync { try Self.sync(&s, file: file, fileSystem: fileSystem, directory: directory) }
+        }
+    }
+
     /// `fdatasync`s the file if a store is not yet synced.
     func sync() throws {
-        try state.withLock { try Self.sync(&$0, file: file) }
+        try state.withLock { try Self.sync(&$0, file: file, fileSystem: fileSystem, directory: directory) }
     }
 
     private static func write(_ s: inout State, file: any LogFile, position: UInt64) throws {
@@ -161,9 +180,13 @@ final class WatermarkFile: Sendable {
         s.dirty = true
     }
 
-    private static func sync(_ s: inout State, file: any LogFile) throws {
+    private static func sync(_ s: inout State, file: any LogFile, fileSystem: any LogFileSystem, directory: String) throws {
         guard s.dirty else { return }
         try file.sync()
+        if s.created {
+            try fileSystem.syncDirectory(directory)
+            s.created = false
+        }
         s.dirty = false
         s.lastSync = .now
     }

@@ -48,6 +48,18 @@ final class ConditionLock: @unchecked Sendable {
     func signalWork() { precondition(pthread_cond_broadcast(work) == 0) }
     /// Waits for `wakeAfterWrite` (the syncer); call with the lock held.
     func waitForWrite() { precondition(pthread_cond_wait(written, mutex) == 0) }
+    /// `waitForWrite` for at most `milliseconds`; false when the time ran out. Call with the
+    /// lock held.
+    func waitForWrite(upToMs milliseconds: Int) -> Bool {
+        var now = timespec()
+        clock_gettime(CLOCK_REALTIME, &now)
+        let nanoseconds = Int(now.tv_nsec) + (milliseconds % 1000) * 1_000_000
+        var deadline = timespec(tv_sec: now.tv_sec + milliseconds / 1000 + nanoseconds / 1_000_000_000,
+                                tv_nsec: nanoseconds % 1_000_000_000)
+        let result = pthread_cond_timedwait(written, mutex, &deadline)
+        precondition(result == 0 || result == ETIMEDOUT)
+        return result == 0
+    }
     /// Waits for `wakeAll` (appenders waiting for their records); call with the lock held.
     func waitForAcknowledged() { precondition(pthread_cond_wait(acknowledged, mutex) == 0) }
     /// A commit was written and nothing was acknowledged: wakes the syncer and `wait` waiters,

@@ -486,7 +486,24 @@ final class WriterCore: @unchecked Sendable {
                 continue
             }
             if stopping, !committing, pending.isEmpty, written <= acknowledged { return }
-            lock.waitForWrite()
+            guard watermark.isDirty else {
+                lock.waitForWrite()
+                continue
+            }
+            // Idle with an unsynced watermark: sync it once it is a second old, so it never
+            // lags the disk by more than that while the writer is open.
+            if !lock.waitForWrite(upToMs: 1_000) {
+                lock.unlock()
+                var cause: LogError?
+                do { try watermark.syncIfDue() } catch let e as LogError { cause = e } catch {
+                    cause = .io(operation: "fdatasync", path: directory, offset: nil, errno: EIO)
+                }
+                lock.lock()
+                if let cause, failure == nil {
+                    failure = cause
+                    lock.wakeAll()
+                }
+            }
         }
     }
 
