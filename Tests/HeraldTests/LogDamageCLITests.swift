@@ -93,6 +93,35 @@ import Testing
         }
     }
 
+    /// Junk after the last block (a torn write past the durable watermark): every reader
+    /// reads the whole log, exit 0, and says on stderr what the tail hides; the next writer
+    /// cuts it into quarantine and says so; nothing acknowledged is touched.
+    @Test func aTornTailIsAWarningForReadersAndACutForTheWriter() async throws {
+        guard heraldIsBuilt() else { return }
+        try await withTemporaryDirectory { path in
+            let data = path + "/data", input = path + "/in.jsonl"
+            try Self.importFile(input, count: 50)
+            #expect(try await Self.herald(["import", "--data", data, input]).status == 0)
+            let segment = data + "/log/00000000000000000001.log"
+            let original = Array(try Data(contentsOf: URL(fileURLWithPath: segment)))
+            try Data(original + Array("not a block at all".utf8)).write(to: URL(fileURLWithPath: segment))
+            for command in [["dump"], ["deliveries", "--format", "jsonl"], ["verify"]] {
+                let run = try await Self.herald(command + ["--data", data])
+                #expect(run.status == 0, "\(command): \(run.stderr)")
+                #expect(run.stderr.contains("warning: 00000000000000000001.log ends in a torn tail at byte offset \(original.count)"), "\(command): \(run.stderr)")
+                #expect(run.stderr.contains("positions from 51 on"), "\(command): \(run.stderr)")
+            }
+            #expect(try await Self.herald(["dump", "--data", data]).stdout.split(separator: "\n").count == 50)
+            let append = try await Self.herald(["append", "--data", data, Self.extraApp])
+            #expect(append.stdout == "51\n", "\(append.stderr)")
+            #expect(append.stderr.contains("Recovery cut 18 bytes of a torn tail"), "\(append.stderr)")
+            let quarantine = data + "/log/quarantine/00000000000000000001.log.\(original.count).cut"
+            #expect(Array(try Data(contentsOf: URL(fileURLWithPath: quarantine))) == Array("not a block at all".utf8))
+            let verify = try await Self.herald(["verify", "--data", data])
+            #expect(verify.status == 0 && !verify.stderr.contains("warning"), "\(verify.stderr)")
+        }
+    }
+
     /// The last block of an import is its closing block: damaged, it is refused like any
     /// acknowledged record; an accepted loss then cuts the whole import (an import is in the
     /// log whole or not at all), which can be imported again.
