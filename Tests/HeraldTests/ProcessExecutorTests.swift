@@ -120,17 +120,18 @@ import Testing
     @Test func processScanFindsARunningProcess() async throws {
         let sleeper = Process()
         sleeper.executableURL = URL(fileURLWithPath: "/bin/sleep")
-        sleeper.arguments = ["7.321"]
+        sleeper.arguments = ["600.321"]  // killed below; long enough to outlast a busy test run
         try sleeper.run()
         defer {
             kill(sleeper.processIdentifier, SIGKILL)
             sleeper.waitUntilExit()
         }
-        // Until the child has exec'd, its command line is still the test's: look a few times.
+        // Until the child has exec'd, its command line is still the test's: look a few times,
+        // on this thread (a Task.sleep here could resume seconds later in a busy test run).
         var found = false
-        for _ in 0..<100 where !found {
-            found = scanProcesses(withArguments: ["7.321"]).contains(sleeper.processIdentifier)
-            if !found { try await Task.sleep(for: .milliseconds(20)) }
+        for _ in 0..<200 where !found {
+            found = scanProcesses(withArguments: ["600.321"]).contains(sleeper.processIdentifier)
+            if !found { usleep(10_000) }
         }
         #expect(found)
     }
