@@ -6,6 +6,17 @@ import Synchronization
 public protocol HeraldClock: Sendable {
     /// Milliseconds since the Unix epoch, UTC.
     func nowMs() -> Int64
+    /// False for a clock that moves only when told (``VirtualClock``): the engine then runs
+    /// each round to its sync before the next and advances the clock to the next due time
+    /// itself instead of waiting. True by default.
+    var movesByItself: Bool { get }
+    /// Moves a clock that moves only when told to `ms` (never backwards); nothing by default.
+    func advance(to ms: Int64)
+}
+
+extension HeraldClock {
+    public var movesByItself: Bool { true }
+    public func advance(to ms: Int64) {}
 }
 
 /// The system's real-time clock.
@@ -29,6 +40,8 @@ public final class VirtualClock: HeraldClock {
     }
 
     public func nowMs() -> Int64 { now.withLock { $0 } }
+
+    public var movesByItself: Bool { false }
 
     /// Moves the clock to `ms` (never backwards).
     public func advance(to ms: Int64) {

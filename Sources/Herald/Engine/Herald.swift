@@ -51,38 +51,6 @@ public struct HeraldOptions: Sendable {
     }
 }
 
-/// One finished attempt, as the engine reports it (`herald run` prints one line each).
-public struct AttemptReport: Sendable {
-    public var position: UInt64
-    public var ts: Int64
-    public var delivery: Delivery
-    public var attempt: DeliveryAttempt
-}
-
-/// Why the engine refused work.
-public enum EngineError: Error, Sendable, CustomStringConvertible {
-    /// An append to the log failed after the engine's state moved on: it fails closed; reopen it.
-    case failed(String)
-    /// `append` was called with no records.
-    case emptyBatch
-
-    public var description: String {
-        switch self {
-        case .failed(let reason): "The engine stopped taking work: \(reason). Reopen the data directory to recover from the log."
-        case .emptyBatch: "append needs at least one record."
-        }
-    }
-}
-
-/// Counts for `herald status`.
-public struct EngineStatus: Sendable {
-    public var position: UInt64
-    public var pending: Int
-    public var due: Int
-    public var inFlight: Int
-    public var nextDueAt: Int64?
-}
-
 /// The embeddable engine: opens a data directory, validates and appends commands, and
 /// dispatches due deliveries through a ``ScriptExecutor``, appending each outcome.
 ///
@@ -101,7 +69,8 @@ public final class Herald: Sendable {
     public let options: HeraldOptions
     private let writer: RecordWriter
     private let reader: RecordReader
-    private let state: Locked<State>
+    /// The scheduling state (see ``EngineStateMachine``): every event is fed under this lock.
+    private let state: Locked<EngineStateMachine>
     /// Deadlines of rounds and of the run loop's waits, on one thread (see ``Alarm``).
     private let alarm: Alarm
     private let wakeup: Notifier
@@ -113,27 +82,8 @@ public final class Herald: Sendable {
     /// deliveries are durable (see ``DurabilityWatch``).
     private let durability: DurabilityWatch
 
-    struct State: Sendable {
-        var dispatcher: Dispatcher
-        var queue = DueQueue()
-        var inFlight: Set<DeliveryID> = []
-        /// Source records (KV mutations) of pending deliveries, by position.
-        var kvSources: [UInt64: Record] = [:]
-        /// Dead-letter events of pending dead-letter deliveries, by position.
-        var deadLetters: [UInt64: DeadLetterEvent] = [:]
-        /// Pending deliveries per source position: a cached source goes when its count reaches 0.
-        var sourceRefs: [UInt64: Int] = [:]
-        /// Source positions that neither the log nor the projection can describe.
-        var unresolvable: Set<UInt64> = []
-        var stopping = false
-        /// The last position of attempt outcomes queued to the log (0: none yet).
-        var lastOutcome: UInt64 = 0
-        /// Set when an append failed after the state moved on: the engine fails closed.
-        var failure: String?
-    }
-
     private init(directory: DataDirectory, options: HeraldOptions, writer: RecordWriter, reader: RecordReader,
-                 state: State, projector: Projector?) {
+                 state: EngineStateMachine, projector: Projector?) {
         self.directory = directory
         self.options = options
         self.writer = writer
@@ -168,11 +118,10 @@ public final class Herald: Sendable {
         let reader = try directory.openReader()
         let projector = try Projector(directory: directory)
         try projector.catchUp()
-        var state = State(dispatcher: projector.dispatcher)
-        for delivery in state.dispatcher.pendingInOrder {
-            state.queue.push(delivery)
-            state.sourceRefs[delivery.id.sourcePosition, default: 0] += 1
-        }
+        let state = EngineStateMachine(
+            dispatcher: projector.dispatcher,
+            configuration: .init(concurrency: options.concurrency, attemptTimeoutMs: options.attemptTimeoutMs,
+                                 recordBytesMax: writer.recordBytesMax))
         let engine = Herald(directory: directory, options: options, writer: writer, reader: reader, state: state,
                             projector: projector)
         return engine
@@ -196,63 +145,19 @@ public final class Herald: Sendable {
     public func append(_ bodies: [RecordBody], ts: Int64? = nil) throws -> ClosedRange<UInt64> {
         let now = options.clock.nowMs()
         let range: ClosedRange<UInt64> = try state.withLock { s in
-            if let failure = s.failure { throw EngineError.failed(failure) }
-            var records: [Record] = []
-            records.reserveCapacity(bodies.count)
-            var effects = EffectsByRecord(capacity: bodies.count)
-            if bodies.count == 1, let body = bodies.first {
-                // The common case: check, then apply in place (no copy of the pending deliveries).
-                let record = Record(ts: ts ?? max(now, s.dispatcher.lastTs ?? 0), body: body)
-                // Before any state changes: the log refuses a payload over its limit, and
-                // that failure would stop the engine (fail closed).
-                try RecordBinaryCodec.checkEncodedSize(body, limitBytes: writer.recordBytesMax)
-                try s.dispatcher.check(record)
-                effects.apply(record, to: &s.dispatcher)
-                records.append(record)
-            } else {
-                // A batch is all or nothing: validate it first. Without attempts in it, a
-                // registry-only copy suffices (no rule but an attempt's depends on deliveries),
-                // so validating costs nothing per pending delivery; with attempts, a full copy.
-                let hasAttempts = bodies.contains { if case .deliveryAttempted = $0 { true } else { false } }
-                do {
-                    // The trial shares the dispatcher's storage; it must be gone before the
-                    // dispatcher changes, or the first change copies every pending delivery.
-                    var trial = s.dispatcher
-                    if !hasAttempts { trial.tracksDeliveries = false }
-                    for (index, body) in bodies.enumerated() {
-                        let record = Record(ts: ts ?? max(now, trial.lastTs ?? 0), body: body)
-                        do throws(RecordError) {
-                            try RecordBinaryCodec.checkEncodedSize(body, limitBytes: writer.recordBytesMax)
-                            try trial.check(record)
-                        } catch {
-                            throw error.at("record \(index + 1) of \(bodies.count)")
-                        }
-                        effects.apply(record, to: &trial)
-                        records.append(record)
-                    }
-                    if hasAttempts { s.dispatcher = trial }
-                }
-                if !hasAttempts {
-                    // Every record passed: apply them for real, in place.
-                    effects.removeAll()
-                    for record in records { effects.apply(record, to: &s.dispatcher) }
-                }
-            }
-            guard !records.isEmpty else { throw EngineError.emptyBatch }
+            let batch = try s.acceptCommands(bodies, ts: ts, now: now)
             let range: ClosedRange<UInt64>
             do {
-                range = try writer.enqueue(records, helping: false)
+                range = try writer.enqueue(batch.records, helping: false)
             } catch {
-                s.failure = "appending to the log failed: \(error)"
+                s.failed("appending to the log failed: \(error)")
                 throw error
-            }
-            var queued = false
-            for (index, record) in records.enumerated() {
-                queued = Herald.absorb(effects[index], record: record, at: range.lowerBound + UInt64(index), into: &s) || queued
             }
             // Under the state lock, so the awaited position only grows. The run loop is woken
             // once these records are durable (the deliveries they queued may run then).
-            if queued { durability.watch(through: range.upperBound, durable: writer.durablePosition) }
+            if let through = s.appended(batch, at: range).awaitDurableThrough {
+                durability.watch(through: through, durable: writer.durablePosition)
+            }
             return range
         }
         // The sync happens outside the state lock, so concurrent commands and attempt
@@ -266,49 +171,9 @@ public final class Herald: Sendable {
             try writer.waitUntilDurable(through: position)
         } catch {
             let reason = "syncing the log failed: \(error)"
-            state.withLock { s in s.failure = s.failure ?? reason }
+            state.withLock { $0.failed(reason) }
             options.logger.critical("the engine stopped taking work", metadata: ["reason": "\(reason)"])
             throw error
-        }
-    }
-
-    /// Applies `record`'s effects to the engine's queue and caches; true when they queued a
-    /// delivery (a new one, or a retry), which may run once the record is durable.
-    private static func absorb(_ effects: ArraySlice<DispatchEffect>, record: Record, at position: UInt64, into s: inout State) -> Bool {
-        var queued = false
-        for effect in effects {
-            switch effect {
-            case .created(let d):
-                queued = true
-                s.queue.push(d)
-                s.sourceRefs[d.id.sourcePosition, default: 0] += 1
-                // Compact: a record read from the log would keep its whole block alive.
-                if d.sourceKind == .kv { s.kvSources[position] = record.compacted() }
-            case .attempted(let d, _, _, _):
-                if d.status == .pending {
-                    queued = true
-                    s.queue.push(d)
-                } else {
-                    release(d.id.sourcePosition, in: &s)
-                }
-            case .deadLetter(let event):
-                s.deadLetters[event.position] = event
-            case .cancelled(let d):
-                release(d.id.sourcePosition, in: &s)
-            }
-        }
-        return queued
-    }
-
-    /// One fewer pending delivery of this source: forget the cached source at zero.
-    private static func release(_ position: UInt64, in s: inout State) {
-        let left = s.sourceRefs[position, default: 1] - 1
-        if left > 0 {
-            s.sourceRefs[position] = left
-        } else {
-            s.sourceRefs[position] = nil
-            s.kvSources[position] = nil
-            s.deadLetters[position] = nil
         }
     }
 
@@ -348,24 +213,12 @@ public final class Herald: Sendable {
     /// Pending, due, in flight, next due time.
     public func status() -> EngineStatus {
         let now = options.clock.nowMs()
-        return state.withLock { s in
-            let due = s.dispatcher.pending.dueSummary(now: now)
-            return EngineStatus(position: s.dispatcher.position, pending: s.dispatcher.pending.count,
-                                due: due.due, inFlight: s.inFlight.count, nextDueAt: due.earliest)
-        }
+        return state.withLock { $0.status(now: now) }
     }
 
     /// The earliest due time of a pending delivery not in flight (stale queue entries are dropped).
     public func nextDueAt() -> Int64? {
-        state.withLock { s in
-            while let top = s.queue.first {
-                if let delivery = s.dispatcher.pending[top.id], delivery.dueAt == top.dueAt, !s.inFlight.contains(top.id) {
-                    return top.dueAt
-                }
-                _ = s.queue.popFirst()
-            }
-            return nil
-        }
+        state.withLock { $0.nextDueAt() }
     }
 
     // MARK: - Dispatching
@@ -392,7 +245,7 @@ public final class Herald: Sendable {
         // One deadline for the round, from when its attempts start: when it fires, the
         // attempts still running are cancelled and recorded as timed out.
         let deadline = Alarm.deadline(afterMs: timeout)
-        let results = await withTaskGroup(of: (Int, ExecutionResult, Int64)?.self) { group in
+        let results = await withTaskGroup(of: (Int, ExecutionResult, Int64)?.self) { group -> [(result: ExecutionResult, measuredMs: Int64)?] in
             group.addTask {
                 // An alarm, not `Task.sleep`: cancelling the group below removes it (a cancelled
                 // `Task.sleep` keeps its timer until the deadline, one per round).
@@ -411,7 +264,7 @@ public final class Herald: Sendable {
                     return (index, result, max(0, clock.nowMs() - start))
                 }
             }
-            var collected = [(ExecutionResult, Int64)?](repeating: nil, count: invocations.count)
+            var collected = [(result: ExecutionResult, measuredMs: Int64)?](repeating: nil, count: invocations.count)
             var remaining = invocations.count
             while remaining > 0, let next = await group.next() {
                 guard let (index, result, measured) = next else {
@@ -424,84 +277,21 @@ public final class Herald: Sendable {
             group.cancelAll()
             return collected
         }
-        var attempts: [DeliveryAttempt] = []
-        for (index, invocation) in invocations.enumerated() {
-            let (result, measured) = results[index] ?? (.error("timed out after \(timeout) ms", retryable: true), timeout)
-            var duration = result.durationMs ?? measured
-            var outcome = result.outcome
-            if duration > timeout {
-                outcome = .error("timed out after \(timeout) ms", retryable: true)
-                duration = timeout
-            }
-            switch outcome {
-            case .ok:
-                attempts.append(DeliveryAttempt(sourcePosition: invocation.delivery.sourcePosition,
-                                                triggerID: invocation.delivery.triggerID, attempt: invocation.attempt,
-                                                outcome: .ok, durationMs: duration))
-            case .error(let message, let retryable):
-                attempts.append(DeliveryAttempt(sourcePosition: invocation.delivery.sourcePosition,
-                                                triggerID: invocation.delivery.triggerID, attempt: invocation.attempt,
-                                                outcome: .error, error: message, retryable: retryable,
-                                                durationMs: duration))
-            }
-        }
+        let attempts = state.withLock { $0.outcomes(of: invocations, results: results) }
         return try recordOutcomes(attempts, pipelined: pipelined, report: report)
     }
 
-    /// Picks due deliveries (not in flight) and builds their invocations, marking them in flight.
+    /// Picks due deliveries (not in flight) and builds their invocations, marking them in
+    /// flight; loads the sources a restart left uncached.
     private func takeDue(now: Int64) throws -> [Invocation] {
-        var needSources: [UInt64] = []
-        var picked: [Invocation] = []
         // A delivery runs only once the record that created it (or scheduled its retry) is
         // durable: a script never acts on an event a crash could still erase.
         let durable = writer.durablePosition
-        state.withLock { s in
-            guard !s.stopping else { return }
-            var slots = options.concurrency - s.inFlight.count
-            var deferred: [Delivery] = []
-            defer { for delivery in deferred { s.queue.push(delivery) } }
-            while slots > 0, let top = s.queue.first, top.dueAt <= now {
-                _ = s.queue.popFirst()
-                guard let delivery = s.dispatcher.pending[top.id], delivery.dueAt == top.dueAt,
-                      !s.inFlight.contains(top.id) else { continue }
-                if delivery.id.sourcePosition > durable {
-                    deferred.append(delivery)
-                    continue
-                }
-                guard let script = s.dispatcher.registry.scripts[delivery.scriptID],
-                      !s.unresolvable.contains(delivery.id.sourcePosition) else { continue }
-                let principal = s.dispatcher.registry.triggers[delivery.id.triggerID].flatMap { s.dispatcher.registry.adminUsers[$0.registeredBy] }
-                let event: Invocation.Event
-                switch delivery.sourceKind {
-                case .kv, .http:
-                    if let record = s.kvSources[delivery.id.sourcePosition], case .kv(let m) = record.body {
-                        event = .kv(position: delivery.id.sourcePosition, ts: record.ts, mutation: m)
-                    } else {
-                        needSources.append(delivery.id.sourcePosition)
-                        deferred.append(delivery)
-                        continue
-                    }
-                case .deadLetter:
-                    if let dead = s.deadLetters[delivery.id.sourcePosition] {
-                        event = .deadLetter(dead)
-                    } else {
-                        needSources.append(delivery.id.sourcePosition)
-                        deferred.append(delivery)
-                        continue
-                    }
-                }
-                s.inFlight.insert(delivery.id)
-                slots -= 1
-                picked.append(Invocation(delivery: delivery.id, attempt: delivery.attempts + 1,
-                                         dueAt: delivery.dueAt ?? now, depth: delivery.depth, event: event,
-                                         script: script, app: s.dispatcher.registry.apps[script.appID], principal: principal))
-            }
-        }
-        if !needSources.isEmpty {
-            try loadSources(Array(Set(needSources)).sorted())
-            if picked.isEmpty { return try takeDue(now: now) }
-        }
-        return picked
+        let due = state.withLock { $0.takeDue(now: now, durable: durable) }
+        guard !due.missingSources.isEmpty else { return due.invocations }
+        try loadSources(due.missingSources)
+        // Each call marks what it could not load as unresolvable: this ends.
+        return due.invocations.isEmpty ? try takeDue(now: now) : due.invocations
     }
 
     /// After a restart, pending deliveries' source records come back from the log and the projection.
@@ -517,15 +307,7 @@ public final class Herald: Sendable {
                 dead[position] = event
             }
         }
-        state.withLock { s in
-            s.kvSources.merge(kv) { old, _ in old }
-            s.deadLetters.merge(dead) { old, _ in old }
-            for position in positions where kv[position] == nil && dead[position] == nil {
-                // Nothing describes this event: its deliveries stay pending (visible in
-                // `herald status`) instead of spinning.
-                s.unresolvable.insert(position)
-            }
-        }
+        state.withLock { $0.sourcesLoaded(kv: kv, deadLetters: dead, asked: positions) }
     }
 
     /// Validates and appends attempt outcomes as one batch; an outcome whose delivery was
@@ -534,51 +316,30 @@ public final class Herald: Sendable {
                                 report: (@Sendable (AttemptReport) -> Void)?) throws -> [AttemptReport] {
         let now = options.clock.nowMs()
         let reports: [AttemptReport] = try state.withLock { s in
-            defer { for a in attempts { s.inFlight.remove(DeliveryID(sourcePosition: a.sourcePosition, triggerID: a.triggerID)) } }
-            if let failure = s.failure { throw EngineError.failed(failure) }
-            var records: [Record] = []
-            records.reserveCapacity(attempts.count)
-            var effects = EffectsByRecord(capacity: attempts.count)
-            // Each outcome is checked and applied in place; one whose delivery was cancelled
-            // or finished meanwhile fails its check and is dropped.
-            for attempt in attempts {
-                let record = Record(ts: max(now, s.dispatcher.lastTs ?? 0), body: .deliveryAttempted(attempt))
-                do throws(RecordError) {
-                    try s.dispatcher.check(record)
-                } catch {
-                    options.logger.info("dropped the outcome of an attempt whose delivery finished meanwhile", metadata: [
-                        "delivery": "\(attempt.sourcePosition):\(attempt.triggerID)", "attempt": "\(attempt.attempt)",
-                        "reason": "\(error.reason)",
-                    ])
-                    continue
-                }
-                effects.apply(record, to: &s.dispatcher)
-                records.append(record)
+            let batch = try s.acceptOutcomes(attempts, now: now)
+            for (attempt, reason) in batch.dropped {
+                options.logger.info("dropped the outcome of an attempt whose delivery finished meanwhile", metadata: [
+                    "delivery": "\(attempt.sourcePosition):\(attempt.triggerID)", "attempt": "\(attempt.attempt)",
+                    "reason": "\(reason)",
+                ])
             }
-            guard !records.isEmpty else { return [] }
+            guard !batch.isEmpty else { return [] }
             let range: ClosedRange<UInt64>
             do {
-                range = try writer.enqueue(records, helping: false)
+                range = try writer.enqueue(batch.records, helping: false)
             } catch {
-                s.failure = "appending attempt outcomes to the log failed: \(error)"
-                options.logger.critical("the engine stopped taking work", metadata: ["reason": "\(s.failure ?? "")"])
+                let reason = "appending attempt outcomes to the log failed: \(error)"
+                s.failed(reason)
+                options.logger.critical("the engine stopped taking work", metadata: ["reason": "\(reason)"])
                 throw error
             }
-            s.lastOutcome = range.upperBound
-            var reports: [AttemptReport] = []
-            reports.reserveCapacity(records.count)
-            var queued = false
-            for (offset, record) in records.enumerated() {
-                let position = range.lowerBound + UInt64(offset)
-                queued = Herald.absorb(effects[offset], record: record, at: position, into: &s) || queued
-                for case .attempted(let d, let a, _, _) in effects[offset] {
-                    reports.append(AttemptReport(position: position, ts: record.ts, delivery: d, attempt: a))
-                }
-            }
+            let appended = s.appended(batch, at: range)
             // A retry or a dead-letter delivery these outcomes queued runs once they are durable:
             // the run loop is woken then, as for appended records.
-            if queued { durability.watch(through: range.upperBound, durable: writer.durablePosition) }
-            return reports
+            if let through = appended.awaitDurableThrough {
+                durability.watch(through: through, durable: writer.durablePosition)
+            }
+            return appended.reports
         }
         guard let last = reports.last?.position else { return reports }
         if pipelined {
@@ -606,31 +367,22 @@ public final class Herald: Sendable {
         let projecting = BackgroundProjection(engine: self)
         projecting.start()
         defer { projecting.stop() }
-        while !Task.isCancelled {
-            if state.withLock({ $0.stopping }) { break }
+        let clock = options.clock
+        rounds: while !Task.isCancelled, !state.withLock({ $0.stopping }) {
             // Real time: the next round starts while the last one's outcomes sync. Virtual
             // time: each round is synced and reported before the next, so runs replay exactly.
-            let done = try await round(report: report, pipelined: !(options.clock is VirtualClock))
-            if !done.isEmpty { continue }
-            if untilIdle && state.withLock({ $0.dispatcher.pending.isEmpty }) { break }
-            let now = options.clock.nowMs()
-            let next = nextDueAt()
-            if let virtual = options.clock as? VirtualClock {
-                // Virtual time never passes by itself: jump to the next due time.
-                if let next {
-                    virtual.advance(to: next)
-                    continue
-                }
-                if untilIdle { break }
-                await wakeup.wait(upToMs: 50)
-                continue
+            let recorded = try await round(report: report, pipelined: clock.movesByItself)
+            let now = clock.nowMs()
+            let next = state.withLock {
+                $0.next(afterRoundThatRecorded: recorded.count, now: now, untilIdle: untilIdle,
+                        clockMovesByItself: clock.movesByItself)
             }
-            // A round that ran nothing while a delivery is due left it waiting for its source
-            // record's sync (nothing is in flight between rounds, and undeliverable entries
-            // leave the queue): the durability watch wakes the loop once it is durable, so wait
-            // for that instead of spinning (5 ms at most).
-            let waitMs = next.map { max(0, min($0 - now, 1000)) } ?? 1000
-            await wakeup.wait(upToMs: waitMs == 0 ? 5 : waitMs)
+            switch next {
+            case .round: continue
+            case .finish: break rounds
+            case .advanceClock(let to): clock.advance(to: to)
+            case .wait(let ms): await wakeup.wait(upToMs: ms)
+            }
         }
         // Every pipelined round is reported and synced before run returns (the acknowledger
         // only has rounds with a report callback).
@@ -658,7 +410,7 @@ public final class Herald: Sendable {
 
     /// Stops taking new work; the run loop returns after the round in progress.
     public func stop() {
-        state.withLock { $0.stopping = true }
+        state.withLock { $0.stop() }
         wakeup.notify()
     }
 
@@ -756,33 +508,5 @@ final class DurabilityWatch: Sendable {
             return true
         }
         if wake { wakeup.notify() }
-    }
-}
-
-/// Each record's dispatch effects, in one array for a whole batch (an array per record was an
-/// allocation per record).
-private struct EffectsByRecord {
-    private var all: [DispatchEffect] = []
-    /// `ends[i]`: where record i's effects end in `all`.
-    private var ends: [Int] = []
-
-    init(capacity: Int) {
-        ends.reserveCapacity(capacity)
-    }
-
-    /// Applies `record` (already checked) to `dispatcher`, keeping its effects as the next record's.
-    mutating func apply(_ record: Record, to dispatcher: inout Dispatcher) {
-        dispatcher.applyChecked(record, effects: &all)
-        ends.append(all.count)
-    }
-
-    /// The effects of record `index`.
-    subscript(index: Int) -> ArraySlice<DispatchEffect> {
-        all[(index == 0 ? 0 : ends[index - 1])..<ends[index]]
-    }
-
-    mutating func removeAll() {
-        all.removeAll(keepingCapacity: true)
-        ends.removeAll(keepingCapacity: true)
     }
 }

@@ -1,5 +1,3 @@
-import HeraldCore
-
 /// Pending deliveries ordered by due time, then canonical order: a binary min-heap.
 /// Entries are not removed when a delivery finishes or is rescheduled; the engine drops
 /// stale ones when they surface (the heap is a hint, the dispatcher's state is the truth).
