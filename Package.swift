@@ -49,6 +49,9 @@ let package = Package(
         .testTarget(name: "HeraldLogTests", dependencies: ["HeraldLog"]),
         .testTarget(name: "HeraldStoreTests", dependencies: ["HeraldStore", "HeraldCore"]),
         .testTarget(name: "HeraldTests", dependencies: ["Herald", "HeraldLog", "HeraldTesting"]),
+        // The engine and the reads on in-memory implementations of the storage seams (no
+        // segment log, no SQLite in its own code).
+        .testTarget(name: "InMemoryStorageTests", dependencies: ["Herald", "HeraldCore"]),
         // Uses only the public products, exactly as a user's test target would.
         .testTarget(name: "HeraldTestingTests", dependencies: ["HeraldTesting", "Herald"]),
     ],

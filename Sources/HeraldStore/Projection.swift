@@ -10,28 +10,9 @@ import HeraldCore
 /// try projection.apply(batch)            // [(position, record, effects)] + registry after
 /// let snapshot = try projection.loadDispatcher()
 /// ```
-public final class Projection: @unchecked Sendable {
-    /// One applied record: its position, the record, and the dispatcher's effects.
-    ///
-    /// The projection stores no KV data (its deliveries come from the effects), so a step keeps
-    /// a KV record without its value: a batch of steps then holds no value read from the log,
-    /// and with it no log block (``HeraldCore/JSONText`` shares its block's buffer).
-    public struct Step: Sendable {
-        public var position: UInt64
-        public var record: Record
-        public var effects: [DispatchEffect]
-
-        public init(position: UInt64, record: Record, effects: [DispatchEffect]) {
-            self.position = position
-            if case .kv(var mutation) = record.body, mutation.value != nil {
-                mutation.value = nil
-                self.record = Record(ts: record.ts, body: .kv(mutation))
-            } else {
-                self.record = record
-            }
-            self.effects = effects
-        }
-    }
+public final class Projection: ProjectionStore, EngineSnapshotStore, @unchecked Sendable {
+    /// One applied record (see ``HeraldCore/ProjectionStep``).
+    public typealias Step = ProjectionStep
 
     /// The underlying connection.
     public let database: SQLiteDatabase
@@ -83,6 +64,14 @@ public final class Projection: @unchecked Sendable {
         let prepared = try database.prepare(sql.description)
         statements[key] = prepared
         return prepared
+    }
+
+    /// The database file.
+    public var location: String { database.path }
+
+    /// The last applied position.
+    public func checkpointPosition() throws -> UInt64 {
+        try checkpoint().position
     }
 
     /// The last applied position and its ts.

@@ -1,7 +1,9 @@
 import HeraldCore
 import HeraldStore
 
-extension DataDirectory {
+/// Derivation over any log: replay, deliveries, `explain`. Every read validates each record
+/// against the state before it, as the dispatcher does when it appends.
+extension RecordSource {
     /// Replays the log from position 1 through `through` (`nil` = the end), validating every
     /// record, and returns the dispatcher's state. `observe` sees each record with its
     /// effects and the state after it.
@@ -15,9 +17,8 @@ extension DataDirectory {
     /// Continues `dispatcher` from its position through `through`.
     public func replay(into dispatcher: inout Dispatcher, through: UInt64? = nil,
                        observe: ((UInt64, Record, [DispatchEffect], Dispatcher) throws -> Void)? = nil) throws {
-        let reader = try openReader()
         // One snapshot of the log's end: records appended meanwhile are not part of this replay.
-        let last = try reader.lastPosition
+        let last = try lastPosition
         if let through, through > last {
             throw HeraldError.positionOutOfRange(position: through, lastPosition: last)
         }
@@ -26,7 +27,7 @@ extension DataDirectory {
         var effects: [DispatchEffect] = []
         // Advanced in place: a copy would duplicate every pending delivery on the first change.
         // On a bad record `dispatcher` holds the state after the last good one.
-        try reader.forEach(from: dispatcher.position + 1, through: through) { position, record in
+        try forEach(from: dispatcher.position + 1, through: through) { position, record in
             do throws(RecordError) {
                 try dispatcher.check(record, statelessRulesChecked: true)
             } catch {
@@ -39,23 +40,6 @@ extension DataDirectory {
         }
     }
 
-    /// The dispatcher as of the log's end, resumed from the projection's checkpoint when the
-    /// projection exists and is usable (so startup does not replay finished work), else
-    /// replayed from position 1.
-    public func currentState() throws -> Dispatcher {
-        var dispatcher = Dispatcher()
-        if FileSystemPaths.exists(projectionPath) {
-            let projection = try openProjectionForReading()
-            let lastPosition = try openReader().lastPosition
-            let loaded = try projection.loadDispatcher()
-            if loaded.position <= lastPosition {
-                dispatcher = loaded
-            }
-        }
-        try replay(into: &dispatcher)
-        return dispatcher
-    }
-
     /// Every delivery as of `position` (`nil` = the end), in canonical order.
     public func deliveries(at position: UInt64? = nil) throws -> [Delivery] {
         var ledger = DeliveryLedger()
@@ -65,8 +49,7 @@ extension DataDirectory {
 
     /// `herald explain P`.
     public func explain(position: UInt64) throws -> RecordExplanation {
-        let reader = try openReader()
-        let last = try reader.lastPosition
+        let last = try lastPosition
         guard position >= 1, position <= last else {
             throw HeraldError.positionOutOfRange(position: position, lastPosition: last)
         }
@@ -74,7 +57,7 @@ extension DataDirectory {
         var target: Record?
         var effects: [DispatchEffect] = []
         var later: [(position: UInt64, registration: TriggerRegistration)] = []
-        try reader.forEach(from: position) { at, record in
+        try forEach(from: position, through: nil) { at, record in
             if at == position {
                 target = record.compacted()  // kept in the result: not its whole log block
             } else if case .triggerRegistered(let r) = record.body {
@@ -106,19 +89,75 @@ extension DataDirectory {
     }
 }
 
+
 extension DataDirectory {
-    /// Every delivery as of the log's end, in canonical order. Streamed from the projection
-    /// when it is caught up (memory stays flat however many deliveries there are); otherwise
-    /// derived by replay. Never writes: a read must not race a running engine's projection.
-    public func forEachDelivery(_ body: (Delivery) throws -> Void) throws {
-        let last = try openReader().lastPosition
+    /// Replays the log from position 1 through `through` (`nil` = the end); see
+    /// ``HeraldCore/RecordSource/replay(through:observe:)``.
+    public func replay(through: UInt64? = nil,
+                       observe: ((UInt64, Record, [DispatchEffect], Dispatcher) throws -> Void)? = nil) throws -> Dispatcher {
+        try openReader().replay(through: through, observe: observe)
+    }
+
+    /// Continues `dispatcher` from its position through `through`.
+    public func replay(into dispatcher: inout Dispatcher, through: UInt64? = nil,
+                       observe: ((UInt64, Record, [DispatchEffect], Dispatcher) throws -> Void)? = nil) throws {
+        try openReader().replay(into: &dispatcher, through: through, observe: observe)
+    }
+
+    /// The dispatcher as of the log's end, resumed from the projection's checkpoint when the
+    /// projection exists and is usable (so startup does not replay finished work), else
+    /// replayed from position 1.
+    public func currentState() throws -> Dispatcher {
+        var dispatcher = Dispatcher()
         if FileSystemPaths.exists(projectionPath) {
             let projection = try openProjectionForReading()
-            if try projection.checkpoint().position == last {
-                try projection.forEachDelivery(body)
-                return
+            let lastPosition = try openReader().lastPosition
+            let loaded = try projection.loadDispatcher()
+            if loaded.position <= lastPosition {
+                dispatcher = loaded
             }
         }
+        try replay(into: &dispatcher)
+        return dispatcher
+    }
+
+    /// Every delivery as of `position` (`nil` = the end), in canonical order.
+    public func deliveries(at position: UInt64? = nil) throws -> [Delivery] {
+        try openReader().deliveries(at: position)
+    }
+
+    /// `herald explain P`.
+    public func explain(position: UInt64) throws -> RecordExplanation {
+        try openReader().explain(position: position)
+    }
+
+    /// `herald explain P:TRIGGER_ID`: the delivery's timeline up to `through` (`nil` = the end).
+    public func timeline(of id: DeliveryID, through: UInt64? = nil) throws -> DeliveryTimeline {
+        try openReader().timeline(of: id, through: through)
+    }
+}
+
+extension RecordSource {
+    /// Every delivery as of the log's end, in canonical order: streamed from `projection` when
+    /// it is caught up (memory stays flat however many deliveries there are), otherwise derived
+    /// by replay.
+    public func forEachDelivery(projection: (any ProjectionStore)?, _ body: (Delivery) throws -> Void) throws {
+        let last = try lastPosition
+        if let projection, try projection.checkpointPosition() == last {
+            try projection.forEachDelivery(body)
+            return
+        }
         try deliveries().forEach(body)
+    }
+}
+
+extension DataDirectory {
+    /// Every delivery as of the log's end, in canonical order (see
+    /// ``HeraldCore/RecordSource/forEachDelivery(projection:_:)``). Never writes: a read must
+    /// not race a running engine's projection.
+    public func forEachDelivery(_ body: (Delivery) throws -> Void) throws {
+        let reader = try openReader()
+        let projection = FileSystemPaths.exists(projectionPath) ? try openProjectionForReading() : nil
+        try reader.forEachDelivery(projection: projection, body)
     }
 }

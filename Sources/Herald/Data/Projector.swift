@@ -1,18 +1,25 @@
 import HeraldCore
 import HeraldStore
 
-/// Keeps a projection caught up with the log, holding the dispatcher state that goes with
-/// the projection's checkpoint so each catch-up reads only the new records.
+/// Keeps a projection store caught up with a log, holding the dispatcher state that goes with
+/// the store's checkpoint so each catch-up reads only the new records. The store is also the
+/// engine's snapshot: the dispatcher comes from it.
 /// `@unchecked Sendable`: the engine keeps it inside a `Mutex` and touches it only under that lock.
 final class Projector: @unchecked Sendable {
-    let directory: DataDirectory
-    let projection: Projection
+    let store: any ProjectionStore & EngineSnapshotStore
+    /// Read anew by each catch-up (a segment log's reader sees what was appended since).
+    private let source: () throws -> any RecordSource
     private(set) var dispatcher: Dispatcher
 
-    init(directory: DataDirectory, projection: Projection? = nil) throws {
-        self.directory = directory
-        self.projection = try projection ?? directory.openProjection()
-        self.dispatcher = try self.projection.loadDispatcher()
+    init(store: any ProjectionStore & EngineSnapshotStore, source: @escaping () throws -> any RecordSource) throws {
+        self.store = store
+        self.source = source
+        self.dispatcher = try store.loadDispatcher()
+    }
+
+    /// A projector of `directory`'s log into `projection` (default: its own projection).
+    convenience init(directory: DataDirectory, projection: Projection? = nil) throws {
+        try self.init(store: projection ?? directory.openProjection(), source: { try directory.openReader() })
     }
 
     /// Applies every record after the checkpoint, in batches that commit with their checkpoint.
@@ -25,14 +32,14 @@ final class Projector: @unchecked Sendable {
     func catchUp(through target: UInt64? = nil, limit: UInt64 = .max, progress: ((UInt64) -> Void)? = nil,
                  pace: (() -> Void)? = nil) throws -> ProjectResult {
         let start = dispatcher.position
-        let reader = try directory.openReader()
+        let reader = try source()
         let end = try reader.lastPosition
         if start > end {
-            throw StoreError.aheadOfLog(path: projection.database.path, checkpoint: start, lastPosition: end)
+            throw StoreError.aheadOfLog(path: store.location, checkpoint: start, lastPosition: end)
         }
         let last = min(target ?? end, end)
         if start >= last { return ProjectResult(from: start, to: start) }
-        var steps: [Projection.Step] = []
+        var steps: [ProjectionStep] = []
         steps.reserveCapacity(DataDirectory.projectBatchRecords)
         var failure: Error?
         // `dispatcher` is advanced in place (no copy of the pending deliveries per batch). If a
@@ -48,19 +55,19 @@ final class Projector: @unchecked Sendable {
                 }
                 var effects: [DispatchEffect] = []
                 dispatcher.applyChecked(record, effects: &effects)
-                steps.append(Projection.Step(position: position, record: record, effects: effects))
+                steps.append(ProjectionStep(position: position, record: record, effects: effects))
                 if let pace, steps.count % Self.paceRecords == 0 { pace() }
                 if steps.count >= DataDirectory.projectBatchRecords {
-                    try projection.apply(steps, registryAfter: dispatcher.registry)
+                    try store.apply(steps, registryAfter: dispatcher.registry)
                     steps.removeAll(keepingCapacity: true)
                     progress?(position)
                 }
                 return true
             }
             // Commit what was valid before reporting a bad record.
-            try projection.apply(steps, registryAfter: dispatcher.registry)
+            try store.apply(steps, registryAfter: dispatcher.registry)
         } catch {
-            dispatcher = try projection.loadDispatcher()
+            dispatcher = try store.loadDispatcher()
             throw error
         }
         if let failure { throw failure }
@@ -72,6 +79,6 @@ final class Projector: @unchecked Sendable {
 
     /// The dead-letter event recorded at `position`, if any.
     func deadLetter(at position: UInt64) throws -> DeadLetterEvent? {
-        try projection.deadLetter(at: position)
+        try store.deadLetter(at: position)
     }
 }

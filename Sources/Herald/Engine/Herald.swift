@@ -51,6 +51,19 @@ public struct HeraldOptions: Sendable {
     }
 }
 
+/// Where an engine keeps its records and its projection.
+public struct EngineStorage {
+    /// The log commands and outcomes are appended to.
+    public var log: any RecordLog
+    /// The projection the engine keeps caught up, which is also what a restart restores.
+    public var projection: any ProjectionStore & EngineSnapshotStore
+
+    public init(log: any RecordLog, projection: any ProjectionStore & EngineSnapshotStore) {
+        self.log = log
+        self.projection = projection
+    }
+}
+
 /// The embeddable engine: opens a data directory, validates and appends commands, and
 /// dispatches due deliveries through a ``ScriptExecutor``, appending each outcome.
 ///
@@ -63,12 +76,12 @@ public struct HeraldOptions: Sendable {
 /// ```
 /// Safe to call from many tasks: commands and outcomes are validated and appended in one order.
 public final class Herald: Sendable {
-    /// The data directory.
-    public let directory: DataDirectory
+    /// The data directory (`nil` when opened on other storage: ``open(storage:options:)``).
+    public let directory: DataDirectory?
     /// The options it was opened with.
     public let options: HeraldOptions
-    private let writer: RecordWriter
-    private let reader: RecordReader
+    /// Where commands and outcomes are appended, and sources read back.
+    private let log: any RecordLog
     /// The scheduling state (see ``EngineStateMachine``): every event is fed under this lock.
     private let state: Locked<EngineStateMachine>
     /// Deadlines of rounds and of the run loop's waits, on one thread (see ``Alarm``).
@@ -82,12 +95,11 @@ public final class Herald: Sendable {
     /// deliveries are durable (see ``DurabilityWatch``).
     private let durability: DurabilityWatch
 
-    private init(directory: DataDirectory, options: HeraldOptions, writer: RecordWriter, reader: RecordReader,
-                 state: EngineStateMachine, projector: Projector?) {
+    private init(directory: DataDirectory?, options: HeraldOptions, log: any RecordLog, state: EngineStateMachine,
+                 projector: Projector?) {
         self.directory = directory
         self.options = options
-        self.writer = writer
-        self.reader = reader
+        self.log = log
         self.state = Locked(state)
         self.projector = Mutex(projector)
         let alarm = Alarm()
@@ -98,7 +110,7 @@ public final class Herald: Sendable {
         self.durability = durability
         // The listener holds the watch, not the engine: the writer's thread never holds the
         // last reference to the engine (whose release would join that very thread).
-        writer.writer.setAcknowledgedListener { position in durability.acknowledged(position) }
+        log.onDurable { position in durability.acknowledged(position) }
     }
 
     /// Opens `directory` (created when missing), recovers the log, catches the projection up
@@ -115,21 +127,38 @@ public final class Herald: Sendable {
             // Told to the data directory's diagnostics when it has them (the CLI), else logged.
             options.logger.warning("\(cut.description)", metadata: ["quarantine": "\(cut.quarantine ?? "-")"])
         }
-        let reader = try directory.openReader()
-        let projector = try Projector(directory: directory)
+        let log = SegmentRecordLog(writer: writer)
+        do {
+            let projection = try directory.openProjection()
+            return try open(directory: directory, storage: EngineStorage(log: log, projection: projection), options: options)
+        } catch {
+            try? writer.close()
+            throw error
+        }
+    }
+
+    /// Opens the engine on `storage`: any ``HeraldCore/RecordLog`` and any projection store
+    /// that is also the engine's snapshot. Catches the projection up with the log and resumes
+    /// every pending delivery, as ``open(directory:options:)`` does.
+    public static func open(storage: EngineStorage, options: HeraldOptions = HeraldOptions()) throws -> Herald {
+        try open(directory: nil, storage: storage, options: options)
+    }
+
+    private static func open(directory: DataDirectory?, storage: EngineStorage, options: HeraldOptions) throws -> Herald {
+        let log = storage.log
+        let projector = try Projector(store: storage.projection, source: { log })
         try projector.catchUp()
         let state = EngineStateMachine(
             dispatcher: projector.dispatcher,
             configuration: .init(concurrency: options.concurrency, attemptTimeoutMs: options.attemptTimeoutMs,
-                                 recordBytesMax: writer.recordBytesMax))
-        let engine = Herald(directory: directory, options: options, writer: writer, reader: reader, state: state,
-                            projector: projector)
-        return engine
+                                 recordBytesMax: log.recordBytesMax))
+        return Herald(directory: directory, options: options, log: log, state: state, projector: projector)
     }
 
     /// What recovery did when the log was opened: a torn tail or an append that never
-    /// completed cut into `log/quarantine/` (`truncation`), indexes rebuilt.
-    public var recovery: RecoveryReport { writer.recovery }
+    /// completed cut into `log/quarantine/` (`truncation`), indexes rebuilt. `nil` for a log
+    /// other than the segment log.
+    public var recovery: RecoveryReport? { (log as? SegmentRecordLog)?.recovery }
 
     // MARK: - Commands
 
@@ -148,7 +177,7 @@ public final class Herald: Sendable {
             let batch = try s.acceptCommands(bodies, ts: ts, now: now)
             let range: ClosedRange<UInt64>
             do {
-                range = try writer.enqueue(batch.records, helping: false)
+                range = try log.enqueue(batch.records)
             } catch {
                 s.failed("appending to the log failed: \(error)")
                 throw error
@@ -156,7 +185,7 @@ public final class Herald: Sendable {
             // Under the state lock, so the awaited position only grows. The run loop is woken
             // once these records are durable (the deliveries they queued may run then).
             if let through = s.appended(batch, at: range).awaitDurableThrough {
-                durability.watch(through: through, durable: writer.durablePosition)
+                durability.watch(through: through, durable: log.durablePosition)
             }
             return range
         }
@@ -168,7 +197,7 @@ public final class Herald: Sendable {
 
     private func waitDurable(through position: UInt64) throws {
         do {
-            try writer.waitUntilDurable(through: position)
+            try log.waitUntilDurable(through: position)
         } catch {
             let reason = "syncing the log failed: \(error)"
             state.withLock { $0.failed(reason) }
@@ -197,17 +226,17 @@ public final class Herald: Sendable {
 
     /// Every delivery as of `position` (`nil` = now), in canonical order, derived from the log.
     public func deliveries(at position: UInt64? = nil) throws -> [Delivery] {
-        try directory.deliveries(at: position)
+        try log.deliveries(at: position)
     }
 
     /// `explain P`.
     public func explain(position: UInt64) throws -> RecordExplanation {
-        try directory.explain(position: position)
+        try log.explain(position: position)
     }
 
     /// `explain P:TRIGGER_ID`.
     public func explain(delivery: DeliveryID) throws -> DeliveryTimeline {
-        try directory.timeline(of: delivery)
+        try log.timeline(of: delivery)
     }
 
     /// Pending, due, in flight, next due time.
@@ -286,7 +315,7 @@ public final class Herald: Sendable {
     private func takeDue(now: Int64) throws -> [Invocation] {
         // A delivery runs only once the record that created it (or scheduled its retry) is
         // durable: a script never acts on an event a crash could still erase.
-        let durable = writer.durablePosition
+        let durable = log.durablePosition
         let due = state.withLock { $0.takeDue(now: now, durable: durable) }
         guard !due.missingSources.isEmpty else { return due.invocations }
         try loadSources(due.missingSources)
@@ -299,7 +328,7 @@ public final class Herald: Sendable {
         var kv: [UInt64: Record] = [:]
         var dead: [UInt64: DeadLetterEvent] = [:]
         for position in positions {
-            try reader.forEach(from: position, through: position) { at, record in
+            try log.forEach(from: position, through: position) { at, record in
                 if case .kv = record.body { kv[at] = record.compacted() }
                 return false
             }
@@ -326,7 +355,7 @@ public final class Herald: Sendable {
             guard !batch.isEmpty else { return [] }
             let range: ClosedRange<UInt64>
             do {
-                range = try writer.enqueue(batch.records, helping: false)
+                range = try log.enqueue(batch.records)
             } catch {
                 let reason = "appending attempt outcomes to the log failed: \(error)"
                 s.failed(reason)
@@ -337,7 +366,7 @@ public final class Herald: Sendable {
             // A retry or a dead-letter delivery these outcomes queued runs once they are durable:
             // the run loop is woken then, as for appended records.
             if let through = appended.awaitDurableThrough {
-                durability.watch(through: through, durable: writer.durablePosition)
+                durability.watch(through: through, durable: log.durablePosition)
             }
             return appended.reports
         }
@@ -419,7 +448,7 @@ public final class Herald: Sendable {
         stop()
         try projectNow()
         projector.withLock { $0 = nil }
-        try writer.close()
+        try log.close()
     }
 }
 

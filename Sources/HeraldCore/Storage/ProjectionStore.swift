@@ -1,0 +1,55 @@
+/// One record the projector applied: its position, the record, and the dispatcher's effects.
+///
+/// The projection stores no KV data (its deliveries come from the effects), so a step keeps a
+/// KV record without its value: a batch of steps then holds no value read from the log, and
+/// with it no log block (``JSONText`` shares its block's buffer).
+public struct ProjectionStep: Sendable {
+    public var position: UInt64
+    public var record: Record
+    public var effects: [DispatchEffect]
+
+    public init(position: UInt64, record: Record, effects: [DispatchEffect]) {
+        self.position = position
+        if case .kv(var mutation) = record.body, mutation.value != nil {
+            mutation.value = nil
+            self.record = Record(ts: record.ts, body: .kv(mutation))
+        } else {
+            self.record = record
+        }
+        self.effects = effects
+    }
+}
+
+/// Where the projector writes what the log means for users (the Layout E tables and the
+/// deliveries): fed every record with its effects, in order, a batch at a time. Implemented by
+/// the SQLite projection (`Projection`); the projector, validation and dispatch stay the same
+/// for any other store.
+public protocol ProjectionStore: AnyObject {
+    /// Where the store lives, for messages (a file path, a URL).
+    var location: String { get }
+
+    /// Positions 1 through this one are applied (0: none).
+    func checkpointPosition() throws -> UInt64
+
+    /// Applies `steps` (positions checkpoint + 1 onwards, contiguous) and moves the checkpoint
+    /// to the last one, all or nothing. `registryAfter`: the registry after the last step.
+    /// Refuses steps that do not start right after the checkpoint (another writer moved it).
+    func apply(_ steps: [ProjectionStep], registryAfter: Registry) throws
+
+    /// Every delivery as of the checkpoint, in canonical order (source position, then trigger
+    /// registration order).
+    func forEachDelivery(_ body: (Delivery) throws -> Void) throws
+}
+
+/// What a restart restores without replaying finished work: the dispatcher (registry and
+/// pending deliveries) as of a position, and the dead-letter events pending deliveries were
+/// created by (their KV sources come from the log). The SQLite projection is one (it derives
+/// both from its tables at its checkpoint); a store of its own, or none (replay from 1), also
+/// works.
+public protocol EngineSnapshotStore: AnyObject {
+    /// The dispatcher as of the snapshot's position (`Dispatcher()` when there is none yet).
+    func loadDispatcher() throws -> Dispatcher
+
+    /// The dead-letter event that happened at `position`, if the snapshot holds one.
+    func deadLetter(at position: UInt64) throws -> DeadLetterEvent?
+}
