@@ -35,7 +35,6 @@ extension DataDirectory {
         let input = try LineReader(path: path)
         let start = ImportValidator(state: state, retryDefaults: environment.retryDefaults, nowMs: clock.nowMs())
         let decoder = start.decoder
-        let configuration = writer.writer.configuration
         // Four stages, in line order, through bounded hand-offs (the cores share them): this
         // thread reads lines into chunks; `decoders` threads decode the chunks (stateless;
         // chunk k goes to decoder k mod `decoders`, decoding is the longest stage); the
@@ -49,7 +48,7 @@ extension DataDirectory {
         let validated = Mutex<ImportValidator?>(nil)
         // The compressed blocks are the only copy of the records validated so far (the
         // validator hands each full batch on and forgets it): `acceptedSoFar` reads them back.
-        let prepared = Mutex(PreparedBlocks(configuration: configuration))
+        let prepared = Mutex(writer.makePreparedBlocks())
         let compressFailure = Mutex<(any Error)?>(nil)
         /// Calls `visit` with each record compressed so far, in order, once the compressing
         /// thread has caught up (streamed: never all of them decoded at once).

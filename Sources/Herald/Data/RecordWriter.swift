@@ -80,6 +80,18 @@ public final class RecordWriter: Sendable {
 }
 
 extension RecordWriter {
+    /// An empty set of blocks to frame and compress records into ahead of their append, with
+    /// this log's block size and compression level (``append(_:)-(PreparedBlocks)``).
+    public func makePreparedBlocks() -> PreparedBlocks {
+        PreparedBlocks(configuration: writer.configuration)
+    }
+
+    /// Calls `listener` on the writer's thread each time the acknowledged (durable per policy)
+    /// position advances.
+    public func onAcknowledged(_ listener: @escaping @Sendable (UInt64) -> Void) {
+        writer.setAcknowledgedListener(listener)
+    }
+
     /// Appends records framed and compressed ahead (``PreparedBlocks``) and returns their
     /// positions (`nil` when there are none) once acknowledged.
     public func append(_ prepared: PreparedBlocks) throws -> ClosedRange<UInt64>? {

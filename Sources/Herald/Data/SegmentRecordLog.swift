@@ -38,7 +38,7 @@ public final class SegmentRecordLog: RecordLog {
     }
 
     public func onDurable(_ listener: @escaping @Sendable (UInt64) -> Void) {
-        writer.writer.setAcknowledgedListener(listener)
+        writer.onAcknowledged(listener)
     }
 
     public func close() throws {

@@ -61,6 +61,15 @@ final class Notifier: Sendable {
         }
     }
 
+    /// Whether a notification is kept for the next wait (none was waiting); clears it. For
+    /// tests: tells whether `notify()` happened without waiting for anything.
+    func takeNotification() -> Bool {
+        state.withLock { s in
+            defer { s.pending = false }
+            return s.pending
+        }
+    }
+
     /// The time is up for wait `registered`: resumes it if it is still waiting.
     private func expire(_ registered: UInt64) {
         let expired: CheckedContinuation<Void, Never>? = state.withLock { s in

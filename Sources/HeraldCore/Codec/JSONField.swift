@@ -46,29 +46,13 @@ enum JSONField: Int, CaseIterable {
     @inline(__always)
     var bit: UInt32 { 1 << UInt32(rawValue) }
 
-    /// The field named by `key` (raw UTF-8, escapes already resolved), if any. A switch on
-    /// the length keeps this to one or two short comparisons on the hot path.
+    /// The field named by `key` (raw UTF-8, escapes already resolved), if any.
+    @inline(__always)
     static func match(_ key: UnsafeBufferPointer<UInt8>) -> JSONField? {
-        @inline(__always) func eq(_ name: StaticString) -> Bool { bytesEqual(key, name) }
-        switch key.count {
-        case 2: return eq("ts") ? .ts : eq("kv") ? .kv : nil
-        case 3: return eq("key") ? .key : nil
-        case 4: return eq("type") ? .type : eq("name") ? .name : eq("kind") ? .kind : nil
-        case 5: return eq("value") ? .value : eq("email") ? .email : eq("retry") ? .retry : eq("error") ? .error : nil
-        case 6: return eq("app_id") ? .appID : eq("source") ? .source : nil
-        case 7:
-            return eq("attempt") ? .attempt : eq("outcome") ? .outcome : eq("enabled") ? .enabled
-                : eq("runtime") ? .runtime : nil
-        case 9: return eq("script_id") ? .scriptID : eq("retryable") ? .retryable : nil
-        case 10: return eq("collection") ? .collection : eq("trigger_id") ? .triggerID : nil
-        case 11: return eq("duration_ms") ? .durationMs : eq("dead_letter") ? .deadLetter : nil
-        case 13:
-            return eq("admin_user_id") ? .adminUserID : eq("dispatch_mode") ? .dispatchMode
-                : eq("registered_by") ? .registeredBy : nil
-        case 15: return eq("source_position") ? .sourcePosition : nil
-        default: return nil
-        }
+        byName.lookup(key)
     }
+
+    private static let byName = WireNameTable(allCases.map { ($0.jsonName, $0) })
 
     /// The fields of each record type in docs/SEMANTICS.md §2.3 table order (without `type` and `ts`),
     /// each with whether it is required.
@@ -110,30 +94,12 @@ enum JSONField: Int, CaseIterable {
     }()
 
     /// The record type named by `name` (raw UTF-8), if any.
+    @inline(__always)
     static func recordType(_ name: UnsafeBufferPointer<UInt8>) -> RecordType? {
-        @inline(__always) func eq(_ candidate: StaticString) -> Bool { bytesEqual(name, candidate) }
-        switch name.count {
-        case 9: return eq("kv.insert") ? .kvInsert : eq("kv.update") ? .kvUpdate : eq("kv.delete") ? .kvDelete : nil
-        case 11: return eq("app.created") ? .appCreated : eq("app.deleted") ? .appDeleted : nil
-        case 14: return eq("script.deleted") ? .scriptDeleted : nil
-        case 15: return eq("trigger.updated") ? .triggerUpdated : eq("trigger.deleted") ? .triggerDeleted : nil
-        case 17: return eq("script.registered") ? .scriptRegistered : nil
-        case 18:
-            return eq("delivery.attempted") ? .deliveryAttempted : eq("trigger.registered") ? .triggerRegistered
-                : eq("admin_user.created") ? .adminUserCreated : eq("admin_user.deleted") ? .adminUserDeleted : nil
-        default: return nil
-        }
+        recordTypes.lookup(name)
     }
-}
 
-/// True when `bytes` equals `name` byte for byte.
-@inline(__always)
-func bytesEqual(_ bytes: UnsafeBufferPointer<UInt8>, _ name: StaticString) -> Bool {
-    name.withUTF8Buffer { expected in
-        guard expected.count == bytes.count else { return false }
-        for index in 0..<expected.count where expected[index] != bytes[index] { return false }
-        return true
-    }
+    private static let recordTypes = WireNameTable(RecordType.wireCases.map { ($0.wireName, $0) })
 }
 
 /// Parses a canonical 8-4-4-4-12 UUID in either case; the same language as

@@ -219,7 +219,7 @@ private struct LineParser {
             let sourcePosition = try uint64(required(.sourcePosition), "source_position")
             let triggerID = try id(required(.triggerID), "trigger_id")
             let attempt = try int64(required(.attempt), "attempt")
-            let outcomeIndex = try choice(required(.outcome), "outcome", ["ok", "error"], "'ok' or 'error'")
+            let outcome: AttemptOutcome = try choice(required(.outcome), "outcome")
             var error: String?
             if let errorSpan = span(.error), errorSpan.kind != .null { error = try string(errorSpan, "error") }
             var retryable = true
@@ -227,7 +227,7 @@ private struct LineParser {
             let durationMs = try int64(required(.durationMs), "duration_ms")
             return .deliveryAttempted(DeliveryAttempt(
                 sourcePosition: sourcePosition, triggerID: triggerID, attempt: attempt,
-                outcome: outcomeIndex == 0 ? .ok : .error, error: error, retryable: retryable, durationMs: durationMs))
+                outcome: outcome, error: error, retryable: retryable, durationMs: durationMs))
         }
     }
 
@@ -235,13 +235,12 @@ private struct LineParser {
         let triggerID = try id(required(.triggerID), "trigger_id")
         let appID = try id(required(.appID), "app_id")
         let scriptID = try id(required(.scriptID), "script_id")
-        let kind: TriggerKind = try choice(required(.kind), "kind", ["kv", "dead_letter"], "'kv' or 'dead_letter'") == 0
-            ? .kv : .deadLetter
+        let kind: TriggerKind = try choice(required(.kind), "kind")
         var enabled = true
         if let enabledSpan = span(.enabled) { enabled = try bool(enabledSpan, "enabled") }
         var dispatchMode = DispatchMode.async
         if let modeSpan = span(.dispatchMode) {
-            dispatchMode = try choice(modeSpan, "dispatch_mode", ["async", "sync"], "'async' or 'sync'") == 0 ? .async : .sync
+            dispatchMode = try choice(modeSpan, "dispatch_mode")
         }
         var retry = retryDefaults
         if let retrySpan = span(.retry) { retry = try retryPatch(retrySpan).applied(to: retryDefaults) }
@@ -280,9 +279,7 @@ private struct LineParser {
             switch member {
             case 0: patch.maxAttempts = try int64(value, "retry.max_attempts")
             case 1:
-                let index = try choice(value, "retry.backoff", ["exponential", "linear", "constant"],
-                                       "'exponential', 'linear' or 'constant'")
-                patch.backoff = Backoff(rawValue: UInt8(truncatingIfNeeded: index))
+                patch.backoff = try choice(value, "retry.backoff") as Backoff
             default: patch.baseMs = try int64(value, "retry.base_ms")
             }
         }
@@ -313,8 +310,7 @@ private struct LineParser {
         while true {
             let path = "kv.ops[\(position)]"
             let element = try scanned(path) { () throws(JSONSyntaxError) in try scanner.scanValue() }
-            let index = try choice(element, path, ["insert", "update", "delete"], "'insert', 'update' or 'delete'")
-            let op = OpSet(rawValue: 1 << UInt8(truncatingIfNeeded: index))
+            let op = OpSet(try choice(element, path) as KVOp)
             if set.contains(op) { throw fail(path, "duplicate op '\(text(element))'") }
             set.insert(op)
             position += 1
@@ -334,9 +330,7 @@ private struct LineParser {
                 if value.kind == .null {
                     patch.sourceFilter = .set(nil)
                 } else {
-                    let index = try choice(value, "dead_letter.source_filter", ["kv", "dead_letter", "http"],
-                                           "null, 'kv', 'dead_letter' or 'http'")
-                    patch.sourceFilter = .set(SourceKind(rawValue: UInt8(truncatingIfNeeded: index)))
+                    patch.sourceFilter = .set(try choice(value, "dead_letter.source_filter", orNull: true) as SourceKind)
                 }
             case 1:
                 patch.triggerIDFilter = .set(value.kind == .null ? nil : try id(value, "dead_letter.trigger_id_filter"))
@@ -459,15 +453,15 @@ private struct LineParser {
         }
     }
 
-    /// The index in `names` of a string value.
-    func choice(_ span: JSONSpan, _ path: String, _ names: [StaticString], _ expected: String) throws(RecordError) -> Int {
+    /// The case of `T` a string value names (`T.wireName`); the error lists the names.
+    /// `orNull`: the field may also be null (handled by the caller), and the error says so.
+    func choice<T: WireNamed>(_ span: JSONSpan, _ path: String, orNull: Bool = false) throws(RecordError) -> T {
         guard span.kind == .string else {
-            throw fail(path, span.kind == .null ? "must not be null" : "must be \(expected), not \(span.kind.phrase)")
+            throw fail(path, span.kind == .null ? "must not be null"
+                : "must be \(T.wireNamesPhrase(orNull: orNull)), not \(span.kind.phrase)")
         }
-        let found: Int? = withContent(span) { content in
-            names.firstIndex { name in name.withUTF8Buffer { $0.elementsEqual(content) } }
-        }
-        guard let found else { throw fail(path, "must be \(expected), not '\(text(span))'") }
+        let found: T? = withContent(span) { content in T.firstCase { $0.wireName.utf8.elementsEqual(content) } }
+        guard let found else { throw fail(path, "must be \(T.wireNamesPhrase(orNull: orNull)), not '\(text(span))'") }
         return found
     }
 

@@ -1,11 +1,11 @@
 /// Where a delivery stands.
-public enum DeliveryStatus: UInt8, Sendable, CaseIterable, CustomStringConvertible {
+public enum DeliveryStatus: UInt8, Sendable, CaseIterable, WireNamed {
     case pending = 0
     case succeeded = 1
     case dead = 2
     case cancelled = 3
 
-    public var description: String {
+    public var wireName: String {
         switch self {
         case .pending: "pending"
         case .succeeded: "succeeded"

@@ -1,8 +1,8 @@
-public enum AttemptOutcome: UInt8, Sendable, CustomStringConvertible {
+public enum AttemptOutcome: UInt8, Sendable, WireNamed {
     case ok = 0
     case error = 1
 
-    public var description: String { self == .ok ? "ok" : "error" }
+    public var wireName: String { self == .ok ? "ok" : "error" }
 }
 
 /// `delivery.attempted`: the outcome of one script attempt.

@@ -1,10 +1,10 @@
 /// A KV operation.
-public enum KVOp: UInt8, CaseIterable, Sendable, CustomStringConvertible {
+public enum KVOp: UInt8, CaseIterable, Sendable, WireNamed {
     case insert = 0
     case update = 1
     case delete = 2
 
-    public var description: String {
+    public var wireName: String {
         switch self {
         case .insert: "insert"
         case .update: "update"
@@ -36,12 +36,12 @@ public struct OpSet: OptionSet, Hashable, Sendable, CustomStringConvertible {
 }
 
 /// How the delay between attempts grows.
-public enum Backoff: UInt8, CaseIterable, Sendable, CustomStringConvertible {
+public enum Backoff: UInt8, CaseIterable, Sendable, WireNamed {
     case exponential = 0
     case linear = 1
     case constant = 2
 
-    public var description: String {
+    public var wireName: String {
         switch self {
         case .exponential: "exponential"
         case .linear: "linear"
@@ -125,11 +125,11 @@ public struct RetryPatch: Equatable, Sendable {
     }
 }
 
-public enum TriggerKind: UInt8, Sendable, CustomStringConvertible {
+public enum TriggerKind: UInt8, Sendable, WireNamed {
     case kv = 0
     case deadLetter = 1
 
-    public var description: String {
+    public var wireName: String {
         switch self {
         case .kv: "kv"
         case .deadLetter: "dead_letter"
@@ -138,12 +138,12 @@ public enum TriggerKind: UInt8, Sendable, CustomStringConvertible {
 }
 
 /// Where a delivery's event came from.
-public enum SourceKind: UInt8, CaseIterable, Sendable, CustomStringConvertible {
+public enum SourceKind: UInt8, CaseIterable, Sendable, WireNamed {
     case kv = 0
     case deadLetter = 1
     case http = 2
 
-    public var description: String {
+    public var wireName: String {
         switch self {
         case .kv: "kv"
         case .deadLetter: "dead_letter"
@@ -161,11 +161,11 @@ public enum SourceKind: UInt8, CaseIterable, Sendable, CustomStringConvertible {
 
 /// `dispatch_mode`. Only `async` is accepted by validation; `sync` parses so that the
 /// rejection can say exactly why.
-public enum DispatchMode: UInt8, Sendable, CustomStringConvertible {
+public enum DispatchMode: UInt8, Sendable, WireNamed {
     case async = 0
     case sync = 1
 
-    public var description: String { self == .async ? "async" : "sync" }
+    public var wireName: String { self == .async ? "async" : "sync" }
 }
 
 /// The KV filter of a trigger.

@@ -66,7 +66,7 @@ public enum RecordBody: Equatable, Sendable {
 }
 
 /// Record types; the raw value is the type byte of the binary encoding (Schema/log-format.md).
-public enum RecordType: UInt8, CaseIterable, Sendable {
+public enum RecordType: UInt8, CaseIterable, Sendable, WireNamed {
     case adminUserCreated = 1
     case adminUserDeleted = 2
     case appCreated = 3
@@ -81,8 +81,11 @@ public enum RecordType: UInt8, CaseIterable, Sendable {
     case kvDelete = 12
     case deliveryAttempted = 13
 
+    /// The JSON Lines spelling, e.g. `"trigger.registered"` (the same as ``wireName``).
+    public var name: String { wireName }
+
     /// The JSON Lines spelling, e.g. `"trigger.registered"`.
-    public var name: String {
+    public var wireName: String {
         switch self {
         case .adminUserCreated: "admin_user.created"
         case .adminUserDeleted: "admin_user.deleted"
@@ -98,13 +101,5 @@ public enum RecordType: UInt8, CaseIterable, Sendable {
         case .kvDelete: "kv.delete"
         case .deliveryAttempted: "delivery.attempted"
         }
-    }
-
-    /// Looks a type up by its JSON Lines spelling.
-    public init?(name: String) {
-        guard let found = RecordType.allCases.first(where: { $0.name.utf8.elementsEqual(name.utf8) }) else {
-            return nil
-        }
-        self = found
     }
 }
