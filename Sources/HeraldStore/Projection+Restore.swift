@@ -236,3 +236,31 @@ extension Projection {
         }
     }
 }
+
+extension Projection {
+    /// Deliveries per status, as of the checkpoint.
+    public func deliveryCounts() throws -> [DeliveryStatus: Int] {
+        var counts: [DeliveryStatus: Int] = [:]
+        for row in try database.rows("SELECT status, count(*) FROM deliveries GROUP BY status") {
+            guard let name = row.first?.text, let status = DeliveryStatus(name: name), let count = row.last?.integer else {
+                throw StoreError.damaged(path: database.path, reason: "a deliveries row holds an unknown status")
+            }
+            counts[status] = Int(count)
+        }
+        return counts
+    }
+
+    /// Runs `body` inside one read transaction: every read in it sees one snapshot, whatever
+    /// another connection commits meanwhile.
+    public func withReadSnapshot<T>(_ body: () throws -> T) throws -> T {
+        try database.execute("BEGIN")
+        defer { try? database.execute("COMMIT") }
+        return try body()
+    }
+
+    /// Moves everything in the write-ahead log into the database file and empties it (before
+    /// the file is renamed or copied).
+    public func checkpointWriteAheadLog() throws {
+        try database.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    }
+}

@@ -91,9 +91,11 @@ import Testing
             let (admin, app) = (LogDamageCLITests.admin, LogDamageCLITests.app)
             var text = #"{"type":"admin_user.created","admin_user_id":"\#(admin)","email":"ops@example.com"}"# + "\n"
             text += #"{"type":"app.created","app_id":"\#(app)","name":"shop"}"# + "\n"
-            text += #"{"type":"script.registered","script_id":"c0000000-0000-4000-8000-000000000001","app_id":"\#(app)","name":"ok","runtime":"process","source":"cat >/dev/null"}"# + "\n"
+            text += #"{"type":"script.registered","script_id":"c0000000-0000-4000-8000-000000000001","app_id":"\#(app)","name":"ok","runtime":"process","source":"sleep 0.04; cat >/dev/null"}"# + "\n"
             text += #"{"type":"trigger.registered","trigger_id":"d0000000-0000-4000-8000-000000000001","app_id":"\#(app)","script_id":"c0000000-0000-4000-8000-000000000001","kind":"kv","registered_by":"\#(admin)","kv":{"collection_glob":"*","ops":[]}}"# + "\n"
-            for i in 0..<3000 {
+            // About 8 s of attempts (1,500 × 40 ms, 8 at a time): several verifies overlap it
+            // even on a loaded machine.
+            for i in 0..<1500 {
                 text += #"{"type":"kv.insert","app_id":"\#(app)","collection":"c","key":"k\#(i)","value":\#(i)}"# + "\n"
             }
             try text.write(toFile: input, atomically: true, encoding: .utf8)

@@ -33,7 +33,7 @@ extension DataDirectory {
         do {
             let projection = try Projection(path: temporary)
             result = try project(into: projection, progress: progress)
-            try projection.database.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            try projection.checkpointWriteAheadLog()
         }
         removeDatabase(projectionPath)
         guard rename(temporary, projectionPath) == 0 else {
@@ -72,12 +72,12 @@ extension DataDirectory {
         removeDatabase(temporary)
         defer { removeDatabase(temporary) }
         // A read transaction: the checkpoint and every table compared are one snapshot.
-        try live.database.execute("BEGIN")
-        defer { try? live.database.execute("COMMIT") }
-        let (checkpoint, _) = try live.checkpoint()
-        let rebuilt = try Projection(path: temporary)
-        try Projector(directory: self, projection: rebuilt).catchUp(through: checkpoint)
-        problems += try live.differences(from: rebuilt)
+        problems += try live.withReadSnapshot {
+            let (checkpoint, _) = try live.checkpoint()
+            let rebuilt = try Projection(path: temporary)
+            try Projector(directory: self, projection: rebuilt).catchUp(through: checkpoint)
+            return try live.differences(from: rebuilt)
+        }
         return problems
     }
 
@@ -101,11 +101,6 @@ extension DataDirectory {
         }
         let projection = try openProjection()
         try project(into: projection, progress: nil)
-        for row in try projection.database.rows("SELECT status, count(*) FROM deliveries GROUP BY status") {
-            if let name = row.first?.text, let status = DeliveryStatus(name: name), let count = row.last?.integer {
-                counts[status] = Int(count)
-            }
-        }
-        return counts
+        return try projection.deliveryCounts()
     }
 }
