@@ -30,6 +30,10 @@ public final class Projection: ProjectionStore, EngineSnapshotStore, @unchecked 
         database = try SQLiteDatabase(path: path, readOnly: readOnly, immutable: immutable)
         if readOnly {
             let version = try database.rows("PRAGMA user_version").first?.first?.integer ?? 0
+            if version == 0, try database.rows("SELECT count(*) FROM sqlite_master").first?.first?.integer == 0 {
+                // A writer opened it and has not committed the schema yet.
+                throw StoreError.notCreatedYet(path: path)
+            }
             guard version == ProjectionSchema.version || version == 1 else {
                 throw StoreError.schemaVersion(path: path, found: version, expected: ProjectionSchema.version)
             }

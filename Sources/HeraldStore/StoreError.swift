@@ -10,6 +10,8 @@ public enum StoreError: Error, Sendable, CustomStringConvertible {
     case checkpointMoved(path: String, expected: UInt64, found: UInt64)
     /// The projection is ahead of the log it is supposed to describe.
     case aheadOfLog(path: String, checkpoint: UInt64, lastPosition: UInt64)
+    /// Opened for reading while another process is creating it: an empty database, no schema yet.
+    case notCreatedYet(path: String)
 
     public var description: String {
         switch self {
@@ -23,6 +25,8 @@ public enum StoreError: Error, Sendable, CustomStringConvertible {
             "The projection \(path) moved to position \(found) while this process was applying from \(expected + 1): another process is projecting it; nothing was applied twice. Run the command again."
         case .aheadOfLog(let path, let checkpoint, let lastPosition):
             "The projection \(path) is at position \(checkpoint) but the log ends at \(lastPosition); it belongs to another log. Rebuild it with `herald project --rebuild`."
+        case .notCreatedYet(let path):
+            "The projection \(path) is being created by another process (it has no schema yet)."
         }
     }
 }

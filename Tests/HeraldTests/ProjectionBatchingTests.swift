@@ -57,4 +57,31 @@ import Testing
         // The logs must make the batch coalesce, or this test proves little.
         #expect(coalesced > 100, "\(coalesced) attempts or cancellations of deliveries created in the same batch")
     }
+
+    /// Two processes projecting one log into one projection (`herald verify` beside a starting
+    /// `herald run`): the one that finds the checkpoint moved goes on from there instead of
+    /// failing, and the tables are those of a single projector.
+    @Test func aProjectorWhoseCheckpointMovedGoesOnFromThere() async throws {
+        var generator = RandomLog(seed: 77)
+        let records = generator.generate(records: 300)
+        let last = UInt64(records.count)
+        #expect(last > 150)
+        try await withTemporaryDirectory { path in
+            let directory = DataDirectory(path: path)
+            let writer = try directory.openWriter(durability: .none)
+            try writer.append(records)
+            try writer.close()
+            let shared = path + "/shared.sqlite"
+            let slow = try Projector(directory: directory, projection: Projection(path: shared))
+            #expect(try slow.catchUp(limit: 100).records == 100)
+            // Another process projects the rest meanwhile.
+            #expect(try Projector(directory: directory, projection: Projection(path: shared)).catchUp().records == last - 100)
+            // The first one's next batch starts at 101: refused by the store, resumed at the end.
+            #expect(try slow.catchUp().to == last)
+            #expect(slow.dispatcher.position == last)
+            let alone = try Projection(path: path + "/alone.sqlite")
+            try Projector(directory: directory, projection: alone).catchUp()
+            #expect(try alone.differences(from: Projection(path: shared)).isEmpty)
+        }
+    }
 }

@@ -63,7 +63,9 @@ extension DataDirectory {
         } else {
             // A read-only data directory, or a running engine's projection (its to write):
             // compare the projection as it is.
-            live = try openProjectionForReading()
+            // One a writer is only creating has nothing to compare yet.
+            guard let existing = try openProjectionForReading() else { return [] }
+            live = existing
         }
         var problems = try live.integrityProblems()
         // Beside the projection (same disk) when the directory is writable, else in $TMPDIR.

@@ -109,8 +109,7 @@ extension DataDirectory {
     /// replayed from position 1.
     public func currentState() throws -> Dispatcher {
         var dispatcher = Dispatcher()
-        if FileSystemPaths.exists(projectionPath) {
-            let projection = try openProjectionForReading()
+        if let projection = try openProjectionForReading() {
             let lastPosition = try openReader().lastPosition
             let loaded = try projection.loadDispatcher()
             if loaded.position <= lastPosition {
@@ -157,7 +156,7 @@ extension DataDirectory {
     /// not race a running engine's projection.
     public func forEachDelivery(_ body: (Delivery) throws -> Void) throws {
         let reader = try openReader()
-        let projection = FileSystemPaths.exists(projectionPath) ? try openProjectionForReading() : nil
+        let projection = try openProjectionForReading()
         try reader.forEachDelivery(projection: projection, body)
     }
 }

@@ -71,14 +71,22 @@ public struct DataDirectory: Sendable {
     /// a data directory this process cannot write, as an immutable file (SQLite could not
     /// create its `-shm` otherwise).
     ///
+    /// Returns nil when there is no projection yet: no file, or one a writer has just created
+    /// and not given its schema yet (readers then replay the log).
+    ///
     /// - Throws: ``HeraldError/unreadable(source:reason:)`` when the directory is read-only
     ///   and the projection's `-wal` file holds changes that were never checkpointed.
-    public func openProjectionForReading() throws -> Projection {
-        guard !isWritable else { return try Projection(path: projectionPath, readOnly: true) }
-        if FileSystemPaths.size(projectionPath + "-wal") ?? 0 > 0 {
-            throw HeraldError.unreadable(source: projectionPath, reason: "the data directory is read-only and the projection's -wal file holds changes SQLite cannot read without writing; read the log instead (herald deliveries and explain replay it)")
+    public func openProjectionForReading() throws -> Projection? {
+        guard hasProjection else { return nil }
+        do {
+            guard !isWritable else { return try Projection(path: projectionPath, readOnly: true) }
+            if FileSystemPaths.size(projectionPath + "-wal") ?? 0 > 0 {
+                throw HeraldError.unreadable(source: projectionPath, reason: "the data directory is read-only and the projection's -wal file holds changes SQLite cannot read without writing; read the log instead (herald deliveries and explain replay it)")
+            }
+            return try Projection(path: projectionPath, readOnly: true, immutable: true)
+        } catch StoreError.notCreatedYet {
+            return nil
         }
-        return try Projection(path: projectionPath, readOnly: true, immutable: true)
     }
 
     /// True when this process may create and change files in the data directory (false on a

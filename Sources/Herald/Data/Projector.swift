@@ -29,8 +29,30 @@ final class Projector: @unchecked Sendable {
     ///   - pace: called after every ``paceRecords`` records, inside the transaction (the live
     ///     engine's background projection sleeps there to bound its share of the CPU).
     ///   - target: stop at this position (default: the log's end).
+    ///
+    /// Another process may project the same log at the same time (`herald verify` or
+    /// `herald project` beside a starting `herald run`): the store then refuses a batch that
+    /// no longer starts at its checkpoint, and this resumes from the store's new checkpoint
+    /// (both applied the same records: the result is the same).
     func catchUp(through target: UInt64? = nil, limit: UInt64 = .max, progress: ((UInt64) -> Void)? = nil,
                  pace: (() -> Void)? = nil) throws -> ProjectResult {
+        let start = dispatcher.position
+        var retries = 0
+        while true {
+            let before = dispatcher.position
+            do {
+                let done = try catchUpOnce(through: target, limit: limit, progress: progress, pace: pace)
+                return ProjectResult(from: start, to: done.to)
+            } catch {
+                // `dispatcher` is the store's again: moved on by another process, go on from there.
+                retries += 1
+                guard retries < 3, dispatcher.position > before else { throw error }
+            }
+        }
+    }
+
+    private func catchUpOnce(through target: UInt64?, limit: UInt64, progress: ((UInt64) -> Void)?,
+                             pace: (() -> Void)?) throws -> ProjectResult {
         let start = dispatcher.position
         let reader = try source()
         let end = try reader.lastPosition
