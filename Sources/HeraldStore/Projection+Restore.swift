@@ -89,31 +89,44 @@ extension Projection {
         let usedRows = try database.prepare("SELECT id FROM used_ids")
         while try usedRows.step() { used.append(try id(usedRows, 0, "used_ids.id")) }
 
-        var pending: [Delivery] = []
-        let deliveryRows = try database.prepare("""
-            SELECT source_position, trigger_id, trigger_rank, app_id, script_id, source_kind, depth,
-                   retry_max_attempts, retry_backoff, retry_base_ms, attempts, due_at, last_error
-            FROM deliveries WHERE status = 'pending'
-            """)
-        while try deliveryRows.step() {
-            let r = deliveryRows
-            guard let backoff = r.text(at: 8).flatMap(Backoff.init(name:)),
-                  let source = r.text(at: 5).flatMap(SourceKind.init(name:)) else {
-                throw damaged("deliveries holds an unknown backoff or source_kind")
+        /// Deliveries of `rows` (a query of the columns below).
+        func deliveries(_ where: String) throws -> [Delivery] {
+            var found: [Delivery] = []
+            let rows = try database.prepare("""
+                SELECT d.source_position, d.trigger_id, d.trigger_rank, d.app_id, d.script_id, d.source_kind, d.depth,
+                       d.retry_max_attempts, d.retry_backoff, d.retry_base_ms, d.attempts, d.due_at, d.last_error,
+                       d.budget_base, d.status, d.finished_at
+                FROM deliveries d \(`where`)
+                """)
+            while try rows.step() {
+                let r = rows
+                guard let backoff = r.text(at: 8).flatMap(Backoff.init(name:)),
+                      let source = r.text(at: 5).flatMap(SourceKind.init(name:)),
+                      let status = r.text(at: 14).flatMap(DeliveryStatus.init(name:)) else {
+                    throw damaged("deliveries holds an unknown backoff, source_kind or status")
+                }
+                found.append(Delivery(
+                    id: DeliveryID(sourcePosition: try position(r.int64(at: 0), "deliveries.source_position"),
+                                   triggerID: try id(r, 1, "deliveries.trigger_id")),
+                    appID: try id(r, 3, "deliveries.app_id"), scriptID: try id(r, 4, "deliveries.script_id"),
+                    sourceKind: source, depth: r.int64(at: 6),
+                    retry: RetryConfig(maxAttempts: r.int64(at: 7), backoff: backoff, baseMs: r.int64(at: 9)),
+                    triggerRank: try position(r.int64(at: 2), "deliveries.trigger_rank"), status: status,
+                    attempts: r.int64(at: 10), dueAt: r.isNull(at: 11) ? nil : r.int64(at: 11), lastError: r.text(at: 12),
+                    finishedAt: r.isNull(at: 15) ? nil : try position(r.int64(at: 15), "deliveries.finished_at"),
+                    budgetBase: r.int64(at: 13)))
             }
-            pending.append(Delivery(
-                id: DeliveryID(sourcePosition: try position(r.int64(at: 0), "deliveries.source_position"),
-                               triggerID: try id(r, 1, "deliveries.trigger_id")),
-                appID: try id(r, 3, "deliveries.app_id"), scriptID: try id(r, 4, "deliveries.script_id"),
-                sourceKind: source, depth: r.int64(at: 6),
-                retry: RetryConfig(maxAttempts: r.int64(at: 7), backoff: backoff, baseMs: r.int64(at: 9)),
-                triggerRank: try position(r.int64(at: 2), "deliveries.trigger_rank"),
-                attempts: r.int64(at: 10), dueAt: r.int64(at: 11), lastError: r.text(at: 12)))
+            return found
         }
+        let pending = try deliveries("WHERE d.status = 'pending'")
+        // Dead and cancelled deliveries an operator may still redrive: their trigger exists.
+        let redrivable = try deliveries("""
+            JOIN triggers t ON t.id = d.trigger_id WHERE d.status = 'dead' OR d.status = 'cancelled'
+            """)
         let created = try database.rows("SELECT count(*) FROM deliveries").first?.first?.integer ?? 0
         let registry = Registry(apps: apps, adminUsers: users, scripts: scripts, triggers: triggers, usedIDs: used)
         return Dispatcher(registry: registry, pending: pending, position: checkpoint, lastTs: lastTs,
-                          createdCount: UInt64(max(created, 0)))
+                          createdCount: UInt64(max(created, 0)), redrivable: redrivable)
     }
 
     /// Every projected table, in a fixed order, for content comparison.
@@ -121,7 +134,8 @@ extension Projection {
         ("admin_users", "id"), ("apps", "id"), ("scripts", "id"), ("used_ids", "id"),
         ("triggers", "id"), ("kv_trigger_details", "trigger_id"), ("dead_letter_trigger_details", "trigger_id"),
         ("deliveries", "source_position, trigger_id"), ("delivery_attempts", "source_position, trigger_id, attempt"),
-        ("dead_letters", "position"), ("checkpoint", "id"),
+        ("dead_letters", "position"), ("operator_actions", "position"),
+        ("operator_action_deliveries", "position, source_position, trigger_id"), ("checkpoint", "id"),
     ]
 
     /// Compares this projection's content with `other`'s, table by table. Returns one line per

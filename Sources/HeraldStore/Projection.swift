@@ -34,7 +34,7 @@ public final class Projection: ProjectionStore, EngineSnapshotStore, @unchecked 
                 // A writer opened it and has not committed the schema yet.
                 throw StoreError.notCreatedYet(path: path)
             }
-            guard version == ProjectionSchema.version || version == 1 else {
+            guard version == ProjectionSchema.version else {
                 throw StoreError.schemaVersion(path: path, found: version, expected: ProjectionSchema.version)
             }
             return
@@ -55,9 +55,8 @@ public final class Projection: ProjectionStore, EngineSnapshotStore, @unchecked 
                 return ProjectionSchema.version
             }
         }
-        if version != ProjectionSchema.version && version != 1 {
-            // (Version 1 differs only in how the outbox tables' CHECK lists are spelled: the
-            // same rules, slower to evaluate. It is used as it is; a rebuild makes it 2.)
+        if version != ProjectionSchema.version {
+            // An older one is rebuilt by the data directory (`DataDirectory.openProjection`).
             throw StoreError.schemaVersion(path: path, found: version, expected: ProjectionSchema.version)
         }
     }
@@ -149,6 +148,21 @@ public final class Projection: ProjectionStore, EngineSnapshotStore, @unchecked 
             try statement("DELETE FROM triggers WHERE id = ?").run([.id(id)])
         case .kv, .deliveryAttempted:
             break
+        case .deliveryRedriven(let action), .deliveryCancelled(let action):
+            try statement("""
+                INSERT INTO operator_actions (position, ts, type, by_admin_user_id, reason) VALUES (?, ?, ?, ?, ?)
+                """).run([.integer(position), .integer(ts), .text(step.record.body.type.wireName), .id(action.by),
+                          action.reason.map { .text($0) } ?? .null])
+            for id in action.deliveries {
+                try statement("INSERT INTO operator_action_deliveries (position, source_position, trigger_id) VALUES (?, ?, ?)")
+                    .run([.integer(position), .integer(Int64(bitPattern: id.sourcePosition)), .id(id.triggerID)])
+            }
+        case .deliveryInvoked(let invocation):
+            try statement("""
+                INSERT INTO operator_actions (position, ts, type, by_admin_user_id, trigger_id, payload)
+                VALUES (?, ?, 'delivery.invoked', ?, ?, ?)
+                """).run([.integer(position), .integer(ts), .id(invocation.by), .id(invocation.triggerID),
+                          .text(invocation.payload.description)])
         }
     }
 
@@ -212,7 +226,7 @@ public final class Projection: ProjectionStore, EngineSnapshotStore, @unchecked 
         for step in steps.reversed() {
             for effect in step.effects.reversed() {
                 switch effect {
-                case .attempted(let d, _, _, _), .cancelled(let d):
+                case .attempted(let d, _, _, _), .cancelled(let d), .redriven(let d):
                     if latest[d.id] == nil { latest[d.id] = d }
                 case .created(let d):
                     if !latest.isEmpty, let final = latest[d.id] { created[d.id] = final }
@@ -231,15 +245,15 @@ public final class Projection: ProjectionStore, EngineSnapshotStore, @unchecked 
             try statement("""
                 INSERT INTO deliveries (source_position, trigger_id, trigger_rank, app_id, script_id, source_kind,
                     depth, retry_max_attempts, retry_backoff, retry_base_ms, status, attempts, due_at, last_error,
-                    finished_at)
-                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                    finished_at, budget_base)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
                 """).run([.integer(Int64(bitPattern: d.id.sourcePosition)), .id(d.id.triggerID),
                           .integer(Int64(bitPattern: d.triggerRank)), .id(d.appID), .id(d.scriptID),
                           .text(d.sourceKind.description), .integer(d.depth), .integer(d.retry.maxAttempts),
                           .text(d.retry.backoff.description), .integer(d.retry.baseMs), .text(d.status.description),
                           .integer(d.attempts), d.dueAt.map { .integer($0) } ?? .null,
                           d.lastError.map { .text($0) } ?? .null,
-                          d.finishedAt.map { .integer(Int64(bitPattern: $0)) } ?? .null])
+                          d.finishedAt.map { .integer(Int64(bitPattern: $0)) } ?? .null, .integer(d.budgetBase)])
         case .attempted(let d, let a, let position, let ts):
             if created.isEmpty || created[d.id] == nil { try updateDelivery(d) }
             try statement("""
@@ -250,7 +264,7 @@ public final class Projection: ProjectionStore, EngineSnapshotStore, @unchecked 
                           .integer(Int64(bitPattern: position)), .integer(ts), .text(a.outcome.description),
                           a.error.map { .text($0) } ?? .null, .bool(a.retryable), .integer(a.durationMs),
                           d.dueAt.map { .integer($0) } ?? .null])
-        case .cancelled(let d):
+        case .cancelled(let d), .redriven(let d):
             if created.isEmpty || created[d.id] == nil { try updateDelivery(d) }
         case .deadLetter(let e):
             try statement("""
@@ -266,11 +280,11 @@ public final class Projection: ProjectionStore, EngineSnapshotStore, @unchecked 
 
     private func updateDelivery(_ d: Delivery) throws {
         try statement("""
-            UPDATE deliveries SET status = ?, attempts = ?, due_at = ?, last_error = ?, finished_at = ?
+            UPDATE deliveries SET status = ?, attempts = ?, due_at = ?, last_error = ?, finished_at = ?, budget_base = ?
             WHERE source_position = ? AND trigger_id = ?
             """).run([.text(d.status.description), .integer(d.attempts), d.dueAt.map { .integer($0) } ?? .null,
                       d.lastError.map { .text($0) } ?? .null,
-                      d.finishedAt.map { .integer(Int64(bitPattern: $0)) } ?? .null,
+                      d.finishedAt.map { .integer(Int64(bitPattern: $0)) } ?? .null, .integer(d.budgetBase),
                       .integer(Int64(bitPattern: d.id.sourcePosition)), .id(d.id.triggerID)])
     }
 }

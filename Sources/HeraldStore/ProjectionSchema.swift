@@ -3,14 +3,14 @@
 /// The projection's DDL, embedded from `Schema/herald.sql`.
 public enum ProjectionSchema {
     /// `PRAGMA user_version` of this schema.
-    public static let version: Int64 = 2
+    public static let version: Int64 = 3
     /// The whole DDL.
     public static let sql = #"""
 -- Herald's SQLite projection: the single source of truth for its DDL.
 -- Tools/gen-schema embeds this file into Sources/HeraldStore/ProjectionSchema.swift (a test checks they agree),
 -- so the binary needs no source tree at run time. Schema/projection.md explains every
 -- difference from the PostgreSQL seed (Schema/seed/layout-e-v1.1.1.sql).
-PRAGMA user_version = 2;
+PRAGMA user_version = 3;
 
 -- Registry -------------------------------------------------------------------
 
@@ -98,7 +98,7 @@ CREATE TABLE deliveries (
     trigger_rank INTEGER NOT NULL,
     app_id TEXT NOT NULL,
     script_id TEXT NOT NULL,
-    source_kind TEXT NOT NULL CHECK (source_kind = 'kv' OR source_kind = 'dead_letter' OR source_kind = 'http'),
+    source_kind TEXT NOT NULL CHECK (source_kind = 'kv' OR source_kind = 'dead_letter' OR source_kind = 'http' OR source_kind = 'manual'),
     depth INTEGER NOT NULL CHECK (depth >= 0),
     retry_max_attempts INTEGER NOT NULL,
     retry_backoff TEXT NOT NULL CHECK (retry_backoff = 'exponential' OR retry_backoff = 'linear' OR retry_backoff = 'constant'),
@@ -108,6 +108,8 @@ CREATE TABLE deliveries (
     due_at INTEGER CHECK ((status = 'pending') = (due_at IS NOT NULL)),
     last_error TEXT,
     finished_at INTEGER CHECK ((status = 'pending') = (finished_at IS NULL)),
+    -- Attempts when it was last redriven (0: never); its retry budget counts from there.
+    budget_base INTEGER NOT NULL DEFAULT 0 CHECK (budget_base >= 0 AND budget_base <= attempts),
     PRIMARY KEY (source_position, trigger_id)
 ) WITHOUT ROWID;
 CREATE INDEX idx_deliveries_pending_due ON deliveries (due_at) WHERE status = 'pending';
@@ -136,11 +138,32 @@ CREATE TABLE dead_letters (
     trigger_id TEXT NOT NULL,
     app_id TEXT NOT NULL,
     script_id TEXT NOT NULL,
-    source_kind TEXT NOT NULL CHECK (source_kind = 'kv' OR source_kind = 'dead_letter' OR source_kind = 'http'),
+    source_kind TEXT NOT NULL CHECK (source_kind = 'kv' OR source_kind = 'dead_letter' OR source_kind = 'http' OR source_kind = 'manual'),
     depth INTEGER NOT NULL CHECK (depth >= 1),
     last_error TEXT,
     FOREIGN KEY (source_position, trigger_id) REFERENCES deliveries (source_position, trigger_id)
 );
+
+-- One row per operator action (delivery.redriven, delivery.cancelled, delivery.invoked): who,
+-- when, why. The deliveries a redrive or cancel listed are in operator_action_deliveries; an
+-- invoke's delivery is (position, trigger_id).
+CREATE TABLE operator_actions (
+    position INTEGER PRIMARY KEY NOT NULL,
+    ts INTEGER NOT NULL,
+    type TEXT NOT NULL CHECK (type = 'delivery.redriven' OR type = 'delivery.cancelled' OR type = 'delivery.invoked'),
+    by_admin_user_id TEXT NOT NULL CHECK (length(by_admin_user_id) = 36),
+    reason TEXT,
+    trigger_id TEXT CHECK ((type = 'delivery.invoked') = (trigger_id IS NOT NULL)),
+    payload TEXT CHECK ((type = 'delivery.invoked') = (payload IS NOT NULL))
+);
+
+CREATE TABLE operator_action_deliveries (
+    position INTEGER NOT NULL REFERENCES operator_actions (position),
+    source_position INTEGER NOT NULL,
+    trigger_id TEXT NOT NULL,
+    PRIMARY KEY (position, source_position, trigger_id),
+    FOREIGN KEY (source_position, trigger_id) REFERENCES deliveries (source_position, trigger_id)
+) WITHOUT ROWID;
 
 -- The last applied log position; committed in the same transaction as the rows it covers.
 CREATE TABLE checkpoint (

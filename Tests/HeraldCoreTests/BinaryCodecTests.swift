@@ -70,7 +70,7 @@ struct BinaryCase: CustomTestStringConvertible, Sendable {
     static let bad: [BinaryCase] = [
         BinaryCase(name: "empty", bytes: [], error: "field 'version': truncated record: the payload ends at byte 0 inside this field"),
         BinaryCase(name: "unknown version", bytes: [2, 4] + appID, error: "field 'version': unknown binary format version 2 (this build reads 1)"),
-        BinaryCase(name: "unknown type", bytes: [1, 14], error: "field 'type': unknown record type byte 14"),
+        BinaryCase(name: "unknown type", bytes: [1, 17], error: "field 'type': unknown record type byte 17"),
         BinaryCase(name: "truncated id", bytes: [1, 4, 0xA0], error: "app.deleted: field 'app_id': truncated record: the payload ends at byte 3 inside this field"),
         BinaryCase(name: "trailing bytes", bytes: [1, 4] + appID + [0, 0], error: "app.deleted: 2 trailing bytes after the record"),
         BinaryCase(name: "length past the end", bytes: [1, 3] + appID + [5, 0x61], error: "app.created: field 'name': string length 5 runs past the end of the payload (1 bytes left)"),

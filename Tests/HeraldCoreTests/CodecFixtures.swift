@@ -98,10 +98,10 @@ struct RecordGenerator {
         RetryConfig(maxAttempts: int(1...100), backoff: Backoff.allCases[Int(int(0...2))], baseMs: int(0...86_400_000))
     }
 
-    mutating func sourceKind() -> SourceKind? { bool() ? SourceKind.allCases[Int(int(0...2))] : nil }
+    mutating func sourceKind() -> SourceKind? { bool() ? SourceKind.allCases[Int(int(0...3))] : nil }
 
     mutating func body() -> RecordBody {
-        switch int(0...12) {
+        switch int(0...15) {
         case 0: return .adminUserCreated(adminUserID: id(), email: string())
         case 1: return .adminUserDeleted(adminUserID: id())
         case 2: return .appCreated(appID: id(), name: string())
@@ -141,6 +141,17 @@ struct RecordGenerator {
             let op = KVOp.allCases[Int(int(0...2))]
             return .kv(KVMutation(op: op, appID: id(), collection: string(nonEmpty: true), key: string(nonEmpty: true, noStar: false),
                                   value: op == .delete ? nil : JSONText(jsonValue())))
+        case 13, 14:
+            // Positions of every size (varint lengths), no duplicates (a stateless rule).
+            var ids: [DeliveryID] = []
+            for _ in 0..<Int(int(1...5)) {
+                let id = DeliveryID(sourcePosition: bool() ? UInt64(int(0...300)) : rng.next(), triggerID: id())
+                if !ids.contains(id) { ids.append(id) }
+            }
+            let action = OperatorAction(deliveries: ids, by: id(), reason: bool() ? string() : nil)
+            return int(0...1) == 0 ? .deliveryRedriven(action) : .deliveryCancelled(action)
+        case 15:
+            return .deliveryInvoked(ManualInvocation(triggerID: id(), by: id(), payload: JSONText(jsonValue())))
         default:
             let ok = bool()
             return .deliveryAttempted(DeliveryAttempt(

@@ -223,7 +223,7 @@ private let constant100 = #"{"max_attempts":2,"backoff":"constant","base_ms":100
         #expect(due.invocations.isEmpty)
         #expect(due.missingSources == [6, 7])
         let (ts, body) = try RecordJSONDecoder().decode(line: log.lines[5])
-        engine.machine.sourcesLoaded(kv: [6: Record(ts: ts ?? 0, body: body)], deadLetters: [:], asked: [6, 7])
+        engine.machine.sourcesLoaded(records: [6: Record(ts: ts ?? 0, body: body)], deadLetters: [:], asked: [6, 7])
         let resumed = engine.due(now: 0)
         #expect(names(resumed) == ["6:t1#1"])
         guard case .kv(let position, _, let mutation) = resumed.first?.event else {

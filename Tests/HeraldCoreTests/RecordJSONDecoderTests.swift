@@ -234,7 +234,7 @@ private let t2 = CodecFixtures.trigger2
         InvalidLine(rule: "null kv", line: #"{"type":"trigger.registered","trigger_id":"\#(T)","app_id":"\#(A)","script_id":"\#(S)","kind":"kv","registered_by":"\#(AD)","kv":null}"#,
                     error: "trigger.registered: field 'kv': must not be null"),
         InvalidLine(rule: "unknown source filter", line: dlTriggerWith(#"{"source_filter":"cron"}"#) + "}",
-                    error: "trigger.registered: field 'dead_letter.source_filter': must be null, 'kv', 'dead_letter' or 'http', not 'cron'"),
+                    error: "trigger.registered: field 'dead_letter.source_filter': must be null, 'kv', 'dead_letter', 'http' or 'manual', not 'cron'"),
         InvalidLine(rule: "bad filter id", line: dlTriggerWith(#"{"trigger_id_filter":"x"}"#) + "}",
                     error: "trigger.registered: field 'dead_letter.trigger_id_filter': 'x' is not a UUID in canonical 8-4-4-4-12 form"),
         InvalidLine(rule: "duplicate filter", line: dlTriggerWith(#"{"script_id_filter":null,"script_id_filter":null}"#) + "}",

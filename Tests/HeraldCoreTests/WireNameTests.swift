@@ -17,10 +17,11 @@ import Testing
     @Test func everyEnumParsesItsOwnNames() {
         roundTrips(RecordType.self, ["admin_user.created", "admin_user.deleted", "app.created", "app.deleted",
                                      "script.registered", "script.deleted", "trigger.registered", "trigger.updated",
-                                     "trigger.deleted", "kv.insert", "kv.update", "kv.delete", "delivery.attempted"])
+                                     "trigger.deleted", "kv.insert", "kv.update", "kv.delete", "delivery.attempted",
+                                     "delivery.redriven", "delivery.cancelled", "delivery.invoked"])
         roundTrips(KVOp.self, ["insert", "update", "delete"])
         roundTrips(Backoff.self, ["exponential", "linear", "constant"])
-        roundTrips(SourceKind.self, ["kv", "dead_letter", "http"])
+        roundTrips(SourceKind.self, ["kv", "dead_letter", "http", "manual"])
         roundTrips(TriggerKind.self, ["kv", "dead_letter"])
         roundTrips(DispatchMode.self, ["async", "sync"])
         roundTrips(AttemptOutcome.self, ["ok", "error"])
@@ -46,7 +47,7 @@ import Testing
 
     @Test func errorMessagesListTheNames() throws {
         #expect(Backoff.wireNamesPhrase() == "'exponential', 'linear' or 'constant'")
-        #expect(SourceKind.wireNamesPhrase(orNull: true) == "null, 'kv', 'dead_letter' or 'http'")
+        #expect(SourceKind.wireNamesPhrase(orNull: true) == "null, 'kv', 'dead_letter', 'http' or 'manual'")
         #expect(AttemptOutcome.wireNamesPhrase() == "'ok' or 'error'")
         let decoder = RecordJSONDecoder()
         do {

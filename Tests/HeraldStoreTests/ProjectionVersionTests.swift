@@ -2,8 +2,8 @@ import Foundation
 import HeraldStore
 import Testing
 
-/// Which projection files `Projection(path:)` opens: its own schema, the previous version
-/// (same rules, spelled differently), nothing else.
+/// Which projection files `Projection(path:)` opens: its own schema version, nothing else (an
+/// older one is rebuilt by the data directory, see `ProjectionUpgradeTests`).
 @Suite struct ProjectionVersionTests {
     private func withTemporaryFile(_ body: (String) throws -> Void) throws {
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("herald-store-\(UUID().uuidString)").path
@@ -17,12 +17,13 @@ import Testing
         try database.execute("PRAGMA user_version = \(version)")
     }
 
-    @Test func aNewFileGetsTheCurrentSchemaAndVersionOneIsStillOpened() throws {
+    @Test func aNewFileGetsTheCurrentSchemaAndAnOlderOneIsRefused() throws {
         try withTemporaryFile { path in
             let created = try Projection(path: path)
             #expect(try created.database.rows("PRAGMA user_version").first?.first?.integer == ProjectionSchema.version)
-            try setVersion(1, at: path)
-            _ = try Projection(path: path)
+            try setVersion(ProjectionSchema.version - 1, at: path)
+            #expect(throws: StoreError.self) { _ = try Projection(path: path) }
+            #expect(throws: StoreError.self) { _ = try Projection(path: path, readOnly: true) }
         }
     }
 

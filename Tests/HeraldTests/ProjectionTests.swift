@@ -3,6 +3,7 @@ import Herald
 import HeraldCore
 import HeraldLog
 import HeraldStore
+import Synchronization
 import Testing
 
 @Suite struct ProjectionTests {
@@ -231,5 +232,31 @@ import Testing
     @Test func embeddedSchemaMatchesSchemaFile() throws {
         let file = try String(contentsOfFile: packageRoot + "/Schema/herald.sql", encoding: .utf8)
         #expect(ProjectionSchema.sql == file, "run Tools/gen-schema after editing Schema/herald.sql")
+    }
+
+    /// A projection an older Herald wrote (an older schema version) is rebuilt by the next
+    /// writer, and read as absent (the log is replayed) until then.
+    @Test func anOlderProjectionIsRebuiltByTheNextWriterAndReplayedMeanwhile() async throws {
+        try await withTemporaryDirectory { path in
+            let directory = DataDirectory(path: path)
+            try importLines(Self.setup, into: directory, at: path)
+            try directory.project()
+            let expected = try directory.deliveries()
+            do {
+                let old = try SQLiteDatabase(path: directory.projectionPath)
+                try old.execute("PRAGMA user_version = \(ProjectionSchema.version - 1)")
+            }
+            #expect(try directory.openProjectionForReading() == nil, "an older projection is not read")
+            var streamed: [Delivery] = []
+            try directory.forEachDelivery { streamed.append($0) }
+            #expect(streamed == expected)
+            let notes = Mutex<[String]>([])
+            let noted = DataDirectory(path: path, diagnostics: { note in notes.withLock { $0.append(note) } })
+            let upgraded = try noted.openProjection()
+            #expect(try upgraded.database.rows("PRAGMA user_version").first?.first?.integer == ProjectionSchema.version)
+            #expect(try upgraded.checkpointPosition() == UInt64(Self.setup.count))
+            #expect(notes.withLock { $0 }.contains { $0.contains("rebuilding it from the log") })
+            #expect(try directory.verifyProjection().isEmpty)
+        }
     }
 }

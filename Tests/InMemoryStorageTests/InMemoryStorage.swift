@@ -108,7 +108,7 @@ final class InMemoryProjection: ProjectionStore, EngineSnapshotStore {
                 switch effect {
                 case .created: createdCount += 1
                 case .deadLetter(let event): deadLetters[event.position] = event
-                case .attempted, .cancelled: break
+                case .attempted, .cancelled, .redriven: break
                 }
             }
         }
@@ -123,7 +123,10 @@ final class InMemoryProjection: ProjectionStore, EngineSnapshotStore {
 
     func loadDispatcher() throws -> Dispatcher {
         Dispatcher(registry: registry, pending: ledger.deliveries.filter { $0.status == .pending },
-                   position: checkpoint, lastTs: lastTs, createdCount: createdCount)
+                   position: checkpoint, lastTs: lastTs, createdCount: createdCount,
+                   redrivable: ledger.deliveries.filter {
+                       ($0.status == .dead || $0.status == .cancelled) && registry.triggers[$0.id.triggerID] != nil
+                   })
     }
 
     func deadLetter(at position: UInt64) throws -> DeadLetterEvent? {

@@ -71,8 +71,9 @@ public struct DataDirectory: Sendable {
     /// a data directory this process cannot write, as an immutable file (SQLite could not
     /// create its `-shm` otherwise).
     ///
-    /// Returns nil when there is no projection yet: no file, or one a writer has just created
-    /// and not given its schema yet (readers then replay the log).
+    /// Returns nil when there is no usable projection: no file, one a writer has just created
+    /// and not given its schema yet, or one of an older schema version (readers then replay
+    /// the log).
     ///
     /// - Throws: ``HeraldError/unreadable(source:reason:)`` when the directory is read-only
     ///   and the projection's `-wal` file holds changes that were never checkpointed.
@@ -86,6 +87,8 @@ public struct DataDirectory: Sendable {
             return try Projection(path: projectionPath, readOnly: true, immutable: true)
         } catch StoreError.notCreatedYet {
             return nil
+        } catch StoreError.schemaVersion(_, let found, let expected) where found < expected {
+            return nil  // an older Herald's: the next writer rebuilds it; reads replay the log meanwhile
         }
     }
 
@@ -103,9 +106,18 @@ public struct DataDirectory: Sendable {
     public var hasProjection: Bool { FileSystemPaths.exists(projectionPath) }
 
     /// Opens (creating when missing) the projection.
+    ///
+    /// A projection an older Herald made (an older schema version) is rebuilt from the log
+    /// first: it is derived data, and the rebuild replaces it only once complete.
     public func openProjection() throws -> Projection {
         try makeDirectories()
-        return try Projection(path: projectionPath)
+        do {
+            return try Projection(path: projectionPath)
+        } catch StoreError.schemaVersion(_, let found, let expected) where found >= 1 && found < expected {
+            diagnostics?("note: the projection has schema version \(found), this Herald uses \(expected): rebuilding it from the log")
+            try rebuildProjection()
+            return try Projection(path: projectionPath)
+        }
     }
 
     func makeDirectories() throws {

@@ -323,20 +323,32 @@ public final class Herald: Sendable {
         return due.invocations.isEmpty ? try takeDue(now: now) : due.invocations
     }
 
-    /// After a restart, pending deliveries' source records come back from the log and the projection.
+    /// Sources no cache holds (after a restart, or of a redriven delivery) come back from the
+    /// log (KV mutations, manual invocations) and the engine snapshot (dead-letter events). A
+    /// dead-letter event the snapshot does not have yet is looked for again once the
+    /// projection has caught up (it may lag the log by its interval).
     private func loadSources(_ positions: [UInt64]) throws {
-        var kv: [UInt64: Record] = [:]
+        var records: [UInt64: Record] = [:]
         var dead: [UInt64: DeadLetterEvent] = [:]
+        func find(_ position: UInt64) throws {
+            if let event = try projector.withLock({ try $0?.deadLetter(at: position) }) { dead[position] = event }
+        }
         for position in positions {
             try log.forEach(from: position, through: position) { at, record in
-                if case .kv = record.body { kv[at] = record.compacted() }
+                switch record.body {
+                case .kv, .deliveryInvoked: records[at] = record.compacted()
+                default: break
+                }
                 return false
             }
-            if kv[position] == nil, let event = try projector.withLock({ try $0?.deadLetter(at: position) }) {
-                dead[position] = event
-            }
+            if records[position] == nil { try find(position) }
         }
-        state.withLock { $0.sourcesLoaded(kv: kv, deadLetters: dead, asked: positions) }
+        let missing = positions.filter { records[$0] == nil && dead[$0] == nil }
+        if !missing.isEmpty {
+            try projectNow()
+            for position in missing { try find(position) }
+        }
+        state.withLock { $0.sourcesLoaded(records: records, deadLetters: dead, asked: positions) }
     }
 
     /// Validates and appends attempt outcomes as one batch; an outcome whose delivery was

@@ -8,6 +8,7 @@ enum JSONField: Int, CaseIterable {
     case triggerID, kind, enabled, dispatchMode, retry, registeredBy, kv, deadLetter
     case collection, key, value
     case sourcePosition, attempt, outcome, error, retryable, durationMs
+    case deliveries, by, reason, payload
 
     var jsonName: String {
         switch self {
@@ -37,11 +38,15 @@ enum JSONField: Int, CaseIterable {
         case .error: "error"
         case .retryable: "retryable"
         case .durationMs: "duration_ms"
+        case .deliveries: "deliveries"
+        case .by: "by"
+        case .reason: "reason"
+        case .payload: "payload"
         }
     }
 
     /// The number of fields (`allCases.count` without building the array).
-    static let count = JSONField.durationMs.rawValue + 1
+    static let count = JSONField.payload.rawValue + 1
 
     @inline(__always)
     var bit: UInt32 { 1 << UInt32(rawValue) }
@@ -75,12 +80,14 @@ enum JSONField: Int, CaseIterable {
         case .deliveryAttempted:
             [(.sourcePosition, true), (.triggerID, true), (.attempt, true), (.outcome, true), (.error, false),
              (.retryable, false), (.durationMs, true)]
+        case .deliveryRedriven, .deliveryCancelled: [(.deliveries, true), (.by, true), (.reason, false)]
+        case .deliveryInvoked: [(.triggerID, true), (.by, true), (.payload, true)]
         }
     }
 
     /// Allowed and required masks per type, indexed by `RecordType.rawValue`.
     static let masks: [(allowed: UInt32, required: UInt32)] = {
-        var table = [(allowed: UInt32, required: UInt32)](repeating: (0, 0), count: 16)
+        var table = [(allowed: UInt32, required: UInt32)](repeating: (0, 0), count: Int(UInt8.max) + 1)
         for type in RecordType.allCases {
             var allowed = JSONField.type.bit | JSONField.ts.bit
             var required = JSONField.type.bit

@@ -115,6 +115,22 @@ public enum RecordBinaryCodec {
             out.append((attempt.error != nil ? 1 : 0) | (attempt.retryable ? 2 : 0))
             if let error = attempt.error { appendString(error, to: &out) }
             appendVarInt(attempt.durationMs, to: &out)
+        case .deliveryRedriven(let action), .deliveryCancelled(let action):
+            appendVarUInt(UInt64(action.deliveries.count), to: &out)
+            for id in action.deliveries {
+                appendVarUInt(id.sourcePosition, to: &out)
+                appendID(id.triggerID, to: &out)
+            }
+            appendID(action.by, to: &out)
+            out.append(action.reason != nil ? 1 : 0)
+            if let reason = action.reason { appendString(reason, to: &out) }
+        case .deliveryInvoked(let invocation):
+            appendID(invocation.triggerID, to: &out)
+            appendID(invocation.by, to: &out)
+            invocation.payload.withUTF8 { payload in
+                appendVarUInt(UInt64(payload.count), to: &out)
+                out.append(contentsOf: payload)
+            }
         }
     }
 
@@ -645,6 +661,29 @@ private struct BinaryReader {
             return .deliveryAttempted(DeliveryAttempt(
                 sourcePosition: sourcePosition, triggerID: triggerID, attempt: attempt, outcome: outcome,
                 error: error, retryable: flags & 2 != 0, durationMs: try varInt("duration_ms")))
+        case .deliveryRedriven, .deliveryCancelled:
+            let count = try varUInt("deliveries")
+            // Each id takes at least 17 bytes: a count the payload cannot hold is refused before
+            // anything is allocated for it.
+            guard count <= UInt64(OperatorAction.deliveriesMax), count <= UInt64((self.count - index) / 17) else {
+                throw fail("deliveries", "invalid count \(count)")
+            }
+            var deliveries: [DeliveryID] = []
+            deliveries.reserveCapacity(Int(count))
+            for index in 0..<Int(count) {
+                let position = try varUInt("deliveries[\(index)]")
+                deliveries.append(DeliveryID(sourcePosition: position, triggerID: try id("deliveries[\(index)]")))
+            }
+            let by = try id("by")
+            let reason: String? = try mask("flags", allowed: 0b1) != 0 ? try string("reason") : nil
+            let action = OperatorAction(deliveries: deliveries, by: by, reason: reason)
+            return type == .deliveryRedriven ? .deliveryRedriven(action) : .deliveryCancelled(action)
+        case .deliveryInvoked:
+            let triggerID = try id("trigger_id")
+            let by = try id("by")
+            let payload = try checkedString("payload")
+            return .deliveryInvoked(ManualInvocation(triggerID: triggerID, by: by,
+                                                     payload: JSONText(validUTF8: UnsafeBufferPointer(start: payload.start, count: payload.count))))
         }
     }
 
@@ -688,6 +727,9 @@ extension RecordBinaryCodec {
         case .kv(let mutation):
             strings = mutation.collection.utf8.count + mutation.key.utf8.count + (mutation.value?.count ?? 0)
         case .deliveryAttempted(let attempt): strings = attempt.error?.utf8.count ?? 0
+        case .deliveryRedriven(let action), .deliveryCancelled(let action):
+            strings = action.deliveries.count * 26 + (action.reason?.utf8.count ?? 0)
+        case .deliveryInvoked(let invocation): strings = invocation.payload.count
         case .adminUserDeleted, .appDeleted, .scriptDeleted, .triggerDeleted: strings = 0
         }
         return strings + 256

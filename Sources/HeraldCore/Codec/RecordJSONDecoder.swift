@@ -228,6 +228,45 @@ private struct LineParser {
             return .deliveryAttempted(DeliveryAttempt(
                 sourcePosition: sourcePosition, triggerID: triggerID, attempt: attempt,
                 outcome: outcome, error: error, retryable: retryable, durationMs: durationMs))
+        case .deliveryRedriven, .deliveryCancelled:
+            let deliveries = try deliveryIDs(required(.deliveries))
+            let by = try id(required(.by), "by")
+            var reason: String?
+            if let reasonSpan = span(.reason) { reason = try string(reasonSpan, "reason") }
+            let action = OperatorAction(deliveries: deliveries, by: by, reason: reason)
+            return type == .deliveryRedriven ? .deliveryRedriven(action) : .deliveryCancelled(action)
+        case .deliveryInvoked:
+            let triggerID = try id(required(.triggerID), "trigger_id")
+            let by = try id(required(.by), "by")
+            return .deliveryInvoked(ManualInvocation(triggerID: triggerID, by: by, payload: try rawText(required(.payload))))
+        }
+    }
+
+    /// `deliveries`: an array of `"P:TRIGGER_ID"` strings (P without leading zeros).
+    func deliveryIDs(_ array: JSONSpan) throws(RecordError) -> [DeliveryID] {
+        guard array.kind == .array else {
+            throw fail("deliveries", array.kind == .null ? "must not be null" : "must be an array, not \(array.kind.phrase)")
+        }
+        var ids: [DeliveryID] = []
+        var scanner = JSONScanner(bytes, at: array.start + 1)
+        scanner.skipWhitespace()
+        if scanner.peek == 0x5D { return ids }
+        while true {
+            let path = "deliveries[\(ids.count)]"
+            let element = try scanned(path) { () throws(JSONSyntaxError) in try scanner.scanValue() }
+            guard element.kind == .string else {
+                throw fail(path, element.kind == .null ? "must not be null"
+                    : "must be a delivery id string \"P:TRIGGER_ID\", not \(element.kind.phrase)")
+            }
+            let id: DeliveryID? = withContent(element) { DeliveryID(strict: $0) }
+            guard let id else {
+                throw fail(path, "'\(text(element))' is not a delivery id \"P:TRIGGER_ID\" (P in decimal without leading zeros, then a UUID)")
+            }
+            ids.append(id)
+            scanner.skipWhitespace()
+            guard scanner.peek == 0x2C else { return ids }
+            scanner.index += 1
+            scanner.skipWhitespace()
         }
     }
 

@@ -102,6 +102,17 @@ public struct RecordJSONEncoder: Sendable {
             if let error = attempt.error { out.field("error"); out.string(error) }
             out.field("retryable"); out.bool(attempt.retryable)
             out.field("duration_ms"); out.int(attempt.durationMs)
+        case .deliveryRedriven(let action), .deliveryCancelled(let action):
+            out.field("deliveries")
+            out.beginArray()
+            for id in action.deliveries { out.string(id.description) }
+            out.endArray()
+            out.field("by"); out.id(action.by)
+            if let reason = action.reason { out.field("reason"); out.string(reason) }
+        case .deliveryInvoked(let invocation):
+            out.field("trigger_id"); out.id(invocation.triggerID)
+            out.field("by"); out.id(invocation.by)
+            out.field("payload"); out.raw(invocation.payload)
         }
         out.endObject()
     }

@@ -115,6 +115,28 @@ public enum RecordRules {
             default: break
             }
             if attempt.durationMs < 0 { throw fail("duration_ms", "must not be negative, not \(attempt.durationMs)") }
+
+        case .deliveryRedriven(let action), .deliveryCancelled(let action):
+            if action.deliveries.isEmpty { throw fail("deliveries", "must list at least one delivery") }
+            if action.deliveries.count > OperatorAction.deliveriesMax {
+                throw fail("deliveries", "lists \(action.deliveries.count) deliveries; the limit is \(OperatorAction.deliveriesMax) per record")
+            }
+            var seen = Set<DeliveryID>(minimumCapacity: action.deliveries.count)
+            for (index, id) in action.deliveries.enumerated() where !seen.insert(id).inserted {
+                let first = action.deliveries.firstIndex(of: id) ?? 0
+                throw fail("deliveries[\(index)]", "\(id) is listed twice (also deliveries[\(first)])")
+            }
+
+        case .deliveryInvoked(let invocation):
+            let size = invocation.payload.count
+            if size > ManualInvocation.payloadBytesMax {
+                throw fail("payload", "payload is \(size) bytes; the limit is \(ManualInvocation.payloadBytesMax)")
+            }
+            if !valueIsValidated {
+                if let problem = invocation.payload.withUTF8({ JSONScanner.isValidJSON($0) }) {
+                    throw fail("payload", "is not one JSON value: \(problem.reason)")
+                }
+            }
         }
     }
 

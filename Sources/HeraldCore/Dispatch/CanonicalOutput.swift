@@ -46,7 +46,7 @@ public struct DeliveryLedger: Sendable {
             case .created(let delivery):
                 index[delivery.id] = deliveries.count
                 deliveries.append(delivery)
-            case .attempted(let delivery, _, _, _), .cancelled(let delivery):
+            case .attempted(let delivery, _, _, _), .cancelled(let delivery), .redriven(let delivery):
                 if let at = index[delivery.id] { deliveries[at] = delivery }
             case .deadLetter:
                 break

@@ -41,13 +41,16 @@ public struct Delivery: Equatable, Sendable {
     public var lastError: String?
     /// Position where it succeeded, died or was cancelled; `nil` while pending.
     public var finishedAt: UInt64?
+    /// Attempts it had when it was last redriven (0: never): its retry budget counts from
+    /// there (docs/SEMANTICS.md §8.2). Not part of the canonical output.
+    public var budgetBase: Int64 = 0
 
     /// The canonical order: (source_position, trigger registration position).
     public var orderKey: (UInt64, UInt64) { (id.sourcePosition, triggerRank) }
 
     public init(id: DeliveryID, appID: HeraldID, scriptID: HeraldID, sourceKind: SourceKind, depth: Int64,
                 retry: RetryConfig, triggerRank: UInt64, status: DeliveryStatus = .pending, attempts: Int64 = 0,
-                dueAt: Int64?, lastError: String? = nil, finishedAt: UInt64? = nil) {
+                dueAt: Int64?, lastError: String? = nil, finishedAt: UInt64? = nil, budgetBase: Int64 = 0) {
         self.id = id
         self.appID = appID
         self.scriptID = scriptID
@@ -60,6 +63,7 @@ public struct Delivery: Equatable, Sendable {
         self.dueAt = dueAt
         self.lastError = lastError
         self.finishedAt = finishedAt
+        self.budgetBase = budgetBase
     }
 }
 
@@ -101,8 +105,11 @@ public enum DispatchEffect: Equatable, Sendable {
     case created(Delivery)
     /// An attempt was recorded; the delivery as it is after it (maybe finished).
     case attempted(Delivery, DeliveryAttempt, position: UInt64, ts: Int64)
-    /// A pending delivery was cancelled because its trigger was deleted.
+    /// A pending delivery was cancelled: its trigger was deleted, or an operator cancelled it
+    /// (`delivery.cancelled`).
     case cancelled(Delivery)
     /// A delivery died; dead-letter deliveries it caused follow as `.created`.
     case deadLetter(DeadLetterEvent)
+    /// A dead or cancelled delivery was redriven (`delivery.redriven`): the delivery, pending again.
+    case redriven(Delivery)
 }

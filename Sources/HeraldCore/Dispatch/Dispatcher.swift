@@ -2,7 +2,8 @@
 /// dead letter and cancellation.
 ///
 /// State after position P depends on records 1…P only. Finished deliveries leave the state
-/// as effects, so memory is bounded by the pending deliveries and the registry, not by the
+/// as effects (only dead and cancelled ones stay, while an operator may redrive them), so
+/// memory is bounded by the pending and redrivable deliveries and the registry, not by the
 /// length of the log.
 /// ```swift
 /// var dispatcher = Dispatcher()
@@ -21,6 +22,11 @@ public struct Dispatcher: Sendable {
     public private(set) var pending = PendingDeliveries()
     /// Number of deliveries created so far.
     public private(set) var createdCount: UInt64 = 0
+    /// Dead and cancelled deliveries an operator may redrive (docs/SEMANTICS.md §8.2): those
+    /// whose trigger still exists. A delivery leaves when it is redriven or its trigger is
+    /// deleted. Succeeded deliveries are not kept (memory stays bounded by what is pending or
+    /// redrivable), so a redrive of one is refused as "not dead or cancelled".
+    public private(set) var redrivable = FastTable<DeliveryID, Delivery>()
     private var matchers = FastTable<HeraldID, AppMatcher>()
     /// (app, collection) pairs already matched → the deliveries a mutation of each op
     /// creates there; see ``MatchMemo``.
@@ -122,6 +128,14 @@ public struct Dispatcher: Sendable {
         case .deliveryAttempted(let attempt):
             precondition(tracksDeliveries, "a dispatcher that does not track deliveries cannot check attempts")
             try checkAttempt(attempt, ts: record.ts)
+        case .deliveryRedriven(let action):
+            precondition(tracksDeliveries, "a dispatcher that does not track deliveries cannot check redrives")
+            try registry.check(record.body)
+            try checkRedrive(action)
+        case .deliveryCancelled(let action):
+            precondition(tracksDeliveries, "a dispatcher that does not track deliveries cannot check cancellations")
+            try registry.check(record.body)
+            try checkCancel(action)
         default:
             try registry.check(record.body)
         }
@@ -148,6 +162,38 @@ public struct Dispatcher: Sendable {
         }
     }
 
+    /// Every listed delivery is dead or cancelled, and its trigger still exists.
+    private func checkRedrive(_ action: OperatorAction) throws(RecordError) {
+        for (index, id) in action.deliveries.enumerated() where redrivable[id] == nil {
+            let reason: String
+            if pending.row(of: id) != nil {
+                reason = "is pending, not dead or cancelled"
+            } else if id.sourcePosition > position {
+                reason = "does not exist (position \(id.sourcePosition) is not in the log yet)"
+            } else if registry.triggers[id.triggerID] == nil {
+                reason = "cannot be redriven: trigger \(id.triggerID) does not exist (a delivery whose trigger was deleted cannot come back)"
+            } else {
+                reason = "is not dead or cancelled (it succeeded, or it does not exist)"
+            }
+            throw RecordError(recordType: "delivery.redriven", field: "deliveries[\(index)]", reason: "\(id) \(reason)")
+        }
+    }
+
+    /// Every listed delivery is pending.
+    private func checkCancel(_ action: OperatorAction) throws(RecordError) {
+        for (index, id) in action.deliveries.enumerated() where pending.row(of: id) == nil {
+            let reason: String
+            if let finished = redrivable[id] {
+                reason = "is \(finished.status), not pending"
+            } else if id.sourcePosition > position {
+                reason = "does not exist (position \(id.sourcePosition) is not in the log yet)"
+            } else {
+                reason = "is not pending (it succeeded, was cancelled with its trigger, or does not exist)"
+            }
+            throw RecordError(recordType: "delivery.cancelled", field: "deliveries[\(index)]", reason: "\(id) \(reason)")
+        }
+    }
+
     // MARK: - Applying
 
     /// Validates `record` as position ``position`` + 1 and applies it; on error nothing changes.
@@ -168,10 +214,22 @@ public struct Dispatcher: Sendable {
             if tracksDeliveries { matchKV(mutation, at: at, ts: record.ts, effects: &effects) }
         case .deliveryAttempted(let attempt):
             if tracksDeliveries { recordAttempt(attempt, at: at, ts: record.ts, effects: &effects) }
+        case .deliveryRedriven(let action):
+            if tracksDeliveries { redrive(action.deliveries, ts: record.ts, effects: &effects) }
+        case .deliveryCancelled(let action):
+            if tracksDeliveries { cancel(action.deliveries, at: at, effects: &effects) }
+        case .deliveryInvoked(let invocation):
+            if tracksDeliveries { invoke(invocation, at: at, ts: record.ts, effects: &effects) }
         default:
             let removed = registry.apply(record, at: at)
-            for trigger in removed where tracksDeliveries && pending.hasPending(ofTrigger: trigger.id) {
+            guard tracksDeliveries, !removed.isEmpty else { return }
+            for trigger in removed where pending.hasPending(ofTrigger: trigger.id) {
                 cancelPending(of: trigger.id, at: at, effects: &effects)
+            }
+            if !redrivable.isEmpty {
+                // Their deliveries can never be redriven now.
+                let gone = Set(removed.map(\.id))
+                for id in redrivable.keys where gone.contains(id.triggerID) { redrivable[id] = nil }
             }
         }
     }
@@ -287,13 +345,16 @@ public struct Dispatcher: Sendable {
             effects.append(.attempted(delivery, attempt, position: at, ts: ts))
         case .error:
             delivery.lastError = attempt.error ?? ""
-            if attempt.retryable && k < delivery.retry.maxAttempts {
-                let due = ts + delivery.retry.delayMs(afterAttempt: k)
+            // A redriven delivery's budget counts from its attempts at the redrive.
+            let used = k - delivery.budgetBase
+            if attempt.retryable && used < delivery.retry.maxAttempts {
+                let due = ts + delivery.retry.delayMs(afterAttempt: used)
                 delivery.dueAt = due
                 pending.update(row: row, id: id, attempts: k, dueAt: due, lastError: delivery.lastError)
                 effects.append(.attempted(delivery, attempt, position: at, ts: ts))
             } else {
                 finish(&delivery, .dead, at: at, row: row)
+                redrivable[id] = delivery
                 effects.append(.attempted(delivery, attempt, position: at, ts: ts))
                 deadLetter(delivery, at: at, ts: ts, effects: &effects)
             }
@@ -313,6 +374,44 @@ public struct Dispatcher: Sendable {
                                                       triggerRank: trigger.registeredPosition)
             create(snapshot, interned: pending.intern(snapshot), at: at, depth: event.depth, ts: ts, effects: &effects)
         }
+    }
+
+    /// `delivery.redriven` (checked): each delivery is pending again, due at `ts`, with a fresh
+    /// retry budget.
+    private mutating func redrive(_ ids: [DeliveryID], ts: Int64, effects: inout [DispatchEffect]) {
+        var revived: [Delivery] = []
+        revived.reserveCapacity(ids.count)
+        for id in ids {
+            guard var delivery = redrivable[id] else { continue }
+            redrivable[id] = nil
+            delivery.status = .pending
+            delivery.dueAt = ts
+            delivery.finishedAt = nil
+            delivery.budgetBase = delivery.attempts
+            revived.append(delivery)
+            effects.append(.redriven(delivery))
+        }
+        pending.insert(revived)
+    }
+
+    /// `delivery.cancelled` (checked): each delivery is cancelled now; an operator may redrive it.
+    private mutating func cancel(_ ids: [DeliveryID], at: UInt64, effects: inout [DispatchEffect]) {
+        for id in ids {
+            guard let row = pending.row(of: id) else { continue }
+            var delivery = pending.delivery(row)
+            finish(&delivery, .cancelled, at: at, row: row)
+            redrivable[id] = delivery
+            effects.append(.cancelled(delivery))
+        }
+    }
+
+    /// `delivery.invoked` (checked): one delivery of the trigger, source kind `manual`, due now.
+    private mutating func invoke(_ invocation: ManualInvocation, at: UInt64, ts: Int64, effects: inout [DispatchEffect]) {
+        guard let trigger = registry.triggers[invocation.triggerID] else { return }
+        let snapshot = PendingDeliveries.Snapshot(triggerID: trigger.id, appID: trigger.appID, scriptID: trigger.scriptID,
+                                                  sourceKind: .manual, retry: trigger.retry,
+                                                  triggerRank: trigger.registeredPosition)
+        create(snapshot, interned: pending.intern(snapshot), at: at, depth: 0, ts: ts, effects: &effects)
     }
 
     private mutating func cancelPending(of trigger: HeraldID, at: UInt64, effects: inout [DispatchEffect]) {
@@ -338,7 +437,9 @@ public enum DeadLetterMatch {
 extension Dispatcher {
     /// Resumes from saved state (the projection) instead of replaying the log: the registry
     /// and the pending deliveries as of `position`.
-    public init(registry: Registry, pending: [Delivery], position: UInt64, lastTs: Int64?, createdCount: UInt64) {
+    /// `redrivable`: the dead and cancelled deliveries whose trigger still exists.
+    public init(registry: Registry, pending: [Delivery], position: UInt64, lastTs: Int64?, createdCount: UInt64,
+                redrivable: [Delivery] = []) {
         self.init()
         self.registry = registry
         self.position = position
@@ -346,6 +447,9 @@ extension Dispatcher {
         self.createdCount = createdCount
         for delivery in pending.sorted(by: { $0.orderKey < $1.orderKey }) {
             self.pending.append(delivery)
+        }
+        for delivery in redrivable.sorted(by: { $0.orderKey < $1.orderKey }) {
+            self.redrivable[delivery.id] = delivery
         }
     }
 }

@@ -32,6 +32,8 @@ public struct PendingDeliveries: Sendable {
     private var finishedRows = 0
     /// Errors of pending deliveries whose last attempt failed (rare next to rows).
     private var lastErrors = FastTable<DeliveryID, String>()
+    /// Budget bases of pending deliveries that were redriven (rarer still).
+    private var budgetBases = FastTable<DeliveryID, Int64>()
 
     private var snapshots: [Snapshot] = []
     /// Pending rows per snapshot (same length as `snapshots`).
@@ -90,6 +92,49 @@ public struct PendingDeliveries: Sendable {
         append(sourcePosition: delivery.id.sourcePosition, snapshot: snapshot, depth: delivery.depth,
                dueAt: delivery.dueAt ?? 0, attempts: delivery.attempts)
         if let error = delivery.lastError { lastErrors[delivery.id] = error }
+        if delivery.budgetBase != 0 { budgetBases[delivery.id] = delivery.budgetBase }
+    }
+
+    /// Adds pending deliveries whose source positions may be anywhere (redriven ones), keeping
+    /// the rows in canonical order: appended when they all come after the last row, else merged
+    /// in one pass over the rows.
+    mutating func insert(_ deliveries: [Delivery]) {
+        guard !deliveries.isEmpty else { return }
+        let sorted = deliveries.sorted { $0.orderKey < $1.orderKey }
+        if let lastRow = positions.indices.last, let first = sorted.first,
+           first.orderKey < (positions[lastRow], snapshots[Int(snapshotOf[lastRow])].triggerRank) {
+            merge(sorted)
+        } else {
+            for delivery in sorted { append(delivery) }
+        }
+    }
+
+    /// ``insert(_:)`` of deliveries that go between rows: rebuilds the row columns.
+    private mutating func merge(_ sorted: [Delivery]) {
+        let old = (positions: positions, snapshotOf: snapshotOf, dueAt: dueAt, attempts: attempts, depthAndFlags: depthAndFlags)
+        let total = old.positions.count + sorted.count
+        positions = []; positions.reserveCapacity(total)
+        snapshotOf = []; snapshotOf.reserveCapacity(total)
+        dueAt = []; dueAt.reserveCapacity(total)
+        attempts = []; attempts.reserveCapacity(total)
+        depthAndFlags = []; depthAndFlags.reserveCapacity(total)
+        var next = 0
+        for row in old.positions.indices {
+            let key = (old.positions[row], snapshots[Int(old.snapshotOf[row])].triggerRank)
+            while next < sorted.count, sorted[next].orderKey < key {
+                append(sorted[next])
+                next += 1
+            }
+            positions.append(old.positions[row])
+            snapshotOf.append(old.snapshotOf[row])
+            dueAt.append(old.dueAt[row])
+            attempts.append(old.attempts[row])
+            depthAndFlags.append(old.depthAndFlags[row])
+        }
+        while next < sorted.count {
+            append(sorted[next])
+            next += 1
+        }
     }
 
     /// Appends a new pending delivery with no attempt yet (the hot path of matching).
@@ -134,6 +179,7 @@ public struct PendingDeliveries: Sendable {
         liveRows[Int(snapshotOf[row])] -= 1
         finishedRows += 1
         lastErrors[id] = nil
+        if budgetBases.count > 0 { budgetBases[id] = nil }
         if finishedRows > 1024 && finishedRows * 2 > positions.count { sweep() }
     }
 
@@ -167,7 +213,8 @@ public struct PendingDeliveries: Sendable {
         let id = DeliveryID(sourcePosition: positions[row], triggerID: snapshot.triggerID)
         return Delivery(id: id, appID: snapshot.appID, scriptID: snapshot.scriptID, sourceKind: snapshot.sourceKind,
                         depth: Int64(depthAndFlags[row] & 0x7F), retry: snapshot.retry, triggerRank: snapshot.triggerRank,
-                        attempts: Int64(attempts[row]), dueAt: dueAt[row], lastError: lastErrors[id])
+                        attempts: Int64(attempts[row]), dueAt: dueAt[row], lastError: lastErrors[id],
+                        budgetBase: budgetBases.count > 0 ? budgetBases[id] ?? 0 : 0)
     }
 
     /// The row of pending delivery `id`, valid until the next change.

@@ -106,8 +106,8 @@ public struct EngineStateMachine: Sendable {
     public private(set) var lastOutcome: UInt64 = 0
 
     private var queue = DueQueue()
-    /// Source records (KV mutations) of pending deliveries, by position.
-    private var kvSources: [UInt64: Record] = [:]
+    /// Source records (KV mutations, manual invocations) of pending deliveries, by position.
+    private var sourceRecords: [UInt64: Record] = [:]
     /// Dead-letter events of pending dead-letter deliveries, by position.
     private var deadLetters: [UInt64: DeadLetterEvent] = [:]
     /// Pending deliveries per source position: a cached source goes when its count reaches 0.
@@ -143,10 +143,10 @@ public struct EngineStateMachine: Sendable {
             batch.records.append(record)
             return batch
         }
-        // Validate first. Without attempts in it, a registry-only copy suffices (no rule but an
-        // attempt's depends on deliveries), so validating costs nothing per pending delivery;
-        // with attempts, a full copy.
-        let hasAttempts = bodies.contains { if case .deliveryAttempted = $0 { true } else { false } }
+        // Validate first. Without attempts or actions on deliveries in it, a registry-only copy
+        // suffices (no other rule depends on deliveries), so validating costs nothing per pending
+        // delivery; with them, a full copy.
+        let hasAttempts = bodies.contains(where: \.actsOnDeliveries)
         do {
             // The trial shares the dispatcher's storage; it must be gone before the dispatcher
             // changes, or the first change copies every pending delivery.
@@ -229,7 +229,7 @@ public struct EngineStateMachine: Sendable {
                 queue.push(d)
                 sourceRefs[d.id.sourcePosition, default: 0] += 1
                 // Compact: a record read from the log would keep its whole block alive.
-                if d.sourceKind == .kv { kvSources[position] = record.compacted() }
+                if d.sourceKind == .kv || d.sourceKind == .manual { sourceRecords[position] = record.compacted() }
             case .attempted(let d, _, _, _):
                 if d.status == .pending {
                     queued = true
@@ -241,6 +241,11 @@ public struct EngineStateMachine: Sendable {
                 deadLetters[event.position] = event
             case .cancelled(let d):
                 release(d.id.sourcePosition)
+            case .redriven(let d):
+                // Its source is loaded when it is due (``Due/missingSources``).
+                queued = true
+                queue.push(d)
+                sourceRefs[d.id.sourcePosition, default: 0] += 1
             }
         }
         return queued
@@ -253,7 +258,7 @@ public struct EngineStateMachine: Sendable {
             sourceRefs[position] = left
         } else {
             sourceRefs[position] = nil
-            kvSources[position] = nil
+            sourceRecords[position] = nil
             deadLetters[position] = nil
         }
     }
@@ -282,7 +287,7 @@ public struct EngineStateMachine: Sendable {
             let event: Invocation.Event
             switch delivery.sourceKind {
             case .kv, .http:
-                guard let record = kvSources[delivery.id.sourcePosition], case .kv(let m) = record.body else {
+                guard let record = sourceRecords[delivery.id.sourcePosition], case .kv(let m) = record.body else {
                     due.missingSources.append(delivery.id.sourcePosition)
                     deferred.append(delivery)
                     continue
@@ -295,6 +300,13 @@ public struct EngineStateMachine: Sendable {
                     continue
                 }
                 event = .deadLetter(dead)
+            case .manual:
+                guard let record = sourceRecords[delivery.id.sourcePosition], case .deliveryInvoked(let invocation) = record.body else {
+                    due.missingSources.append(delivery.id.sourcePosition)
+                    deferred.append(delivery)
+                    continue
+                }
+                event = .manual(position: delivery.id.sourcePosition, ts: record.ts, invocation: invocation)
             }
             let principal = dispatcher.registry.triggers[delivery.id.triggerID].flatMap { dispatcher.registry.adminUsers[$0.registeredBy] }
             inFlight.insert(delivery.id)
@@ -312,12 +324,13 @@ public struct EngineStateMachine: Sendable {
         return due
     }
 
-    /// The sources asked for by ``takeDue(now:durable:)``, as found in the log (`kv`) and the
-    /// projection (`deadLetters`); an asked position in neither is unresolvable (rule 7).
-    public mutating func sourcesLoaded(kv: [UInt64: Record], deadLetters loaded: [UInt64: DeadLetterEvent], asked: [UInt64]) {
-        kvSources.merge(kv) { old, _ in old }
+    /// The sources asked for by ``takeDue(now:durable:)``, as found in the log (`records`: KV
+    /// mutations and manual invocations) and the snapshot (`deadLetters`); an asked position in
+    /// neither is unresolvable (rule 7).
+    public mutating func sourcesLoaded(records: [UInt64: Record], deadLetters loaded: [UInt64: DeadLetterEvent], asked: [UInt64]) {
+        sourceRecords.merge(records) { old, _ in old }
         deadLetters.merge(loaded) { old, _ in old }
-        for position in asked where kv[position] == nil && loaded[position] == nil {
+        for position in asked where records[position] == nil && loaded[position] == nil {
             unresolvable.insert(position)
         }
     }

@@ -7,6 +7,8 @@ public struct Invocation: Sendable {
         case kv(position: UInt64, ts: Int64, mutation: KVMutation)
         /// Another delivery ran out of retries.
         case deadLetter(DeadLetterEvent)
+        /// An operator invoked the trigger (`delivery.invoked` at `position`) with a payload.
+        case manual(position: UInt64, ts: Int64, invocation: ManualInvocation)
     }
 
     public var delivery: DeliveryID
@@ -73,6 +75,12 @@ public struct Invocation: Sendable {
             out.key("script_id"); out.id(e.scriptID)
             out.key("depth"); out.int(e.depth)
             out.key("last_error"); out.string(e.lastError)
+        case .manual(let position, let ts, let invocation):
+            out.key("kind"); out.string("manual")
+            out.key("position"); out.uint(position)
+            out.key("ts"); out.int(ts)
+            out.key("invoked_by"); out.id(invocation.by)
+            out.key("payload"); out.raw(invocation.payload)
         }
         out.endObject()
         out.endObject()

@@ -28,10 +28,33 @@ public struct DeliveryTimeline: Sendable {
     public var deadLetter: DeadLetterEvent?
     /// Dead-letter deliveries created by that event.
     public var caused: [Delivery] = []
-    /// Where and why it was cancelled.
+    /// Where and why it was (last) cancelled.
     public var cancelledAt: (position: UInt64, cause: String)?
+    /// Each `delivery.redriven` that brought it back.
+    public var redrives: [Redrive] = []
+    /// Everything above in log order: the attempts, each death, cancellation and redrive.
+    public var events: [Event] = []
     /// The delivery as it is at the end of the replay.
     public var current: Delivery?
+
+    /// An operator's redrive (docs/SEMANTICS.md §8).
+    public struct Redrive: Sendable {
+        public var position: UInt64
+        public var ts: Int64
+        public var by: HeraldID
+        public var reason: String?
+        /// Attempts before it: the retry budget counts from here.
+        public var attemptsBefore: Int64
+    }
+
+    /// One step of the timeline.
+    public enum Event: Sendable {
+        case attempt(Attempt)
+        /// It died: the dead-letter event and the dead-letter deliveries it created.
+        case dead(DeadLetterEvent, caused: [Delivery])
+        case cancelled(position: UInt64, cause: String)
+        case redriven(Redrive)
+    }
 
     /// Starts an empty timeline for `id`.
     public init(id: DeliveryID) {
@@ -53,17 +76,34 @@ public struct DeliveryTimeline: Sendable {
                 if let principal = trigger?.registeredBy { self.principal = registry.adminUsers[principal] }
             case .attempted(let d, let a, let at, let ts) where d.id == id:
                 let retrying = d.status == .pending
-                attempts.append(Attempt(position: at, ts: ts, attempt: a,
-                                        delayMs: retrying ? d.retry.delayMs(afterAttempt: a.attempt) : nil,
-                                        nextDueAt: retrying ? d.dueAt : nil, status: d.status))
+                let attempt = Attempt(position: at, ts: ts, attempt: a,
+                                      delayMs: retrying ? d.retry.delayMs(afterAttempt: a.attempt - d.budgetBase) : nil,
+                                      nextDueAt: retrying ? d.dueAt : nil, status: d.status)
+                attempts.append(attempt)
+                events.append(.attempt(attempt))
                 current = d
             case .cancelled(let d) where d.id == id:
                 current = d
                 cancelledAt = (position, Explaining.describeCause(record))
+                events.append(.cancelled(position: position, cause: Explaining.describeCause(record)))
+            case .redriven(let d) where d.id == id:
+                if case .deliveryRedriven(let action) = record.body {
+                    let redrive = Redrive(position: position, ts: record.ts, by: action.by, reason: action.reason,
+                                          attemptsBefore: d.budgetBase)
+                    redrives.append(redrive)
+                    events.append(.redriven(redrive))
+                }
+                current = d
             case .deadLetter(let e) where e.delivery == id:
                 deadLetter = e
+                caused = []
+                events.append(.dead(e, caused: []))
             case .created(let d) where deadLetter != nil && d.id.sourcePosition == deadLetter?.position:
                 caused.append(d)
+                if case .dead(let e, var all)? = events.last {
+                    all.append(d)
+                    events[events.count - 1] = .dead(e, caused: all)
+                }
             default:
                 break
             }
@@ -80,6 +120,8 @@ public enum Explaining {
         case .scriptDeleted(let id): "script.deleted of script \(id) (cascade to its triggers)"
         case .appDeleted(let id): "app.deleted of app \(id) (cascade to its scripts and triggers)"
         case .adminUserDeleted(let id): "admin_user.deleted of admin user \(id) (cascade to the triggers it registered)"
+        case .deliveryCancelled(let action):
+            "delivery.cancelled by admin user \(action.by)" + (action.reason.map { " (reason \"\($0)\")" } ?? "")
         default: record.body.type.name
         }
     }

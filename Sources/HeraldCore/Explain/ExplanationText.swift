@@ -28,6 +28,13 @@ public enum ExplanationText {
                 lines.append("  \(d.id)  \(d.status) after \(d.attempts) attempt(s)")
             }
         }
+        if !e.redriven.isEmpty {
+            lines.append("")
+            lines.append("deliveries redriven here:")
+            for d in e.redriven {
+                lines.append("  \(d.id)  pending again after \(d.attempts) attempt(s), due \(d.dueAt.map(String.init) ?? "-")  retry \(d.retry.maxAttempts)×\(d.retry.backoff) \(d.retry.baseMs) ms")
+            }
+        }
         return lines.joined(separator: "\n") + "\n"
     }
 
@@ -57,30 +64,34 @@ public enum ExplanationText {
         lines.append("  kind       \(created.sourceKind), depth \(created.depth)")
         lines.append("  retry      max_attempts \(created.retry.maxAttempts), \(created.retry.backoff), base \(created.retry.baseMs) ms (cap \(RetryConfig.maxDelayMs) ms)")
         lines.append("  created    due at \(created.dueAt.map(String.init) ?? "-")")
-        for a in t.attempts {
-            var line = "  attempt \(a.attempt.attempt)  position \(a.position)  ts \(a.ts)  \(a.attempt.outcome)  \(a.attempt.durationMs) ms"
-            if a.attempt.outcome == .error {
-                line += "  error \"\(a.attempt.error ?? "")\""
-                if !a.attempt.retryable { line += " (not retryable)" }
+        for event in t.events {
+            switch event {
+            case .attempt(let a):
+                var line = "  attempt \(a.attempt.attempt)  position \(a.position)  ts \(a.ts)  \(a.attempt.outcome)  \(a.attempt.durationMs) ms"
+                if a.attempt.outcome == .error {
+                    line += "  error \"\(a.attempt.error ?? "")\""
+                    if !a.attempt.retryable { line += " (not retryable)" }
+                }
+                lines.append(line)
+                if let delay = a.delayMs, let due = a.nextDueAt {
+                    lines.append("             retry after \(delay) ms → due at \(due)")
+                }
+            case .dead(let e, let caused):
+                lines.append("  dead       at position \(e.position): dead-letter event depth \(e.depth), source_kind \(e.sourceKind), last error \"\(e.lastError ?? "")\"")
+                if e.depth > DeadLetterEvent.maxDepth {
+                    lines.append("             no dead-letter deliveries: depth \(e.depth) exceeds \(DeadLetterEvent.maxDepth)")
+                } else if caused.isEmpty {
+                    lines.append("             no enabled dead_letter trigger of the app matched (see `herald explain \(e.position)`)")
+                }
+                for d in caused {
+                    lines.append("             → dead-letter delivery \(d.id) (depth \(d.depth))")
+                }
+            case .cancelled(let position, let cause):
+                lines.append("  cancelled  at position \(position) by \(cause)")
+            case .redriven(let r):
+                let reason = r.reason.map { " reason \"\($0)\"" } ?? ""
+                lines.append("  redriven   at position \(r.position) ts \(r.ts) by admin user \(r.by)\(reason): due at \(r.ts), a fresh budget after \(r.attemptsBefore) attempt(s)")
             }
-            lines.append(line)
-            if let delay = a.delayMs, let due = a.nextDueAt {
-                lines.append("             retry after \(delay) ms → due at \(due)")
-            }
-        }
-        if let e = t.deadLetter {
-            lines.append("  dead       at position \(e.position): dead-letter event depth \(e.depth), source_kind \(e.sourceKind), last error \"\(e.lastError ?? "")\"")
-            if e.depth > DeadLetterEvent.maxDepth {
-                lines.append("             no dead-letter deliveries: depth \(e.depth) exceeds \(DeadLetterEvent.maxDepth)")
-            } else if t.caused.isEmpty {
-                lines.append("             no enabled dead_letter trigger of the app matched (see `herald explain \(e.position)`)")
-            }
-            for d in t.caused {
-                lines.append("             → dead-letter delivery \(d.id) (depth \(d.depth))")
-            }
-        }
-        if let c = t.cancelledAt {
-            lines.append("  cancelled  at position \(c.position) by \(c.cause)")
         }
         if let d = t.current {
             let due = d.dueAt.map { ", next attempt due at \($0) (\(Timestamp.iso8601($0)))" } ?? ""
@@ -145,6 +156,20 @@ public enum ExplanationText {
             out.endObject()
         } else {
             out.null()
+        }
+        if !t.redrives.isEmpty {
+            out.key("redrives")
+            out.beginArray()
+            for r in t.redrives {
+                out.beginObject()
+                out.key("position"); out.uint(r.position)
+                out.key("ts"); out.int(r.ts)
+                out.key("by"); out.id(r.by)
+                out.key("reason"); out.string(r.reason)
+                out.key("attempts_before"); out.int(r.attemptsBefore)
+                out.endObject()
+            }
+            out.endArray()
         }
         out.key("cancelled")
         if let c = t.cancelledAt {

@@ -20,6 +20,8 @@ public struct RecordExplanation: Sendable {
     public var created: [Delivery]
     /// Deliveries the record finished or cancelled.
     public var finished: [Delivery]
+    /// Deliveries the record (a `delivery.redriven`) made pending again.
+    public var redriven: [Delivery] = []
 }
 
 /// Builds ``RecordExplanation``s (pure: the shell replays the log and hands over the state).
@@ -86,16 +88,19 @@ public enum Explainer {
         case .deliveryAttempted(let a):
             let id = DeliveryID(sourcePosition: a.sourcePosition, triggerID: a.triggerID)
             let delivery = before.pending[id]
+            let budgetBase = delivery?.budgetBase ?? 0
             let dead = effects.compactMap { if case .deadLetter(let e) = $0 { e } else { nil } }.first
             switch (a.outcome, dead) {
             case (.ok, _):
                 summary = "attempt \(a.attempt) of delivery \(id) succeeded in \(a.durationMs) ms"
             case (.error, nil):
                 let next = effects.compactMap { if case .attempted(let d, _, _, _) = $0 { d.dueAt } else { nil } }.first
-                let delay = delivery.map { $0.retry.delayMs(afterAttempt: a.attempt) }
+                let delay = delivery.map { $0.retry.delayMs(afterAttempt: a.attempt - budgetBase) }
                 summary = "attempt \(a.attempt) of delivery \(id) failed (\(a.error ?? "")); retry in \(delay.map(String.init) ?? "?") ms, due at \(next.map(String.init) ?? "?")"
             case (.error, let event?):
-                let why = a.retryable ? "it was attempt \(a.attempt) of \(delivery?.retry.maxAttempts ?? a.attempt)" : "the error was marked not retryable"
+                let why = !a.retryable ? "the error was marked not retryable"
+                    : budgetBase == 0 ? "it was attempt \(a.attempt) of \(delivery?.retry.maxAttempts ?? a.attempt)"
+                    : "it was attempt \(a.attempt - budgetBase) of \(delivery?.retry.maxAttempts ?? a.attempt) since its redrive after attempt \(budgetBase)"
                 summary = "attempt \(a.attempt) of delivery \(id) failed (\(a.error ?? "")) and the delivery is dead: \(why); dead-letter event of depth \(event.depth)"
                 gather(app: event.appID, kind: .deadLetter) { t in
                     if !t.enabled { return (false, "disabled") }
@@ -115,12 +120,21 @@ public enum Explainer {
                     return (true, "matched: every non-null filter equals the dead letter's (source_kind, trigger_id, script_id)")
                 }
             }
+        case .deliveryRedriven(let action):
+            let reason = action.reason.map { " (reason \"\($0)\")" } ?? ""
+            summary = "delivery.redriven by admin user \(action.by)\(reason): \(action.deliveries.count) dead or cancelled deliveries pending again, due at \(record.ts), each with a fresh retry budget"
+        case .deliveryCancelled(let action):
+            let reason = action.reason.map { " (reason \"\($0)\")" } ?? ""
+            summary = "delivery.cancelled by admin user \(action.by)\(reason): \(finished.count) pending deliveries cancelled"
+        case .deliveryInvoked(let invocation):
+            summary = "delivery.invoked of trigger \(invocation.triggerID) by admin user \(invocation.by): one delivery of source kind manual, due at \(record.ts)"
         case .triggerDeleted, .scriptDeleted, .appDeleted, .adminUserDeleted:
             summary = "\(record.body.type.name): registry change; \(finished.count) pending deliveries cancelled"
         default:
             summary = "\(record.body.type.name): registry change; no trigger is considered for this record"
         }
+        let redriven: [Delivery] = effects.compactMap { if case .redriven(let d) = $0 { d } else { nil } }
         return RecordExplanation(position: position, record: record, summary: summary, considered: considered,
-                                 created: created, finished: finished)
+                                 created: created, finished: finished, redriven: redriven)
     }
 }

@@ -103,7 +103,7 @@ public struct ImportValidator: Sendable {
             }
             // Stateless, like decoding: the log would refuse the whole append for this line.
             try RecordBinaryCodec.checkEncodedSize(body, limitBytes: recordBytesMax)
-            if case .deliveryAttempted = body, !state.tracksDeliveries {
+            if body.actsOnDeliveries, !state.tracksDeliveries {
                 var full = start
                 var scratch: [DispatchEffect] = []
                 do {

@@ -142,12 +142,15 @@ public enum SourceKind: UInt8, CaseIterable, Sendable, WireNamed {
     case kv = 0
     case deadLetter = 1
     case http = 2
+    /// `delivery.invoked` (docs/SEMANTICS.md §8).
+    case manual = 3
 
     public var wireName: String {
         switch self {
         case .kv: "kv"
         case .deadLetter: "dead_letter"
         case .http: "http"
+        case .manual: "manual"
         }
     }
 

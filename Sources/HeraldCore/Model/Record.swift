@@ -15,12 +15,21 @@ public struct Record: Equatable, Sendable {
     /// The largest accepted ts: 9999-12-31T23:59:59.999Z, so no due time can overflow.
     public static let tsMax: Int64 = 253_402_300_799_999
 
-    /// The record with its KV value (if any) holding only its own bytes: what to keep when a
+    /// The record with its KV value or invocation payload (if any) holding only its own bytes: what to keep when a
     /// record read from the log is kept for long (``JSONText/compacted()``).
     public func compacted() -> Record {
-        guard case .kv(var mutation) = body, let value = mutation.value, !value.isCompact else { return self }
-        mutation.value = value.compacted()
-        return Record(ts: ts, body: .kv(mutation))
+        switch body {
+        case .kv(var mutation):
+            guard let value = mutation.value, !value.isCompact else { return self }
+            mutation.value = value.compacted()
+            return Record(ts: ts, body: .kv(mutation))
+        case .deliveryInvoked(var invocation):
+            guard !invocation.payload.isCompact else { return self }
+            invocation.payload = invocation.payload.compacted()
+            return Record(ts: ts, body: .deliveryInvoked(invocation))
+        default:
+            return self
+        }
     }
 }
 
@@ -41,6 +50,18 @@ public enum RecordBody: Equatable, Sendable {
     case triggerDeleted(triggerID: HeraldID)
     case kv(KVMutation)
     case deliveryAttempted(DeliveryAttempt)
+    indirect case deliveryRedriven(OperatorAction)
+    indirect case deliveryCancelled(OperatorAction)
+    indirect case deliveryInvoked(ManualInvocation)
+
+    /// True for the records whose rules depend on deliveries (attempts and operator actions on
+    /// deliveries): checking them needs a dispatcher that tracks deliveries.
+    public var actsOnDeliveries: Bool {
+        switch self {
+        case .deliveryAttempted, .deliveryRedriven, .deliveryCancelled: true
+        default: false
+        }
+    }
 
     /// The record's `"type"` as written in JSON Lines.
     public var type: RecordType {
@@ -61,6 +82,9 @@ public enum RecordBody: Equatable, Sendable {
             case .delete: .kvDelete
             }
         case .deliveryAttempted: .deliveryAttempted
+        case .deliveryRedriven: .deliveryRedriven
+        case .deliveryCancelled: .deliveryCancelled
+        case .deliveryInvoked: .deliveryInvoked
         }
     }
 }
@@ -80,6 +104,9 @@ public enum RecordType: UInt8, CaseIterable, Sendable, WireNamed {
     case kvUpdate = 11
     case kvDelete = 12
     case deliveryAttempted = 13
+    case deliveryRedriven = 14
+    case deliveryCancelled = 15
+    case deliveryInvoked = 16
 
     /// The JSON Lines spelling, e.g. `"trigger.registered"` (the same as ``wireName``).
     public var name: String { wireName }
@@ -100,6 +127,9 @@ public enum RecordType: UInt8, CaseIterable, Sendable, WireNamed {
         case .kvUpdate: "kv.update"
         case .kvDelete: "kv.delete"
         case .deliveryAttempted: "delivery.attempted"
+        case .deliveryRedriven: "delivery.redriven"
+        case .deliveryCancelled: "delivery.cancelled"
+        case .deliveryInvoked: "delivery.invoked"
         }
     }
 }

@@ -198,6 +198,14 @@ public struct Registry: Sendable {
             try checkKV(app: mutation.appID, type: body.type.name)
         case .deliveryAttempted:
             break  // the dispatcher checks deliveries
+        case .deliveryRedriven(let action), .deliveryCancelled(let action):
+            // The dispatcher checks each delivery.
+            if adminUsers[action.by] == nil { throw fail("by", "admin user \(action.by) does not exist") }
+        case .deliveryInvoked(let invocation):
+            if triggers[invocation.triggerID] == nil {
+                throw fail("trigger_id", "trigger \(invocation.triggerID) does not exist")
+            }
+            if adminUsers[invocation.by] == nil { throw fail("by", "admin user \(invocation.by) does not exist") }
         }
     }
 
@@ -296,7 +304,7 @@ public struct Registry: Sendable {
             return []
         case .triggerDeleted(let id):
             return removeTriggers(where: { $0.id == id }, at: position, cause: "trigger.deleted")
-        case .kv, .deliveryAttempted:
+        case .kv, .deliveryAttempted, .deliveryRedriven, .deliveryCancelled, .deliveryInvoked:
             return []
         }
     }

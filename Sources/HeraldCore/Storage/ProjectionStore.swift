@@ -1,8 +1,9 @@
 /// One record the projector applied: its position, the record, and the dispatcher's effects.
 ///
 /// The projection stores no KV data (its deliveries come from the effects), so a step keeps a
-/// KV record without its value: a batch of steps then holds no value read from the log, and
-/// with it no log block (``JSONText`` shares its block's buffer).
+/// KV record without its value, and an invocation's payload as a copy: a batch of steps then
+/// holds no value read from the log, and with it no log block (``JSONText`` shares its block's
+/// buffer).
 public struct ProjectionStep: Sendable {
     public var position: UInt64
     public var record: Record
@@ -14,7 +15,7 @@ public struct ProjectionStep: Sendable {
             mutation.value = nil
             self.record = Record(ts: record.ts, body: .kv(mutation))
         } else {
-            self.record = record
+            self.record = record.compacted()  // an invocation's payload: its own bytes only
         }
         self.effects = effects
     }
