@@ -51,6 +51,14 @@ public struct HeraldOptions: Sendable {
     }
 }
 
+/// What an operator action (``Herald/redrive(_:by:reason:)``, ``Herald/cancel(_:by:reason:)``) did.
+public struct OperatorActionResult: Sendable {
+    /// The deliveries acted on, in canonical order.
+    public var deliveries: [DeliveryID]
+    /// The records appended (one per 10,000 deliveries); `nil` when nothing was selected.
+    public var positions: ClosedRange<UInt64>?
+}
+
 /// Where an engine keeps its records and its projection.
 public struct EngineStorage {
     /// The log commands and outcomes are appended to.
@@ -204,6 +212,38 @@ public final class Herald: Sendable {
             options.logger.critical("the engine stopped taking work", metadata: ["reason": "\(reason)"])
             throw error
         }
+    }
+
+    // MARK: - Operator actions
+
+    /// Redrives the dead and cancelled deliveries `selection` picks (docs/SEMANTICS.md §8):
+    /// appends one `delivery.redriven` per 10,000 of them, as one batch. Nothing is appended
+    /// when none is picked.
+    @discardableResult
+    public func redrive(_ selection: DeliverySelection, by: HeraldID, reason: String? = nil) throws -> OperatorActionResult {
+        let ids = try OperatorActions.redrivable(in: dispatcher, selection).map(\.id)
+        return try act(ids, OperatorActions.redriveRecords(ids, by: by, reason: reason))
+    }
+
+    /// Cancels the pending deliveries `selection` picks: one `delivery.cancelled` per 10,000.
+    /// A cancelled delivery never starts again; if its attempt is running, the outcome is
+    /// dropped when it comes back (the delivery is no longer pending).
+    @discardableResult
+    public func cancel(_ selection: DeliverySelection, by: HeraldID, reason: String? = nil) throws -> OperatorActionResult {
+        let ids = try OperatorActions.cancellable(in: dispatcher, selection).map(\.id)
+        return try act(ids, OperatorActions.cancelRecords(ids, by: by, reason: reason))
+    }
+
+    /// Runs `trigger`'s script once, now, with `payload` as its event (`delivery.invoked`);
+    /// returns the record's position, which is the new delivery's source position.
+    @discardableResult
+    public func invoke(trigger: HeraldID, by: HeraldID, payload: JSONText) throws -> UInt64 {
+        try append(.deliveryInvoked(ManualInvocation(triggerID: trigger, by: by, payload: payload)))
+    }
+
+    private func act(_ ids: [DeliveryID], _ records: [RecordBody]) throws -> OperatorActionResult {
+        guard !records.isEmpty else { return OperatorActionResult(deliveries: [], positions: nil) }
+        return OperatorActionResult(deliveries: ids, positions: try append(records))
     }
 
     // MARK: - Reads
