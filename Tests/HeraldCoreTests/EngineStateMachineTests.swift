@@ -236,6 +236,25 @@ private let constant100 = #"{"max_attempts":2,"backoff":"constant","base_ms":100
         #expect(engine.machine.status(now: 10).pending == 2)
     }
 
+    // Rules 1 and 7 together: a redriven delivery's source is no longer cached; a later one's
+    // is, yet the redriven one still starts first (the later one waits while the source loads).
+    @Test func dueOrderHoldsAcrossASourceThatMustBeLoaded() throws {
+        var engine = Engine()
+        var log = LogText.standard()
+        log.kvTrigger(IDs.t1, retry: #"{"max_attempts":1}"#)
+        log.kv(key: "a")                                   // 6
+        try engine.commands(log)
+        try engine.finish(engine.due(now: 0), now: 0, error: "down")     // 7: dead
+        try engine.command(#"{"ts":5,"type":"delivery.redriven","deliveries":["6:\#(IDs.t1)"],"by":"\#(IDs.admin)"}"#)   // 8: due 5
+        try engine.command(#"{"ts":6,"type":"kv.insert","app_id":"\#(IDs.app)","collection":"c","key":"b","value":{"n":2}}"#)  // 9: due 6
+        let first = engine.machine.takeDue(now: 10, durable: engine.position)
+        #expect(first.invocations.isEmpty, "nothing after the redriven delivery starts before it")
+        #expect(first.missingSources == [6])
+        let (ts, body) = try RecordJSONDecoder().decode(line: log.lines[5])
+        engine.machine.sourcesLoaded(records: [6: Record(ts: ts ?? 0, body: body)], deadLetters: [:], asked: [6])
+        #expect(names(engine.due(now: 10)) == ["6:t1#2", "9:t1#1"])
+    }
+
     // Rule 8: a failed append stops all work.
     @Test func afterAFailedAppendEveryCommandAndOutcomeIsRefused() throws {
         var engine = Engine()

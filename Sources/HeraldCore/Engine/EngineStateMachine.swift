@@ -272,7 +272,10 @@ public struct EngineStateMachine: Sendable {
         guard !stopping, failure == nil else { return due }
         var slots = configuration.concurrency - inFlight.count
         var deferred: [Delivery] = []
-        while slots > 0, let top = queue.first, top.dueAt <= now {
+        // Once a due delivery waits for its source, none after it starts in this call (due
+        // order holds); the scan goes on only to collect more sources to load at once.
+        var blocked = false
+        while slots > 0, let top = queue.first, top.dueAt <= now, due.missingSources.count < Self.sourcesPerLoad {
             _ = queue.popFirst()
             // The queue is a hint: an entry whose delivery finished, was rescheduled or is in
             // flight is stale.
@@ -290,6 +293,7 @@ public struct EngineStateMachine: Sendable {
                 guard let record = sourceRecords[delivery.id.sourcePosition], case .kv(let m) = record.body else {
                     due.missingSources.append(delivery.id.sourcePosition)
                     deferred.append(delivery)
+                    blocked = true
                     continue
                 }
                 event = .kv(position: delivery.id.sourcePosition, ts: record.ts, mutation: m)
@@ -297,6 +301,7 @@ public struct EngineStateMachine: Sendable {
                 guard let dead = deadLetters[delivery.id.sourcePosition] else {
                     due.missingSources.append(delivery.id.sourcePosition)
                     deferred.append(delivery)
+                    blocked = true
                     continue
                 }
                 event = .deadLetter(dead)
@@ -304,9 +309,14 @@ public struct EngineStateMachine: Sendable {
                 guard let record = sourceRecords[delivery.id.sourcePosition], case .deliveryInvoked(let invocation) = record.body else {
                     due.missingSources.append(delivery.id.sourcePosition)
                     deferred.append(delivery)
+                    blocked = true
                     continue
                 }
                 event = .manual(position: delivery.id.sourcePosition, ts: record.ts, invocation: invocation)
+            }
+            if blocked {
+                deferred.append(delivery)
+                continue
             }
             let principal = dispatcher.registry.triggers[delivery.id.triggerID].flatMap { dispatcher.registry.adminUsers[$0.registeredBy] }
             inFlight.insert(delivery.id)
@@ -323,6 +333,9 @@ public struct EngineStateMachine: Sendable {
         }
         return due
     }
+
+    /// Most sources one ``takeDue(now:durable:)`` asks for.
+    static let sourcesPerLoad = 4096
 
     /// The sources asked for by ``takeDue(now:durable:)``, as found in the log (`records`: KV
     /// mutations and manual invocations) and the snapshot (`deadLetters`); an asked position in
