@@ -19,7 +19,9 @@ import Testing
     @Test func resumingFromAnyPositionDerivesTheSameState() throws {
         var statuses: [DeliveryStatus: Int] = [:]
         var deadLetterDeliveries = 0
+        var redrives = 0, cancels = 0, invokes = 0
         defer {
+            #expect(redrives > 50 && cancels > 50 && invokes > 50, "\(redrives) redrives, \(cancels) cancels, \(invokes) invokes")
             // The generator must exercise every outcome, or this test proves little.
             for status in DeliveryStatus.allCases { #expect(statuses[status, default: 0] > 50, "\(status): \(statuses)") }
             #expect(deadLetterDeliveries > 50)
@@ -29,7 +31,17 @@ import Testing
             let records = generator.generate(records: 60)
             var ledger = DeliveryLedger()
             var onePass = Dispatcher()
-            for record in records { ledger.absorb(try onePass.apply(record)) }
+            var whatIf = WhatIfReplay(overrides: [])
+            for record in records {
+                ledger.absorb(try onePass.apply(record))
+                whatIf.apply(record)
+                if case .deliveryRedriven = record.body { redrives += 1 }
+                if case .deliveryCancelled = record.body { cancels += 1 }
+                if case .deliveryInvoked = record.body { invokes += 1 }
+            }
+            // What-if replay with no override is the recorded world (docs/SEMANTICS.md §8.4).
+            #expect(whatIf.ledger.deliveries == ledger.deliveries, "seed \(seed)")
+            #expect(whatIf.skipped == 0, "seed \(seed)")
             for delivery in ledger.deliveries {
                 statuses[delivery.status, default: 0] += 1
                 if delivery.sourceKind == .deadLetter { deadLetterDeliveries += 1 }
@@ -44,9 +56,11 @@ import Testing
                                    scripts: Array(registry.scripts.values), triggers: Array(registry.triggers.values),
                                    usedIDs: records[..<cut].compactMap(Self.createdID)),
                 pending: first.pendingInOrder, position: first.position, lastTs: first.lastTs,
-                createdCount: first.createdCount)
+                createdCount: first.createdCount, redrivable: first.redrivable.values)
             for record in records[cut...] { _ = try resumed.apply(record) }
             #expect(resumed.pending == onePass.pending, "seed \(seed) cut \(cut)")
+            #expect(resumed.redrivable.values.sorted { $0.id < $1.id } == onePass.redrivable.values.sorted { $0.id < $1.id },
+                    "seed \(seed) cut \(cut)")
             #expect(resumed.createdCount == onePass.createdCount, "seed \(seed) cut \(cut)")
             #expect(resumed.position == onePass.position, "seed \(seed)")
         }

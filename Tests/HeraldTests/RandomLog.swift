@@ -88,6 +88,22 @@ struct RandomLog {
                 let op = pick(KVOp.allCases) ?? .insert
                 offer(.kv(KVMutation(op: op, appID: app, collection: pick(collections) ?? "x", key: "k",
                                      value: op == .delete ? nil : "[1,\"\\u00e9\"]")))
+            case 65..<68:
+                // docs/SEMANTICS.md §8: redrive dead or cancelled deliveries, cancel pending ones.
+                guard let admin = pick(admins) else { break }
+                let redrivable = state.redrivable.keys.sorted()
+                if Int.random(in: 0..<4, using: &random) != 0, !redrivable.isEmpty {
+                    var ids: [DeliveryID] = []
+                    for _ in 0..<Int.random(in: 1...3, using: &random) {
+                        if let id = pick(redrivable), !ids.contains(id) { ids.append(id) }
+                    }
+                    offer(.deliveryRedriven(OperatorAction(deliveries: ids, by: admin, reason: pick([nil, "fixed"]) ?? nil)))
+                } else if let delivery = pick(pending) {
+                    offer(.deliveryCancelled(OperatorAction(deliveries: [delivery.id], by: admin)))
+                }
+            case 68:
+                guard let trigger = pick(triggers), let admin = pick(admins) else { break }
+                offer(.deliveryInvoked(ManualInvocation(triggerID: trigger.id, by: admin, payload: #"{"n":1}"#)))
             default:
                 guard let delivery = pick(pending), let due = delivery.dueAt else { break }
                 let outcome: AttemptOutcome = Int.random(in: 0..<3, using: &random) == 0 ? .ok : .error

@@ -30,6 +30,16 @@ public enum CanonicalOutput {
     }
 }
 
+extension CanonicalOutput {
+    /// True when the two deliveries' canonical lines are the same (what `herald deliveries
+    /// --format jsonl` prints for each), without building them.
+    public static func same(_ a: Delivery, _ b: Delivery) -> Bool {
+        a.id == b.id && a.appID == b.appID && a.scriptID == b.scriptID && a.sourceKind == b.sourceKind
+            && a.depth == b.depth && a.status == b.status && a.attempts == b.attempts && a.dueAt == b.dueAt
+            && a.lastError == b.lastError && a.finishedAt == b.finishedAt
+    }
+}
+
 /// Every delivery ever created, kept in canonical order with its latest state: what
 /// `herald deliveries` prints. (The ``Dispatcher`` itself keeps only pending ones.)
 public struct DeliveryLedger: Sendable {

@@ -234,6 +234,13 @@ public struct Dispatcher: Sendable {
         }
     }
 
+    /// Moves past a record without applying it (what-if replay skips recorded records that
+    /// no longer fit): its position and ts are taken, nothing else changes.
+    public mutating func skip(_ record: Record) {
+        position += 1
+        lastTs = max(lastTs ?? record.ts, record.ts)
+    }
+
     /// Builds every app's KV matcher for the current registry now, instead of at the app's
     /// first KV record after a trigger change (which then pays for indexing its triggers).
     /// Changes no derived state.
