@@ -452,7 +452,10 @@ extension Dispatcher {
         self.position = position
         self.lastTs = lastTs
         self.createdCount = createdCount
-        for delivery in pending.sorted(by: { $0.orderKey < $1.orderKey }) {
+        // A store usually returns them by source position already (its key): then only the few
+        // deliveries of one position need ordering, and the whole array is not sorted again.
+        let ordered = zip(pending, pending.dropFirst()).allSatisfy { $0.orderKey <= $1.orderKey }
+        for delivery in ordered ? pending : pending.sorted(by: { $0.orderKey < $1.orderKey }) {
             self.pending.append(delivery)
         }
         for delivery in redrivable.sorted(by: { $0.orderKey < $1.orderKey }) {

@@ -13,7 +13,10 @@ extension WireNamed {
 
     /// The case named `name` on the wire, if any.
     public init?(name: String) {
-        self.init(wireName: name.utf8)
+        // String equality (a length check and a memcmp), not a byte-by-byte walk of two views:
+        // the projection parses three of these per delivery row it loads.
+        guard let found = Self.firstCase(where: { $0.wireName == name }) else { return nil }
+        self = found
     }
 
     /// The case whose wire name is `bytes` (UTF-8), if any.
