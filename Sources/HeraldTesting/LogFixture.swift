@@ -7,6 +7,10 @@ enum LogFixture {
     static let triggersFile = "expected/triggers.jsonl"
     static let errorFile = "expected/error.txt"
     static let explainDirectory = "expected/explain"
+    /// One what-if per line (`--set TRIGGER_ID.FIELD=VALUE` / `--disable TRIGGER_ID` words);
+    /// line N's `herald whatif` output is `expected/whatif/N.txt`.
+    static let whatIfFile = "whatif.txt"
+    static let whatIfDirectory = "expected/whatif"
 
     static func outputs(of fixture: Fixture, in temporary: String) async throws -> FixtureRunner.Outputs {
         let data = DataDirectory(path: temporary + "/data")
@@ -39,6 +43,21 @@ enum LogFixture {
         for name in explainRequests {
             outputs.files.append((explainDirectory + "/" + name,
                                   try explain(name, in: data, file: fixture.path + "/" + explainDirectory + "/" + name)))
+        }
+        let whatIfPath = fixture.path + "/" + whatIfFile
+        if FileIO.exists(whatIfPath) {
+            let lines = String(decoding: try FileIO.read(whatIfPath), as: UTF8.self).split(separator: "\n")
+            let reader = try data.openReader()
+            for (index, line) in lines.enumerated() where !line.trimmingCharacters(in: .whitespaces).isEmpty {
+                let words = line.split(separator: " ").map(String.init)
+                let text: String
+                do {
+                    text = try reader.whatIf(try TriggerOverride.parse(arguments: words)).diffText
+                } catch let error as WhatIfError {
+                    text = "usage error: \(error)\n"
+                }
+                outputs.files.append((whatIfDirectory + "/\(index + 1).txt", Array(text.utf8)))
+            }
         }
         return outputs
     }

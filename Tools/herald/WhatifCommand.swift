@@ -50,35 +50,17 @@ struct WhatifCommand: ParsableCommand {
         }
         let directory = try global.directory
         let reader = try directory.openReader()
-        let through = try checkedPosition(at, in: directory) ?? reader.lastPosition
-        // One pass over the log: the recorded world (validated, as `deliveries` derives it) and
-        // the what-if world side by side.
-        var whatIf = WhatIfReplay(overrides: overrides)
-        var recorded = DeliveryLedger()
-        _ = try reader.replay(through: through) { _, record, effects, _ in
-            recorded.absorb(effects)
-            whatIf.apply(record)
-        }
+        let result: WhatIfResult
         do {
-            try whatIf.validate()
-        } catch {
+            result = try reader.whatIf(overrides, through: try checkedPosition(at, in: directory))
+        } catch let error as WhatIfError {
             printError("whatif: \(error)")
             throw ExitCode(2)
         }
         var output = Output()
         switch format {
-        case .jsonl:
-            var line = JSONOutput()
-            for delivery in whatIf.ledger.deliveries {
-                line.removeAll()
-                CanonicalOutput.append(delivery, to: &line)
-                line.newline()
-                output.write(bytes: line.bytes)
-            }
-        case .diff:
-            var diff = WhatIfDiff()
-            diff.compare(recorded: recorded.deliveries, whatIf: whatIf.ledger.deliveries) { output.write($0 + "\n") }
-            output.write(diff.summary(skipped: whatIf.skipped) + "\n")
+        case .jsonl: output.write(bytes: result.jsonl)
+        case .diff: output.write(result.diffText)
         }
         output.flush()
     }
