@@ -89,9 +89,8 @@ extension Projection {
         let usedRows = try database.prepare("SELECT id FROM used_ids")
         while try usedRows.step() { used.append(try id(usedRows, 0, "used_ids.id")) }
 
-        /// Deliveries of `rows` (a query of the columns below).
-        func deliveries(_ where: String) throws -> [Delivery] {
-            var found: [Delivery] = []
+        /// Calls `body` with each delivery of the query's `where` clause.
+        func eachDelivery(_ where: String, _ body: (Delivery) throws -> Void) throws {
             let rows = try database.prepare("""
                 SELECT d.source_position, d.trigger_id, d.trigger_rank, d.app_id, d.script_id, d.source_kind, d.depth,
                        d.retry_max_attempts, d.retry_backoff, d.retry_base_ms, d.attempts, d.due_at, d.last_error,
@@ -105,7 +104,7 @@ extension Projection {
                       let status = r.text(at: 14).flatMap(DeliveryStatus.init(name:)) else {
                     throw damaged("deliveries holds an unknown backoff, source_kind or status")
                 }
-                found.append(Delivery(
+                try body(Delivery(
                     id: DeliveryID(sourcePosition: try position(r.int64(at: 0), "deliveries.source_position"),
                                    triggerID: try id(r, 1, "deliveries.trigger_id")),
                     appID: try id(r, 3, "deliveries.app_id"), scriptID: try id(r, 4, "deliveries.script_id"),
@@ -116,17 +115,31 @@ extension Projection {
                     finishedAt: r.isNull(at: 15) ? nil : try position(r.int64(at: 15), "deliveries.finished_at"),
                     budgetBase: r.int64(at: 13)))
             }
-            return found
         }
-        let pending = try deliveries("WHERE d.status = 'pending'")
         // Dead and cancelled deliveries an operator may still redrive: their trigger exists.
-        let redrivable = try deliveries("""
-            JOIN triggers t ON t.id = d.trigger_id WHERE d.status = 'dead' OR d.status = 'cancelled'
-            """)
+        var redrivable: [Delivery] = []
+        try eachDelivery("JOIN triggers t ON t.id = d.trigger_id WHERE d.status = 'dead' OR d.status = 'cancelled'") {
+            redrivable.append($0)
+        }
         let created = try database.rows("SELECT count(*) FROM deliveries").first?.first?.integer ?? 0
         let registry = Registry(apps: apps, adminUsers: users, scripts: scripts, triggers: triggers, usedIDs: used)
-        return Dispatcher(registry: registry, pending: pending, position: checkpoint, lastTs: lastTs,
-                          createdCount: UInt64(max(created, 0)), redrivable: redrivable)
+        var dispatcher = Dispatcher(registry: registry, pending: [], position: checkpoint, lastTs: lastTs,
+                                    createdCount: UInt64(max(created, 0)), redrivable: redrivable)
+        // Pending deliveries straight into the dispatcher, in canonical order: the table's key
+        // order (`NOT INDEXED`: not the due-time index) gives them by source position, and only
+        // the few of one position are put in trigger order here. No array of every one.
+        var group: [Delivery] = []
+        func flush() {
+            if group.count > 1 { group.sort { $0.triggerRank < $1.triggerRank } }
+            for delivery in group { dispatcher.restorePending(delivery) }
+            group.removeAll(keepingCapacity: true)
+        }
+        try eachDelivery("NOT INDEXED WHERE d.status = 'pending' ORDER BY d.source_position") { delivery in
+            if let first = group.first, first.id.sourcePosition != delivery.id.sourcePosition { flush() }
+            group.append(delivery)
+        }
+        flush()
+        return dispatcher
     }
 
     /// Every projected table, in a fixed order, for content comparison.

@@ -444,6 +444,12 @@ public enum DeadLetterMatch {
 extension Dispatcher {
     /// Resumes from saved state (the projection) instead of replaying the log: the registry
     /// and the pending deliveries as of `position`.
+    /// Adds a pending delivery while restoring saved state, after every one added before it
+    /// in canonical order (source position, then trigger registration order).
+    public mutating func restorePending(_ delivery: Delivery) {
+        pending.append(delivery)
+    }
+
     /// `redrivable`: the dead and cancelled deliveries whose trigger still exists.
     public init(registry: Registry, pending: [Delivery], position: UInt64, lastTs: Int64?, createdCount: UInt64,
                 redrivable: [Delivery] = []) {

@@ -120,10 +120,9 @@ public struct EngineStateMachine: Sendable {
     public init(dispatcher: Dispatcher, configuration: Configuration) {
         self.dispatcher = dispatcher
         self.configuration = configuration
-        for delivery in dispatcher.pendingInOrder {
-            queue.push(delivery)
-            sourceRefs[delivery.id.sourcePosition, default: 0] += 1
-        }
+        let pending = dispatcher.pendingInOrder
+        queue = DueQueue(pending)
+        for delivery in pending { sourceRefs[delivery.id.sourcePosition, default: 0] += 1 }
     }
 
     // MARK: - Records
