@@ -317,6 +317,32 @@ private let constant100 = #"{"max_attempts":2,"backoff":"constant","base_ms":100
         #expect(engine.machine.nextDueAt() == nil)
     }
 
+    // A redrive split into records (distinct ids) is checked against the state before the
+    // batch and applied whole, or not at all.
+    @Test func aBatchOfRedrivesIsAllOrNothing() throws {
+        var engine = Engine()
+        var log = LogText.standard()
+        log.kvTrigger(IDs.t1, retry: #"{"max_attempts":1}"#)
+        log.kv(key: "a")                                   // 6
+        log.kv(key: "b")                                   // 7
+        log.kv(key: "c")                                   // 8
+        try engine.commands(log)
+        try engine.finish(engine.due(now: 0), now: 0, error: "down")   // 9, 10, 11: dead
+        func redrive(_ positions: [Int]) throws -> RecordBody {
+            try RecordJSONDecoder().decode(line: #"{"type":"delivery.redriven","deliveries":[\#(positions.map { "\"\($0):\(IDs.t1)\"" }.joined(separator: ","))],"by":"\#(IDs.admin)"}"#).body
+        }
+        #expect(engine.machine.dispatcher.redrivable.count == 3)
+        // The second record lists a delivery that is not dead: nothing changes.
+        #expect(throws: RecordError.self) { try engine.machine.acceptCommands([try redrive([6]), try redrive([5])], ts: 20, now: 20) }
+        #expect(engine.machine.dispatcher.redrivable.count == 3 && engine.machine.dispatcher.pending.isEmpty)
+        let batch = try engine.machine.acceptCommands([try redrive([6, 7]), try redrive([8])], ts: 20, now: 20)
+        _ = engine.append(batch)
+        #expect(engine.machine.dispatcher.redrivable.isEmpty)
+        #expect(engine.machine.dispatcher.pending.count == 3)
+        #expect(engine.machine.takeDue(now: 20, durable: engine.position).missingSources == [6, 7, 8],
+                "all three are due again; their sources are read back")
+    }
+
     // A batch of commands is all or nothing.
     @Test func aBatchWithABadRecordChangesNothing() throws {
         var engine = Engine()

@@ -142,6 +142,23 @@ public struct EngineStateMachine: Sendable {
             batch.records.append(record)
             return batch
         }
+        if Self.actOnDistinctDeliveries(bodies) {
+            // Redrives and cancels of distinct deliveries (one selection split into records of
+            // 10,000): no record's rules look at what another changes, so each is checked
+            // against the state before the batch, without copying it, and then all are applied.
+            for (index, body) in bodies.enumerated() {
+                let record = Record(ts: ts ?? max(now, dispatcher.lastTs ?? 0), body: body)
+                do throws(RecordError) {
+                    try RecordBinaryCodec.checkEncodedSize(body, limitBytes: configuration.recordBytesMax)
+                    try dispatcher.check(record)
+                } catch {
+                    throw error.at("record \(index + 1) of \(bodies.count)")
+                }
+                batch.records.append(record)
+            }
+            for record in batch.records { batch.effects.apply(record, to: &dispatcher) }
+            return batch
+        }
         // Validate first. Without attempts or actions on deliveries in it, a registry-only copy
         // suffices (no other rule depends on deliveries), so validating costs nothing per pending
         // delivery; with them, a full copy.
@@ -170,6 +187,20 @@ public struct EngineStateMachine: Sendable {
             for record in batch.records { batch.effects.apply(record, to: &dispatcher) }
         }
         return batch
+    }
+
+    /// True when every body is a redrive or cancel and no delivery is listed twice in the batch.
+    static func actOnDistinctDeliveries(_ bodies: [RecordBody]) -> Bool {
+        var seen = Set<DeliveryID>()
+        for body in bodies {
+            switch body {
+            case .deliveryRedriven(let action), .deliveryCancelled(let action):
+                for id in action.deliveries where !seen.insert(id).inserted { return false }
+            default:
+                return false
+            }
+        }
+        return true
     }
 
     /// Attempts finished (rule 4): each outcome is checked and applied in place; one whose
