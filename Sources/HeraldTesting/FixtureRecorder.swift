@@ -81,14 +81,28 @@ public enum FixtureRecorder {
         for (index, position) in kept.enumerated() { newNumber[position] = UInt64(index + 1) }
         var out = JSONOutput(capacity: 4096)
         let encoder = RecordJSONEncoder()
+        /// A listed delivery with its source position renumbered (the closure keeps every source).
+        func renumbered(_ id: DeliveryID) -> DeliveryID {
+            guard let position = newNumber[id.sourcePosition] else {
+                preconditionFailure("the closure keeps the source of every delivery a kept record names")
+            }
+            return DeliveryID(sourcePosition: position, triggerID: id.triggerID)
+        }
         for position in kept {
             var record = records[Int(position - 1)]
-            if case .deliveryAttempted(var attempt) = record.body {
-                guard let renumbered = newNumber[attempt.sourcePosition] else {
-                    preconditionFailure("the closure keeps every attempt's source")
-                }
-                attempt.sourcePosition = renumbered
+            switch record.body {
+            case .deliveryAttempted(var attempt):
+                attempt.sourcePosition = renumbered(DeliveryID(sourcePosition: attempt.sourcePosition,
+                                                               triggerID: attempt.triggerID)).sourcePosition
                 record.body = .deliveryAttempted(attempt)
+            case .deliveryRedriven(var action):
+                action.deliveries = action.deliveries.map(renumbered)
+                record.body = .deliveryRedriven(action)
+            case .deliveryCancelled(var action):
+                action.deliveries = action.deliveries.map(renumbered)
+                record.body = .deliveryCancelled(action)
+            default:
+                break
             }
             encoder.append(record, to: &out)
             out.newline()
@@ -114,17 +128,30 @@ public enum FixtureRecorder {
     static func select(records: [Record], deliveries: [Delivery], slice: FixtureSlice,
                        source: String) throws(FixtureError) -> [UInt64] {
         let last = UInt64(records.count)
-        var attemptsOf: [DeliveryID: [UInt64]] = [:]
+        // The records that act on each delivery after its creation: attempts, redrives, cancels.
+        var actsOn: [DeliveryID: [UInt64]] = [:]
         for (index, record) in records.enumerated() {
-            if case .deliveryAttempted(let a) = record.body {
-                attemptsOf[DeliveryID(sourcePosition: a.sourcePosition, triggerID: a.triggerID), default: []]
-                    .append(UInt64(index + 1))
+            switch record.body {
+            case .deliveryAttempted(let a):
+                actsOn[DeliveryID(sourcePosition: a.sourcePosition, triggerID: a.triggerID), default: []].append(UInt64(index + 1))
+            case .deliveryRedriven(let action), .deliveryCancelled(let action):
+                for id in action.deliveries { actsOn[id, default: []].append(UInt64(index + 1)) }
+            default:
+                break
             }
         }
         func seeds(of delivery: Delivery) -> [UInt64] {
-            var list = [delivery.id.sourcePosition] + (attemptsOf[delivery.id] ?? [])
+            var list = [delivery.id.sourcePosition] + (actsOn[delivery.id] ?? [])
             if delivery.status == .cancelled, let at = delivery.finishedAt { list.append(at) }
             return list
+        }
+        /// The deliveries a record acts on (an attempt's, or those an action lists).
+        func actedOn(_ record: Record) -> [DeliveryID] {
+            switch record.body {
+            case .deliveryAttempted(let a): [DeliveryID(sourcePosition: a.sourcePosition, triggerID: a.triggerID)]
+            case .deliveryRedriven(let action), .deliveryCancelled(let action): action.deliveries
+            default: []
+            }
         }
         var seedList: [UInt64] = []
         switch slice {
@@ -155,15 +182,16 @@ public enum FixtureRecorder {
         var work = seedList
         while let position = work.popLast() {
             guard position >= 1, position <= last, keep.insert(position).inserted else { continue }
-            if case .deliveryAttempted(let a) = records[Int(position - 1)].body {
-                work.append(a.sourcePosition)
-                let id = DeliveryID(sourcePosition: a.sourcePosition, triggerID: a.triggerID)
-                work += (attemptsOf[id] ?? []).filter { $0 < position }
+            // A kept attempt, redrive or cancel needs each delivery it names whole up to it: its
+            // source and every earlier record acting on it.
+            for id in actedOn(records[Int(position - 1)]) {
+                work.append(id.sourcePosition)
+                work += (actsOn[id] ?? []).filter { $0 < position }
             }
         }
         for (index, record) in records.prefix(Int(end)).enumerated() {
             switch record.body {
-            case .kv, .deliveryAttempted: continue
+            case .kv, .deliveryAttempted, .deliveryRedriven, .deliveryCancelled, .deliveryInvoked: continue
             default: keep.insert(UInt64(index + 1))
             }
         }

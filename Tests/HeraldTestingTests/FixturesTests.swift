@@ -91,6 +91,25 @@ private func sh(_ command: String) -> Int32 {
         let explain = temporary + "/fixture/expected/explain/11:d0000000-0000-4000-8000-000000000002.txt"
         #expect(sh("grep -q 'succeeded after 2 attempt' '\(explain)'") == 0)
     }
+
+    /// A redriven delivery's recorded fixture carries its redrive (renumbered) and the records
+    /// before it, and replays to the same story; a delivery of a cancelled trigger's other
+    /// deliveries is not dragged along.
+    @Test func aRecordedRedrivenDeliveryKeepsItsRedrive() async throws {
+        let temporary = try makeTemporaryDirectory()
+        defer { _ = sh("rm -rf '\(temporary)'") }
+        let data = DataDirectory(path: temporary + "/data")
+        _ = try data.importLines(from: fixturesDirectory + "/rules/operator-redrive-fresh-budget-and-second-death/log.jsonl")
+        let slice = try #require(FixtureSlice.delivery("7:d0000000-0000-4000-8000-000000000001"))
+        let recorded = try await FixtureRecorder.record(from: data, slice: slice, to: temporary + "/fixture")
+        #expect(recorded.result.error == nil)
+        let log = try String(contentsOfFile: temporary + "/fixture/log.jsonl", encoding: .utf8)
+        #expect(log.contains(#""type":"delivery.redriven","#))
+        let own = await FixtureRunner.run(directory: temporary + "/fixture")
+        #expect(own.count == 1 && own.allSatisfy(\.passed))
+        let explain = temporary + "/fixture/expected/explain/" + "\(try #require(recorded.newPosition(of: 7))):d0000000-0000-4000-8000-000000000001.txt"
+        #expect(sh("grep -q 'redriven   at position' '\(explain)' && grep -q 'dead after 4 attempt' '\(explain)'") == 0)
+    }
 }
 
 /// Writes refuse symbolic links: `fixtures --update` and `record --out` write nothing through
