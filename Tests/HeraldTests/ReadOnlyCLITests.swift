@@ -70,7 +70,11 @@ import Testing
         guard heraldIsBuilt() else { return }
         try await withTemporaryDirectory { path in
             let missing = path + "/nowhere"
-            for command in [["verify"], ["dump"], ["stats"], ["deliveries"], ["status"], ["triggers"]] {
+            let (admin, trigger) = (LogDamageCLITests.admin, "d0000000-0000-4000-8000-000000000001")
+            for command in [["verify"], ["dump"], ["stats"], ["deliveries"], ["status"], ["triggers"],
+                            // Actions on deliveries: nothing to act on, and no directory is made.
+                            ["redrive", "--by", admin], ["redrive", "--by", admin, "--dry-run"], ["cancel", "--by", admin],
+                            ["invoke", trigger, "--payload", "1", "--by", admin], ["whatif", "--disable", trigger]] {
                 let run = try await LogDamageCLITests.herald(command + ["--data", missing])
                 #expect(run.status != 0, "\(command) exited 0 on a missing data directory")
                 #expect(run.stderr.contains("There is no data directory at \(missing)"), "\(command): \(run.stderr)")

@@ -55,6 +55,7 @@ enum OperatorCommand {
                     select: (Dispatcher, DeliverySelection) throws(OperatorActionError) -> [Delivery],
                     act: (Herald, DeliverySelection) throws -> OperatorActionResult) throws {
         let directory = try global.directory
+        try directory.requireExisting()
         var output = Output()
         if options.dryRun {
             // The state at the log's end, from the projection's checkpoint on: no writer needed.
@@ -158,7 +159,9 @@ struct InvokeCommand: ParsableCommand {
             }
             text = read.hasSuffix("\n") ? String(read.dropLast()) : read
         }
-        let herald = try Herald.open(directory: try global.directory)
+        let directory = try global.directory
+        try directory.requireExisting()
+        let herald = try Herald.open(directory: directory)
         defer { try? herald.close() }
         do {
             // The payload is checked like any record's field (one JSON value, at most 1 MiB).

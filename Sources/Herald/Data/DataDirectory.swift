@@ -59,7 +59,7 @@ public struct DataDirectory: Sendable {
     /// - Throws: ``HeraldError/missingDataDirectory(path:)`` when the data directory does not
     ///   exist; the log's errors (`LogError.corruptBlock`, `.acknowledgedDamaged`, …).
     public func openReader() throws -> RecordReader {
-        guard FileSystemPaths.isDirectory(path) else { throw HeraldError.missingDataDirectory(path: path) }
+        try requireExisting()
         let reader = try RecordReader(reader: LogReader(directory: logPath, fileSystem: fileSystem))
         if let damage = reader.tailDamage {
             diagnostics?("warning: \(damage); reading stops before it (the next writer cuts it into \(logPath)/quarantine)")
@@ -128,9 +128,18 @@ public struct DataDirectory: Sendable {
 }
 
 extension DataDirectory {
+    /// Throws ``HeraldError/missingDataDirectory(path:)`` when the data directory does not
+    /// exist: reads, and actions that can only act on what is there (redrive, cancel, invoke),
+    /// refuse a mistyped path instead of creating an empty directory.
+    public func requireExisting() throws {
+        guard FileSystemPaths.isDirectory(path) else { throw HeraldError.missingDataDirectory(path: path) }
+    }
+}
+
+extension DataDirectory {
     /// Segments, blocks, records, raw and stored bytes, ts range (block headers only).
     public func logStats() throws -> LogStats {
-        guard FileSystemPaths.isDirectory(path) else { throw HeraldError.missingDataDirectory(path: path) }
+        try requireExisting()
         return try LogReader(directory: logPath, fileSystem: fileSystem).stats()
     }
 }
@@ -141,7 +150,7 @@ extension DataDirectory {
     ///
     /// - Throws: ``HeraldError/missingDataDirectory(path:)``; the log's errors.
     public func verifyLog() throws -> LogVerification {
-        guard FileSystemPaths.isDirectory(path) else { throw HeraldError.missingDataDirectory(path: path) }
+        try requireExisting()
         return try LogReader.verify(directory: logPath, fileSystem: fileSystem)
     }
 }

@@ -499,7 +499,7 @@ private struct LineParser {
             throw fail(path, span.kind == .null ? "must not be null"
                 : "must be \(T.wireNamesPhrase(orNull: orNull)), not \(span.kind.phrase)")
         }
-        let found: T? = withContent(span) { content in T.firstCase { $0.wireName.utf8.elementsEqual(content) } }
+        let found: T? = withContent(span) { T(wireName: $0) }
         guard let found else { throw fail(path, "must be \(T.wireNamesPhrase(orNull: orNull)), not '\(text(span))'") }
         return found
     }

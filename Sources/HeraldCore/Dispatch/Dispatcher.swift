@@ -442,15 +442,9 @@ public enum DeadLetterMatch {
 }
 
 extension Dispatcher {
-    /// Resumes from saved state (the projection) instead of replaying the log: the registry
-    /// and the pending deliveries as of `position`.
-    /// Adds a pending delivery while restoring saved state, after every one added before it
-    /// in canonical order (source position, then trigger registration order).
-    public mutating func restorePending(_ delivery: Delivery) {
-        pending.append(delivery)
-    }
-
-    /// `redrivable`: the dead and cancelled deliveries whose trigger still exists.
+    /// Resumes from saved state (the projection) instead of replaying the log: the registry,
+    /// the pending deliveries and the redrivable ones (dead or cancelled, trigger alive) as of
+    /// `position`.
     public init(registry: Registry, pending: [Delivery], position: UInt64, lastTs: Int64?, createdCount: UInt64,
                 redrivable: [Delivery] = []) {
         self.init()
@@ -458,15 +452,19 @@ extension Dispatcher {
         self.position = position
         self.lastTs = lastTs
         self.createdCount = createdCount
-        // A store usually returns them by source position already (its key): then only the few
-        // deliveries of one position need ordering, and the whole array is not sorted again.
-        let ordered = zip(pending, pending.dropFirst()).allSatisfy { $0.orderKey <= $1.orderKey }
-        for delivery in ordered ? pending : pending.sorted(by: { $0.orderKey < $1.orderKey }) {
+        for delivery in pending.sorted(by: { $0.orderKey < $1.orderKey }) {
             self.pending.append(delivery)
         }
         for delivery in redrivable.sorted(by: { $0.orderKey < $1.orderKey }) {
             self.redrivable[delivery.id] = delivery
         }
+    }
+
+    /// Adds a pending delivery while restoring saved state (a store that streams its rows
+    /// instead of building the array `init` takes): each after every one added before it in
+    /// canonical order (source position, then trigger registration order).
+    public mutating func restorePending(_ delivery: Delivery) {
+        pending.append(delivery)
     }
 }
 

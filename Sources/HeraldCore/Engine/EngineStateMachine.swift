@@ -142,32 +142,15 @@ public struct EngineStateMachine: Sendable {
             batch.records.append(record)
             return batch
         }
-        if Self.actOnDistinctDeliveries(bodies) {
-            // Redrives and cancels of distinct deliveries (one selection split into records of
-            // 10,000): no record's rules look at what another changes, so each is checked
-            // against the state before the batch, without copying it, and then all are applied.
-            for (index, body) in bodies.enumerated() {
-                let record = Record(ts: ts ?? max(now, dispatcher.lastTs ?? 0), body: body)
-                do throws(RecordError) {
-                    try RecordBinaryCodec.checkEncodedSize(body, limitBytes: configuration.recordBytesMax)
-                    try dispatcher.check(record)
-                } catch {
-                    throw error.at("record \(index + 1) of \(bodies.count)")
-                }
-                batch.records.append(record)
-            }
-            for record in batch.records { batch.effects.apply(record, to: &dispatcher) }
-            return batch
-        }
         // Validate first. Without attempts or actions on deliveries in it, a registry-only copy
         // suffices (no other rule depends on deliveries), so validating costs nothing per pending
         // delivery; with them, a full copy.
-        let hasAttempts = bodies.contains(where: \.actsOnDeliveries)
+        let needsDeliveries = bodies.contains(where: \.actsOnDeliveries)
         do {
             // The trial shares the dispatcher's storage; it must be gone before the dispatcher
             // changes, or the first change copies every pending delivery.
             var trial = dispatcher
-            if !hasAttempts { trial.tracksDeliveries = false }
+            if !needsDeliveries { trial.tracksDeliveries = false }
             for (index, body) in bodies.enumerated() {
                 let record = Record(ts: ts ?? max(now, trial.lastTs ?? 0), body: body)
                 do throws(RecordError) {
@@ -179,28 +162,14 @@ public struct EngineStateMachine: Sendable {
                 batch.effects.apply(record, to: &trial)
                 batch.records.append(record)
             }
-            if hasAttempts { dispatcher = trial }
+            if needsDeliveries { dispatcher = trial }
         }
-        if !hasAttempts {
+        if !needsDeliveries {
             // Every record passed: apply them for real, in place.
             batch.effects.removeAll()
             for record in batch.records { batch.effects.apply(record, to: &dispatcher) }
         }
         return batch
-    }
-
-    /// True when every body is a redrive or cancel and no delivery is listed twice in the batch.
-    static func actOnDistinctDeliveries(_ bodies: [RecordBody]) -> Bool {
-        var seen = Set<DeliveryID>()
-        for body in bodies {
-            switch body {
-            case .deliveryRedriven(let action), .deliveryCancelled(let action):
-                for id in action.deliveries where !seen.insert(id).inserted { return false }
-            default:
-                return false
-            }
-        }
-        return true
     }
 
     /// Attempts finished (rule 4): each outcome is checked and applied in place; one whose
@@ -302,9 +271,6 @@ public struct EngineStateMachine: Sendable {
         guard !stopping, failure == nil else { return due }
         var slots = configuration.concurrency - inFlight.count
         var deferred: [Delivery] = []
-        // Once a due delivery waits for its source, none after it starts in this call (due
-        // order holds); the scan goes on only to collect more sources to load at once.
-        var blocked = false
         while slots > 0, let top = queue.first, top.dueAt <= now, due.missingSources.count < Self.sourcesPerLoad {
             _ = queue.popFirst()
             // The queue is a hint: an entry whose delivery finished, was rescheduled or is in
@@ -323,7 +289,6 @@ public struct EngineStateMachine: Sendable {
                 guard let record = sourceRecords[delivery.id.sourcePosition], case .kv(let m) = record.body else {
                     due.missingSources.append(delivery.id.sourcePosition)
                     deferred.append(delivery)
-                    blocked = true
                     continue
                 }
                 event = .kv(position: delivery.id.sourcePosition, ts: record.ts, mutation: m)
@@ -331,7 +296,6 @@ public struct EngineStateMachine: Sendable {
                 guard let dead = deadLetters[delivery.id.sourcePosition] else {
                     due.missingSources.append(delivery.id.sourcePosition)
                     deferred.append(delivery)
-                    blocked = true
                     continue
                 }
                 event = .deadLetter(dead)
@@ -339,12 +303,13 @@ public struct EngineStateMachine: Sendable {
                 guard let record = sourceRecords[delivery.id.sourcePosition], case .deliveryInvoked(let invocation) = record.body else {
                     due.missingSources.append(delivery.id.sourcePosition)
                     deferred.append(delivery)
-                    blocked = true
                     continue
                 }
                 event = .manual(position: delivery.id.sourcePosition, ts: record.ts, invocation: invocation)
             }
-            if blocked {
+            // Once a due delivery waits for its source, none after it starts in this call (due
+            // order holds); the scan goes on only to collect more sources to load at once.
+            if !due.missingSources.isEmpty {
                 deferred.append(delivery)
                 continue
             }
