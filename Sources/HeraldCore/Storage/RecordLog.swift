@@ -32,8 +32,11 @@ public protocol RecordLog: RecordSource, AnyObject {
     /// Returns once `position` is durable; throws if the log cannot make it so.
     func waitUntilDurable(through position: UInt64) throws
 
-    /// Calls `listener` (from any thread, without the caller's locks) each time the durable
-    /// position advances, with the new durable position. One listener; a later call replaces it.
+    /// Calls `listener` each time the durable position advances, with the new durable
+    /// position, from whatever thread advanced it: a syncing thread, or the caller of
+    /// ``enqueue(_:)`` itself for a log that is durable as soon as it queues (so the listener
+    /// must not take a lock held around `enqueue`, nor call back into the log). One listener;
+    /// a later call replaces it.
     func onDurable(_ listener: @escaping @Sendable (UInt64) -> Void)
 
     /// Flushes and releases the log. Appends after it fail.
