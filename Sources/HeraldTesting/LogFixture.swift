@@ -35,6 +35,10 @@ enum LogFixture {
                 throw FixtureError(path: fixture.path + "/" + explainDirectory + "/" + first,
                                    reason: "explanations need a log that imports; this one is rejected:\n\(text)")
             }
+            if FileIO.exists(fixture.path + "/" + whatIfFile) {
+                throw FixtureError(path: fixture.path + "/" + whatIfFile,
+                                   reason: "what-if needs a log that imports; this one is rejected:\n\(text)")
+            }
             return outputs
         }
         outputs.files.append((errorFile, nil))

@@ -92,6 +92,19 @@ private func sh(_ command: String) -> Int32 {
         #expect(sh("grep -q 'succeeded after 2 attempt' '\(explain)'") == 0)
     }
 
+    /// A what-if asked of a log that does not import is an error naming the file, not a
+    /// fixture that passes without running it.
+    @Test func aWhatIfOfARejectedLogIsAnError() async throws {
+        let temporary = try makeTemporaryDirectory()
+        defer { _ = sh("rm -rf '\(temporary)'") }
+        let fixture = temporary + "/fixture"
+        #expect(sh("cp -R '\(fixturesDirectory)/validation/operator-unknown-admin' '\(fixture)'") == 0)
+        #expect(sh("printf -- '--disable d0000000-0000-4000-8000-000000000001\\n' > '\(fixture)/whatif.txt'") == 0)
+        let results = await FixtureRunner.run(directory: fixture)
+        #expect(results.count == 1 && results.allSatisfy { !$0.passed })
+        #expect(results.first?.error?.contains("whatif.txt") == true, "\(results.first?.error ?? "no error")")
+    }
+
     /// A redriven delivery's recorded fixture carries its redrive (renumbered) and the records
     /// before it, and replays to the same story; a delivery of a cancelled trigger's other
     /// deliveries is not dragged along.
