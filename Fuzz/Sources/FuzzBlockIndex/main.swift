@@ -97,20 +97,25 @@ public func fuzzBlockIndex(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CInt {
         default: expect(false, "a reader fails on a sound log with \(chosen) damaged (\(verdict)): \(error)")
         }
     }
+    // The writer opens without `acceptLoss` first; only a watermark past the log's end may
+    // make it refuse, and then it opens with `acceptLoss`.
     var acceptLoss = false
     do {
-        _ = try LogWriter(directory: SampleLog.directory, configuration: configuration, fileSystem: fs)
-    } catch {
-        switch (verdict, error) {
-        case (.damagedWatermark, LogError.damagedWatermark): return 0
-        case (.pastTheEnd, LogError.acknowledgedDamaged): acceptLoss = true  // opened below with acceptLoss
-        default:
-            expect(false, "the writer refuses a sound log with \(chosen) damaged (\(verdict)): \(error)")
-            return 0
+        let writer: LogWriter
+        do {
+            writer = try LogWriter(directory: SampleLog.directory, configuration: configuration, fileSystem: fs)
+            if case .sound = verdict {} else { expect(false, "the writer opens a log whose watermark is \(verdict)") }
+        } catch {
+            switch (verdict, error) {
+            case (.damagedWatermark, LogError.damagedWatermark): return 0
+            case (.pastTheEnd, LogError.acknowledgedDamaged):
+                acceptLoss = true
+                writer = try LogWriter(directory: SampleLog.directory, configuration: configuration, fileSystem: fs, acceptLoss: true)
+            default:
+                expect(false, "the writer refuses a sound log with \(chosen) damaged (\(verdict)): \(error)")
+                return 0
+            }
         }
-    }
-    do {
-        let writer = try LogWriter(directory: SampleLog.directory, configuration: configuration, fileSystem: fs, acceptLoss: acceptLoss)
         expect(writer.recoveryReport.lastPosition == count, "recovery ends the log at \(writer.recoveryReport.lastPosition)")
         let added = LogEntry(ts: expected.last?.ts ?? 0, payload: Array("after".utf8))
         try writer.append(added)
