@@ -2,7 +2,7 @@
 -- Tools/gen-schema embeds this file into Sources/HeraldStore/ProjectionSchema.swift (a test checks they agree),
 -- so the binary needs no source tree at run time. Schema/projection.md explains every
 -- difference from the PostgreSQL seed (Schema/seed/layout-e-v1.1.1.sql).
-PRAGMA user_version = 3;
+PRAGMA user_version = 4;
 
 -- Registry -------------------------------------------------------------------
 
@@ -156,6 +156,18 @@ CREATE TABLE operator_action_deliveries (
     PRIMARY KEY (position, source_position, trigger_id),
     FOREIGN KEY (source_position, trigger_id) REFERENCES deliveries (source_position, trigger_id)
 ) WITHOUT ROWID;
+
+-- The engine's pending deliveries in binary (the PendingDeliveries snapshot format, with a
+-- checksum) and the number of deliveries ever created, so a restart with many of them reads one
+-- value instead of one deliveries row each (and does not count the deliveries table).
+-- A cache of the deliveries rows, valid only while `position` equals the checkpoint: every
+-- projection pass deletes it, and a closing engine or `herald project` writes it anew.
+CREATE TABLE engine_snapshot (
+    id INTEGER PRIMARY KEY NOT NULL CHECK (id = 1),
+    position INTEGER NOT NULL CHECK (position >= 0),
+    created_count INTEGER NOT NULL CHECK (created_count >= 0),
+    pending BLOB NOT NULL
+);
 
 -- The last applied log position; committed in the same transaction as the rows it covers.
 CREATE TABLE checkpoint (

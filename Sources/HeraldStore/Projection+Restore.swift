@@ -4,6 +4,12 @@ extension Projection {
     /// The dispatcher's state as of the checkpoint, read from the projection: the registry
     /// and the pending deliveries. Restart cost grows with live state, not with finished work.
     public func loadDispatcher() throws -> Dispatcher {
+        try loadDispatcher(readingSnapshot: true)
+    }
+
+    /// ``loadDispatcher()``; `readingSnapshot: false` reads the pending deliveries from their
+    /// rows even when there is an engine snapshot.
+    func loadDispatcher(readingSnapshot: Bool) throws -> Dispatcher {
         let path = database.path
         func damaged(_ reason: String) -> StoreError { .damaged(path: path, reason: reason) }
         func id(_ statement: SQLiteStatement, _ column: Int32, _ what: String) throws -> HeraldID {
@@ -121,8 +127,12 @@ extension Projection {
         try eachDelivery("JOIN triggers t ON t.id = d.trigger_id WHERE d.status = 'dead' OR d.status = 'cancelled'") {
             redrivable.append($0)
         }
-        let created = try database.rows("SELECT count(*) FROM deliveries").first?.first?.integer ?? 0
         let registry = Registry(apps: apps, adminUsers: users, scripts: scripts, triggers: triggers, usedIDs: used)
+        if readingSnapshot, let snapshot = try engineSnapshot(at: checkpoint) {
+            return Dispatcher(registry: registry, pending: snapshot.pending, position: checkpoint, lastTs: lastTs,
+                              createdCount: snapshot.createdCount, redrivable: redrivable)
+        }
+        let created = try database.rows("SELECT count(*) FROM deliveries").first?.first?.integer ?? 0
         var dispatcher = Dispatcher(registry: registry, pending: [], position: checkpoint, lastTs: lastTs,
                                     createdCount: UInt64(max(created, 0)), redrivable: redrivable)
         // Pending deliveries straight into the dispatcher, in canonical order: the table's key
@@ -140,6 +150,58 @@ extension Projection {
         }
         flush()
         return dispatcher
+    }
+
+    /// The pending deliveries of the engine snapshot, when there is one for `checkpoint`
+    /// (the `engine_snapshot` table); `nil` when there is none, or it describes another position.
+    /// - Throws: `StoreError.damaged` when the snapshot does not decode (its checksum, its
+    ///   fields): it is reported, not skipped.
+    func engineSnapshot(at checkpoint: UInt64) throws -> (pending: PendingDeliveries, createdCount: UInt64)? {
+        let row = try database.prepare("SELECT position, created_count, pending FROM engine_snapshot WHERE id = 1")
+        guard try row.step(), row.int64(at: 0) == Int64(bitPattern: checkpoint) else { return nil }
+        guard case .blob(let bytes) = row.value(at: 2), row.int64(at: 1) >= 0 else {
+            throw StoreError.damaged(path: database.path, reason: "engine_snapshot holds a negative created_count or a pending that is not a blob")
+        }
+        do {
+            return (try PendingDeliveries(snapshotBytes: bytes), UInt64(row.int64(at: 1)))
+        } catch {
+            throw StoreError.damaged(path: database.path, reason: "engine_snapshot: \(error)")
+        }
+    }
+
+    /// `herald verify`'s check of the engine snapshot: when there is one for the checkpoint,
+    /// its pending deliveries must be those of the deliveries rows. One line per problem.
+    public func engineSnapshotProblems() throws -> [String] {
+        let checkpoint = try checkpoint().position
+        let snapshot: (pending: PendingDeliveries, createdCount: UInt64)?
+        do { snapshot = try engineSnapshot(at: checkpoint) } catch { return ["\(error)"] }
+        guard let snapshot else { return [] }
+        let rows = try loadDispatcher(readingSnapshot: false)
+        var problems: [String] = []
+        if snapshot.pending != rows.pending {
+            problems.append("engine_snapshot at position \(checkpoint) holds \(snapshot.pending.count) pending deliveries that differ "
+                            + "from the \(rows.pending.count) of the deliveries rows")
+        }
+        if snapshot.createdCount != rows.createdCount {
+            problems.append("engine_snapshot at position \(checkpoint) counts \(snapshot.createdCount) deliveries, the deliveries "
+                            + "table \(rows.createdCount)")
+        }
+        return problems.map { $0 + " (rebuild it with `herald project --rebuild`)" }
+    }
+
+    /// Saves `dispatcher`'s pending deliveries as the engine snapshot, which the next
+    /// ``loadDispatcher()`` reads instead of the deliveries rows. Only a dispatcher at the
+    /// checkpoint is saved (one that is not is ignored: the rows are the truth), and only when
+    /// the snapshot is not already the checkpoint's.
+    public func saveSnapshot(of dispatcher: Dispatcher) throws {
+        try database.transaction {
+            guard try checkpoint().position == dispatcher.position else { return }
+            let saved = try database.rows("SELECT position FROM engine_snapshot WHERE id = 1").first?.first?.integer
+            guard saved != Int64(bitPattern: dispatcher.position) else { return }
+            try database.prepare("INSERT OR REPLACE INTO engine_snapshot (id, position, created_count, pending) VALUES (1, ?, ?, ?)")
+                .run([.integer(Int64(bitPattern: dispatcher.position)), .integer(Int64(clamping: dispatcher.createdCount)),
+                      .blob(dispatcher.pending.snapshotBytes())])
+        }
     }
 
     /// Every projected table, in a fixed order, for content comparison.

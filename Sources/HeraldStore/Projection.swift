@@ -55,11 +55,33 @@ public final class Projection: ProjectionStore, EngineSnapshotStore, @unchecked 
                 return ProjectionSchema.version
             }
         }
+        if let migration = Projection.migrations[version] {
+            // An additive change: the older projection gains it in place, no rebuild.
+            version = try database.transaction {
+                let now = try database.rows("PRAGMA user_version").first?.first?.integer ?? 0
+                guard now == version else { return now }
+                try database.execute(migration + "\nPRAGMA user_version = \(ProjectionSchema.version);")
+                return ProjectionSchema.version
+            }
+        }
         if version != ProjectionSchema.version {
             // An older one is rebuilt by the data directory (`DataDirectory.openProjection`).
             throw StoreError.schemaVersion(path: path, found: version, expected: ProjectionSchema.version)
         }
     }
+
+    /// DDL that brings a projection of an older schema version (the key) to the current one
+    /// when the change is additive: a table only a newer Herald reads.
+    static let migrations: [Int64: String] = [
+        3: """
+            CREATE TABLE engine_snapshot (
+                id INTEGER PRIMARY KEY NOT NULL CHECK (id = 1),
+                position INTEGER NOT NULL CHECK (position >= 0),
+                created_count INTEGER NOT NULL CHECK (created_count >= 0),
+                pending BLOB NOT NULL
+            );
+            """,
+    ]
 
     private func statement(_ sql: StaticString) throws -> SQLiteStatement {
         let key = UnsafeRawPointer(sql.utf8Start)
@@ -106,6 +128,8 @@ public final class Projection: ProjectionStore, EngineSnapshotStore, @unchecked 
             }
             try statement("UPDATE checkpoint SET position = ?, last_ts = ? WHERE id = 1")
                 .run([.integer(Int64(bitPattern: last.position)), .integer(last.record.ts)])
+            // The engine snapshot described the old checkpoint.
+            try statement("DELETE FROM engine_snapshot").run([])
         }
     }
 

@@ -6,7 +6,7 @@ import Testing
 /// configs changing on the way.
 @Suite struct PendingDeliveriesTests {
     @Test(arguments: [1, 2, 3] as [UInt64])
-    func agreesWithADictionaryModel(seed: UInt64) {
+    func agreesWithADictionaryModel(seed: UInt64) throws {
         var rng = SeededGenerator(seed: seed)
         let triggers = (0..<12).map { HeraldID(high: 0x7000_0000_0000_4000, low: 0x8000_0000_0000_0000 | UInt64($0)) }
         let app = HeraldID(high: 0xB000_0000_0000_4000, low: 0x8000_0000_0000_0001)
@@ -15,6 +15,8 @@ import Testing
         var model: [DeliveryID: Delivery] = [:]
         var live: [DeliveryID] = []  // the model's keys, in an order the seed fixes
         var swept = 0
+        var finished: [Delivery] = []  // removed ones, which come back as redrives do
+        var reinserted = 0
         for position in UInt64(1)...6000 {
             // A few triggers fire at each position, in rank order.
             let firing = triggers.indices.filter { _ in rng.next() % 4 == 0 }
@@ -40,6 +42,7 @@ import Testing
                     model[id] = delivery
                 } else {
                     let before = store.count
+                    finished.append(delivery)
                     store.remove(id)
                     if store.count != before - 1 { Issue.record("remove of \(id) did not shrink the store") }
                     model[id] = nil
@@ -48,8 +51,27 @@ import Testing
                     swept += 1
                 }
             }
+            // Now and then, finished deliveries come back pending between the rows (a redrive:
+            // any source positions, a budget base).
+            if position % 40 == 0, !finished.isEmpty {
+                var batch: [Delivery] = []
+                for _ in 0..<(1 + rng.next() % 12) where !finished.isEmpty {
+                    var delivery = finished.remove(at: Int(rng.next() % UInt64(finished.count)))
+                    delivery.dueAt = Int64(position)
+                    delivery.budgetBase = delivery.attempts
+                    batch.append(delivery)
+                    model[delivery.id] = delivery
+                    live.append(delivery.id)
+                }
+                store.insert(batch)
+                reinserted += batch.count
+            }
             if position % 500 == 0 {
                 #expect(store.count == model.count, "seed \(seed) at \(position)")
+                // The snapshot gives the same pending set back, and the same bytes again.
+                let bytes = store.snapshotBytes()
+                let restored = try #require(try? PendingDeliveries(snapshotBytes: bytes))
+                #expect(restored == store && restored.snapshotBytes() == bytes, "seed \(seed) at \(position)")
                 #expect(store.values == model.values.sorted { $0.orderKey < $1.orderKey }, "seed \(seed) at \(position)")
                 for trigger in triggers {
                     #expect(store.values(ofTrigger: trigger) == model.values.filter { $0.id.triggerID == trigger }.sorted { $0.orderKey < $1.orderKey })
@@ -58,12 +80,79 @@ import Testing
             }
         }
         #expect(swept > 4000, "enough finishes to sweep finished rows more than once")
+        #expect(reinserted > 500, "enough redriven deliveries merged between the rows")
         for (id, delivery) in model { #expect(store[id] == delivery) }
         #expect(store[DeliveryID(sourcePosition: 6001, triggerID: triggers[0])] == nil)
         #expect(store[DeliveryID(sourcePosition: 0, triggerID: triggers[0])] == nil)
         let summary = store.dueSummary(now: 3000)
         #expect(summary.due == model.values.filter { ($0.dueAt ?? .max) <= 3000 }.count)
         #expect(summary.earliest == model.values.compactMap(\.dueAt).min())
+    }
+}
+
+/// The binary snapshot refuses what is not one, naming the offset: damage anywhere (the
+/// checksum), truncation, and fields that do not describe a valid pending set even with a
+/// matching checksum.
+@Suite struct PendingSnapshotTests {
+    static func sample() -> PendingDeliveries {
+        let app = HeraldID(high: 0xB000_0000_0000_4000, low: 0x8000_0000_0000_0001)
+        var store = PendingDeliveries()
+        for position in UInt64(1)...6 {
+            for rank in UInt64(1)...2 {
+                let trigger = HeraldID(high: 0x7000_0000_0000_4000, low: rank)
+                var delivery = Delivery(id: DeliveryID(sourcePosition: position, triggerID: trigger), appID: app, scriptID: app,
+                                        sourceKind: .kv, depth: 0, retry: .builtIn, triggerRank: rank, dueAt: Int64(position))
+                if position == 2 { delivery.attempts = 1; delivery.lastError = "smtp down" }
+                store.append(delivery)
+            }
+        }
+        return store
+    }
+
+    /// The bytes with the checksum made to match again.
+    static func resealed(_ bytes: [UInt8]) -> [UInt8] {
+        var body = Array(bytes.dropLast(8))
+        withUnsafeBytes(of: PendingDeliveries.checksum(body[...]).littleEndian) { body.append(contentsOf: $0) }
+        return body
+    }
+
+    @Test func everyFlippedBitAndEveryTruncationIsRefused() {
+        let bytes = Self.sample().snapshotBytes()
+        var accepted: [String] = []
+        for index in bytes.indices {
+            for bit in 0..<8 {
+                var damaged = bytes
+                damaged[index] ^= 1 << bit
+                if (try? PendingDeliveries(snapshotBytes: damaged)) != nil { accepted.append("bit \(bit) of byte \(index)") }
+            }
+        }
+        for length in 0..<bytes.count where (try? PendingDeliveries(snapshotBytes: Array(bytes.prefix(length)))) != nil {
+            accepted.append("the first \(length) bytes")
+        }
+        #expect(accepted.isEmpty)
+    }
+
+    @Test func fieldsThatDescribeNoValidPendingSetAreRefusedWithTheirOffset() throws {
+        let bytes = Self.sample().snapshotBytes()
+        let rows = 4 + 4 + 8 + 2 * PendingDeliveries.snapshotBytesPerSnapshot  // where the columns start
+        func refusal(_ change: (inout [UInt8]) -> Void) -> SnapshotError? {
+            var changed = bytes
+            change(&changed)
+            do { _ = try PendingDeliveries(snapshotBytes: Self.resealed(changed)); return nil } catch { return error }
+        }
+        // Row 2 (position 2, rank 1) moved to position 1, before row 1 (position 1, rank 2).
+        let order = refusal { $0[rows + 16] = 1 }
+        #expect(order?.offset == rows + 16 && order?.reason.contains("canonical order") == true, "\(String(describing: order))")
+        // Row 0's snapshot index past the two snapshots.
+        let index = refusal { $0[rows + 12 * 8] = 9 }
+        #expect(index?.offset == rows + 12 * 8 && index?.reason.contains("uses snapshot 9 of 2") == true, "\(String(describing: index))")
+        // An unknown source kind in the first snapshot.
+        let kind = refusal { $0[4 + 4 + 8 + 48] = 200 }
+        #expect(kind?.offset == 16 && kind?.reason.contains("unknown source kind 200") == true, "\(String(describing: kind))")
+        // A byte after the last field.
+        let extra = refusal { $0.insert(0, at: $0.count - 8) }
+        #expect(extra?.reason.contains("1 bytes follow the last field") == true, "\(String(describing: extra))")
+        #expect(refusal { _ in } == nil, "the resealed bytes themselves decode")
     }
 }
 

@@ -70,7 +70,9 @@ enum OperatorCommand {
             return
         }
         let herald = try Herald.open(directory: directory)
-        defer { try? herald.close() }
+        // The records are durable once `act` returns; projecting what they changed (up to
+        // 10,000 deliveries per record) is left to the next command that opens the directory.
+        defer { try? herald.close(projecting: false) }
         let result: OperatorActionResult
         do {
             result = try act(herald, options.selection)
@@ -162,7 +164,7 @@ struct InvokeCommand: ParsableCommand {
         let directory = try global.directory
         try directory.requireExisting()
         let herald = try Herald.open(directory: directory)
-        defer { try? herald.close() }
+        defer { try? herald.close(projecting: false) }
         do {
             // The payload is checked like any record's field (one JSON value, at most 1 MiB).
             print(try herald.invoke(trigger: triggerID, by: by, payload: JSONText(text)))

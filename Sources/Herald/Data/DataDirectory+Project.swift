@@ -78,7 +78,7 @@ extension DataDirectory {
             let (checkpoint, _) = try live.checkpoint()
             let rebuilt = try Projection(path: temporary)
             try Projector(directory: self, projection: rebuilt).catchUp(through: checkpoint)
-            return try live.differences(from: rebuilt)
+            return try live.differences(from: rebuilt) + live.engineSnapshotProblems()
         }
         return problems
     }

@@ -23,6 +23,8 @@ final class Projector: @unchecked Sendable {
     }
 
     /// Applies every record after the checkpoint, in batches that commit with their checkpoint.
+    /// A catch-up to the log's end (no `target`, no `limit`) then saves the engine snapshot
+    /// (``HeraldCore/EngineSnapshotStore/saveSnapshot(of:)``).
     @discardableResult
     /// - Parameters:
     ///   - limit: apply at most this many records (the live engine projects in slices).
@@ -42,6 +44,11 @@ final class Projector: @unchecked Sendable {
             let before = dispatcher.position
             do {
                 let done = try catchUpOnce(through: target, limit: limit, progress: progress, pace: pace)
+                if target == nil && limit == .max {
+                    // Caught up with the log: leave the snapshot the next open reads (the store
+                    // skips it when it holds one for this position already).
+                    try store.saveSnapshot(of: dispatcher)
+                }
                 return ProjectResult(from: start, to: done.to)
             } catch {
                 // `dispatcher` is the store's again: moved on by another process, go on from there.

@@ -495,11 +495,20 @@ public final class Herald: Sendable {
         wakeup.notify()
     }
 
-    /// Stops, catches the projection up, and releases the log (the writer lock).
-    public func close() throws {
+    /// Stops, catches the projection up (unless `projecting` is false), and releases the log
+    /// (the writer lock).
+    ///
+    /// Catching up also saves the engine snapshot (``HeraldCore/EngineSnapshotStore/saveSnapshot(of:)``),
+    /// so the next open reads the pending deliveries in one piece. `projecting: false` leaves
+    /// both to whoever opens the data directory next (the projection is a cache of the log: a
+    /// writer or a reader brings it up to date first); a short command that appended a few
+    /// records which change many deliveries (`herald redrive`) returns without that work.
+    public func close(projecting: Bool = true) throws {
         stop()
-        try projectNow()
-        projector.withLock { $0 = nil }
+        try projector.withLock { projector in
+            if projecting { try projector?.catchUp() }
+            projector = nil
+        }
         try log.close()
     }
 }

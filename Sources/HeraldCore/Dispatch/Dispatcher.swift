@@ -460,6 +460,15 @@ extension Dispatcher {
         }
     }
 
+    /// Resumes from saved state whose pending deliveries come whole (a snapshot of them,
+    /// ``PendingDeliveries/init(snapshotBytes:)``) rather than one by one.
+    public init(registry: Registry, pending: PendingDeliveries, position: UInt64, lastTs: Int64?, createdCount: UInt64,
+                redrivable: [Delivery] = []) {
+        self.init(registry: registry, pending: [], position: position, lastTs: lastTs, createdCount: createdCount,
+                  redrivable: redrivable)
+        self.pending = pending
+    }
+
     /// Adds a pending delivery while restoring saved state (a store that streams its rows
     /// instead of building the array `init` takes): each after every one added before it in
     /// canonical order (source position, then trigger registration order).

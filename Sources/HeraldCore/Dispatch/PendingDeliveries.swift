@@ -23,23 +23,23 @@ public struct PendingDeliveries: Sendable {
     private static let finishedFlag: UInt8 = 0x80
 
     // Row columns (same length).
-    private var positions: [UInt64] = []
-    private var snapshotOf: [UInt32] = []
-    private var dueAt: [Int64] = []
-    private var attempts: [Int32] = []
+    var positions: [UInt64] = []
+    var snapshotOf: [UInt32] = []
+    var dueAt: [Int64] = []
+    var attempts: [Int32] = []
     /// Depth in the low bits; ``finishedFlag`` once the row left the pending set.
-    private var depthAndFlags: [UInt8] = []
-    private var finishedRows = 0
+    var depthAndFlags: [UInt8] = []
+    var finishedRows = 0
     /// Errors of pending deliveries whose last attempt failed (rare next to rows).
-    private var lastErrors = FastTable<DeliveryID, String>()
+    var lastErrors = FastTable<DeliveryID, String>()
     /// Budget bases of pending deliveries that were redriven (rarer still).
-    private var budgetBases = FastTable<DeliveryID, Int64>()
+    var budgetBases = FastTable<DeliveryID, Int64>()
 
-    private var snapshots: [Snapshot] = []
+    var snapshots: [Snapshot] = []
     /// Pending rows per snapshot (same length as `snapshots`).
-    private var liveRows: [Int32] = []
+    var liveRows: [Int32] = []
     /// Latest snapshot index per trigger, to reuse a snapshot while the trigger is unchanged.
-    private var latestSnapshot = FastTable<HeraldID, UInt32>()
+    var latestSnapshot = FastTable<HeraldID, UInt32>()
     /// Changes whenever snapshot indices are renumbered (a sweep): an index returned by
     /// ``intern(_:)`` stays valid while the epoch is unchanged.
     private(set) var snapshotEpoch: UInt64 = 1
@@ -68,6 +68,15 @@ public struct PendingDeliveries: Sendable {
     /// The pending delivery `id`, if any.
     public subscript(id: DeliveryID) -> Delivery? {
         row(of: id).map { delivery($0) }
+    }
+
+    /// Calls `body` with the due time and canonical key of each pending delivery, in
+    /// canonical order, without building the deliveries (a restart queues every one).
+    func forEachDueKey(_ body: (_ dueAt: Int64, _ sourcePosition: UInt64, _ triggerRank: UInt64, _ triggerID: HeraldID) -> Void) {
+        for row in positions.indices where isLive(row) {
+            let snapshot = snapshots[Int(snapshotOf[row])]
+            body(dueAt[row], positions[row], snapshot.triggerRank, snapshot.triggerID)
+        }
     }
 
     /// Number of pending deliveries due at or before `ms`, and the earliest due time.
@@ -109,31 +118,56 @@ public struct PendingDeliveries: Sendable {
         }
     }
 
-    /// ``insert(_:)`` of deliveries that go between rows: rebuilds the row columns.
+    /// ``insert(_:)`` of deliveries that go between rows, in place: each column grows by
+    /// their number, then, from the end, each stretch of old rows moves once (a `memmove`) to
+    /// make room for the new row before it. No column is rebuilt or reallocated beyond growth.
     private mutating func merge(_ sorted: [Delivery]) {
-        let old = (positions: positions, snapshotOf: snapshotOf, dueAt: dueAt, attempts: attempts, depthAndFlags: depthAndFlags)
-        let total = old.positions.count + sorted.count
-        positions = []; positions.reserveCapacity(total)
-        snapshotOf = []; snapshotOf.reserveCapacity(total)
-        dueAt = []; dueAt.reserveCapacity(total)
-        attempts = []; attempts.reserveCapacity(total)
-        depthAndFlags = []; depthAndFlags.reserveCapacity(total)
-        var next = 0
-        for row in old.positions.indices {
-            let key = (old.positions[row], snapshots[Int(old.snapshotOf[row])].triggerRank)
-            while next < sorted.count, sorted[next].orderKey < key {
-                append(sorted[next])
-                next += 1
+        // Where each new row goes among the old rows (before the first old row with a larger
+        // key): nondecreasing, as `sorted` is.
+        var before: [Int] = []
+        before.reserveCapacity(sorted.count)
+        var low = 0
+        for delivery in sorted {
+            var high = positions.count
+            while low < high {
+                let mid = low + (high - low) / 2
+                if (positions[mid], snapshots[Int(snapshotOf[mid])].triggerRank) < delivery.orderKey { low = mid + 1 } else { high = mid }
             }
-            positions.append(old.positions[row])
-            snapshotOf.append(old.snapshotOf[row])
-            dueAt.append(old.dueAt[row])
-            attempts.append(old.attempts[row])
-            depthAndFlags.append(old.depthAndFlags[row])
+            before.append(low)
         }
-        while next < sorted.count {
-            append(sorted[next])
-            next += 1
+        var newSnapshots: [UInt32] = []
+        newSnapshots.reserveCapacity(sorted.count)
+        for delivery in sorted {
+            let snapshot = Snapshot(triggerID: delivery.id.triggerID, appID: delivery.appID, scriptID: delivery.scriptID,
+                                    sourceKind: delivery.sourceKind, retry: delivery.retry, triggerRank: delivery.triggerRank)
+            let index = intern(snapshot)
+            liveRows[Int(index)] += 1
+            newSnapshots.append(index)
+            if let error = delivery.lastError { lastErrors[delivery.id] = error }
+            if delivery.budgetBase != 0 { budgetBases[delivery.id] = delivery.budgetBase }
+        }
+        Self.splice(&positions, sorted.map(\.id.sourcePosition), before: before)
+        Self.splice(&snapshotOf, newSnapshots, before: before)
+        Self.splice(&dueAt, sorted.map { $0.dueAt ?? 0 }, before: before)
+        Self.splice(&attempts, sorted.map { Int32(clamping: $0.attempts) }, before: before)
+        Self.splice(&depthAndFlags, sorted.map { UInt8(clamping: min(max($0.depth, 0), 0x7F)) }, before: before)
+    }
+
+    /// Inserts `values[i]` before the old element at `before[i]` (nondecreasing indexes).
+    private static func splice<T: BitwiseCopyable>(_ column: inout [T], _ values: [T], before: [Int]) {
+        guard let filler = values.first else { return }
+        var end = column.count
+        column.append(contentsOf: repeatElement(filler, count: values.count))
+        column.withUnsafeMutableBufferPointer { rows in
+            guard let base = rows.baseAddress else { return }
+            for index in values.indices.reversed() {
+                let start = before[index]
+                // The old rows start..<end move up by the index + 1 new rows before them.
+                UnsafeMutableRawPointer(base + start + index + 1)
+                    .copyMemory(from: base + start, byteCount: (end - start) * MemoryLayout<T>.stride)
+                base[start + index] = values[index]
+                end = start
+            }
         }
     }
 
@@ -201,7 +235,7 @@ public struct PendingDeliveries: Sendable {
     // MARK: - Rows
 
     @inline(__always)
-    private func isLive(_ row: Int) -> Bool { depthAndFlags[row] & Self.finishedFlag == 0 }
+    func isLive(_ row: Int) -> Bool { depthAndFlags[row] & Self.finishedFlag == 0 }
 
     /// Attempts so far and due time of the delivery at `row`, without building it.
     func attemptsAndDue(row: Int) -> (attempts: Int64, dueAt: Int64) {

@@ -17,15 +17,18 @@ struct DueQueue: Sendable {
 
     init() {}
 
-    /// A queue of `deliveries` (those with a due time), built in O(n) instead of n pushes: a
-    /// restart queues every pending delivery at once.
-    init(_ deliveries: [Delivery]) {
-        heap.reserveCapacity(deliveries.count)
-        for delivery in deliveries {
-            guard let due = delivery.dueAt else { continue }
-            heap.append(Entry(dueAt: due, sourcePosition: delivery.id.sourcePosition, triggerRank: delivery.triggerRank,
-                              id: delivery.id))
+    /// A queue of every delivery of `pending`, built in O(n) instead of n pushes, from its rows
+    /// (no delivery is built): a restart queues every pending delivery at once.
+    init(_ pending: PendingDeliveries) {
+        heap.reserveCapacity(pending.count)
+        pending.forEachDueKey { due, position, rank, trigger in
+            heap.append(Entry(dueAt: due, sourcePosition: position, triggerRank: rank,
+                              id: DeliveryID(sourcePosition: position, triggerID: trigger)))
         }
+        heapify()
+    }
+
+    private mutating func heapify() {
         var parent = heap.count / 2
         while parent > 0 {
             parent -= 1

@@ -120,9 +120,18 @@ public struct EngineStateMachine: Sendable {
     public init(dispatcher: Dispatcher, configuration: Configuration) {
         self.dispatcher = dispatcher
         self.configuration = configuration
-        let pending = dispatcher.pendingInOrder
-        queue = DueQueue(pending)
-        for delivery in pending { sourceRefs[delivery.id.sourcePosition, default: 0] += 1 }
+        queue = DueQueue(dispatcher.pending)
+        // Rows come in source position order: one entry per position, not one per delivery.
+        var run: (position: UInt64, count: Int)?
+        dispatcher.pending.forEachDueKey { _, position, _, _ in
+            if let current = run, current.position == position {
+                run = (position, current.count + 1)
+            } else {
+                if let current = run { sourceRefs[current.position] = current.count }
+                run = (position, 1)
+            }
+        }
+        if let current = run { sourceRefs[current.position] = current.count }
     }
 
     // MARK: - Records

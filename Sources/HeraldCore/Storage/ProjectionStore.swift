@@ -53,4 +53,13 @@ public protocol EngineSnapshotStore: AnyObject {
 
     /// The dead-letter event that happened at `position`, if the snapshot holds one.
     func deadLetter(at position: UInt64) throws -> DeadLetterEvent?
+
+    /// Keeps `dispatcher` (at the store's position) in a form ``loadDispatcher()`` reads
+    /// faster than what the store derives it from; called when an engine closes. Optional:
+    /// by default nothing is kept.
+    func saveSnapshot(of dispatcher: Dispatcher) throws
+}
+
+extension EngineSnapshotStore {
+    public func saveSnapshot(of dispatcher: Dispatcher) throws {}
 }
