@@ -98,7 +98,9 @@ struct RedriveCommand: ParsableCommand {
         discussion: """
             Appends one delivery.redriven record per 10,000 selected deliveries (dead or \
             cancelled, whose trigger still exists). Each is pending again, due now; attempt \
-            numbers go on counting. Use --dry-run first to see what it would take.
+            numbers go on counting. Use --dry-run first to see what it would take. Returns \
+            once the records are durable; the next command that opens the data directory \
+            brings the projection up to date.
             """)
 
     @OptionGroup var global: GlobalOptions
