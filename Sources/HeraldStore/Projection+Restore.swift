@@ -3,6 +3,9 @@ import HeraldCore
 extension Projection {
     /// The dispatcher's state as of the checkpoint, read from the projection: the registry
     /// and the pending deliveries. Restart cost grows with live state, not with finished work.
+    /// The pending deliveries come from the engine snapshot when it describes the checkpoint;
+    /// one that does not decode is told to ``diagnostics``, deleted (unless read-only) and
+    /// replaced by the rows.
     public func loadDispatcher() throws -> Dispatcher {
         try loadDispatcher(readingSnapshot: true)
     }
@@ -128,9 +131,19 @@ extension Projection {
             redrivable.append($0)
         }
         let registry = Registry(apps: apps, adminUsers: users, scripts: scripts, triggers: triggers, usedIDs: used)
-        if readingSnapshot, let snapshot = try engineSnapshot(at: checkpoint) {
-            return Dispatcher(registry: registry, pending: snapshot.pending, position: checkpoint, lastTs: lastTs,
-                              createdCount: snapshot.createdCount, redrivable: redrivable)
+        if readingSnapshot {
+            do {
+                if let snapshot = try engineSnapshot(at: checkpoint) {
+                    return Dispatcher(registry: registry, pending: snapshot.pending, position: checkpoint, lastTs: lastTs,
+                                      createdCount: snapshot.createdCount, redrivable: redrivable)
+                }
+            } catch {
+                // A cache of the rows: reported, dropped (when writable), and rebuilt from the
+                // rows by the next catch-up. Never half used.
+                diagnostics?("warning: \(error); the pending deliveries are read from their rows instead"
+                             + (writable ? ", and the next catch-up writes a new snapshot" : ""))
+                if writable { try database.execute("DELETE FROM engine_snapshot") }
+            }
         }
         let created = try database.rows("SELECT count(*) FROM deliveries").first?.first?.integer ?? 0
         var dispatcher = Dispatcher(registry: registry, pending: [], position: checkpoint, lastTs: lastTs,
@@ -155,7 +168,7 @@ extension Projection {
     /// The pending deliveries of the engine snapshot, when there is one for `checkpoint`
     /// (the `engine_snapshot` table); `nil` when there is none, or it describes another position.
     /// - Throws: `StoreError.damaged` when the snapshot does not decode (its checksum, its
-    ///   fields): it is reported, not skipped.
+    ///   fields).
     func engineSnapshot(at checkpoint: UInt64) throws -> (pending: PendingDeliveries, createdCount: UInt64)? {
         let row = try database.prepare("SELECT position, created_count, pending FROM engine_snapshot WHERE id = 1")
         guard try row.step(), row.int64(at: 0) == Int64(bitPattern: checkpoint) else { return nil }

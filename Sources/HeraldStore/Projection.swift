@@ -16,6 +16,11 @@ public final class Projection: ProjectionStore, EngineSnapshotStore, @unchecked 
 
     /// The underlying connection.
     public let database: SQLiteDatabase
+    /// Where a damaged engine snapshot is told (it is then dropped and the rows are read; see
+    /// ``loadDispatcher()``). The data directory passes its own diagnostics; the engine its logger.
+    public var diagnostics: (@Sendable (String) -> Void)?
+    /// False when opened `readOnly`: nothing is ever written.
+    let writable: Bool
     /// Prepared statements by their SQL literal's address: a lookup hashes one pointer, not
     /// the few hundred bytes of the text (this ran for every row written).
     private var statements: [UnsafeRawPointer: SQLiteStatement] = [:]
@@ -28,6 +33,7 @@ public final class Projection: ProjectionStore, EngineSnapshotStore, @unchecked 
     /// `immutable`: see `SQLiteDatabase(path:readOnly:immutable:)`.
     public init(path: String, readOnly: Bool = false, immutable: Bool = false) throws {
         database = try SQLiteDatabase(path: path, readOnly: readOnly, immutable: immutable)
+        writable = !readOnly
         if readOnly {
             let version = try database.rows("PRAGMA user_version").first?.first?.integer ?? 0
             if version == 0, try database.rows("SELECT count(*) FROM sqlite_master").first?.first?.integer == 0 {

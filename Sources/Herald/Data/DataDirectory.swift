@@ -80,11 +80,17 @@ public struct DataDirectory: Sendable {
     public func openProjectionForReading() throws -> Projection? {
         guard hasProjection else { return nil }
         do {
-            guard !isWritable else { return try Projection(path: projectionPath, readOnly: true) }
-            if FileSystemPaths.size(projectionPath + "-wal") ?? 0 > 0 {
-                throw HeraldError.unreadable(source: projectionPath, reason: "the data directory is read-only and the projection's -wal file holds changes SQLite cannot read without writing; read the log instead (herald deliveries and explain replay it)")
+            let projection: Projection
+            if isWritable {
+                projection = try Projection(path: projectionPath, readOnly: true)
+            } else {
+                if FileSystemPaths.size(projectionPath + "-wal") ?? 0 > 0 {
+                    throw HeraldError.unreadable(source: projectionPath, reason: "the data directory is read-only and the projection's -wal file holds changes SQLite cannot read without writing; read the log instead (herald deliveries and explain replay it)")
+                }
+                projection = try Projection(path: projectionPath, readOnly: true, immutable: true)
             }
-            return try Projection(path: projectionPath, readOnly: true, immutable: true)
+            projection.diagnostics = diagnostics
+            return projection
         } catch StoreError.notCreatedYet {
             return nil
         } catch StoreError.schemaVersion(_, let found, let expected) where found < expected {
@@ -111,13 +117,16 @@ public struct DataDirectory: Sendable {
     /// first: it is derived data, and the rebuild replaces it only once complete.
     public func openProjection() throws -> Projection {
         try makeDirectories()
+        let projection: Projection
         do {
-            return try Projection(path: projectionPath)
+            projection = try Projection(path: projectionPath)
         } catch StoreError.schemaVersion(_, let found, let expected) where found >= 1 && found < expected {
             diagnostics?("note: the projection has schema version \(found), this Herald uses \(expected): rebuilding it from the log")
             try rebuildProjection()
-            return try Projection(path: projectionPath)
+            projection = try Projection(path: projectionPath)
         }
+        projection.diagnostics = diagnostics
+        return projection
     }
 
     func makeDirectories() throws {

@@ -138,6 +138,10 @@ public final class Herald: Sendable {
         let log = SegmentRecordLog(writer: writer)
         do {
             let projection = try directory.openProjection()
+            if directory.diagnostics == nil {
+                let logger = options.logger
+                projection.diagnostics = { note in logger.warning("\(note)") }
+            }
             return try open(directory: directory, storage: EngineStorage(log: log, projection: projection), options: options)
         } catch {
             try? writer.close()
