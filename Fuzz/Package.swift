@@ -23,6 +23,7 @@ let package = Package(
         .executableTarget(name: "FuzzBinaryRecord", dependencies: ["FuzzSupport", herald]),
         .executableTarget(name: "FuzzSegment", dependencies: ["FuzzSupport", herald]),
         .executableTarget(name: "FuzzBlockIndex", dependencies: ["FuzzSupport", herald]),
+        .executableTarget(name: "FuzzEngineSnapshot", dependencies: ["FuzzSupport", herald]),
         // Writes the seed corpora from the fixtures (not a fuzz target: runs once, then exits).
         .executableTarget(name: "FuzzSeeds", dependencies: ["FuzzSupport", herald]),
     ],

@@ -149,6 +149,14 @@ import Testing
         // An unknown source kind in the first snapshot.
         let kind = refusal { $0[4 + 4 + 8 + 48] = 200 }
         #expect(kind?.offset == 16 && kind?.reason.contains("unknown source kind 200") == true, "\(String(describing: kind))")
+        // The second trigger's snapshot given the first trigger's id: one trigger, two ranks,
+        // so two rows of one position would share a delivery id (found by the fuzzer).
+        let ranks = refusal { bytes in
+            let second = 16 + PendingDeliveries.snapshotBytesPerSnapshot
+            for offset in 0..<16 { bytes[second + offset] = bytes[16 + offset] }
+        }
+        #expect(ranks?.offset == 16 + PendingDeliveries.snapshotBytesPerSnapshot && ranks?.reason.contains("two ranks, 1 and 2") == true,
+                "\(String(describing: ranks))")
         // A byte after the last field.
         let extra = refusal { $0.insert(0, at: $0.count - 8) }
         #expect(extra?.reason.contains("1 bytes follow the last field") == true, "\(String(describing: extra))")

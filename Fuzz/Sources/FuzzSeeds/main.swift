@@ -6,7 +6,9 @@
 // - OUT/binary-record: the binary payload of every valid line of the fixtures (deduplicated);
 // - OUT/segment: per fixture, the segment file `LogWriter` writes for its valid lines (small
 //   blocks, so several per segment);
-// - OUT/block-index: the index and watermark files of `SampleLog` behind their selector byte.
+// - OUT/block-index: the index and watermark files of `SampleLog` behind their selector byte;
+// - OUT/engine-snapshot: per fixture, the engine snapshot of the pending deliveries after its
+//   valid lines, without the checksum (the target appends it).
 // Files are named by content (FNV-1a), so the corpora are the same on every run.
 import Foundation
 import FuzzSupport
@@ -41,13 +43,16 @@ do {
         try write(text, to: out + "/json-line")
         var entries: [LogEntry] = []
         var ts: Int64 = 0
+        var dispatcher = Dispatcher()
         for line in text.split(separator: 0x0A) {
             guard let (lineTs, body) = try? decoder.decode(line: Array(line)) else { continue }
             let payload = RecordBinaryCodec.encode(body)
             try write(payload, to: out + "/binary-record")
             ts = max(ts, lineTs ?? ts)
             entries.append(LogEntry(ts: ts, payload: payload))
+            _ = try? dispatcher.apply(Record(ts: ts, body: body))
         }
+        try write(Array(dispatcher.pending.snapshotBytes().dropLast(8)), to: out + "/engine-snapshot")
         guard !entries.isEmpty else { continue }
         let fs = SimulatedFileSystem()
         let writer = try LogWriter(directory: "/log", configuration: LogConfiguration(

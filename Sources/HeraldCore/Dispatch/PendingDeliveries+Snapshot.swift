@@ -125,6 +125,9 @@ extension PendingDeliveries {
             throw SnapshotError(offset: reader.offset, reason: "\(snapshotCount) snapshots do not fit in \(reader.remaining) bytes")
         }
         snapshots.reserveCapacity(snapshotCount)
+        // A trigger has one rank (its registration position), so (source position, trigger)
+        // names one row exactly when (source position, rank) does.
+        var rankOf = FastTable<HeraldID, UInt64>()
         for _ in 0..<snapshotCount {
             let start = reader.offset
             let trigger = try reader.id(), app = try reader.id(), script = try reader.id()
@@ -136,6 +139,10 @@ extension PendingDeliveries {
             guard let kind = SourceKind(rawValue: kindByte), let backoff = Backoff(rawValue: backoffByte) else {
                 throw SnapshotError(offset: start, reason: "unknown source kind \(kindByte) or backoff \(backoffByte)")
             }
+            if let other = rankOf[trigger], other != rank {
+                throw SnapshotError(offset: start, reason: "trigger \(trigger) has two ranks, \(other) and \(rank)")
+            }
+            rankOf[trigger] = rank
             snapshots.append(Snapshot(triggerID: trigger, appID: app, scriptID: script, sourceKind: kind,
                                       retry: RetryConfig(maxAttempts: maxAttempts, backoff: backoff, baseMs: baseMs),
                                       triggerRank: rank))
