@@ -39,6 +39,31 @@ import Testing
         }
     }
 
+    /// 64 attempts of a script that sleeps 0.5 s, at concurrency 16 through `herald run`: four
+    /// rounds of 16 at once (ideally 2 s; 4 s allows a loaded machine, while the blocking
+    /// waits this replaced took 17 s), and the script itself counts the scripts alive around
+    /// its sleep: never more than 16, and 16 at some point.
+    @Test func sleepingScriptsRunSixteenAtATime() async throws {
+        guard heraldIsBuilt() else { return }
+        try await withTemporaryDirectory { path in
+            let data = path + "/data", live = path + "/live", counts = path + "/alive.txt"
+            try FileManager.default.createDirectory(atPath: live, withIntermediateDirectories: true)
+            let source = "touch '\(live)'/$$; ls '\(live)' | wc -l >> '\(counts)'; sleep 0.5; "
+                + "ls '\(live)' | wc -l >> '\(counts)'; rm '\(live)'/$$"
+            try cliSetup(source: source, events: 64).write(toFile: path + "/in.jsonl", atomically: true, encoding: .utf8)
+            #expect(try await herald(["import", "--data", data, path + "/in.jsonl"]).status == 0)
+            let run = try await herald(["run", "--data", data, "--until-idle", "--quiet", "--concurrency", "16"])
+            #expect(run.status == 0)
+            #expect(run.elapsed < .seconds(4), "64 attempts of 0.5 s at concurrency 16 took \(run.elapsed)")
+            let alive = try String(contentsOfFile: counts, encoding: .utf8).split(separator: "\n")
+                .compactMap { Int($0.trimmingCharacters(in: .whitespaces)) }
+            #expect(alive.count == 128)
+            #expect(alive.max() == 16, "at most \(alive.max() ?? 0) scripts alive at once")
+            let deliveries = try await herald(["deliveries", "--data", data, "--format", "jsonl"]).output.split(separator: "\n")
+            #expect(deliveries.count == 64 && deliveries.allSatisfy { $0.contains(#""status":"succeeded""#) })
+        }
+    }
+
     /// `herald run --pass-env NAME` passes that variable of its environment and no other.
     @Test func heraldRunPassesOnlyAllowListedVariables() async throws {
         guard heraldIsBuilt() else { return }
