@@ -2,6 +2,7 @@ import Foundation
 import Glibc
 import Herald
 import HeraldCore
+import Synchronization
 import Testing
 
 /// The `process` runtime under concurrency, timeouts and its environment (docs/EMBEDDING.md,
@@ -61,6 +62,58 @@ import Testing
             #expect(alive.max() == 16, "at most \(alive.max() ?? 0) scripts alive at once")
             let deliveries = try await herald(["deliveries", "--data", data, "--format", "jsonl"]).output.split(separator: "\n")
             #expect(deliveries.count == 64 && deliveries.allSatisfy { $0.contains(#""status":"succeeded""#) })
+        }
+    }
+
+    /// `herald run` piped into a reader: each attempt's line arrives while the run goes on (not
+    /// when a buffer fills or the process exits), and SIGTERM mid-run lets the attempt in
+    /// flight finish, records it, and exits 0; every attempt in the log was printed.
+    @Test func runPrintsEachAttemptAsItHappensAndDrainsOnSIGTERM() async throws {
+        guard heraldIsBuilt() else { return }
+        try await withTemporaryDirectory { path in
+            let data = path + "/data", starts = path + "/starts.txt"
+            try cliSetup(source: "echo started >> '\(starts)'; sleep 0.4", events: 8)
+                .write(toFile: path + "/in.jsonl", atomically: true, encoding: .utf8)
+            #expect(try await herald(["import", "--data", data, path + "/in.jsonl"]).status == 0)
+            let process = Process()
+            process.executableURL = URL(fileURLWithPath: heraldBinary)
+            process.arguments = ["run", "--data", data, "--concurrency", "1", "--format", "jsonl"]
+            let pipe = Pipe()
+            process.standardOutput = pipe
+            process.standardError = FileHandle.nullDevice
+            /// Each line read from the pipe, with the number of scripts started when it came.
+            let lines = Mutex<[(line: String, started: Int)]>([])
+            let reader = Thread {
+                var pending = Data()
+                while true {
+                    let chunk = pipe.fileHandleForReading.availableData
+                    if chunk.isEmpty { break }
+                    pending.append(chunk)
+                    while let newline = pending.firstIndex(of: 0x0A) {
+                        let line = String(decoding: pending[pending.startIndex..<newline], as: UTF8.self)
+                        pending.removeSubrange(pending.startIndex...newline)
+                        let started = ((try? String(contentsOfFile: starts, encoding: .utf8)) ?? "").split(separator: "\n").count
+                        lines.withLock { $0.append((line, started)) }
+                    }
+                }
+            }
+            try process.run()
+            reader.start()
+            let deadline = ContinuousClock.now + .seconds(30)
+            while lines.withLock({ $0.count }) < 3 && ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(20)) }
+            kill(process.processIdentifier, SIGTERM)
+            while process.isRunning && ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(20)) }
+            #expect(!process.isRunning && process.terminationStatus == 0 && process.terminationReason == .exit)
+            try await Task.sleep(for: .milliseconds(100))  // the reader takes the last bytes
+            let printed = lines.withLock { $0 }
+            #expect(printed.count >= 3 && printed.count < 8, "\(printed.count) attempts printed before SIGTERM stopped the run")
+            #expect(printed.first.map { $0.started <= 2 } == true, "the first line came after \(printed.first?.started ?? -1) scripts had started")
+            #expect(printed.allSatisfy { $0.line.hasPrefix(#"{"position":"#) && $0.line.contains(#""outcome":"ok""#) })
+            // Every attempt the log holds was printed, and the rest are still pending.
+            let deliveries = try await herald(["deliveries", "--data", data, "--format", "jsonl"]).output.split(separator: "\n")
+            let succeeded = deliveries.filter { $0.contains(#""status":"succeeded""#) }.count
+            let pending = deliveries.filter { $0.contains(#""status":"pending""#) }.count
+            #expect(succeeded == printed.count && pending == 8 - printed.count, "\(succeeded) succeeded, \(pending) pending, \(printed.count) printed")
         }
     }
 

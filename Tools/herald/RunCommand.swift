@@ -42,6 +42,9 @@ struct RunCommand: AsyncParsableCommand {
     @Flag(help: "Print nothing per attempt.")
     var quiet = false
 
+    @Option(help: "One line per attempt on stdout, written as each is durable: text for people, jsonl for tools.")
+    var format: RunFormat = .text
+
     func validate() throws {
         guard (1...4096).contains(concurrency) else { throw ValidationError("--concurrency must be 1…4096") }
         guard timeoutMs >= 1 else { throw ValidationError("--timeout-ms must be at least 1") }
@@ -66,19 +69,54 @@ struct RunCommand: AsyncParsableCommand {
             source.resume()
             return source
         }
-        let quiet = quiet
+        let quiet = quiet, format = format
         try await herald.run(untilIdle: untilIdle) { report in
             guard !quiet else { return }
-            let a = report.attempt
-            var line = "\(report.position) ts \(report.ts) \(report.delivery.id) attempt \(a.attempt) \(a.outcome) \(a.durationMs)ms"
-            if let error = a.error { line += " error=\(error)" }
-            line += " → \(report.delivery.status)"
-            if let due = report.delivery.dueAt { line += " next due \(due)" }
-            print(line)
+            // Written and flushed one line at a time: a pipe (a log collector, `tee`) sees each
+            // attempt as it is recorded, not when a buffer fills or the process exits.
+            Output.writeNow(format == .jsonl ? Self.jsonLine(report) : Self.textLine(report))
         }
         try herald.close()
         signals.forEach { $0.cancel() }
         let end = herald.status()
         printError("herald run: stopped at position \(end.position), \(end.pending) pending")
     }
+
+    /// `1205 ts 1796614377612 1200:d000… attempt 1 error 12ms error=smtp down → pending next due 1796614378612`
+    static func textLine(_ report: AttemptReport) -> [UInt8] {
+        let a = report.attempt
+        var line = "\(report.position) ts \(report.ts) \(report.delivery.id) attempt \(a.attempt) \(a.outcome) \(a.durationMs)ms"
+        if let error = a.error { line += " error=\(error)" }
+        line += " → \(report.delivery.status)"
+        if let due = report.delivery.dueAt { line += " next due \(due)" }
+        return Array((line + "\n").utf8)
+    }
+
+    /// `{"position":1205,"ts":…,"delivery":"1200:d000…","attempt":1,"outcome":"error","duration_ms":12,
+    /// "error":"smtp down","retryable":true,"status":"pending","next_due_at":…}`
+    static func jsonLine(_ report: AttemptReport) -> [UInt8] {
+        let a = report.attempt
+        var out = JSONOutput()
+        out.beginObject()
+        out.key("position"); out.uint(report.position)
+        out.key("ts"); out.int(report.ts)
+        out.key("delivery"); out.string(report.delivery.id.description)
+        out.key("attempt"); out.int(a.attempt)
+        out.key("outcome"); out.string(a.outcome.description)
+        out.key("duration_ms"); out.int(a.durationMs)
+        out.key("error"); out.string(a.error)
+        out.key("retryable"); out.bool(a.retryable)
+        out.key("status"); out.string(report.delivery.status.description)
+        out.key("next_due_at")
+        if let due = report.delivery.dueAt { out.int(due) } else { out.null() }
+        out.endObject()
+        out.newline()
+        return out.bytes
+    }
+}
+
+/// `herald run --format`.
+enum RunFormat: String, ExpressibleByArgument, CaseIterable {
+    case text
+    case jsonl
 }

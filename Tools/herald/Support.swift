@@ -53,16 +53,22 @@ struct Output {
     }
 
     mutating func flush() {
+        Output.writeNow(buffer)
+        buffer.removeAll(keepingCapacity: true)
+    }
+
+    /// Writes `bytes` to stdout at once, unbuffered (retrying an interrupted write).
+    static func writeNow(_ bytes: [UInt8]) {
         var offset = 0
-        while offset < buffer.count {
-            let n = buffer.withUnsafeBytes { bytes -> Int in
-                guard let base = bytes.baseAddress else { return 0 }
-                return Glibc.write(1, base + offset, bytes.count - offset)
+        while offset < bytes.count {
+            let n = bytes.withUnsafeBytes { raw -> Int in
+                guard let base = raw.baseAddress else { return 0 }
+                return Glibc.write(1, base + offset, raw.count - offset)
             }
+            if n < 0 && errno == EINTR { continue }
             if n <= 0 { break }
             offset += n
         }
-        buffer.removeAll(keepingCapacity: true)
     }
 }
 
