@@ -122,3 +122,56 @@ import Testing
         }
     }
 }
+
+/// Every read command, over and over, while `herald run` works through 10,000 deliveries:
+/// each read succeeds (a read opens the log and the projection read-only and never writes
+/// while a writer holds the log), the run never fails, and `verify` passes afterwards.
+@Suite struct ReadsWhileRunningTests {
+    @Test func everyReadSucceedsWhileRunWorks() async throws {
+        guard heraldIsBuilt() else { return }
+        try await withTemporaryDirectory { path in
+            let data = path + "/data", input = path + "/in.jsonl"
+            let (admin, app) = (LogDamageCLITests.admin, LogDamageCLITests.app)
+            let trigger = "d0000000-0000-4000-8000-000000000001"
+            var text = #"{"type":"admin_user.created","admin_user_id":"\#(admin)","email":"ops@example.com"}"# + "\n"
+            text += #"{"type":"app.created","app_id":"\#(app)","name":"shop"}"# + "\n"
+            text += #"{"type":"script.registered","script_id":"c0000000-0000-4000-8000-000000000001","app_id":"\#(app)","name":"ok","runtime":"process","source":"cat >/dev/null"}"# + "\n"
+            text += #"{"type":"trigger.registered","trigger_id":"\#(trigger)","app_id":"\#(app)","script_id":"c0000000-0000-4000-8000-000000000001","kind":"kv","registered_by":"\#(admin)","kv":{"collection_glob":"*","ops":[]}}"# + "\n"
+            for i in 0..<10_000 {
+                text += #"{"type":"kv.insert","app_id":"\#(app)","collection":"c","key":"k\#(i)","value":\#(i)}"# + "\n"
+            }
+            try text.write(toFile: input, atomically: true, encoding: .utf8)
+            #expect(try await LogDamageCLITests.herald(["import", "--data", data, input]).status == 0)
+            let runner = try ChildProgram(heraldBinary, ["run", "--data", data, "--until-idle", "--quiet", "--concurrency", "16"])
+            let reads: [[String]] = [
+                ["status", "--data", data],
+                ["deliveries", "--data", data, "--format", "jsonl"],
+                ["explain", "--data", data, "5:" + trigger],
+                ["triggers", "--data", data],
+                ["verify", "--data", data],
+            ]
+            var done = 0, whileRunning = 0
+            var failures: [String] = []
+            for round in 0..<50 {
+                for read in reads {
+                    let wasRunning = runner.isRunning
+                    let run = try await LogDamageCLITests.herald(read)
+                    if run.status != 0 || run.stderr.contains("warning") {
+                        failures.append("round \(round), \(read[0]): exit \(run.status): \(run.stderr.prefix(300))")
+                    }
+                    done += 1
+                    if wasRunning && runner.isRunning { whileRunning += 1 }
+                }
+            }
+            #expect(failures.isEmpty, "\(failures.count) of \(done) reads failed, the first: \(failures.first ?? "")")
+            let run = await runner.wait()
+            #expect(run.status == 0, "\(run.stderr)")
+            #expect(whileRunning >= 25, "only \(whileRunning) of \(done) reads ran while the run worked")
+            let verify = try await LogDamageCLITests.herald(["verify", "--data", data])
+            #expect(verify.status == 0, "\(verify.stderr)")
+            let deliveries = try await LogDamageCLITests.herald(["deliveries", "--data", data, "--format", "jsonl"])
+            #expect(deliveries.stdout.split(separator: "\n").count == 10_000)
+            #expect(!deliveries.stdout.contains(#""status":"pending""#))
+        }
+    }
+}
