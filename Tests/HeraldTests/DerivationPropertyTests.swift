@@ -1,6 +1,7 @@
 import Foundation
 import Herald
 import HeraldCore
+import HeraldTesting
 import HeraldStore
 import Testing
 

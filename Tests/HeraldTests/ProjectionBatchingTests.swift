@@ -1,5 +1,6 @@
 @testable import Herald
 import HeraldCore
+import HeraldTesting
 @testable import HeraldStore
 import Testing
 

@@ -175,3 +175,29 @@ import Testing
         }
     }
 }
+
+/// `herald random-log`: the same seed prints the same bytes, every record type of the contract
+/// appears (the operator actions too), and the log imports whole: it is valid.
+@Suite struct RandomLogCLITests {
+    @Test func aSeedGivesOneValidLogWithEveryRecordType() async throws {
+        guard heraldIsBuilt() else { return }
+        try await withTemporaryDirectory { path in
+            let first = try await LogDamageCLITests.herald(["random-log", "--seed", "7", "--records", "4000"])
+            let second = try await LogDamageCLITests.herald(["random-log", "--seed", "7", "--records", "4000"])
+            #expect(first.status == 0 && !first.stdout.isEmpty && first.stdout == second.stdout)
+            let other = try await LogDamageCLITests.herald(["random-log", "--seed", "8", "--records", "4000"])
+            #expect(other.stdout != first.stdout)
+            let types = ["admin_user.created", "app.created", "script.registered", "trigger.registered", "trigger.updated",
+                         "trigger.deleted", "kv.insert", "kv.update", "kv.delete", "delivery.attempted",
+                         "delivery.redriven", "delivery.cancelled", "delivery.invoked"]
+            let missing = types.filter { !first.stdout.contains(#""type":"\#($0)""#) }
+            #expect(missing.isEmpty, "no \(missing) in 4,000 random records")
+            try first.stdout.write(toFile: path + "/log.jsonl", atomically: true, encoding: .utf8)
+            let imported = try await LogDamageCLITests.herald(["import", "--data", path + "/data", path + "/log.jsonl"])
+            #expect(imported.status == 0, "\(imported.stderr)")
+            let lines = first.stdout.split(separator: "\n").count
+            #expect((imported.stdout + imported.stderr).contains("\(lines)"), "\(imported.stdout) \(imported.stderr)")
+            #expect(try await LogDamageCLITests.herald(["random-log", "--records", "0"]).status == 64)
+        }
+    }
+}

@@ -1,6 +1,7 @@
 import Foundation
 import Herald
 import HeraldCore
+import HeraldTesting
 import Synchronization
 import Testing
 
@@ -13,18 +14,8 @@ func withTemporaryDirectory<T>(_ body: (String) async throws -> T) async throws 
     return try await body(path)
 }
 
-/// A deterministic pseudo-random generator (SplitMix64): the seed replays a failure exactly.
-struct SeededRandom: RandomNumberGenerator {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
+/// A deterministic pseudo-random generator: the seed replays a failure exactly.
+typealias SeededRandom = SplitMix64
 
 /// An id made from a number: readable in failure messages.
 func testID(_ n: UInt64) -> HeraldID { HeraldID(high: 0x0000_0000_0000_4000, low: 0x8000_0000_0000_0000 | n) }

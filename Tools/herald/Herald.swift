@@ -14,6 +14,6 @@ struct HeraldCommand: AsyncParsableCommand {
             ImportCommand.self, DumpCommand.self, StatsCommand.self, ProjectCommand.self, VerifyCommand.self, RepairCommand.self,
             TriggersCommand.self, DeliveriesCommand.self, ExplainCommand.self,
             RunCommand.self, AppendCommand.self, StatusCommand.self, FixturesCommand.self, RecordCommand.self,
-            RedriveCommand.self, CancelCommand.self, InvokeCommand.self, WhatifCommand.self,
+            RedriveCommand.self, CancelCommand.self, InvokeCommand.self, WhatifCommand.self, RandomLogCommand.self,
         ])
 }

@@ -1,21 +1,32 @@
 import HeraldCore
 
-/// Generates random *valid* logs: every record is checked against the dispatcher built by the
-/// records before it, so attempts name real pending deliveries at or after their due time.
-struct RandomLog {
-    var random: SeededRandom
-    var state = Dispatcher()
-    var records: [Record] = []
+/// Generates random *valid* logs (docs/SEMANTICS.md): every record is checked against the
+/// dispatcher built by the records before it, so attempts name real pending deliveries at or
+/// after their due time, redrives name dead or cancelled ones, cancels pending ones. Every
+/// record type appears, the operator actions of §8 included; the same seed gives the same
+/// records on every machine (`herald random-log` prints them as JSON Lines).
+///
+/// ```swift
+/// var generator = RandomLog(seed: 7)
+/// let records = generator.generate(records: 2_000)   // [Record], each with its ts
+/// ```
+public struct RandomLog: Sendable {
+    var random: SplitMix64
+    /// The state after the records generated so far.
+    public private(set) var state = Dispatcher()
+    /// The records generated so far.
+    public private(set) var records: [Record] = []
     var ts: Int64 = 1_000
     var nextID: UInt64 = 1
 
-    init(seed: UInt64) {
-        random = SeededRandom(seed: seed)
+    public init(seed: UInt64) {
+        random = SplitMix64(seed: seed)
     }
 
+    /// A new id: readable in failure messages (`00000000-0000-4000-8000-00000000000N`).
     mutating func fresh() -> HeraldID {
         nextID += 1
-        return testID(nextID)
+        return HeraldID(high: 0x0000_0000_0000_4000, low: 0x8000_0000_0000_0000 | nextID)
     }
 
     /// Appends `body` if valid; returns whether it was.
@@ -36,7 +47,9 @@ struct RandomLog {
         items.isEmpty ? nil : items[Int.random(in: 0..<items.count, using: &random)]
     }
 
-    mutating func generate(records count: Int) -> [Record] {
+    /// Generates `count` more attempts at a record (each one that breaks a rule is dropped, so
+    /// a few fewer records may come) and returns every record so far.
+    public mutating func generate(records count: Int) -> [Record] {
         let globs = ["*", "u:*", "u:1", "o", "o*", "x"]
         let collections = ["u:1", "u:2", "o", "oo", "x"]
         for _ in 0..<count {
@@ -114,5 +127,20 @@ struct RandomLog {
             }
         }
         return records
+    }
+}
+
+/// SplitMix64: a small deterministic generator (the same seed, the same numbers, everywhere).
+public struct SplitMix64: RandomNumberGenerator, Sendable {
+    var state: UInt64
+
+    public init(seed: UInt64) { state = seed }
+
+    public mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
     }
 }
