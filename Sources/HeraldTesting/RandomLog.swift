@@ -1,4 +1,5 @@
 import HeraldCore
+import HeraldLog
 
 /// Generates random *valid* logs (docs/SEMANTICS.md): every record is checked against the
 /// dispatcher built by the records before it, so attempts name real pending deliveries at or
@@ -127,20 +128,5 @@ public struct RandomLog: Sendable {
             }
         }
         return records
-    }
-}
-
-/// SplitMix64: a small deterministic generator (the same seed, the same numbers, everywhere).
-public struct SplitMix64: RandomNumberGenerator, Sendable {
-    var state: UInt64
-
-    public init(seed: UInt64) { state = seed }
-
-    public mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
     }
 }

@@ -1,7 +1,7 @@
 import Foundation
 import Herald
 import HeraldCore
-import HeraldTesting
+import HeraldLog
 import Synchronization
 import Testing
 
