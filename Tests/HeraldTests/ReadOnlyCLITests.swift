@@ -1,4 +1,5 @@
 import Foundation
+import Herald
 import Testing
 
 /// Reading commands never create or change anything: they work on a read-only data directory
@@ -199,5 +200,19 @@ import Testing
             #expect((imported.stdout + imported.stderr).contains("\(lines)"), "\(imported.stdout) \(imported.stderr)")
             #expect(try await LogDamageCLITests.herald(["random-log", "--records", "0"]).status == 64)
         }
+    }
+}
+
+/// What the CLI says about itself: `--version` prints the library's version, and an option
+/// that takes a status offers the names it accepts, not raw numbers.
+@Suite struct CLISelfDescriptionTests {
+    @Test func versionAndStatusNames() async throws {
+        guard heraldIsBuilt() else { return }
+        let version = try await LogDamageCLITests.herald(["--version"])
+        #expect(version.status == 0 && version.stdout == Herald.version + "\n", "\(version.stdout)")
+        let help = try await LogDamageCLITests.herald(["deliveries", "--help"])
+        #expect(help.stdout.contains("pending, succeeded") && !help.stdout.contains("values: 0"), "\(help.stdout)")
+        let wrong = try await LogDamageCLITests.herald(["deliveries", "--status", "2"])
+        #expect(wrong.status != 0 && wrong.stderr.contains("'pending', 'succeeded', 'dead' or 'cancelled'"), "\(wrong.stderr)")
     }
 }

@@ -1,4 +1,5 @@
 import ArgumentParser
+import Herald
 
 @main
 struct HeraldCommand: AsyncParsableCommand {
@@ -10,6 +11,7 @@ struct HeraldCommand: AsyncParsableCommand {
             else $HERALD_DATA, else ./herald-data); deliveries, retries and dead letters are \
             derived from it deterministically.
             """,
+        version: Herald.version,
         subcommands: [
             ImportCommand.self, DumpCommand.self, StatsCommand.self, ProjectCommand.self, VerifyCommand.self, RepairCommand.self,
             TriggersCommand.self, DeliveriesCommand.self, ExplainCommand.self,

@@ -122,6 +122,10 @@ extension DeliveryStatus: ExpressibleByArgument {
     public init?(argument: String) {
         self.init(name: argument)
     }
+
+    /// The names help and completions offer (not the raw values).
+    public static var allValueStrings: [String] { allCases.map(\.wireName) }
+    public var defaultValueDescription: String { wireName }
 }
 
 /// `table` for people, `jsonl` for tools.

@@ -84,6 +84,10 @@ public struct EngineStorage {
 /// ```
 /// Safe to call from many tasks: commands and outcomes are validated and appended in one order.
 public final class Herald: Sendable {
+    /// This Herald's version (semantic versioning; `herald --version` prints it). The
+    /// changes of each are in CHANGELOG.md.
+    public static let version = "0.9.0"
+
     /// The data directory (`nil` when opened on other storage: ``open(storage:options:)``).
     public let directory: DataDirectory?
     /// The options it was opened with.
