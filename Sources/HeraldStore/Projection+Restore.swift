@@ -306,14 +306,33 @@ extension Projection {
 }
 
 extension Projection {
-    /// Streams every projected delivery in canonical order (source position, then trigger
-    /// registration position), one row at a time.
-    public func forEachDelivery(_ body: (Delivery) throws -> Void) throws {
-        let rows = try database.prepare("""
+    /// Streams the projected deliveries `selection` picks in canonical order (source position,
+    /// then trigger registration position), one row at a time: the filters and the limit are
+    /// SQL, so rows that do not match are never decoded.
+    public func forEachDelivery(matching selection: DeliverySelection, _ body: (Delivery) throws -> Void) throws {
+        var conditions: [String] = []
+        var values: [SQLiteValue] = []
+        if let app = selection.app { conditions.append("app_id = ?"); values.append(.id(app)) }
+        if let trigger = selection.trigger { conditions.append("trigger_id = ?"); values.append(.id(trigger)) }
+        if let script = selection.script { conditions.append("script_id = ?"); values.append(.id(script)) }
+        if let status = selection.status { conditions.append("status = ?"); values.append(.text(status.wireName)) }
+        if let from = selection.from { conditions.append("source_position >= ?"); values.append(.integer(Int64(clamping: from))) }
+        if let to = selection.to { conditions.append("source_position <= ?"); values.append(.integer(Int64(clamping: to))) }
+        if let text = selection.errorContains {
+            conditions.append("instr(coalesce(last_error, ''), ?) > 0")
+            values.append(.text(text))
+        }
+        var sql = """
             SELECT source_position, trigger_id, trigger_rank, app_id, script_id, source_kind, depth,
-                   retry_max_attempts, retry_backoff, retry_base_ms, status, attempts, due_at, last_error, finished_at
-            FROM deliveries ORDER BY source_position, trigger_rank
-            """)
+                   retry_max_attempts, retry_backoff, retry_base_ms, status, attempts, due_at, last_error, finished_at,
+                   budget_base
+            FROM deliveries
+            """
+        if !conditions.isEmpty { sql += " WHERE " + conditions.joined(separator: " AND ") }
+        sql += " ORDER BY source_position, trigger_rank"
+        if let limit = selection.limit { sql += " LIMIT ?"; values.append(.integer(Int64(max(limit, 0)))) }
+        let rows = try database.prepare(sql)
+        for (index, value) in values.enumerated() { try rows.bind(value, at: Int32(index + 1)) }
         let path = database.path
         while try rows.step() {
             guard rows.int64(at: 0) >= 0, rows.int64(at: 2) >= 0,
@@ -334,7 +353,7 @@ extension Projection {
                 retry: RetryConfig(maxAttempts: rows.int64(at: 7), backoff: backoff, baseMs: rows.int64(at: 9)),
                 triggerRank: UInt64(rows.int64(at: 2)), status: status, attempts: rows.int64(at: 11),
                 dueAt: rows.isNull(at: 12) ? nil : rows.int64(at: 12), lastError: rows.text(at: 13),
-                finishedAt: finished.map { UInt64($0) }))
+                finishedAt: finished.map { UInt64($0) }, budgetBase: rows.int64(at: 15)))
         }
     }
 }

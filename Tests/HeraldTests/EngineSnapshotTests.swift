@@ -2,6 +2,7 @@ import Foundation
 import Herald
 import HeraldCore
 import HeraldStore
+import HeraldTesting
 import Synchronization
 import Testing
 
@@ -138,6 +139,43 @@ import Testing
             try projection.database.prepare("UPDATE engine_snapshot SET pending = ?").run([.blob(dispatcher.pending.snapshotBytes())])
             let problems = try directory.verifyProjection()
             #expect(problems.contains { $0.contains("38 pending deliveries that differ from the 39") }, "\(problems)")
+        }
+    }
+}
+
+/// `herald deliveries` with filters and `--limit`: the projection answers them in SQL, and
+/// what it returns is exactly the replay's deliveries filtered in Swift (and, behind the
+/// projection, the replay path itself).
+@Suite struct DeliverySelectionReadTests {
+    @Test func theProjectionSelectsWhatTheReplayFilters() async throws {
+        try await withTemporaryDirectory { path in
+            var generator = RandomLog(seed: 2026)
+            let records = generator.generate(records: 3_000)
+            let encoder = RecordJSONEncoder()
+            let text = records.map { String(decoding: encoder.encode($0), as: UTF8.self) }.joined(separator: "\n")
+            try text.write(toFile: path + "/log.jsonl", atomically: true, encoding: .utf8)
+            let directory = DataDirectory(path: path + "/data")
+            _ = try directory.importLines(from: path + "/log.jsonl")
+            try directory.project()
+            let all = try directory.deliveries()
+            let triggers = Array(Set(all.map(\.id.triggerID))).sorted().prefix(3)
+            let apps = Array(Set(all.map(\.appID))).sorted().prefix(2)
+            var selections = DeliveryStatus.allCases.map { DeliverySelection(status: $0) }
+            selections += triggers.map { DeliverySelection(trigger: $0) } + apps.map { DeliverySelection(app: $0) }
+            selections += [DeliverySelection(limit: 7), DeliverySelection(status: .dead, limit: 3),
+                           DeliverySelection(from: 500, to: 900), DeliverySelection(errorContains: "e1"),
+                           DeliverySelection(app: apps.first, status: .pending, limit: 50)]
+            var nonEmpty = 0
+            for selection in selections {
+                let expected = Array(all.filter(selection.matches).prefix(selection.limit ?? .max))
+                var streamed: [Delivery] = []
+                try directory.forEachDelivery(matching: selection) { streamed.append($0) }
+                let differing = zip(streamed, expected).first { $0 != $1 }
+                #expect(streamed == expected,
+                        "\(selection): \(streamed.count) streamed, \(expected.count) expected, first difference \(String(describing: differing))")
+                if !expected.isEmpty { nonEmpty += 1 }
+            }
+            #expect(nonEmpty >= selections.count - 2, "the selections pick something")
         }
     }
 }

@@ -117,8 +117,12 @@ final class InMemoryProjection: ProjectionStore, EngineSnapshotStore {
         registry = registryAfter
     }
 
-    func forEachDelivery(_ body: (Delivery) throws -> Void) throws {
-        try ledger.deliveries.forEach(body)
+    func forEachDelivery(matching selection: DeliverySelection, _ body: (Delivery) throws -> Void) throws {
+        var left = selection.limit ?? .max
+        for delivery in ledger.deliveries where left > 0 && selection.matches(delivery) {
+            try body(delivery)
+            left -= 1
+        }
     }
 
     func loadDispatcher() throws -> Dispatcher {

@@ -22,34 +22,46 @@ struct DeliveriesCommand: ParsableCommand {
     @Option(help: "Only this app's deliveries.")
     var app: HeraldID?
 
+    @Option(help: "At most N deliveries, the first in canonical order.")
+    var limit: Int?
+
     @Option(help: "table or jsonl.")
     var format: OutputFormat = .table
+
+    func validate() throws {
+        if let limit, limit < 1 { throw ValidationError("--limit must be at least 1, not \(limit)") }
+    }
 
     func run() throws {
         let directory = try global.directory
         let position = try checkedPosition(at, in: directory)
-        func selected(_ d: Delivery) -> Bool {
-            (status == nil || d.status == status) && (trigger == nil || d.id.triggerID == trigger)
-                && (app == nil || d.appID == app)
+        let selection = DeliverySelection(app: app, trigger: trigger, status: status, limit: limit)
+        /// Calls `body` with each selected delivery: now, streamed from the caught-up projection
+        /// (filtered and limited there); at an earlier position, derived by replay.
+        func forEachSelected(_ body: (Delivery) throws -> Void) throws {
+            if let position, position < (try directory.openReader().lastPosition) {
+                var left = limit ?? .max
+                for delivery in try directory.deliveries(at: position) where left > 0 && selection.matches(delivery) {
+                    try body(delivery)
+                    left -= 1
+                }
+            } else {
+                try directory.forEachDelivery(matching: selection, body)
+            }
         }
         var output = Output()
         switch format {
         case .jsonl:
             var line = JSONOutput()
-            let write: (Delivery) -> Void = { delivery in
-                guard selected(delivery) else { return }
+            try forEachSelected { delivery in
                 line.removeAll()
                 CanonicalOutput.append(delivery, to: &line)
                 line.newline()
                 output.write(bytes: line.bytes)
             }
-            if let position, position < (try directory.openReader().lastPosition) {
-                try directory.deliveries(at: position).forEach(write)  // an earlier state: derived by replay
-            } else {
-                try directory.forEachDelivery(write)  // now: streamed from the caught-up projection
-            }
         case .table:
-            let deliveries = try directory.deliveries(at: position).filter(selected)
+            var deliveries: [Delivery] = []
+            try forEachSelected { deliveries.append($0) }
             let rows = deliveries.map { d -> [String] in
                 [d.id.description, d.sourceKind.description, String(d.depth), d.status.description, String(d.attempts),
                  d.dueAt.map(String.init) ?? "-", d.finishedAt.map(String.init) ?? "-", d.lastError ?? ""]

@@ -137,26 +137,32 @@ extension DataDirectory {
 }
 
 extension RecordSource {
-    /// Every delivery as of the log's end, in canonical order: streamed from `projection` when
-    /// it is caught up (memory stays flat however many deliveries there are), otherwise derived
-    /// by replay.
-    public func forEachDelivery(projection: (any ProjectionStore)?, _ body: (Delivery) throws -> Void) throws {
+    /// The deliveries `selection` picks as of the log's end, in canonical order: streamed from
+    /// `projection` when it is caught up (filtered and limited by the store; memory stays flat
+    /// however many deliveries there are), otherwise derived by replay and filtered here.
+    public func forEachDelivery(projection: (any ProjectionStore)?, matching selection: DeliverySelection = DeliverySelection(),
+                                _ body: (Delivery) throws -> Void) throws {
         let last = try lastPosition
         if let projection, try projection.checkpointPosition() == last {
-            try projection.forEachDelivery(body)
+            try projection.forEachDelivery(matching: selection, body)
             return
         }
-        try deliveries().forEach(body)
+        var left = selection.limit ?? .max
+        for delivery in try deliveries() where left > 0 && selection.matches(delivery) {
+            try body(delivery)
+            left -= 1
+        }
     }
 }
 
 extension DataDirectory {
-    /// Every delivery as of the log's end, in canonical order (see
-    /// ``HeraldCore/RecordSource/forEachDelivery(projection:_:)``). Never writes: a read must
-    /// not race a running engine's projection.
-    public func forEachDelivery(_ body: (Delivery) throws -> Void) throws {
+    /// The deliveries `selection` picks as of the log's end, in canonical order (see
+    /// ``HeraldCore/RecordSource/forEachDelivery(projection:matching:_:)``). Never writes: a
+    /// read must not race a running engine's projection.
+    public func forEachDelivery(matching selection: DeliverySelection = DeliverySelection(),
+                                _ body: (Delivery) throws -> Void) throws {
         let reader = try openReader()
         let projection = try openProjectionForReading()
-        try reader.forEachDelivery(projection: projection, body)
+        try reader.forEachDelivery(projection: projection, matching: selection, body)
     }
 }

@@ -37,9 +37,17 @@ public protocol ProjectionStore: AnyObject {
     /// Refuses steps that do not start right after the checkpoint (another writer moved it).
     func apply(_ steps: [ProjectionStep], registryAfter: Registry) throws
 
-    /// Every delivery as of the checkpoint, in canonical order (source position, then trigger
-    /// registration order).
-    func forEachDelivery(_ body: (Delivery) throws -> Void) throws
+    /// The deliveries `selection` picks as of the checkpoint (``DeliverySelection/matches(_:)``,
+    /// at most its `limit`), in canonical order (source position, then trigger registration
+    /// order). A store answers from its own indexes where it can.
+    func forEachDelivery(matching selection: DeliverySelection, _ body: (Delivery) throws -> Void) throws
+}
+
+extension ProjectionStore {
+    /// Every delivery as of the checkpoint, in canonical order.
+    public func forEachDelivery(_ body: (Delivery) throws -> Void) throws {
+        try forEachDelivery(matching: DeliverySelection(), body)
+    }
 }
 
 /// What a restart restores without replaying finished work: the dispatcher (registry and
