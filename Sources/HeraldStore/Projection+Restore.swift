@@ -13,6 +13,12 @@ extension Projection {
     /// ``loadDispatcher()``; `readingSnapshot: false` reads the pending deliveries from their
     /// rows even when there is an engine snapshot.
     func loadDispatcher(readingSnapshot: Bool) throws -> Dispatcher {
+        // One read transaction: the checkpoint, the registry and the deliveries are one state
+        // even while a writer commits passes (each statement alone would see its own).
+        try withReadSnapshot { try loadDispatcherInTransaction(readingSnapshot: readingSnapshot) }
+    }
+
+    private func loadDispatcherInTransaction(readingSnapshot: Bool) throws -> Dispatcher {
         let path = database.path
         func damaged(_ reason: String) -> StoreError { .damaged(path: path, reason: reason) }
         func id(_ statement: SQLiteStatement, _ column: Int32, _ what: String) throws -> HeraldID {
@@ -373,7 +379,9 @@ extension Projection {
 
     /// Runs `body` inside one read transaction: every read in it sees one snapshot, whatever
     /// another connection commits meanwhile.
+    /// Inside a transaction already, `body` simply runs in it.
     public func withReadSnapshot<T>(_ body: () throws -> T) throws -> T {
+        guard !database.inTransaction else { return try body() }
         try database.execute("BEGIN")
         defer { try? database.execute("COMMIT") }
         return try body()

@@ -91,6 +91,9 @@ public final class SQLiteDatabase: @unchecked Sendable {
         return result
     }
 
+    /// True inside a transaction (`BEGIN` without its `COMMIT` or `ROLLBACK` yet).
+    public var inTransaction: Bool { sqlite3_get_autocommit(handle) == 0 }
+
     /// Runs `body` in one transaction: committed if it returns, rolled back if it throws.
     public func transaction<T>(_ body: () throws -> T) throws -> T {
         try execute("BEGIN IMMEDIATE")
