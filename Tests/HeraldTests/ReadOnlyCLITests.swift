@@ -198,7 +198,7 @@ import Testing
             #expect(imported.status == 0, "\(imported.stderr)")
             let lines = first.stdout.split(separator: "\n").count
             #expect((imported.stdout + imported.stderr).contains("\(lines)"), "\(imported.stdout) \(imported.stderr)")
-            #expect(try await LogDamageCLITests.herald(["random-log", "--records", "0"]).status == 64)
+            #expect(try await LogDamageCLITests.herald(["random-log", "--records", "0"]).status == 2)
         }
     }
 }
@@ -213,6 +213,28 @@ import Testing
         let help = try await LogDamageCLITests.herald(["deliveries", "--help"])
         #expect(help.stdout.contains("pending, succeeded") && !help.stdout.contains("values: 0"), "\(help.stdout)")
         let wrong = try await LogDamageCLITests.herald(["deliveries", "--status", "2"])
-        #expect(wrong.status != 0 && wrong.stderr.contains("'pending', 'succeeded', 'dead' or 'cancelled'"), "\(wrong.stderr)")
+        #expect(wrong.status == 2 && wrong.stderr.contains("'pending', 'succeeded', 'dead' or 'cancelled'"), "\(wrong.stderr)")
+    }
+
+    /// Exit status 0 ok, 1 for the data, 2 for usage (with the usage); never ArgumentParser's 64.
+    @Test func exitCodesSayWhoseMistakeItIs() async throws {
+        guard heraldIsBuilt() else { return }
+        try await withTemporaryDirectory { path in
+            let log = try await LogDamageCLITests.herald(["random-log", "--seed", "3", "--records", "300"])
+            try log.stdout.write(toFile: path + "/log.jsonl", atomically: true, encoding: .utf8)
+            let data = path + "/data"
+            #expect(try await LogDamageCLITests.herald(["import", "--data", data, path + "/log.jsonl"]).status == 0)
+            for usage in [["nosuch"], ["deliveries", "--data", data, "--limit", "0"], ["deliveries", "--data", data, "--format", "xml"],
+                          ["explain", "--data", data, "not-a-target"], ["run", "--data", data, "--concurrency", "0"]] {
+                let run = try await LogDamageCLITests.herald(usage)
+                #expect(run.status == 2 && run.stderr.contains("Usage:"), "\(usage): exit \(run.status), \(run.stderr)")
+            }
+            for bad in [["deliveries", "--data", data, "--at", "999999"], ["explain", "--data", data, "999999"],
+                        ["deliveries", "--data", path + "/missing"]] {
+                let run = try await LogDamageCLITests.herald(bad)
+                #expect(run.status == 1 && run.stderr.hasPrefix("Error: ") && !run.stderr.contains("Usage:"),
+                        "\(bad): exit \(run.status), \(run.stderr)")
+            }
+        }
     }
 }

@@ -29,7 +29,7 @@ struct ExplainCommand: ParsableCommand {
         if let position = UInt64(target) {
             let last = try directory.openReader().lastPosition
             guard position >= 1, position <= last else {
-                throw ValidationError("position \(position) is outside the log (1…\(last))")
+                throw DataError("position \(position) is outside the log (1…\(last))")
             }
             print(ExplanationText.render(try directory.explain(position: position)), terminator: "")
         } else if let id = DeliveryID(target) {

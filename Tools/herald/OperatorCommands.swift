@@ -61,7 +61,7 @@ enum OperatorCommand {
             // The state at the log's end, from the projection's checkpoint on: no writer needed.
             let selected: [Delivery]
             do { selected = try select(try directory.currentState(), options.selection) } catch let error as OperatorActionError {
-                throw ValidationError(error.description)
+                throw DataError(error.description)
             }
             for delivery in selected { output.write("\(delivery.id)\n") }
             output.flush()
@@ -77,7 +77,7 @@ enum OperatorCommand {
         do {
             result = try act(herald, options.selection)
         } catch let error as OperatorActionError {
-            throw ValidationError(error.description)
+            throw DataError(error.description)
         } catch let error as RecordError {
             printError(error.description)
             throw ExitCode(1)
@@ -159,7 +159,7 @@ struct InvokeCommand: ParsableCommand {
         if payload.hasPrefix("@") {
             let path = String(payload.dropFirst())
             guard let data = FileManager.default.contents(atPath: path), let read = String(data: data, encoding: .utf8) else {
-                throw ValidationError("--payload @\(path): cannot read the file as UTF-8")
+                throw DataError("--payload @\(path): cannot read the file as UTF-8")
             }
             text = read.hasSuffix("\n") ? String(read.dropLast()) : read
         }

@@ -99,6 +99,13 @@ enum Diagnostics {
     }
 }
 
+/// An error about the data (a position past the log's end, a delivery an action cannot take):
+/// printed as `Error: …` without the usage, exit 1. Usage errors (`ValidationError`) exit 2.
+struct DataError: Error, CustomStringConvertible {
+    var description: String
+    init(_ description: String) { self.description = description }
+}
+
 /// True when standard error is a terminal (progress is shown only then).
 var stderrIsTerminal: Bool { isatty(2) != 0 }
 
@@ -107,7 +114,7 @@ func checkedPosition(_ position: UInt64?, in directory: DataDirectory) throws ->
     guard let position else { return nil }
     let last = try directory.openReader().lastPosition
     guard position <= last else {
-        throw ValidationError("--at \(position) is outside the log (0…\(last))")
+        throw DataError("--at \(position) is outside the log (0…\(last))")
     }
     return position
 }
