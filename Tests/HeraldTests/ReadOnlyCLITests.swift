@@ -229,6 +229,19 @@ import Testing
                 let run = try await LogDamageCLITests.herald(usage)
                 #expect(run.status == 2 && run.stderr.contains("Usage:"), "\(usage): exit \(run.status), \(run.stderr)")
             }
+            // status and stats for tools: one JSON object with the text's numbers.
+            let text = try await LogDamageCLITests.herald(["status", "--data", data]).stdout
+            let json = try await LogDamageCLITests.herald(["status", "--data", data, "--format", "json"]).stdout
+            let object = try #require(try JSONSerialization.jsonObject(with: Data(json.utf8)) as? [String: Any])
+            for (key, label) in [("position", "position"), ("pending", "pending"), ("due_now", "due now"), ("succeeded", "succeeded"),
+                                 ("dead", "dead"), ("cancelled", "cancelled")] {
+                let line = text.split(separator: "\n").first { $0.hasPrefix(label + " ") }
+                let value = line.flatMap { $0.split(separator: " ").last.flatMap { Int($0) } }
+                #expect(value != nil && (object[key] as? Int) == value, "\(key): \(String(describing: object[key])) vs \(String(describing: line))")
+            }
+            let stats = try await LogDamageCLITests.herald(["stats", "--data", data, "--format", "json"]).stdout
+            let statsObject = try #require(try JSONSerialization.jsonObject(with: Data(stats.utf8)) as? [String: Any])
+            #expect((statsObject["records"] as? Int) == (object["position"] as? Int))
             for bad in [["deliveries", "--data", data, "--at", "999999"], ["explain", "--data", data, "999999"],
                         ["deliveries", "--data", path + "/missing"]] {
                 let run = try await LogDamageCLITests.herald(bad)

@@ -10,10 +10,31 @@ struct StatsCommand: ParsableCommand {
 
     @OptionGroup var global: GlobalOptions
 
+    @Option(help: "text, or json: one object with the same fields.")
+    var format: SummaryFormat = .text
+
     func run() throws {
         let directory = try global.directory
         let stats = try directory.logStats()
         let ratio = stats.storedBytes == 0 ? 0 : Double(stats.rawBytes) / Double(stats.storedBytes)
+        if format == .json {
+            var out = JSONOutput()
+            out.beginObject()
+            out.key("log"); out.string(directory.logPath)
+            out.key("segments"); out.int(Int64(stats.segments))
+            out.key("blocks"); out.int(Int64(stats.blocks))
+            out.key("records"); out.int(Int64(stats.records))
+            out.key("raw_bytes"); out.int(Int64(stats.rawBytes))
+            out.key("stored_bytes"); out.int(Int64(stats.storedBytes))
+            out.key("first_ts")
+            if let first = stats.firstTs { out.int(first) } else { out.null() }
+            out.key("last_ts")
+            if let last = stats.lastTs { out.int(last) } else { out.null() }
+            out.endObject()
+            out.newline()
+            Output.writeNow(out.bytes)
+            return
+        }
         var lines = [
             "log          \(directory.logPath)",
             "segments     \(stats.segments)",

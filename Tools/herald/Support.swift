@@ -135,6 +135,12 @@ extension DeliveryStatus: ExpressibleByArgument {
     public var defaultValueDescription: String { wireName }
 }
 
+/// `text` for people, `json` (one object) for tools: `herald status` and `herald stats`.
+enum SummaryFormat: String, ExpressibleByArgument, CaseIterable {
+    case text
+    case json
+}
+
 /// `table` for people, `jsonl` for tools.
 enum OutputFormat: String, ExpressibleByArgument, CaseIterable {
     case table
