@@ -242,6 +242,22 @@ import Testing
             let stats = try await LogDamageCLITests.herald(["stats", "--data", data, "--format", "json"]).stdout
             let statsObject = try #require(try JSONSerialization.jsonObject(with: Data(stats.utf8)) as? [String: Any])
             #expect((statsObject["records"] as? Int) == (object["position"] as? Int))
+            // explain P --format json: the record, and the same deliveries the text lists.
+            for position in 1...40 {
+                let text = try await LogDamageCLITests.herald(["explain", "--data", data, "\(position)"]).stdout
+                let json = try await LogDamageCLITests.herald(["explain", "--data", data, "\(position)", "--format", "json"]).stdout
+                let object = try #require(try JSONSerialization.jsonObject(with: Data(json.utf8)) as? [String: Any], "\(position): \(json)")
+                #expect((object["position"] as? Int) == position)
+                #expect(((object["record"] as? [String: Any])?["type"] as? String).map { text.contains($0) } == true, "\(position)")
+                for key in ["created", "finished"] {
+                    let ids = (object[key] as? [[String: Any]] ?? []).compactMap { d -> String? in
+                        guard let source = d["source_position"] as? Int, let trigger = d["trigger_id"] as? String else { return nil }
+                        return "\(source):\(trigger)"
+                    }
+                    #expect(ids.allSatisfy { text.contains($0) }, "\(position) \(key): \(ids)")
+                    #expect(ids.isEmpty == !text.contains("deliveries \(key)"), "\(position) \(key): \(ids) vs \(text)")
+                }
+            }
             for bad in [["deliveries", "--data", data, "--at", "999999"], ["explain", "--data", data, "999999"],
                         ["deliveries", "--data", path + "/missing"]] {
                 let run = try await LogDamageCLITests.herald(bad)

@@ -16,7 +16,7 @@ struct ExplainCommand: ParsableCommand {
     @Argument(help: "A position P, or a delivery P:TRIGGER_ID.")
     var target: String
 
-    @Option(help: "text or json (json: delivery timelines only).")
+    @Option(help: "text, or json for tools (a record's explanation or a delivery's timeline).")
     var format: ExplainFormat = .text
 
     enum ExplainFormat: String, ExpressibleByArgument, CaseIterable {
@@ -31,7 +31,11 @@ struct ExplainCommand: ParsableCommand {
             guard position >= 1, position <= last else {
                 throw DataError("position \(position) is outside the log (1…\(last))")
             }
-            print(ExplanationText.render(try directory.explain(position: position)), terminator: "")
+            let explanation = try directory.explain(position: position)
+            switch format {
+            case .text: print(ExplanationText.render(explanation), terminator: "")
+            case .json: print(ExplanationText.json(explanation), terminator: "")
+            }
         } else if let id = DeliveryID(target) {
             let timeline = try directory.timeline(of: id)
             switch format {

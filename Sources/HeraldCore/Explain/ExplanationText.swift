@@ -100,6 +100,38 @@ public enum ExplanationText {
         return lines.joined(separator: "\n") + "\n"
     }
 
+    /// `herald explain P --format json`: the record (as its JSON line), what it did in one
+    /// sentence, each trigger considered with the verdict, and the deliveries it created,
+    /// finished and redrove (canonical delivery objects).
+    public static func json(_ e: RecordExplanation) -> String {
+        var out = JSONOutput()
+        out.beginObject()
+        out.key("position"); out.uint(e.position)
+        out.key("record"); RecordJSONEncoder().append(e.record, to: &out)
+        out.key("summary"); out.string(e.summary)
+        out.key("considered")
+        out.beginArray()
+        for c in e.considered {
+            out.beginObject()
+            out.key("trigger_id"); out.id(c.triggerID)
+            out.key("kind"); out.string(c.kind.description)
+            out.key("registered_position")
+            if let position = c.registeredPosition { out.uint(position) } else { out.null() }
+            out.key("matched"); out.bool(c.matched)
+            out.key("reason"); out.string(c.reason)
+            out.endObject()
+        }
+        out.endArray()
+        for (name, deliveries) in [("created", e.created), ("finished", e.finished), ("redriven", e.redriven)] {
+            out.key(name)
+            out.beginArray()
+            for d in deliveries { CanonicalOutput.append(d, to: &out) }
+            out.endArray()
+        }
+        out.endObject()
+        return out.text + "\n"
+    }
+
     /// `herald explain P:TRIGGER_ID --format json`.
     public static func json(_ t: DeliveryTimeline) -> String {
         var out = JSONOutput()
