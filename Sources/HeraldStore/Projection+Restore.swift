@@ -365,6 +365,16 @@ extension Projection {
 }
 
 extension Projection {
+    /// The kind an id was created as (`app`, `admin_user`, `script`, `trigger`), as of the
+    /// checkpoint; `nil` when it was not.
+    public func createdKind(of id: HeraldID) throws -> String? {
+        let statement = try database.prepare("SELECT kind FROM used_ids WHERE id = ?")
+        try statement.bind(.id(id), at: 1)
+        return try statement.step() ? statement.text(at: 0) : nil
+    }
+}
+
+extension Projection {
     /// Deliveries per status, as of the checkpoint.
     public func deliveryCounts() throws -> [DeliveryStatus: Int] {
         var counts: [DeliveryStatus: Int] = [:]

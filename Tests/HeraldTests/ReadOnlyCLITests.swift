@@ -258,6 +258,16 @@ import Testing
                     #expect(ids.isEmpty == !text.contains("deliveries \(key)"), "\(position) \(key): \(ids) vs \(text)")
                 }
             }
+            // A mistyped id to select by is an error that says so, not an empty answer.
+            let trigger = try #require(try await LogDamageCLITests.herald(["triggers", "--data", data, "--format", "jsonl"]).stdout
+                .split(separator: "\n").first.flatMap { try JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] })
+            let appID = try #require(trigger["app_id"] as? String)
+            let unknown = "11111111-1111-4111-8111-111111111111"
+            let wrongKind = try await LogDamageCLITests.herald(["deliveries", "--data", data, "--trigger", appID])
+            #expect(wrongKind.status == 1 && wrongKind.stderr.contains("is an app, not a trigger"), "\(wrongKind.stderr)")
+            let never = try await LogDamageCLITests.herald(["redrive", "--data", data, "--app", unknown, "--by", unknown, "--dry-run"])
+            #expect(never.status == 1 && never.stderr.contains("No app \(unknown) was ever created"), "\(never.stderr)")
+            #expect(try await LogDamageCLITests.herald(["deliveries", "--data", data, "--app", appID, "--limit", "1"]).status == 0)
             for bad in [["deliveries", "--data", data, "--at", "999999"], ["explain", "--data", data, "999999"],
                         ["deliveries", "--data", path + "/missing"]] {
                 let run = try await LogDamageCLITests.herald(bad)

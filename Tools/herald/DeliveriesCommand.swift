@@ -36,6 +36,7 @@ struct DeliveriesCommand: ParsableCommand {
         let directory = try global.directory
         let position = try checkedPosition(at, in: directory)
         let selection = DeliverySelection(app: app, trigger: trigger, status: status, limit: limit)
+        try directory.requireKnownIDs(of: selection)
         /// Calls `body` with each selected delivery: now, streamed from the caught-up projection
         /// (filtered and limited there); at an earlier position, derived by replay.
         func forEachSelected(_ body: (Delivery) throws -> Void) throws {

@@ -56,6 +56,7 @@ enum OperatorCommand {
                     act: (Herald, DeliverySelection) throws -> OperatorActionResult) throws {
         let directory = try global.directory
         try directory.requireExisting()
+        try directory.requireKnownIDs(of: options.selection)
         var output = Output()
         if options.dryRun {
             // The state at the log's end, from the projection's checkpoint on: no writer needed.

@@ -156,6 +156,20 @@ extension RecordSource {
 }
 
 extension DataDirectory {
+    /// Throws ``HeraldError/unknownID(id:expected:found:)`` when an id of `selection` (app,
+    /// trigger, script) was never created as that kind, so a mistyped id is an error rather
+    /// than an empty answer. Checked against the projection when it is caught up with the log
+    /// (an id created after its checkpoint would look unknown otherwise); not checked without one.
+    public func requireKnownIDs(of selection: DeliverySelection) throws {
+        guard let projection = try openProjectionForReading(),
+              try projection.checkpointPosition() == (try openReader().lastPosition) else { return }
+        for (id, kind) in [(selection.app, "app"), (selection.trigger, "trigger"), (selection.script, "script")] {
+            guard let id else { continue }
+            let found = try projection.createdKind(of: id)
+            if found != kind { throw HeraldError.unknownID(id: id, expected: kind, found: found) }
+        }
+    }
+
     /// The deliveries `selection` picks as of the log's end, in canonical order (see
     /// ``HeraldCore/RecordSource/forEachDelivery(projection:matching:_:)``). Never writes: a
     /// read must not race a running engine's projection.

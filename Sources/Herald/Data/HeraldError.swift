@@ -12,6 +12,9 @@ public enum HeraldError: Error, Sendable, CustomStringConvertible {
     case unreadable(source: String, reason: String)
     /// A command that only reads was pointed at a data directory that does not exist.
     case missingDataDirectory(path: String)
+    /// An id given to select by (`--app`, `--trigger`, `--script`) was never created as that
+    /// kind: `found` is the kind it was created as, `nil` when it was never created at all.
+    case unknownID(id: HeraldID, expected: String, found: String?)
 
     public var description: String {
         switch self {
@@ -28,6 +31,12 @@ public enum HeraldError: Error, Sendable, CustomStringConvertible {
             return "Cannot read \(source): \(reason)."
         case .missingDataDirectory(let path):
             return "There is no data directory at \(path); pass --data DIR (or set HERALD_DATA) to an existing one. Reading commands never create it."
+        case .unknownID(let id, let expected, let found):
+            let kind = { (name: String) in name.replacingOccurrences(of: "_", with: " ") }
+            if let found {
+                return "\(id) is \(found == "app" || found == "admin_user" ? "an" : "a") \(kind(found)), not \(expected == "app" ? "an" : "a") \(kind(expected))."
+            }
+            return "No \(kind(expected)) \(id) was ever created in this log."
         }
     }
 }
