@@ -15,10 +15,24 @@ extension Projection {
     func loadDispatcher(readingSnapshot: Bool) throws -> Dispatcher {
         // One read transaction: the checkpoint, the registry and the deliveries are one state
         // even while a writer commits passes (each statement alone would see its own).
-        try withReadSnapshot { try loadDispatcherInTransaction(readingSnapshot: readingSnapshot) }
+        var damagedSnapshot = false
+        let dispatcher = try withReadSnapshot {
+            try loadDispatcherInTransaction(readingSnapshot: readingSnapshot, damagedSnapshot: &damagedSnapshot)
+        }
+        if damagedSnapshot && writable {
+            // Dropped in a write transaction of its own, after the read one (a read transaction
+            // that turned into a write could fail to commit when another writer is busy). Only
+            // when it is still the damaged one: a writer may have saved a sound one meanwhile.
+            try database.transaction {
+                if (try? engineSnapshot(at: dispatcher.position)) == nil {
+                    try database.execute("DELETE FROM engine_snapshot")
+                }
+            }
+        }
+        return dispatcher
     }
 
-    private func loadDispatcherInTransaction(readingSnapshot: Bool) throws -> Dispatcher {
+    private func loadDispatcherInTransaction(readingSnapshot: Bool, damagedSnapshot: inout Bool) throws -> Dispatcher {
         let path = database.path
         func damaged(_ reason: String) -> StoreError { .damaged(path: path, reason: reason) }
         func id(_ statement: SQLiteStatement, _ column: Int32, _ what: String) throws -> HeraldID {
@@ -148,7 +162,7 @@ extension Projection {
                 // rows by the next catch-up. Never half used.
                 diagnostics?("warning: \(error); the pending deliveries are read from their rows instead"
                              + (writable ? ", and the next catch-up writes a new snapshot" : ""))
-                if writable { try database.execute("DELETE FROM engine_snapshot") }
+                damagedSnapshot = true
             }
         }
         let created = try database.rows("SELECT count(*) FROM deliveries").first?.first?.integer ?? 0
