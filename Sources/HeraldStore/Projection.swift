@@ -77,17 +77,21 @@ public final class Projection: ProjectionStore, EngineSnapshotStore, @unchecked 
     }
 
     /// DDL that brings a projection of an older schema version (the key) to the current one
-    /// when the change is additive: a table only a newer Herald reads.
+    /// when the change is additive: a table only a newer Herald reads, taken from the schema
+    /// itself (one spelling of each table).
     static let migrations: [Int64: String] = [
-        3: """
-            CREATE TABLE engine_snapshot (
-                id INTEGER PRIMARY KEY NOT NULL CHECK (id = 1),
-                position INTEGER NOT NULL CHECK (position >= 0),
-                created_count INTEGER NOT NULL CHECK (created_count >= 0),
-                pending BLOB NOT NULL
-            );
-            """,
+        3: tableDDL("engine_snapshot"),
     ]
+
+    /// The `CREATE TABLE name (…);` statement of ``ProjectionSchema/sql``.
+    static func tableDDL(_ name: String) -> String {
+        let sql = ProjectionSchema.sql
+        guard let start = sql.firstRange(of: "CREATE TABLE \(name) ("),
+              let end = sql[start.upperBound...].firstRange(of: "\n);") else {
+            preconditionFailure("Schema/herald.sql has no table \(name)")
+        }
+        return String(sql[start.lowerBound..<end.upperBound])
+    }
 
     private func statement(_ sql: StaticString) throws -> SQLiteStatement {
         let key = UnsafeRawPointer(sql.utf8Start)

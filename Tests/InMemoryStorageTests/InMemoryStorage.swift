@@ -118,11 +118,7 @@ final class InMemoryProjection: ProjectionStore, EngineSnapshotStore {
     }
 
     func forEachDelivery(matching selection: DeliverySelection, _ body: (Delivery) throws -> Void) throws {
-        var left = selection.limit ?? .max
-        for delivery in ledger.deliveries where left > 0 && selection.matches(delivery) {
-            try body(delivery)
-            left -= 1
-        }
+        try selection.picked(from: ledger.deliveries).forEach(body)
     }
 
     func loadDispatcher() throws -> Dispatcher {

@@ -41,11 +41,7 @@ struct DeliveriesCommand: ParsableCommand {
         /// (filtered and limited there); at an earlier position, derived by replay.
         func forEachSelected(_ body: (Delivery) throws -> Void) throws {
             if let position, position < (try directory.openReader().lastPosition) {
-                var left = limit ?? .max
-                for delivery in try directory.deliveries(at: position) where left > 0 && selection.matches(delivery) {
-                    try body(delivery)
-                    left -= 1
-                }
+                try selection.picked(from: directory.deliveries(at: position)).forEach(body)
             } else {
                 try directory.forEachDelivery(matching: selection, body)
             }

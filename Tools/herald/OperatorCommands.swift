@@ -73,7 +73,7 @@ enum OperatorCommand {
         let herald = try Herald.open(directory: directory)
         // The records are durable once `act` returns; projecting what they changed (up to
         // 10,000 deliveries per record) is left to the next command that opens the directory.
-        defer { try? herald.close(projecting: false) }
+        defer { closeReporting(herald) }
         let result: OperatorActionResult
         do {
             result = try act(herald, options.selection)
@@ -167,7 +167,7 @@ struct InvokeCommand: ParsableCommand {
         let directory = try global.directory
         try directory.requireExisting()
         let herald = try Herald.open(directory: directory)
-        defer { try? herald.close(projecting: false) }
+        defer { closeReporting(herald) }
         do {
             // The payload is checked like any record's field (one JSON value, at most 1 MiB).
             print(try herald.invoke(trigger: triggerID, by: by, payload: JSONText(text)))
@@ -175,5 +175,13 @@ struct InvokeCommand: ParsableCommand {
             printError(error.description)
             throw ExitCode(1)
         }
+    }
+}
+
+/// Closes after an operator action without projecting. The records are durable already; a
+/// failure to close is reported (exit status unchanged: the action happened), never hidden.
+func closeReporting(_ herald: Herald) {
+    do { try herald.close(projecting: false) } catch {
+        printError("warning: the records are durable, but closing the data directory failed: \(error)")
     }
 }

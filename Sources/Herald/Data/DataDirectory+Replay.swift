@@ -147,11 +147,7 @@ extension RecordSource {
             try projection.forEachDelivery(matching: selection, body)
             return
         }
-        var left = selection.limit ?? .max
-        for delivery in try deliveries() where left > 0 && selection.matches(delivery) {
-            try body(delivery)
-            left -= 1
-        }
+        try selection.picked(from: deliveries()).forEach(body)
     }
 }
 

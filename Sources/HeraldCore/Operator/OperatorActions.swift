@@ -36,6 +36,17 @@ public struct DeliverySelection: Sendable, Equatable {
         if let errorContains, !(delivery.lastError ?? "").contains(errorContains) { return false }
         return true
     }
+
+    /// The deliveries of `deliveries` (in their order) that pass every filter, at most
+    /// ``limit`` of them.
+    public func picked(from deliveries: some Sequence<Delivery>) -> [Delivery] {
+        var picked: [Delivery] = []
+        for delivery in deliveries where matches(delivery) {
+            if picked.count >= (limit ?? .max) { break }
+            picked.append(delivery)
+        }
+        return picked
+    }
 }
 
 /// The records of operator actions, built from a dispatcher's state (pure: the CLI, the
@@ -46,8 +57,8 @@ public enum OperatorActions {
         if let status = selection.status, status != .dead && status != .cancelled {
             throw .statusNotAllowed(action: "redrive", status: status, allowed: "dead or cancelled")
         }
-        let candidates = state.redrivable.values.filter(selection.matches).sorted { $0.orderKey < $1.orderKey }
-        return limited(candidates, selection.limit)
+        // Filtered before sorting: a selection usually takes few of the redrivable deliveries.
+        return selection.picked(from: state.redrivable.values.filter(selection.matches).sorted { $0.orderKey < $1.orderKey })
     }
 
     /// What a cancel may take: pending deliveries.
@@ -76,11 +87,6 @@ public enum OperatorActions {
         stride(from: 0, to: ids.count, by: OperatorAction.deliveriesMax).map {
             Array(ids[$0..<min($0 + OperatorAction.deliveriesMax, ids.count)])
         }
-    }
-
-    private static func limited(_ deliveries: [Delivery], _ limit: Int?) -> [Delivery] {
-        guard let limit, limit < deliveries.count else { return deliveries }
-        return Array(deliveries.prefix(max(0, limit)))
     }
 }
 
