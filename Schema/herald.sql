@@ -2,7 +2,7 @@
 -- Tools/gen-schema embeds this file into Sources/HeraldStore/ProjectionSchema.swift (a test checks they agree),
 -- so the binary needs no source tree at run time. Schema/projection.md explains every
 -- difference from the PostgreSQL seed (Schema/seed/layout-e-v1.1.1.sql).
-PRAGMA user_version = 4;
+PRAGMA user_version = 5;
 
 -- Registry -------------------------------------------------------------------
 
@@ -55,7 +55,10 @@ CREATE TABLE triggers (
     registered_by_principal TEXT NOT NULL REFERENCES admin_users(id) ON DELETE CASCADE,
     created_at INTEGER NOT NULL,
     updated_at INTEGER NOT NULL,
-    registered_position INTEGER NOT NULL UNIQUE
+    registered_position INTEGER NOT NULL UNIQUE,
+    -- The position of its last trigger.updated (its registration's when never updated): a
+    -- delivery created after it saw the trigger as this row is.
+    updated_position INTEGER NOT NULL CHECK (updated_position >= registered_position)
 );
 
 CREATE INDEX idx_triggers_app_kind_enabled
@@ -105,6 +108,18 @@ CREATE TABLE deliveries (
     PRIMARY KEY (source_position, trigger_id)
 ) WITHOUT ROWID;
 CREATE INDEX idx_deliveries_pending_due ON deliveries (due_at) WHERE status = 'pending';
+-- Dead and cancelled deliveries in canonical order: `deliveries --status dead` and redrive
+-- selections read these few rows, not the whole table.
+CREATE INDEX idx_deliveries_finished ON deliveries (status, source_position, trigger_rank)
+    WHERE status = 'dead' OR status = 'cancelled';
+
+-- Deliveries per status, moved with every batch of rows: `herald status` reads four rows
+-- instead of counting the table.
+CREATE TABLE delivery_counts (
+    status TEXT PRIMARY KEY NOT NULL CHECK (status = 'pending' OR status = 'succeeded' OR status = 'dead' OR status = 'cancelled'),
+    count INTEGER NOT NULL CHECK (count >= 0)
+) WITHOUT ROWID;
+INSERT INTO delivery_counts (status, count) VALUES ('pending', 0), ('succeeded', 0), ('dead', 0), ('cancelled', 0);
 
 -- One row per delivery.attempted record.
 CREATE TABLE delivery_attempts (
@@ -135,6 +150,7 @@ CREATE TABLE dead_letters (
     last_error TEXT,
     FOREIGN KEY (source_position, trigger_id) REFERENCES deliveries (source_position, trigger_id)
 );
+CREATE INDEX idx_dead_letters_delivery ON dead_letters (source_position, trigger_id);
 
 -- One row per operator action (delivery.redriven, delivery.cancelled, delivery.invoked): who,
 -- when, why. The deliveries a redrive or cancel listed are in operator_action_deliveries; an
@@ -156,6 +172,7 @@ CREATE TABLE operator_action_deliveries (
     PRIMARY KEY (position, source_position, trigger_id),
     FOREIGN KEY (source_position, trigger_id) REFERENCES deliveries (source_position, trigger_id)
 ) WITHOUT ROWID;
+CREATE INDEX idx_operator_action_deliveries_delivery ON operator_action_deliveries (source_position, trigger_id);
 
 -- The engine's pending deliveries in binary (the PendingDeliveries snapshot format, with a
 -- checksum) and the number of deliveries ever created, so a restart with many of them reads one

@@ -33,18 +33,6 @@ extension Projection {
     }
 
     private func loadDispatcherInTransaction(readingSnapshot: Bool, damagedSnapshot: inout Bool) throws -> Dispatcher {
-        let path = database.path
-        func damaged(_ reason: String) -> StoreError { .damaged(path: path, reason: reason) }
-        func id(_ statement: SQLiteStatement, _ column: Int32, _ what: String) throws -> HeraldID {
-            guard let text = statement.text(at: column), let id = HeraldID(text) else {
-                throw damaged("\(what) holds an invalid id")
-            }
-            return id
-        }
-        func position(_ value: Int64, _ what: String) throws -> UInt64 {
-            guard value >= 0 else { throw damaged("\(what) holds a negative position") }
-            return UInt64(value)
-        }
         let (checkpoint, lastTs) = try checkpoint()
 
         var apps: [Registry.App] = []
@@ -54,66 +42,9 @@ extension Projection {
                                      createdPosition: try position(appRows.int64(at: 3), "apps.created_position"),
                                      createdTs: appRows.int64(at: 2)))
         }
-        var users: [Registry.AdminUser] = []
-        let userRows = try database.prepare("SELECT id, email, created_at, created_position FROM admin_users")
-        while try userRows.step() {
-            users.append(Registry.AdminUser(id: try id(userRows, 0, "admin_users.id"), email: userRows.text(at: 1) ?? "",
-                                            createdPosition: try position(userRows.int64(at: 3), "admin_users.created_position"),
-                                            createdTs: userRows.int64(at: 2)))
-        }
-        var scripts: [Registry.Script] = []
-        let scriptRows = try database.prepare(
-            "SELECT id, app_id, name, runtime, source, created_at, created_position FROM scripts")
-        while try scriptRows.step() {
-            scripts.append(Registry.Script(
-                id: try id(scriptRows, 0, "scripts.id"), appID: try id(scriptRows, 1, "scripts.app_id"),
-                name: scriptRows.text(at: 2) ?? "", runtime: scriptRows.text(at: 3) ?? "",
-                source: scriptRows.text(at: 4) ?? "",
-                createdPosition: try position(scriptRows.int64(at: 6), "scripts.created_position"),
-                createdTs: scriptRows.int64(at: 5)))
-        }
-        var triggers: [Registry.Trigger] = []
-        let triggerRows = try database.prepare("""
-            SELECT t.id, t.app_id, t.script_id, t.kind, t.enabled, t.dispatch_mode, t.retry_max_attempts,
-                   t.retry_backoff, t.retry_base_ms, t.registered_by_principal, t.created_at, t.updated_at,
-                   t.registered_position, k.collection_glob, k.ops, d.source_filter, d.trigger_id_filter,
-                   d.script_id_filter
-            FROM triggers t
-            LEFT JOIN kv_trigger_details k ON k.trigger_id = t.id
-            LEFT JOIN dead_letter_trigger_details d ON d.trigger_id = t.id
-            """)
-        while try triggerRows.step() {
-            let r = triggerRows
-            let kind: TriggerKind = r.text(at: 3) == "dead_letter" ? .deadLetter : .kv
-            guard let backoff = r.text(at: 7).flatMap(Backoff.init(name:)) else {
-                throw damaged("triggers.retry_backoff holds an unknown backoff")
-            }
-            var kv: KVDetails?
-            var dl: DeadLetterDetails?
-            if kind == .kv {
-                guard let glob = r.text(at: 13), let opsText = r.text(at: 14) else {
-                    throw damaged("kv trigger \(r.text(at: 0) ?? "?") has no kv_trigger_details row")
-                }
-                guard let ops = Projection.parseOps(opsText) else {
-                    throw damaged("kv_trigger_details.ops holds \(opsText), not a JSON array of ops")
-                }
-                kv = KVDetails(collectionGlob: glob, ops: ops)
-            } else {
-                dl = DeadLetterDetails(
-                    sourceFilter: r.text(at: 15).flatMap(SourceKind.init(name:)),
-                    triggerIDFilter: r.isNull(at: 16) ? nil : try id(r, 16, "trigger_id_filter"),
-                    scriptIDFilter: r.isNull(at: 17) ? nil : try id(r, 17, "script_id_filter"))
-            }
-            let registered = try position(r.int64(at: 12), "triggers.registered_position")
-            triggers.append(Registry.Trigger(
-                id: try id(r, 0, "triggers.id"), appID: try id(r, 1, "triggers.app_id"),
-                scriptID: try id(r, 2, "triggers.script_id"), kind: kind, enabled: r.int64(at: 4) != 0,
-                dispatchMode: r.text(at: 5) == "sync" ? .sync : .async,
-                retry: RetryConfig(maxAttempts: r.int64(at: 6), backoff: backoff, baseMs: r.int64(at: 8)),
-                registeredBy: try id(r, 9, "triggers.registered_by_principal"), kv: kv, deadLetter: dl,
-                registeredPosition: registered, createdTs: r.int64(at: 10), updatedTs: r.int64(at: 11),
-                updatedPosition: registered))
-        }
+        let users = try adminUsers()
+        let scripts = try scripts()
+        let triggers = try triggers()
         var used: [HeraldID] = []
         let usedRows = try database.prepare("SELECT id FROM used_ids")
         while try usedRows.step() { used.append(try id(usedRows, 0, "used_ids.id")) }
@@ -165,7 +96,7 @@ extension Projection {
                 damagedSnapshot = true
             }
         }
-        let created = try database.rows("SELECT count(*) FROM deliveries").first?.first?.integer ?? 0
+        let created = try deliveryCounts().created
         var dispatcher = Dispatcher(registry: registry, pending: [], position: checkpoint, lastTs: lastTs,
                                     createdCount: UInt64(max(created, 0)), redrivable: redrivable)
         // Pending deliveries straight into the dispatcher, in canonical order: the table's key
@@ -243,7 +174,8 @@ extension Projection {
         ("triggers", "id"), ("kv_trigger_details", "trigger_id"), ("dead_letter_trigger_details", "trigger_id"),
         ("deliveries", "source_position, trigger_id"), ("delivery_attempts", "source_position, trigger_id, attempt"),
         ("dead_letters", "position"), ("operator_actions", "position"),
-        ("operator_action_deliveries", "position, source_position, trigger_id"), ("checkpoint", "id"),
+        ("operator_action_deliveries", "position, source_position, trigger_id"), ("delivery_counts", "status"),
+        ("checkpoint", "id"),
     ]
 
     /// Compares this projection's content with `other`'s, table by table. Returns one line per
@@ -326,33 +258,50 @@ extension Projection {
 }
 
 extension Projection {
-    /// Streams the projected deliveries `selection` picks in canonical order (source position,
-    /// then trigger registration position), one row at a time: the filters and the limit are
-    /// SQL, so rows that do not match are never decoded.
-    public func forEachDelivery(matching selection: DeliverySelection, _ body: (Delivery) throws -> Void) throws {
+    /// The statement that selects `selection`'s deliveries in canonical order (source position,
+    /// then trigger registration position), columns as ``deliveryColumns`` lists them: the
+    /// filters and the limit are SQL, so rows that do not match are never decoded.
+    ///
+    /// `rankedBySQL: false` leaves out the trigger order within a source position and the
+    /// limit (the caller sorts each position's few rows and stops): the table's own key order
+    /// then needs no sort of every row.
+    private func deliveryRows(matching selection: DeliverySelection, rankedBySQL: Bool = true) throws -> SQLiteStatement {
         var conditions: [String] = []
         var values: [SQLiteValue] = []
         if let app = selection.app { conditions.append("app_id = ?"); values.append(.id(app)) }
         if let trigger = selection.trigger { conditions.append("trigger_id = ?"); values.append(.id(trigger)) }
         if let script = selection.script { conditions.append("script_id = ?"); values.append(.id(script)) }
-        if let status = selection.status { conditions.append("status = ?"); values.append(.text(status.wireName)) }
+        // The status inline (one of four fixed names): a bound value would keep SQLite from the
+        // partial index of dead and cancelled deliveries.
+        if let status = selection.status { conditions.append("status = '\(status.wireName)'") }
         if let from = selection.from { conditions.append("source_position >= ?"); values.append(.integer(Int64(clamping: from))) }
         if let to = selection.to { conditions.append("source_position <= ?"); values.append(.integer(Int64(clamping: to))) }
         if let text = selection.errorContains {
             conditions.append("instr(coalesce(last_error, ''), ?) > 0")
             values.append(.text(text))
         }
-        var sql = """
-            SELECT source_position, trigger_id, trigger_rank, app_id, script_id, source_kind, depth,
-                   retry_max_attempts, retry_backoff, retry_base_ms, status, attempts, due_at, last_error, finished_at,
-                   budget_base
-            FROM deliveries
-            """
+        var sql = "SELECT \(Projection.deliveryColumns) FROM deliveries"
         if !conditions.isEmpty { sql += " WHERE " + conditions.joined(separator: " AND ") }
-        sql += " ORDER BY source_position, trigger_rank"
-        if let limit = selection.limit { sql += " LIMIT ?"; values.append(.integer(Int64(max(limit, 0)))) }
+        if rankedBySQL {
+            sql += " ORDER BY source_position, trigger_rank"
+            if let limit = selection.limit { sql += " LIMIT ?"; values.append(.integer(Int64(max(limit, 0)))) }
+        } else {
+            sql += " ORDER BY source_position"
+        }
         let rows = try database.prepare(sql)
         for (index, value) in values.enumerated() { try rows.bind(value, at: Int32(index + 1)) }
+        return rows
+    }
+
+    /// The columns of a deliveries row, in the order the readers below take them.
+    private static let deliveryColumns = """
+        source_position, trigger_id, trigger_rank, app_id, script_id, source_kind, depth,
+        retry_max_attempts, retry_backoff, retry_base_ms, status, attempts, due_at, last_error, finished_at, budget_base
+        """
+
+    /// Streams the projected deliveries `selection` picks in canonical order, one row at a time.
+    public func forEachDelivery(matching selection: DeliverySelection, _ body: (Delivery) throws -> Void) throws {
+        let rows = try deliveryRows(matching: selection)
         let path = database.path
         while try rows.step() {
             guard rows.int64(at: 0) >= 0, rows.int64(at: 2) >= 0,
@@ -376,6 +325,102 @@ extension Projection {
                 finishedAt: finished.map { UInt64($0) }, budgetBase: rows.int64(at: 15)))
         }
     }
+
+    /// Streams the canonical `herald deliveries --format jsonl` line (newline included) of each
+    /// delivery `selection` picks, in canonical order: the same bytes as
+    /// ``HeraldCore/CanonicalOutput`` writes for ``forEachDelivery(matching:_:)``'s deliveries,
+    /// written from the columns' bytes without building a `Delivery` (a listing of millions).
+    /// Every field is checked as the decoding path checks it.
+    public func forEachDeliveryLine(matching selection: DeliverySelection, _ body: (UnsafeBufferPointer<UInt8>) throws -> Void) throws {
+        let rows = try deliveryRows(matching: selection, rankedBySQL: false)
+        let path = database.path
+        func damaged(_ column: String) -> StoreError {
+            .damaged(path: path, reason: "a deliveries row holds an invalid \(column)")
+        }
+        // The lines of one source position, put in trigger order before they are passed on.
+        var out = JSONOutput(capacity: 1 << 12)
+        var group: [(rank: Int64, start: Int, end: Int)] = []
+        var groupPosition: Int64 = -1
+        var remaining = selection.limit ?? .max
+        func flush() throws {
+            if group.count > 1 { group.sort { $0.rank < $1.rank } }
+            try out.bytes.withUnsafeBufferPointer { lines in
+                for line in group where remaining > 0 {
+                    remaining -= 1
+                    try body(UnsafeBufferPointer(rebasing: lines[line.start..<line.end]))
+                }
+            }
+            group.removeAll(keepingCapacity: true)
+            out.removeAll()
+        }
+        /// Writes an id column (copied when it is in printed form); false when it is no id.
+        func id(_ column: Int32, to out: inout JSONOutput) -> Bool {
+            rows.withText(at: column) { text -> Bool in
+                if HeraldID.isPrinted(utf8: text) {
+                    out.string(verbatim: text)
+                } else if let id = HeraldID(utf8: text) {
+                    out.id(id)
+                } else {
+                    return false
+                }
+                return true
+            } ?? false
+        }
+        /// Writes a name column; false unless it is one of `names` (which need no escaping).
+        func name(_ column: Int32, _ names: [StaticString], to out: inout JSONOutput) -> Bool {
+            rows.withText(at: column) { text -> Bool in
+                guard names.contains(where: { UnsafeBufferPointer(start: $0.utf8Start, count: $0.utf8CodeUnitCount).elementsEqual(text) }) else {
+                    return false
+                }
+                out.string(verbatim: text)
+                return true
+            } ?? false
+        }
+        let kinds: [StaticString] = ["kv", "dead_letter", "http", "manual"]
+        let statuses: [StaticString] = ["pending", "succeeded", "dead", "cancelled"]
+        while remaining > 0, try rows.step() {
+            let position = rows.int64(at: 0)
+            guard position >= 0 else { throw damaged("source_position") }
+            if position != groupPosition {
+                try flush()
+                guard remaining > 0 else { break }
+                groupPosition = position
+            }
+            let start = out.bytes.count
+            out.fragment(#"{"source_position":"#); out.int(position)
+            out.fragment(#","trigger_id":"#); guard id(1, to: &out) else { throw damaged("trigger_id") }
+            out.fragment(#","app_id":"#); guard id(3, to: &out) else { throw damaged("app_id") }
+            out.fragment(#","script_id":"#); guard id(4, to: &out) else { throw damaged("script_id") }
+            out.fragment(#","source_kind":"#); guard name(5, kinds, to: &out) else { throw damaged("source_kind") }
+            out.fragment(#","depth":"#); out.int(rows.int64(at: 6))
+            out.fragment(#","status":"#); guard name(10, statuses, to: &out) else { throw damaged("status") }
+            out.fragment(#","attempts":"#); out.int(rows.int64(at: 11))
+            out.fragment(#","due_at":"#)
+            if rows.isNull(at: 12) { out.null() } else { out.int(rows.int64(at: 12)) }
+            out.fragment(#","last_error":"#)
+            let wrote: Bool? = rows.withText(at: 13) { text in
+                if text.allSatisfy({ $0 < 0x80 }) {
+                    out.string(utf8: text)
+                } else {
+                    out.string(String(decoding: text, as: UTF8.self))  // as the decoding path: invalid bytes replaced
+                }
+                return true
+            }
+            if wrote == nil { out.null() }
+            out.fragment(#","finished_at":"#)
+            if rows.isNull(at: 14) {
+                out.null()
+            } else {
+                let finished = rows.int64(at: 14)
+                guard finished >= 0 else { throw damaged("finished_at") }
+                out.int(finished)
+            }
+            out.endObject()
+            out.newline()
+            group.append((rows.int64(at: 2), start, out.bytes.count))
+        }
+        try flush()
+    }
 }
 
 extension Projection {
@@ -389,16 +434,39 @@ extension Projection {
 }
 
 extension Projection {
-    /// Deliveries per status, as of the checkpoint.
-    public func deliveryCounts() throws -> [DeliveryStatus: Int] {
-        var counts: [DeliveryStatus: Int] = [:]
-        for row in try database.rows("SELECT status, count(*) FROM deliveries GROUP BY status") {
-            guard let name = row.first?.text, let status = DeliveryStatus(name: name), let count = row.last?.integer else {
-                throw StoreError.damaged(path: database.path, reason: "a deliveries row holds an unknown status")
+    /// Deliveries per status, as of the checkpoint (the `delivery_counts` table).
+    public func deliveryCounts() throws -> DeliveryCounts {
+        var counts = DeliveryCounts()
+        var seen = 0
+        for row in try database.rows("SELECT status, count FROM delivery_counts") {
+            guard let name = row.first?.text, let status = DeliveryStatus(name: name), let count = row.last?.integer,
+                  count >= 0 else {
+                throw StoreError.damaged(path: database.path, reason: "delivery_counts holds an unknown status or a negative count")
             }
-            counts[status] = Int(count)
+            counts[status] = count
+            seen += 1
+        }
+        guard seen == DeliveryStatus.allCases.count else {
+            throw StoreError.damaged(path: database.path, reason: "delivery_counts has \(seen) rows, not one per status")
         }
         return counts
+    }
+
+    /// Deliveries per status and the pending ones' due times as of the checkpoint, from the
+    /// counters and the due-time index: a few rows read, however many deliveries there are.
+    public func summary(now: Int64) throws -> DeliverySummary {
+        try withReadSnapshot {
+            let position = try checkpointPosition()
+            let counts = try deliveryCounts()
+            // Due now = pending − due later: the index range after `now` is the short one in
+            // practice (retries scheduled ahead), while a backlog can hold millions due now.
+            let later = try database.prepare("SELECT count(*) FROM deliveries WHERE status = 'pending' AND due_at > ?")
+            try later.bind(.integer(now), at: 1)
+            guard try later.step() else { throw StoreError.damaged(path: database.path, reason: "count(*) returned no row") }
+            let dueNow = counts.pending - later.int64(at: 0)
+            let next = try database.rows("SELECT min(due_at) FROM deliveries WHERE status = 'pending'").first?.first?.integer
+            return DeliverySummary(position: position, counts: counts, dueNow: dueNow, nextDueAt: next)
+        }
     }
 
     /// Runs `body` inside one read transaction: every read in it sees one snapshot, whatever
@@ -415,5 +483,96 @@ extension Projection {
     /// the file is renamed or copied).
     public func checkpointWriteAheadLog() throws {
         try database.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    }
+}
+
+extension Projection {
+    private func damaged(_ reason: String) -> StoreError { .damaged(path: database.path, reason: reason) }
+
+    private func id(_ statement: SQLiteStatement, _ column: Int32, _ what: String) throws -> HeraldID {
+        guard let text = statement.text(at: column), let id = HeraldID(text) else { throw damaged("\(what) holds an invalid id") }
+        return id
+    }
+
+    private func position(_ value: Int64, _ what: String) throws -> UInt64 {
+        guard value >= 0 else { throw damaged("\(what) holds a negative position") }
+        return UInt64(value)
+    }
+
+    /// The admin_users rows (`id`: only that one).
+    func adminUsers(id only: HeraldID? = nil) throws -> [Registry.AdminUser] {
+        let rows = try database.prepare("SELECT id, email, created_at, created_position FROM admin_users"
+                                        + (only == nil ? "" : " WHERE id = ?"))
+        if let only { try rows.bind(.id(only), at: 1) }
+        var users: [Registry.AdminUser] = []
+        while try rows.step() {
+            users.append(Registry.AdminUser(id: try id(rows, 0, "admin_users.id"), email: rows.text(at: 1) ?? "",
+                                            createdPosition: try position(rows.int64(at: 3), "admin_users.created_position"),
+                                            createdTs: rows.int64(at: 2)))
+        }
+        return users
+    }
+
+    /// The scripts rows (`id`: only that one).
+    func scripts(id only: HeraldID? = nil) throws -> [Registry.Script] {
+        let rows = try database.prepare("SELECT id, app_id, name, runtime, source, created_at, created_position FROM scripts"
+                                        + (only == nil ? "" : " WHERE id = ?"))
+        if let only { try rows.bind(.id(only), at: 1) }
+        var scripts: [Registry.Script] = []
+        while try rows.step() {
+            scripts.append(Registry.Script(
+                id: try id(rows, 0, "scripts.id"), appID: try id(rows, 1, "scripts.app_id"),
+                name: rows.text(at: 2) ?? "", runtime: rows.text(at: 3) ?? "", source: rows.text(at: 4) ?? "",
+                createdPosition: try position(rows.int64(at: 6), "scripts.created_position"), createdTs: rows.int64(at: 5)))
+        }
+        return scripts
+    }
+
+    /// The triggers rows with their details (`id`: only that one).
+    func triggers(id only: HeraldID? = nil) throws -> [Registry.Trigger] {
+        let triggerRows = try database.prepare("""
+            SELECT t.id, t.app_id, t.script_id, t.kind, t.enabled, t.dispatch_mode, t.retry_max_attempts,
+                   t.retry_backoff, t.retry_base_ms, t.registered_by_principal, t.created_at, t.updated_at,
+                   t.registered_position, k.collection_glob, k.ops, d.source_filter, d.trigger_id_filter,
+                   d.script_id_filter, t.updated_position
+            FROM triggers t
+            LEFT JOIN kv_trigger_details k ON k.trigger_id = t.id
+            LEFT JOIN dead_letter_trigger_details d ON d.trigger_id = t.id
+            """ + (only == nil ? "" : " WHERE t.id = ?"))
+        if let only { try triggerRows.bind(.id(only), at: 1) }
+        var triggers: [Registry.Trigger] = []
+        while try triggerRows.step() {
+            let r = triggerRows
+            let kind: TriggerKind = r.text(at: 3) == "dead_letter" ? .deadLetter : .kv
+            guard let backoff = r.text(at: 7).flatMap(Backoff.init(name:)) else {
+                throw damaged("triggers.retry_backoff holds an unknown backoff")
+            }
+            var kv: KVDetails?
+            var dl: DeadLetterDetails?
+            if kind == .kv {
+                guard let glob = r.text(at: 13), let opsText = r.text(at: 14) else {
+                    throw damaged("kv trigger \(r.text(at: 0) ?? "?") has no kv_trigger_details row")
+                }
+                guard let ops = Projection.parseOps(opsText) else {
+                    throw damaged("kv_trigger_details.ops holds \(opsText), not a JSON array of ops")
+                }
+                kv = KVDetails(collectionGlob: glob, ops: ops)
+            } else {
+                dl = DeadLetterDetails(
+                    sourceFilter: r.text(at: 15).flatMap(SourceKind.init(name:)),
+                    triggerIDFilter: r.isNull(at: 16) ? nil : try id(r, 16, "trigger_id_filter"),
+                    scriptIDFilter: r.isNull(at: 17) ? nil : try id(r, 17, "script_id_filter"))
+            }
+            let registered = try position(r.int64(at: 12), "triggers.registered_position")
+            triggers.append(Registry.Trigger(
+                id: try id(r, 0, "triggers.id"), appID: try id(r, 1, "triggers.app_id"),
+                scriptID: try id(r, 2, "triggers.script_id"), kind: kind, enabled: r.int64(at: 4) != 0,
+                dispatchMode: r.text(at: 5) == "sync" ? .sync : .async,
+                retry: RetryConfig(maxAttempts: r.int64(at: 6), backoff: backoff, baseMs: r.int64(at: 8)),
+                registeredBy: try id(r, 9, "triggers.registered_by_principal"), kv: kv, deadLetter: dl,
+                registeredPosition: registered, createdTs: r.int64(at: 10), updatedTs: r.int64(at: 11),
+                updatedPosition: try position(r.int64(at: 18), "triggers.updated_position")))
+        }
+        return triggers
     }
 }

@@ -61,36 +61,10 @@ public final class Projection: ProjectionStore, EngineSnapshotStore, @unchecked 
                 return ProjectionSchema.version
             }
         }
-        if let migration = Projection.migrations[version] {
-            // An additive change: the older projection gains it in place, no rebuild.
-            version = try database.transaction {
-                let now = try database.rows("PRAGMA user_version").first?.first?.integer ?? 0
-                guard now == version else { return now }
-                try database.execute(migration + "\nPRAGMA user_version = \(ProjectionSchema.version);")
-                return ProjectionSchema.version
-            }
-        }
         if version != ProjectionSchema.version {
             // An older one is rebuilt by the data directory (`DataDirectory.openProjection`).
             throw StoreError.schemaVersion(path: path, found: version, expected: ProjectionSchema.version)
         }
-    }
-
-    /// DDL that brings a projection of an older schema version (the key) to the current one
-    /// when the change is additive: a table only a newer Herald reads, taken from the schema
-    /// itself (one spelling of each table).
-    static let migrations: [Int64: String] = [
-        3: tableDDL("engine_snapshot"),
-    ]
-
-    /// The `CREATE TABLE name (…);` statement of ``ProjectionSchema/sql``.
-    static func tableDDL(_ name: String) -> String {
-        let sql = ProjectionSchema.sql
-        guard let start = sql.firstRange(of: "CREATE TABLE \(name) ("),
-              let end = sql[start.upperBound...].firstRange(of: "\n);") else {
-            preconditionFailure("Schema/herald.sql has no table \(name)")
-        }
-        return String(sql[start.lowerBound..<end.upperBound])
     }
 
     private func statement(_ sql: StaticString) throws -> SQLiteStatement {
@@ -130,11 +104,17 @@ public final class Projection: ProjectionStore, EngineSnapshotStore, @unchecked 
                 throw StoreError.checkpointMoved(path: database.path, expected: first.position - 1, found: checkpoint)
             }
             let created = Self.finalStates(of: steps)
+            var counts = DeliveryCounts()
             for step in steps {
                 try applyRecord(step, registry: registry)
                 for effect in step.effects {
                     try applyEffect(effect, created: created)
                 }
+                counts.absorb(step.effects)
+            }
+            for status in DeliveryStatus.allCases where counts[status] != 0 {
+                try statement("UPDATE delivery_counts SET count = count + ? WHERE status = ?")
+                    .run([.integer(counts[status]), .text(status.wireName)])
             }
             try statement("UPDATE checkpoint SET position = ?, last_ts = ? WHERE id = 1")
                 .run([.integer(Int64(bitPattern: last.position)), .integer(last.record.ts)])
@@ -177,7 +157,7 @@ public final class Projection: ProjectionStore, EngineSnapshotStore, @unchecked 
             // the same batch is removed by its own step.
             guard let trigger = registry.triggers[update.triggerID] ?? registry.removedTriggers
                 .last(where: { $0.trigger.id == update.triggerID })?.trigger else { return }
-            try updateTrigger(trigger, ts: ts)
+            try updateTrigger(trigger, ts: ts, position: position)
         case .triggerDeleted(let id):
             try statement("DELETE FROM triggers WHERE id = ?").run([.id(id)])
         case .kv, .deliveryAttempted:
@@ -208,23 +188,25 @@ public final class Projection: ProjectionStore, EngineSnapshotStore, @unchecked 
     private func insertTrigger(_ t: Registry.Trigger) throws {
         try statement("""
             INSERT INTO triggers (id, app_id, script_id, kind, enabled, dispatch_mode, retry_max_attempts,
-                retry_backoff, retry_base_ms, registered_by_principal, created_at, updated_at, registered_position)
-            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                retry_backoff, retry_base_ms, registered_by_principal, created_at, updated_at, registered_position,
+                updated_position)
+            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
             """).run([.id(t.id), .id(t.appID), .id(t.scriptID), .text(t.kind.description), .bool(t.enabled),
                       .text(t.dispatchMode.description), .integer(t.retry.maxAttempts),
                       .text(t.retry.backoff.description), .integer(t.retry.baseMs), .id(t.registeredBy),
-                      .integer(t.createdTs), .integer(t.updatedTs), .integer(Int64(bitPattern: t.registeredPosition))])
+                      .integer(t.createdTs), .integer(t.updatedTs), .integer(Int64(bitPattern: t.registeredPosition)),
+                      .integer(Int64(bitPattern: t.registeredPosition))])
         try writeDetails(t, insert: true)
     }
 
     /// Writes the state as of this step: with several updates in one batch, each writes its
     /// own fields from the record applied to the row, so the final row is the registry's.
-    private func updateTrigger(_ t: Registry.Trigger, ts: Int64) throws {
+    private func updateTrigger(_ t: Registry.Trigger, ts: Int64, position: Int64) throws {
         try statement("""
             UPDATE triggers SET enabled = ?, retry_max_attempts = ?, retry_backoff = ?, retry_base_ms = ?,
-                updated_at = ? WHERE id = ?
+                updated_at = ?, updated_position = ? WHERE id = ?
             """).run([.bool(t.enabled), .integer(t.retry.maxAttempts), .text(t.retry.backoff.description),
-                      .integer(t.retry.baseMs), .integer(ts), .id(t.id)])
+                      .integer(t.retry.baseMs), .integer(ts), .integer(position), .id(t.id)])
         try writeDetails(t, insert: false)
     }
 
@@ -260,7 +242,7 @@ public final class Projection: ProjectionStore, EngineSnapshotStore, @unchecked 
         for step in steps.reversed() {
             for effect in step.effects.reversed() {
                 switch effect {
-                case .attempted(let d, _, _, _), .cancelled(let d), .redriven(let d):
+                case .attempted(let d, _, _, _), .cancelled(let d), .redriven(let d, _):
                     if latest[d.id] == nil { latest[d.id] = d }
                 case .created(let d):
                     if !latest.isEmpty, let final = latest[d.id] { created[d.id] = final }
@@ -298,7 +280,7 @@ public final class Projection: ProjectionStore, EngineSnapshotStore, @unchecked 
                           .integer(Int64(bitPattern: position)), .integer(ts), .text(a.outcome.description),
                           a.error.map { .text($0) } ?? .null, .bool(a.retryable), .integer(a.durationMs),
                           d.dueAt.map { .integer($0) } ?? .null])
-        case .cancelled(let d), .redriven(let d):
+        case .cancelled(let d), .redriven(let d, _):
             if created.isEmpty || created[d.id] == nil { try updateDelivery(d) }
         case .deadLetter(let e):
             try statement("""

@@ -3,7 +3,7 @@ import HeraldStore
 import Testing
 
 /// Which projection files `Projection(path:)` opens: its own schema version, nothing else (an
-/// older one is rebuilt by the data directory, see `ProjectionUpgradeTests`).
+/// older one is rebuilt by the data directory, see `ProjectionTests.anOlderProjectionIsRebuiltByTheNextWriterAndReplayedMeanwhile`).
 @Suite struct ProjectionVersionTests {
     private func withTemporaryFile(_ body: (String) throws -> Void) throws {
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("herald-store-\(UUID().uuidString)").path
@@ -21,26 +21,10 @@ import Testing
         try withTemporaryFile { path in
             let created = try Projection(path: path)
             #expect(try created.database.rows("PRAGMA user_version").first?.first?.integer == ProjectionSchema.version)
-            // Version 2: older than the last one with an in-place migration (3).
-            try setVersion(2, at: path)
+            // An older version is the data directory's to rebuild (`ProjectionTests.anOlderProjectionIsRebuiltByTheNextWriterAndReplayedMeanwhile`).
+            try setVersion(ProjectionSchema.version - 1, at: path)
             #expect(throws: StoreError.self) { _ = try Projection(path: path) }
             #expect(throws: StoreError.self) { _ = try Projection(path: path, readOnly: true) }
-        }
-    }
-
-    @Test func aVersion3ProjectionGainsTheEngineSnapshotTableInPlace() throws {
-        try withTemporaryFile { path in
-            let fresh = try Projection(path: path)
-            let columns = "SELECT name, type, \"notnull\", pk FROM pragma_table_info('engine_snapshot') ORDER BY cid"
-            let expected = try fresh.database.rows(columns)
-            try fresh.database.execute("DROP TABLE engine_snapshot; PRAGMA user_version = 3")
-            let migrated = try Projection(path: path)
-            #expect(try migrated.database.rows("PRAGMA user_version").first?.first?.integer == ProjectionSchema.version)
-            #expect(try migrated.database.rows(columns) == expected && expected.count == 4)
-            // The CHECKs came too.
-            #expect(throws: (any Error).self) {
-                try migrated.database.execute("INSERT INTO engine_snapshot (id, position, created_count, pending) VALUES (2, 0, 0, x'')")
-            }
         }
     }
 

@@ -244,8 +244,8 @@ import Testing
             let expected = try directory.deliveries()
             do {
                 let old = try SQLiteDatabase(path: directory.projectionPath)
-                // Version 2: older than the last in-place migration (3 → 4), so it is rebuilt.
-                try old.execute("PRAGMA user_version = 2")
+                // The version before this one (no in-place migration: it is rebuilt).
+                try old.execute("PRAGMA user_version = \(ProjectionSchema.version - 1)")
             }
             #expect(try directory.openProjectionForReading() == nil, "an older projection is not read")
             var streamed: [Delivery] = []

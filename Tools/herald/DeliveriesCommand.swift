@@ -49,12 +49,16 @@ struct DeliveriesCommand: ParsableCommand {
         var output = Output()
         switch format {
         case .jsonl:
-            var line = JSONOutput()
-            try forEachSelected { delivery in
-                line.removeAll()
-                CanonicalOutput.append(delivery, to: &line)
-                line.newline()
-                output.write(bytes: line.bytes)
+            if let position, position < (try directory.openReader().lastPosition) {
+                var line = JSONOutput()
+                try forEachSelected { delivery in
+                    line.removeAll()
+                    CanonicalOutput.append(delivery, to: &line)
+                    line.newline()
+                    output.write(bytes: line.bytes)
+                }
+            } else {
+                try directory.forEachDeliveryLine(matching: selection) { output.write(bytes: $0) }
             }
         case .table:
             var deliveries: [Delivery] = []

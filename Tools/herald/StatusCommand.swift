@@ -14,36 +14,34 @@ struct StatusCommand: ParsableCommand {
 
     func run() throws {
         let directory = try global.directory
-        let state = try directory.currentState()
         let now = SystemClock().nowMs()
-        let pending = state.pending
-        let (due, next) = pending.dueSummary(now: now)
-        let counts = try directory.deliveryCounts()
+        let summary = try directory.summary(now: now)
+        let counts = summary.counts
         if format == .json {
             var out = JSONOutput()
             out.beginObject()
-            out.key("position"); out.uint(state.position)
-            out.key("pending"); out.int(pending.count)
-            out.key("due_now"); out.int(due)
+            out.key("position"); out.uint(summary.position)
+            out.key("pending"); out.int(counts.pending)
+            out.key("due_now"); out.int(summary.dueNow)
             for status in [DeliveryStatus.succeeded, .dead, .cancelled] {
-                out.key(status.wireName); out.int(counts[status, default: 0])
+                out.key(status.wireName); out.int(counts[status])
             }
             out.key("next_due_at")
-            if let next { out.int(next) } else { out.null() }
+            if let next = summary.nextDueAt { out.int(next) } else { out.null() }
             out.endObject()
             out.newline()
             Output.writeNow(out.bytes)
             return
         }
         var lines = [
-            "position     \(state.position)",
-            "pending      \(pending.count)",
-            "due now      \(due)",
-            "succeeded    \(counts[.succeeded, default: 0])",
-            "dead         \(counts[.dead, default: 0])",
-            "cancelled    \(counts[.cancelled, default: 0])",
+            "position     \(summary.position)",
+            "pending      \(counts.pending)",
+            "due now      \(summary.dueNow)",
+            "succeeded    \(counts.succeeded)",
+            "dead         \(counts.dead)",
+            "cancelled    \(counts.cancelled)",
         ]
-        if let next {
+        if let next = summary.nextDueAt {
             lines.append("next due     \(next) (\(Timestamp.iso8601(next)))")
         }
         print(lines.joined(separator: "\n"))

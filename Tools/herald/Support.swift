@@ -52,6 +52,11 @@ struct Output {
         if buffer.count >= 1 << 16 { flush() }
     }
 
+    mutating func write(bytes: UnsafeBufferPointer<UInt8>) {
+        buffer.append(contentsOf: bytes)
+        if buffer.count >= 1 << 16 { flush() }
+    }
+
     mutating func flush() {
         Output.writeNow(buffer)
         buffer.removeAll(keepingCapacity: true)

@@ -89,20 +89,3 @@ extension DataDirectory {
         }
     }
 }
-
-extension DataDirectory {
-    /// Deliveries per status, from the projection (caught up first); on a read-only data
-    /// directory, or while a writer holds the log (a running engine projects it itself),
-    /// derived by replay.
-    public func deliveryCounts() throws -> [DeliveryStatus: Int] {
-        var counts: [DeliveryStatus: Int] = [:]
-        guard isWritable, !writerActive else {
-            // Read-only, or a running engine owns the projection: never write it from here.
-            for delivery in try deliveries() { counts[delivery.status, default: 0] += 1 }
-            return counts
-        }
-        let projection = try openProjection()
-        try project(into: projection, progress: nil)
-        return try projection.deliveryCounts()
-    }
-}

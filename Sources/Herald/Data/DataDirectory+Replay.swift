@@ -131,8 +131,28 @@ extension DataDirectory {
     }
 
     /// `herald explain P:TRIGGER_ID`: the delivery's timeline up to `through` (`nil` = the end).
+    /// At the end, from the projection's rows when it is caught up and they can tell it
+    /// (``HeraldStore/Projection/timeline(of:record:)``); else by replay.
     public func timeline(of id: DeliveryID, through: UInt64? = nil) throws -> DeliveryTimeline {
-        try openReader().timeline(of: id, through: through)
+        let reader = try openReader()
+        if through == nil, let projection = try openProjectionForReading(),
+           try projection.checkpointPosition() == reader.lastPosition,
+           let timeline = try projection.timeline(of: id, record: { try reader.record(at: $0) }) {
+            return timeline
+        }
+        return try reader.timeline(of: id, through: through)
+    }
+}
+
+extension RecordSource {
+    /// The record at `position`, or `nil` when the log does not reach it.
+    public func record(at position: UInt64) throws -> Record? {
+        var found: Record?
+        try forEach(from: position, through: position) { _, record in
+            found = record
+            return false
+        }
+        return found
     }
 }
 
@@ -140,29 +160,156 @@ extension RecordSource {
     /// The deliveries `selection` picks as of the log's end, in canonical order: streamed from
     /// `projection` when it is caught up (filtered and limited by the store; memory stays flat
     /// however many deliveries there are), otherwise derived by replay and filtered here.
+    ///
+    /// A projection behind the log (a running engine projects about once a second) is read as
+    /// its state at the checkpoint plus a replay of the records after it: its rows with the
+    /// tail's changes laid over them, then the deliveries the tail created.
     public func forEachDelivery(projection: (any ProjectionStore)?, matching selection: DeliverySelection = DeliverySelection(),
                                 _ body: (Delivery) throws -> Void) throws {
         let last = try lastPosition
-        if let projection, try projection.checkpointPosition() == last {
-            try projection.forEachDelivery(matching: selection, body)
-            return
+        if let projection {
+            let checkpoint = try projection.checkpointPosition()
+            if checkpoint == last {
+                try projection.forEachDelivery(matching: selection, body)
+                return
+            }
+            if checkpoint < last, let snapshots = projection as? any EngineSnapshotStore,
+               case var dispatcher = try snapshots.loadDispatcher(), dispatcher.position == checkpoint {
+                var tail = TailChanges()
+                try replay(into: &dispatcher) { _, _, effects, _ in tail.absorb(effects) }
+                try tail.overlay(on: projection, through: last, matching: selection, body)
+                return
+            }
         }
         try selection.picked(from: deliveries()).forEach(body)
     }
 }
 
+/// What the records after a projection's checkpoint did to deliveries: the latest state of
+/// each delivery they touched, and the ones they created, in canonical order.
+struct TailChanges {
+    /// Looked up only, never iterated (its order is not deterministic).
+    private var latest: [DeliveryID: Delivery] = [:]
+    private var created: [DeliveryID] = []
+
+    mutating func absorb(_ effects: [DispatchEffect]) {
+        for effect in effects {
+            switch effect {
+            case .created(let d):
+                created.append(d.id)
+                latest[d.id] = d
+            case .attempted(let d, _, _, _), .cancelled(let d), .redriven(let d, _):
+                latest[d.id] = d
+            case .deadLetter:
+                break
+            }
+        }
+    }
+
+    /// Streams `projection`'s deliveries with these changes laid over them, then the created
+    /// ones it does not hold yet, each once, through `last`, as `selection` picks them.
+    func overlay(on projection: any ProjectionStore, through last: UInt64, matching selection: DeliverySelection,
+                 _ body: (Delivery) throws -> Void) throws {
+        var remaining = selection.limit ?? .max
+        var emitted = Set<DeliveryID>()  // tail deliveries the projection already held (a writer moved it meanwhile)
+        func emit(_ delivery: Delivery) throws -> Bool {
+            guard remaining > 0 else { return false }
+            if selection.matches(delivery) {
+                remaining -= 1
+                try body(delivery)
+            }
+            return remaining > 0
+        }
+        // The rows' own state may not match the selection while the tail's does: every row is read.
+        var all = selection
+        all.limit = nil
+        all.status = nil
+        all.errorContains = nil
+        struct Done: Error {}
+        do {
+            try projection.forEachDelivery(matching: all) { row in
+                guard row.id.sourcePosition <= last else { throw Done() }
+                let delivery = latest[row.id] ?? row
+                if latest[row.id] != nil { emitted.insert(row.id) }
+                guard try emit(delivery) else { throw Done() }
+            }
+            for id in created where !emitted.contains(id) {
+                guard let delivery = latest[id], try emit(delivery) else { break }
+            }
+        } catch is Done {}
+    }
+}
+
+extension RecordSource {
+    /// `herald status` as of the log's end: from `store` alone when it is caught up (its
+    /// counters and due-time index), else its state at the checkpoint plus a replay of the
+    /// records after it; with no store, a replay from position 1.
+    public func summary(store: (any ProjectionStore & EngineSnapshotStore)?, now: Int64) throws -> DeliverySummary {
+        let last = try lastPosition
+        var dispatcher = Dispatcher()
+        var counts = DeliveryCounts()
+        if let store {
+            // The counters and the state must describe one checkpoint: a writer may move it
+            // between the two reads, then both are read again.
+            for _ in 0..<3 {
+                let atCheckpoint = try store.summary(now: now)
+                if atCheckpoint.position == last { return atCheckpoint }
+                guard atCheckpoint.position < last else { break }  // a projection ahead of its log: replay
+                let loaded = try store.loadDispatcher()
+                if loaded.position == atCheckpoint.position {
+                    dispatcher = loaded
+                    counts = atCheckpoint.counts
+                    break
+                }
+            }
+        }
+        try replay(into: &dispatcher) { _, _, effects, _ in counts.absorb(effects) }
+        let (due, earliest) = dispatcher.pending.dueSummary(now: now)
+        return DeliverySummary(position: dispatcher.position, counts: counts, dueNow: Int64(due), nextDueAt: earliest)
+    }
+}
+
 extension DataDirectory {
+    /// `herald status`: deliveries per status and the next due time as of the log's end (see
+    /// ``HeraldCore/RecordSource/summary(store:now:)``). Never writes.
+    public func summary(now: Int64) throws -> DeliverySummary {
+        try openReader().summary(store: openProjectionForReading(), now: now)
+    }
+
     /// Throws ``HeraldError/unknownID(id:expected:found:)`` when an id of `selection` (app,
     /// trigger, script) was never created as that kind, so a mistyped id is an error rather
-    /// than an empty answer. Checked against the projection when it is caught up with the log
-    /// (an id created after its checkpoint would look unknown otherwise); not checked without one.
+    /// than an empty answer. Ids are never reused, so the kind it was created as is the answer:
+    /// looked up in the projection's `used_ids` as of its checkpoint, then in the records after
+    /// it (all of them without a projection).
     public func requireKnownIDs(of selection: DeliverySelection) throws {
-        guard let projection = try openProjectionForReading(),
-              try projection.checkpointPosition() == (try openReader().lastPosition) else { return }
+        var wanted: [(id: HeraldID, kind: String)] = []
         for (id, kind) in [(selection.app, "app"), (selection.trigger, "trigger"), (selection.script, "script")] {
-            guard let id else { continue }
-            let found = try projection.createdKind(of: id)
-            if found != kind { throw HeraldError.unknownID(id: id, expected: kind, found: found) }
+            if let id { wanted.append((id, kind)) }
+        }
+        guard !wanted.isEmpty else { return }
+        var found: [String?] = Array(repeating: nil, count: wanted.count)
+        var checkpoint: UInt64 = 0
+        if let projection = try openProjectionForReading() {
+            checkpoint = try projection.checkpointPosition()
+            for (index, entry) in wanted.enumerated() { found[index] = try projection.createdKind(of: entry.id) }
+        }
+        if found.contains(where: { $0 == nil }) {
+            try openReader().forEach(from: checkpoint + 1, through: nil) { _, record in
+                let created: (HeraldID, String)? = switch record.body {
+                case .appCreated(let id, _): (id, "app")
+                case .adminUserCreated(let id, _): (id, "admin_user")
+                case .scriptRegistered(let script): (script.scriptID, "script")
+                case .triggerRegistered(let trigger): (trigger.triggerID, "trigger")
+                default: nil
+                }
+                if let (id, kind) = created {
+                    for (index, entry) in wanted.enumerated() where entry.id == id { found[index] = kind }
+                }
+                return found.contains { $0 == nil }
+            }
+        }
+        for (index, entry) in wanted.enumerated() where found[index] != entry.kind {
+            throw HeraldError.unknownID(id: entry.id, expected: entry.kind, found: found[index])
         }
     }
 
@@ -174,5 +321,26 @@ extension DataDirectory {
         let reader = try openReader()
         let projection = try openProjectionForReading()
         try reader.forEachDelivery(projection: projection, matching: selection, body)
+    }
+
+    /// The canonical `herald deliveries --format jsonl` line (newline included) of each
+    /// delivery `selection` picks as of the log's end: written straight from the projection's
+    /// columns when it is caught up (``HeraldStore/Projection/forEachDeliveryLine(matching:_:)``),
+    /// else from ``forEachDelivery(matching:_:)``'s deliveries. Never writes.
+    public func forEachDeliveryLine(matching selection: DeliverySelection = DeliverySelection(),
+                                    _ body: (UnsafeBufferPointer<UInt8>) throws -> Void) throws {
+        let reader = try openReader()
+        let projection = try openProjectionForReading()
+        if let projection, try projection.checkpointPosition() == reader.lastPosition {
+            try projection.forEachDeliveryLine(matching: selection, body)
+            return
+        }
+        var line = JSONOutput()
+        try reader.forEachDelivery(projection: projection, matching: selection) { delivery in
+            line.removeAll()
+            CanonicalOutput.append(delivery, to: &line)
+            line.newline()
+            try line.bytes.withUnsafeBufferPointer { try body($0) }
+        }
     }
 }

@@ -87,6 +87,23 @@ public struct JSONOutput: Sendable {
         needsComma = false
     }
 
+    /// Writes `text` verbatim, as structure: a fixed run of punctuation and keys such as
+    /// `,"status":`. The next value gets no comma of its own.
+    public mutating func fragment(_ text: StaticString) {
+        text.withUTF8Buffer { bytes.append(contentsOf: $0) }
+        needsComma = false
+    }
+
+    /// Writes a string value whose bytes need no escaping (the caller checked: printable
+    /// ASCII without `"` or `\`), copied between quotes.
+    public mutating func string(verbatim value: UnsafeBufferPointer<UInt8>) {
+        separate()
+        bytes.append(UInt8(ascii: "\""))
+        bytes.append(contentsOf: value)
+        bytes.append(UInt8(ascii: "\""))
+        needsComma = true
+    }
+
     /// Writes a line break (`\n`) and starts a new top-level value: the next value gets no comma.
     public mutating func newline() {
         bytes.append(0x0A)

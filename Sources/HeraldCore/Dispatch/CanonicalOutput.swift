@@ -56,7 +56,7 @@ public struct DeliveryLedger: Sendable {
             case .created(let delivery):
                 index[delivery.id] = deliveries.count
                 deliveries.append(delivery)
-            case .attempted(let delivery, _, _, _), .cancelled(let delivery), .redriven(let delivery):
+            case .attempted(let delivery, _, _, _), .cancelled(let delivery), .redriven(let delivery, _):
                 if let at = index[delivery.id] { deliveries[at] = delivery }
             case .deadLetter:
                 break

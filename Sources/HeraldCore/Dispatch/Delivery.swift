@@ -110,6 +110,7 @@ public enum DispatchEffect: Equatable, Sendable {
     case cancelled(Delivery)
     /// A delivery died; dead-letter deliveries it caused follow as `.created`.
     case deadLetter(DeadLetterEvent)
-    /// A dead or cancelled delivery was redriven (`delivery.redriven`): the delivery, pending again.
-    case redriven(Delivery)
+    /// A dead or cancelled delivery was redriven (`delivery.redriven`): the delivery, pending
+    /// again, and the status it had before.
+    case redriven(Delivery, from: DeliveryStatus)
 }

@@ -391,12 +391,13 @@ public struct Dispatcher: Sendable {
         for id in ids {
             guard var delivery = redrivable[id] else { continue }
             redrivable[id] = nil
+            let before = delivery.status
             delivery.status = .pending
             delivery.dueAt = ts
             delivery.finishedAt = nil
             delivery.budgetBase = delivery.attempts
             revived.append(delivery)
-            effects.append(.redriven(delivery))
+            effects.append(.redriven(delivery, from: before))
         }
         pending.insert(revived)
     }

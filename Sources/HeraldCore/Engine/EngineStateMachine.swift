@@ -249,7 +249,7 @@ public struct EngineStateMachine: Sendable {
                 deadLetters[event.position] = event
             case .cancelled(let d):
                 release(d.id.sourcePosition)
-            case .redriven(let d):
+            case .redriven(let d, _):
                 // Its source is loaded when it is due (``Due/missingSources``).
                 queued = true
                 queue.push(d)

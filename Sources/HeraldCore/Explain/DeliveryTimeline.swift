@@ -11,6 +11,16 @@ public struct DeliveryTimeline: Sendable {
         public var nextDueAt: Int64?
         /// The delivery's status after this attempt.
         public var status: DeliveryStatus
+
+        public init(position: UInt64, ts: Int64, attempt: DeliveryAttempt, delayMs: Int64?, nextDueAt: Int64?,
+                    status: DeliveryStatus) {
+            self.position = position
+            self.ts = ts
+            self.attempt = attempt
+            self.delayMs = delayMs
+            self.nextDueAt = nextDueAt
+            self.status = status
+        }
     }
 
     public var id: DeliveryID
@@ -45,6 +55,14 @@ public struct DeliveryTimeline: Sendable {
         public var reason: String?
         /// Attempts before it: the retry budget counts from here.
         public var attemptsBefore: Int64
+
+        public init(position: UInt64, ts: Int64, by: HeraldID, reason: String?, attemptsBefore: Int64) {
+            self.position = position
+            self.ts = ts
+            self.by = by
+            self.reason = reason
+            self.attemptsBefore = attemptsBefore
+        }
     }
 
     /// One step of the timeline.
@@ -86,7 +104,7 @@ public struct DeliveryTimeline: Sendable {
                 current = d
                 cancelledAt = (position, Explaining.describeCause(record))
                 events.append(.cancelled(position: position, cause: Explaining.describeCause(record)))
-            case .redriven(let d) where d.id == id:
+            case .redriven(let d, _) where d.id == id:
                 if case .deliveryRedriven(let action) = record.body {
                     let redrive = Redrive(position: position, ts: record.ts, by: action.by, reason: action.reason,
                                           attemptsBefore: d.budgetBase)

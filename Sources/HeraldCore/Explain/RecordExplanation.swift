@@ -133,7 +133,7 @@ public enum Explainer {
         default:
             summary = "\(record.body.type.name): registry change; no trigger is considered for this record"
         }
-        let redriven: [Delivery] = effects.compactMap { if case .redriven(let d) = $0 { d } else { nil } }
+        let redriven: [Delivery] = effects.compactMap { if case .redriven(let d, _) = $0 { d } else { nil } }
         return RecordExplanation(position: position, record: record, summary: summary, considered: considered,
                                  created: created, finished: finished, redriven: redriven)
     }

@@ -56,6 +56,30 @@ public struct HeraldID: Hashable, Comparable, Sendable, CustomStringConvertible 
         self.low = low
     }
 
+    /// True when `bytes` are an id exactly as ``description`` prints it (canonical form,
+    /// lowercase): such text can be copied where the printed form is wanted.
+    public static func isPrinted(utf8 bytes: UnsafeBufferPointer<UInt8>) -> Bool {
+        guard bytes.count == 36, let base = bytes.baseAddress,
+              base[8] == UInt8(ascii: "-"), base[13] == UInt8(ascii: "-"), base[18] == UInt8(ascii: "-"),
+              base[23] == UInt8(ascii: "-") else { return false }
+        // One table load per byte, no branch (this runs for every id of a listing of millions):
+        // hex digits weigh 1, a dash 64, anything else 0. With the four dashes in place the sum
+        // is 4·64 + 32 only when the other 32 bytes are all hex digits.
+        return printedWeights.withUnsafeBufferPointer { weights in
+            var sum = 0
+            for index in 0..<36 { sum &+= Int(weights[Int(base[index])]) }
+            return sum == 4 * 64 + 32
+        }
+    }
+
+    private static let printedWeights: [UInt8] = (0..<256).map { byte in
+        switch UInt8(byte) {
+        case UInt8(ascii: "0")...UInt8(ascii: "9"), UInt8(ascii: "a")...UInt8(ascii: "f"): 1
+        case UInt8(ascii: "-"): 64
+        default: 0
+        }
+    }
+
     public static func < (lhs: HeraldID, rhs: HeraldID) -> Bool {
         (lhs.high, lhs.low) < (rhs.high, rhs.low)
     }

@@ -41,9 +41,27 @@ public protocol ProjectionStore: AnyObject {
     /// at most its `limit`), in canonical order (source position, then trigger registration
     /// order). A store answers from its own indexes where it can.
     func forEachDelivery(matching selection: DeliverySelection, _ body: (Delivery) throws -> Void) throws
+
+    /// Deliveries per status and the pending ones' due times as of the checkpoint. The default
+    /// counts every delivery; a store that keeps counters and a due-time index answers from them.
+    func summary(now: Int64) throws -> DeliverySummary
 }
 
 extension ProjectionStore {
+    public func summary(now: Int64) throws -> DeliverySummary {
+        var counts = DeliveryCounts()
+        var due: Int64 = 0
+        var earliest: Int64?
+        let position = try checkpointPosition()
+        try forEachDelivery { delivery in
+            counts[delivery.status] += 1
+            guard delivery.status == .pending, let at = delivery.dueAt else { return }
+            if at <= now { due += 1 }
+            if earliest.map({ at < $0 }) ?? true { earliest = at }
+        }
+        return DeliverySummary(position: position, counts: counts, dueNow: due, nextDueAt: earliest)
+    }
+
     /// Every delivery as of the checkpoint, in canonical order.
     public func forEachDelivery(_ body: (Delivery) throws -> Void) throws {
         try forEachDelivery(matching: DeliverySelection(), body)

@@ -314,6 +314,15 @@ public final class SQLiteStatement: @unchecked Sendable {
 
     /// True when the column is NULL.
     public func isNull(at column: Int32) -> Bool { sqlite3_column_type(handle, column) == SQLITE_NULL }
+
+    /// The column's text as SQLite holds it (no `String` made), `nil` for NULL. The bytes are
+    /// valid only inside `body`.
+    public func withText<R>(at column: Int32, _ body: (UnsafeBufferPointer<UInt8>) throws -> R) rethrows -> R? {
+        guard sqlite3_column_type(handle, column) != SQLITE_NULL, let pointer = sqlite3_column_text(handle, column) else {
+            return nil
+        }
+        return try body(UnsafeBufferPointer(start: pointer, count: Int(sqlite3_column_bytes(handle, column))))
+    }
 }
 
 /// SQLite's SQLITE_TRANSIENT: copy the bound bytes before returning.
