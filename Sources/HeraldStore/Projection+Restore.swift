@@ -35,19 +35,7 @@ extension Projection {
     private func loadDispatcherInTransaction(readingSnapshot: Bool, damagedSnapshot: inout Bool) throws -> Dispatcher {
         let (checkpoint, lastTs) = try checkpoint()
 
-        var apps: [Registry.App] = []
-        let appRows = try database.prepare("SELECT id, name, created_at, created_position FROM apps")
-        while try appRows.step() {
-            apps.append(Registry.App(id: try id(appRows, 0, "apps.id"), name: appRows.text(at: 1) ?? "",
-                                     createdPosition: try position(appRows.int64(at: 3), "apps.created_position"),
-                                     createdTs: appRows.int64(at: 2)))
-        }
-        let users = try adminUsers()
-        let scripts = try scripts()
-        let triggers = try triggers()
-        var used: [HeraldID] = []
-        let usedRows = try database.prepare("SELECT id FROM used_ids")
-        while try usedRows.step() { used.append(try id(usedRows, 0, "used_ids.id")) }
+        let registry = try loadRegistryRows()
 
         /// Calls `body` with each delivery of the query's `where` clause.
         func eachDelivery(_ where: String, _ body: (Delivery) throws -> Void) throws {
@@ -81,7 +69,6 @@ extension Projection {
         try eachDelivery("JOIN triggers t ON t.id = d.trigger_id WHERE d.status = 'dead' OR d.status = 'cancelled'") {
             redrivable.append($0)
         }
-        let registry = Registry(apps: apps, adminUsers: users, scripts: scripts, triggers: triggers, usedIDs: used)
         if readingSnapshot {
             do {
                 if let snapshot = try engineSnapshot(at: checkpoint) {
@@ -497,6 +484,27 @@ extension Projection {
     private func position(_ value: Int64, _ what: String) throws -> UInt64 {
         guard value >= 0 else { throw damaged("\(what) holds a negative position") }
         return UInt64(value)
+    }
+
+    /// The registry as of the checkpoint (no deliveries), and the checkpoint: what `herald
+    /// triggers` needs, without the pending deliveries ``loadDispatcher()`` restores too.
+    public func loadRegistry() throws -> (registry: Registry, position: UInt64) {
+        try withReadSnapshot { (try loadRegistryRows(), try checkpointPosition()) }
+    }
+
+    /// The registry tables' rows as a ``Registry``.
+    func loadRegistryRows() throws -> Registry {
+        var apps: [Registry.App] = []
+        let appRows = try database.prepare("SELECT id, name, created_at, created_position FROM apps")
+        while try appRows.step() {
+            apps.append(Registry.App(id: try id(appRows, 0, "apps.id"), name: appRows.text(at: 1) ?? "",
+                                     createdPosition: try position(appRows.int64(at: 3), "apps.created_position"),
+                                     createdTs: appRows.int64(at: 2)))
+        }
+        var used: [HeraldID] = []
+        let usedRows = try database.prepare("SELECT id FROM used_ids")
+        while try usedRows.step() { used.append(try id(usedRows, 0, "used_ids.id")) }
+        return Registry(apps: apps, adminUsers: try adminUsers(), scripts: try scripts(), triggers: try triggers(), usedIDs: used)
     }
 
     /// The admin_users rows (`id`: only that one).

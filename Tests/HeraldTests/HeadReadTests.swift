@@ -103,6 +103,20 @@ import Testing
                 for status in DeliveryStatus.allCases {
                     #expect(deliveries.count { $0.status == status } > 20, "\(status)")
                 }
+                // `herald triggers` at the end: the registry tables plus the tail's registry records.
+                func lines(_ registry: Registry) -> String {
+                    var out = JSONOutput()
+                    for trigger in registry.liveTriggers() {
+                        CanonicalOutput.append(trigger, to: &out)
+                        out.int(Int64(trigger.updatedPosition))
+                        out.newline()
+                    }
+                    return out.text
+                }
+                let current = try directory.currentRegistry()
+                let replayed = try reader.replay()
+                #expect(current.position == replayed.position)
+                #expect(lines(current.registry) == lines(replayed.registry) && !replayed.registry.triggers.isEmpty)
             }
         }
     }

@@ -21,7 +21,14 @@ struct TriggersCommand: ParsableCommand {
     func run() throws {
         let directory = try global.directory
         let position = try checkedPosition(at, in: directory)
-        let state = try directory.replay(through: position)
+        // At the end: the projection's registry and the records after it; earlier, a replay.
+        let state: (registry: Registry, position: UInt64)
+        if let position, position < (try directory.openReader().lastPosition) {
+            let replayed = try directory.replay(through: position)
+            state = (replayed.registry, replayed.position)
+        } else {
+            state = try directory.currentRegistry()
+        }
         let triggers = state.registry.liveTriggers(app: app)
         var output = Output()
         switch format {

@@ -270,6 +270,30 @@ extension RecordSource {
 }
 
 extension DataDirectory {
+    /// The registry as of the log's end and that position: the projection's registry tables
+    /// plus the registry records after its checkpoint (every record from position 1 without a
+    /// projection), each checked as a replay checks it. No delivery is derived.
+    public func currentRegistry() throws -> (registry: Registry, position: UInt64) {
+        let reader = try openReader()
+        var (registry, position) = try openProjectionForReading()?.loadRegistry() ?? (Registry(), 0)
+        try reader.forEach(from: position + 1, through: nil) { at, record in
+            switch record.body {
+            case .kv, .deliveryAttempted, .deliveryRedriven, .deliveryCancelled, .deliveryInvoked:
+                break  // no registry change
+            default:
+                do throws(RecordError) {
+                    try registry.check(record.body)
+                } catch {
+                    throw HeraldError.badLogRecord(position: at, reason: error.description)
+                }
+                _ = registry.apply(record, at: at)
+            }
+            position = at
+            return true
+        }
+        return (registry, position)
+    }
+
     /// `herald status`: deliveries per status and the next due time as of the log's end (see
     /// ``HeraldCore/RecordSource/summary(store:now:)``). Never writes.
     public func summary(now: Int64) throws -> DeliverySummary {
