@@ -16,6 +16,8 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
+        .package(url: "https://github.com/apple/swift-metrics", from: "2.4.1"),
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.1.0"),
     ],
     targets: [
         // C libraries, seen only through these wrappers.
@@ -32,13 +34,16 @@ let package = Package(
         .target(name: "HeraldStore", dependencies: ["HeraldCore", "CSQLite"]),
         // The embeddable engine.
         .target(name: "Herald", dependencies: ["HeraldCore", "HeraldLog", "HeraldStore",
-                                              .product(name: "Logging", package: "swift-log")]),
+                                              .product(name: "Logging", package: "swift-log"),
+                                              .product(name: "Metrics", package: "swift-metrics")]),
         // Fixture runner for users' regression tests.
         .target(name: "HeraldTesting", dependencies: ["Herald", "HeraldCore", "HeraldLog"]),
 
         .executableTarget(
             name: "herald",
-            dependencies: ["Herald", "HeraldTesting", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            dependencies: ["Herald", "HeraldTesting", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                           .product(name: "Metrics", package: "swift-metrics"),
+                           .product(name: "Prometheus", package: "swift-prometheus")],
             path: "Tools/herald"),
         .executableTarget(
             name: "herald-bench",

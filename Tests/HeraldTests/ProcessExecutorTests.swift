@@ -391,3 +391,68 @@ private func scanProcesses(withArguments arguments: [String]) -> [pid_t] {
     }
     return found
 }
+
+#if canImport(FoundationNetworking)
+import FoundationNetworking
+#endif
+
+/// `herald run --metrics-port`: a real HTTP client scrapes the Prometheus text while the run
+/// works, and sees the counters move.
+@Suite struct MetricsEndpointTests {
+    /// The value of the sample line `name` (with its labels) in Prometheus text, if present.
+    static func sample(_ name: String, in text: String) -> Double? {
+        text.split(separator: "\n").first { $0.hasPrefix(name + " ") }.flatMap { Double($0.dropFirst(name.count + 1)) }
+    }
+
+    @Test func aScrapeDuringARunShowsTheCountersMoving() async throws {
+        guard heraldIsBuilt() else { return }
+        try await withTemporaryDirectory { path in
+            let data = path + "/data"
+            try cliSetup(source: "sleep 0.05", events: 60).write(toFile: path + "/in.jsonl", atomically: true, encoding: .utf8)
+            #expect(try await herald(["import", "--data", data, path + "/in.jsonl"]).status == 0)
+            let process = Process()
+            process.executableURL = URL(fileURLWithPath: heraldBinary)
+            process.arguments = ["run", "--data", data, "--concurrency", "2", "--quiet", "--metrics-port", "0"]
+            let errors = Pipe()
+            process.standardError = errors
+            process.standardOutput = FileHandle.nullDevice
+            try process.run()
+            defer { if process.isRunning { process.terminate() } }
+            // "herald run: metrics on http://127.0.0.1:PORT/metrics, …" comes first on stderr.
+            var printed = Data()
+            while !String(decoding: printed, as: UTF8.self).contains("/metrics") {
+                let chunk = errors.fileHandleForReading.availableData
+                if chunk.isEmpty { break }
+                printed.append(chunk)
+            }
+            let text = String(decoding: printed, as: UTF8.self)
+            let base = try #require(text.split(separator: " ").first { $0.hasPrefix("http://127.0.0.1:") }
+                .map { String($0.dropLast("/metrics,".count)) }, "\(text)")
+            func get(_ path: String) async throws -> (status: Int, body: String) {
+                let (body, response) = try await URLSession.shared.data(from: try #require(URL(string: base + path)))
+                return ((response as? HTTPURLResponse)?.statusCode ?? 0, String(decoding: body, as: UTF8.self))
+            }
+            let ok = #"herald_attempts_total{outcome="ok"}"#
+            var seen: [Double] = []
+            let deadline = ContinuousClock.now + .seconds(30)
+            while seen.count < 2 || seen.last == seen.first, ContinuousClock.now < deadline {
+                let scrape = try await get("/metrics")
+                #expect(scrape.status == 200)
+                if let value = Self.sample(ok, in: scrape.body) { seen.append(value) }
+                try await Task.sleep(for: .milliseconds(300))
+            }
+            #expect(seen.count >= 2 && seen.last! > seen.first!, "attempts seen: \(seen)")
+            let scrape = try await get("/metrics")
+            for name in ["herald_records_appended_total", "herald_pending_deliveries", "herald_log_position",
+                         "herald_attempt_duration_seconds_count", "herald_sync_wait_seconds_count"] {
+                #expect(Self.sample(name, in: scrape.body).map { $0 > 0 } == true, "\(name) in \(scrape.body)")
+            }
+            let health = try await get("/healthz")
+            #expect(health.status == 200 && health.body == "ok\n")
+            #expect(try await get("/nothing").status == 404)
+            kill(process.processIdentifier, SIGTERM)
+            while process.isRunning && ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(20)) }
+            #expect(process.terminationStatus == 0)
+        }
+    }
+}

@@ -3,6 +3,8 @@ import Dispatch
 import Glibc
 import Herald
 import HeraldCore
+import Metrics
+import Prometheus
 
 struct RunCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -45,6 +47,13 @@ struct RunCommand: AsyncParsableCommand {
     @Option(help: "One line per attempt on stdout, written as each is durable: text for people, jsonl for tools.")
     var format: RunFormat = .text
 
+    @Option(help: ArgumentHelp("Serve GET /metrics (Prometheus text format) and GET /healthz on this port (0: any free port; the one chosen is printed on stderr).",
+                               valueName: "port"))
+    var metricsPort: UInt16?
+
+    @Option(help: "The address --metrics-port listens on.")
+    var metricsHost: String = "127.0.0.1"
+
     func validate() throws {
         guard (1...4096).contains(concurrency) else { throw ValidationError("--concurrency must be 1…4096") }
         guard timeoutMs >= 1 else { throw ValidationError("--timeout-ms must be at least 1") }
@@ -54,12 +63,29 @@ struct RunCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
+        // Metrics first: the engine's counters are made by the factory bootstrapped here.
+        let registry = PrometheusCollectorRegistry()
+        if metricsPort != nil {
+            MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: registry))
+        }
         let environment = try HeraldEnvironment(variables: ProcessEnvironment.variables)
         let options = HeraldOptions(
             executor: RuntimeRouter(["process": ProcessExecutor(notRetryableExitCode: notRetryableExitCode,
                                                                 passEnvironment: passEnvironment)]),
             concurrency: concurrency, attemptTimeoutMs: timeoutMs, environment: environment)
         let herald = try Herald.open(directory: global.directory, options: options)
+        if let metricsPort {
+            let server: MetricsServer
+            do {
+                server = try MetricsServer(host: metricsHost, port: metricsPort, registry: registry) {
+                    herald.failure.map { "the engine stopped taking work: \($0)" }
+                }
+            } catch {
+                throw ValidationError("\(error)")
+            }
+            server.start()
+            printError("herald run: metrics on http://\(metricsHost):\(server.port)/metrics, health on /healthz")
+        }
         let status = herald.status()
         printError("herald run: position \(status.position), \(status.pending) pending delivery(ies)")
         let signals = [SIGINT, SIGTERM].map { number -> DispatchSourceSignal in

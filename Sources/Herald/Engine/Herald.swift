@@ -106,6 +106,10 @@ public final class Herald: Sendable {
     /// Wakes the run loop from the log writer's thread once appended records that created
     /// deliveries are durable (see ``DurabilityWatch``).
     private let durability: DurabilityWatch
+    /// Counters, gauges and timers for the process's swift-metrics backend.
+    let metrics = EngineMetrics()
+    /// When the gauges were last set (monotonic ns): at most four times a second.
+    private let gaugesSetNs = Mutex<UInt64>(0)
 
     private init(directory: DataDirectory?, options: HeraldOptions, log: any RecordLog, state: EngineStateMachine,
                  projector: Projector?) {
@@ -208,12 +212,15 @@ public final class Herald: Sendable {
         // The sync happens outside the state lock, so concurrent commands and attempt
         // outcomes share group commits; nothing runs for a record before it is durable.
         try waitDurable(through: range.upperBound)
+        metrics.recordsAppended.increment(by: range.count)
         return range
     }
 
     private func waitDurable(through position: UInt64) throws {
+        let start = Alarm.nowNs()
         do {
             try log.waitUntilDurable(through: position)
+            metrics.syncWait.recordNanoseconds(Int64(clamping: Alarm.nowNs() &- start))
         } catch {
             let reason = "syncing the log failed: \(error)"
             state.withLock { $0.failed(reason) }
@@ -286,6 +293,9 @@ public final class Herald: Sendable {
     public func explain(delivery: DeliveryID) throws -> DeliveryTimeline {
         try log.timeline(of: delivery)
     }
+
+    /// Why the engine stopped taking work (a failed append or sync), `nil` while it takes work.
+    public var failure: String? { state.withLock { $0.failure } }
 
     /// Pending, due, in flight, next due time.
     public func status() -> EngineStatus {
@@ -431,6 +441,16 @@ public final class Herald: Sendable {
             return appended.reports
         }
         guard let last = reports.last?.position else { return reports }
+        metrics.recordsAppended.increment(by: reports.count)
+        metrics.recorded(reports)
+        if options.logger.logLevel <= .debug {
+            for r in reports {
+                options.logger.debug("attempt recorded", metadata: [
+                    "delivery": "\(r.delivery.id)", "attempt": "\(r.attempt.attempt)", "outcome": "\(r.attempt.outcome)",
+                    "duration_ms": "\(r.attempt.durationMs)", "status": "\(r.delivery.status)", "position": "\(r.position)",
+                ])
+            }
+        }
         if pipelined {
             // Nothing to report: no hand-off (the run loop is woken by the durability watch, the
             // writer's own waiters and `run`'s end see the sync, and a failed sync fails every
@@ -462,6 +482,7 @@ public final class Herald: Sendable {
             // time: each round is synced and reported before the next, so runs replay exactly.
             let recorded = try await round(report: report, pipelined: clock.movesByItself)
             let now = clock.nowMs()
+            setGauges(now: now)
             let next = state.withLock {
                 $0.next(afterRoundThatRecorded: recorded.count, now: now, untilIdle: untilIdle,
                         clockMovesByItself: clock.movesByItself)
@@ -487,9 +508,30 @@ public final class Herald: Sendable {
         try projectNow()
     }
 
+    /// Sets the pending and due-lag gauges, at most four times a second (O(1) reads of the state).
+    private func setGauges(now: Int64) {
+        let ns = Alarm.nowNs()
+        guard gaugesSetNs.withLock({ last in
+            guard ns &- last >= 250_000_000 else { return false }
+            last = ns
+            return true
+        }) else { return }
+        let (pending, next, position) = state.withLock { s in (s.dispatcher.pending.count, s.nextDueAt(), s.dispatcher.position) }
+        metrics.pending.record(pending)
+        metrics.dueLag.record(Double(max(0, now - (next ?? now))) / 1000)
+        metrics.position.record(Int64(clamping: position))
+    }
+
     /// Applies at most `limit` records to the projection; returns how many it applied.
     func projectSlice(limit: UInt64, pace: (() -> Void)? = nil) throws -> UInt64 {
-        try projector.withLock { try $0?.catchUp(limit: limit, pace: pace).records } ?? 0
+        let (applied, checkpoint) = try projector.withLock { projector -> (UInt64, UInt64) in
+            guard let projector else { return (0, 0) }
+            return (try projector.catchUp(limit: limit, pace: pace).records, projector.dispatcher.position)
+        }
+        if checkpoint > 0 || applied > 0 {
+            metrics.projectionLag.record(Int64(clamping: position &- min(position, checkpoint)))
+        }
+        return applied
     }
 
     /// Brings the projection up to date with the log.
