@@ -39,30 +39,8 @@ extension Projection {
 
         /// Calls `body` with each delivery of the query's `where` clause.
         func eachDelivery(_ where: String, _ body: (Delivery) throws -> Void) throws {
-            let rows = try database.prepare("""
-                SELECT d.source_position, d.trigger_id, d.trigger_rank, d.app_id, d.script_id, d.source_kind, d.depth,
-                       d.retry_max_attempts, d.retry_backoff, d.retry_base_ms, d.attempts, d.due_at, d.last_error,
-                       d.budget_base, d.status, d.finished_at
-                FROM deliveries d \(`where`)
-                """)
-            while try rows.step() {
-                let r = rows
-                guard let backoff = r.text(at: 8).flatMap(Backoff.init(name:)),
-                      let source = r.text(at: 5).flatMap(SourceKind.init(name:)),
-                      let status = r.text(at: 14).flatMap(DeliveryStatus.init(name:)) else {
-                    throw damaged("deliveries holds an unknown backoff, source_kind or status")
-                }
-                try body(Delivery(
-                    id: DeliveryID(sourcePosition: try position(r.int64(at: 0), "deliveries.source_position"),
-                                   triggerID: try id(r, 1, "deliveries.trigger_id")),
-                    appID: try id(r, 3, "deliveries.app_id"), scriptID: try id(r, 4, "deliveries.script_id"),
-                    sourceKind: source, depth: r.int64(at: 6),
-                    retry: RetryConfig(maxAttempts: r.int64(at: 7), backoff: backoff, baseMs: r.int64(at: 9)),
-                    triggerRank: try position(r.int64(at: 2), "deliveries.trigger_rank"), status: status,
-                    attempts: r.int64(at: 10), dueAt: r.isNull(at: 11) ? nil : r.int64(at: 11), lastError: r.text(at: 12),
-                    finishedAt: r.isNull(at: 15) ? nil : try position(r.int64(at: 15), "deliveries.finished_at"),
-                    budgetBase: r.int64(at: 13)))
-            }
+            let rows = try database.prepare("SELECT \(Projection.deliveryColumns(of: "d")) FROM deliveries d \(`where`)")
+            while try rows.step() { try body(try delivery(at: rows)) }
         }
         // Dead and cancelled deliveries an operator may still redrive: their trigger exists.
         var redrivable: [Delivery] = []
@@ -133,9 +111,11 @@ extension Projection {
             problems.append("engine_snapshot at position \(checkpoint) holds \(snapshot.pending.count) pending deliveries that differ "
                             + "from the \(rows.pending.count) of the deliveries rows")
         }
-        if snapshot.createdCount != rows.createdCount {
+        // The table itself, not the counters (`herald verify` compares those with a rebuild).
+        let created = try database.rows("SELECT count(*) FROM deliveries").first?.first?.integer ?? 0
+        if Int64(clamping: snapshot.createdCount) != created {
             problems.append("engine_snapshot at position \(checkpoint) counts \(snapshot.createdCount) deliveries, the deliveries "
-                            + "table \(rows.createdCount)")
+                            + "table \(created)")
         }
         return problems.map { $0 + " (rebuild it with `herald project --rebuild`)" }
     }
@@ -267,7 +247,7 @@ extension Projection {
             conditions.append("instr(coalesce(last_error, ''), ?) > 0")
             values.append(.text(text))
         }
-        var sql = "SELECT \(Projection.deliveryColumns) FROM deliveries"
+        var sql = "SELECT \(Projection.deliveryColumns()) FROM deliveries"
         if !conditions.isEmpty { sql += " WHERE " + conditions.joined(separator: " AND ") }
         if rankedBySQL {
             sql += " ORDER BY source_position, trigger_rank"
@@ -280,37 +260,38 @@ extension Projection {
         return rows
     }
 
-    /// The columns of a deliveries row, in the order the readers below take them.
-    private static let deliveryColumns = """
-        source_position, trigger_id, trigger_rank, app_id, script_id, source_kind, depth,
-        retry_max_attempts, retry_backoff, retry_base_ms, status, attempts, due_at, last_error, finished_at, budget_base
-        """
+    /// The columns of a deliveries row, in the order the readers below take them (`table`: the
+    /// alias to qualify them with).
+    private static func deliveryColumns(of table: String? = nil) -> String {
+        ["source_position", "trigger_id", "trigger_rank", "app_id", "script_id", "source_kind", "depth",
+         "retry_max_attempts", "retry_backoff", "retry_base_ms", "status", "attempts", "due_at", "last_error",
+         "finished_at", "budget_base"].map { column in table.map { "\($0).\(column)" } ?? column }.joined(separator: ", ")
+    }
 
     /// Streams the projected deliveries `selection` picks in canonical order, one row at a time.
     public func forEachDelivery(matching selection: DeliverySelection, _ body: (Delivery) throws -> Void) throws {
         let rows = try deliveryRows(matching: selection)
-        let path = database.path
-        while try rows.step() {
-            guard rows.int64(at: 0) >= 0, rows.int64(at: 2) >= 0,
-                  let trigger = rows.text(at: 1).flatMap(HeraldID.init),
-                  let app = rows.text(at: 3).flatMap(HeraldID.init), let script = rows.text(at: 4).flatMap(HeraldID.init),
-                  let source = rows.text(at: 5).flatMap(SourceKind.init(name:)),
-                  let backoff = rows.text(at: 8).flatMap(Backoff.init(name:)),
-                  let status = rows.text(at: 10).flatMap(DeliveryStatus.init(name:)) else {
-                throw StoreError.damaged(path: path, reason: "a deliveries row holds an invalid id, kind, backoff or status")
-            }
-            let finished = rows.isNull(at: 14) ? nil : rows.int64(at: 14)
-            if let finished, finished < 0 {
-                throw StoreError.damaged(path: path, reason: "a deliveries row has a negative finished_at")
-            }
-            try body(Delivery(
-                id: DeliveryID(sourcePosition: UInt64(rows.int64(at: 0)), triggerID: trigger), appID: app, scriptID: script,
-                sourceKind: source, depth: rows.int64(at: 6),
-                retry: RetryConfig(maxAttempts: rows.int64(at: 7), backoff: backoff, baseMs: rows.int64(at: 9)),
-                triggerRank: UInt64(rows.int64(at: 2)), status: status, attempts: rows.int64(at: 11),
-                dueAt: rows.isNull(at: 12) ? nil : rows.int64(at: 12), lastError: rows.text(at: 13),
-                finishedAt: finished.map { UInt64($0) }, budgetBase: rows.int64(at: 15)))
+        while try rows.step() { try body(try delivery(at: rows)) }
+    }
+
+    /// The delivery of the row `rows` is on (columns as ``deliveryColumns(of:)`` lists them),
+    /// every field checked.
+    private func delivery(at r: SQLiteStatement) throws -> Delivery {
+        guard let source = r.text(at: 5).flatMap(SourceKind.init(name:)),
+              let backoff = r.text(at: 8).flatMap(Backoff.init(name:)),
+              let status = r.text(at: 10).flatMap(DeliveryStatus.init(name:)) else {
+            throw damaged("a deliveries row holds an unknown source_kind, retry_backoff or status")
         }
+        return Delivery(
+            id: DeliveryID(sourcePosition: try position(r.int64(at: 0), "deliveries.source_position"),
+                           triggerID: try id(r, 1, "deliveries.trigger_id")),
+            appID: try id(r, 3, "deliveries.app_id"), scriptID: try id(r, 4, "deliveries.script_id"),
+            sourceKind: source, depth: r.int64(at: 6),
+            retry: RetryConfig(maxAttempts: r.int64(at: 7), backoff: backoff, baseMs: r.int64(at: 9)),
+            triggerRank: try position(r.int64(at: 2), "deliveries.trigger_rank"), status: status,
+            attempts: r.int64(at: 11), dueAt: r.isNull(at: 12) ? nil : r.int64(at: 12), lastError: r.text(at: 13),
+            finishedAt: r.isNull(at: 14) ? nil : try position(r.int64(at: 14), "deliveries.finished_at"),
+            budgetBase: r.int64(at: 15))
     }
 
     /// Streams the canonical `herald deliveries --format jsonl` line (newline included) of each

@@ -450,6 +450,15 @@ import FoundationNetworking
             let health = try await get("/healthz")
             #expect(health.status == 200 && health.body == "ok\n")
             #expect(try await get("/nothing").status == 404)
+            // Its port taken, another run says so (exit 1) instead of running unwatched; a host that
+            // is no address is a usage error (exit 2).
+            let port = try #require(base.split(separator: ":").last.map(String.init))
+            let other = path + "/other"
+            #expect(try await herald(["import", "--data", other, path + "/in.jsonl"]).status == 0)
+            let taken = try await LogDamageCLITests.herald(["run", "--data", other, "--until-idle", "--metrics-port", port])
+            #expect(taken.status == 1 && taken.stderr.contains("cannot listen on 127.0.0.1:\(port)"), "\(taken.stderr)")
+            let badHost = try await LogDamageCLITests.herald(["run", "--data", other, "--metrics-port", "0", "--metrics-host", "localhost:1"])
+            #expect(badHost.status == 2 && badHost.stderr.contains("is not an IPv4 address"), "\(badHost.stderr)")
             kill(process.processIdentifier, SIGTERM)
             while process.isRunning && ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(20)) }
             #expect(process.terminationStatus == 0)

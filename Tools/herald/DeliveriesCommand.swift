@@ -37,10 +37,11 @@ struct DeliveriesCommand: ParsableCommand {
         let position = try checkedPosition(at, in: directory)
         let selection = DeliverySelection(app: app, trigger: trigger, status: status, limit: limit)
         try directory.requireKnownIDs(of: selection)
-        /// Calls `body` with each selected delivery: now, streamed from the caught-up projection
-        /// (filtered and limited there); at an earlier position, derived by replay.
+        // Before the log's end: derived by replay. At the end: from the projection (its checkpoint
+        // plus the records after it), filtered and limited there.
+        let earlier = try position.map { $0 < (try directory.openReader().lastPosition) } ?? false
         func forEachSelected(_ body: (Delivery) throws -> Void) throws {
-            if let position, position < (try directory.openReader().lastPosition) {
+            if earlier, let position {
                 try selection.picked(from: directory.deliveries(at: position)).forEach(body)
             } else {
                 try directory.forEachDelivery(matching: selection, body)
@@ -48,17 +49,15 @@ struct DeliveriesCommand: ParsableCommand {
         }
         var output = Output()
         switch format {
+        case .jsonl where !earlier:
+            try directory.forEachDeliveryLine(matching: selection) { output.write(bytes: $0) }
         case .jsonl:
-            if let position, position < (try directory.openReader().lastPosition) {
-                var line = JSONOutput()
-                try forEachSelected { delivery in
-                    line.removeAll()
-                    CanonicalOutput.append(delivery, to: &line)
-                    line.newline()
-                    output.write(bytes: line.bytes)
-                }
-            } else {
-                try directory.forEachDeliveryLine(matching: selection) { output.write(bytes: $0) }
+            var line = JSONOutput()
+            try forEachSelected { delivery in
+                line.removeAll()
+                CanonicalOutput.append(delivery, to: &line)
+                line.newline()
+                output.write(bytes: line.bytes)
             }
         case .table:
             var deliveries: [Delivery] = []

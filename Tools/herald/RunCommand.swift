@@ -57,6 +57,10 @@ struct RunCommand: AsyncParsableCommand {
     func validate() throws {
         guard (1...4096).contains(concurrency) else { throw ValidationError("--concurrency must be 1…4096") }
         guard timeoutMs >= 1 else { throw ValidationError("--timeout-ms must be at least 1") }
+        var address = in_addr()
+        guard inet_pton(AF_INET, metricsHost, &address) == 1 else {
+            throw ValidationError("--metrics-host '\(metricsHost)' is not an IPv4 address")
+        }
         for name in passEnvironment where !ProcessExecutor.isVariableName(name) {
             throw ValidationError("--pass-env '\(name)' is not an environment variable name (letters, digits and '_', not starting with a digit)")
         }
@@ -81,7 +85,8 @@ struct RunCommand: AsyncParsableCommand {
                     herald.failure.map { "the engine stopped taking work: \($0)" }
                 }
             } catch {
-                throw ValidationError("\(error)")
+                try? herald.close(projecting: false)  // nothing ran: release the writer lock
+                throw error
             }
             server.start()
             printError("herald run: metrics on http://\(metricsHost):\(server.port)/metrics, health on /healthz")

@@ -229,8 +229,11 @@ struct TailChanges {
         do {
             try projection.forEachDelivery(matching: all) { row in
                 guard row.id.sourcePosition <= last else { throw Done() }
-                let delivery = latest[row.id] ?? row
-                if latest[row.id] != nil { emitted.insert(row.id) }
+                var delivery = row
+                if let changed = latest[row.id] {
+                    delivery = changed
+                    emitted.insert(row.id)
+                }
                 guard try emit(delivery) else { throw Done() }
             }
             for id in created where !emitted.contains(id) {

@@ -392,14 +392,11 @@ public final class Herald: Sendable {
             if let event = try projector.withLock({ try $0?.deadLetter(at: position) }) { dead[position] = event }
         }
         for position in positions {
-            try log.forEach(from: position, through: position) { at, record in
-                switch record.body {
-                case .kv, .deliveryInvoked: records[at] = record.compacted()
-                default: break
-                }
-                return false
+            let record = try log.record(at: position)
+            switch record?.body {
+            case .kv?, .deliveryInvoked?: records[position] = record?.compacted()
+            default: try find(position)
             }
-            if records[position] == nil { try find(position) }
         }
         let missing = positions.filter { records[$0] == nil && dead[$0] == nil }
         if !missing.isEmpty {
