@@ -1,38 +1,16 @@
 import HeraldCore
 
 extension Projection {
-    /// The dispatcher's state as of the checkpoint, read from the projection: the registry
-    /// and the pending deliveries. Restart cost grows with live state, not with finished work.
-    /// The pending deliveries come from the engine snapshot when it describes the checkpoint;
-    /// one that does not decode is told to ``diagnostics``, deleted (unless read-only) and
-    /// replaced by the rows.
+    /// The dispatcher's state as of the checkpoint, from the rows: the registry, the pending
+    /// deliveries and the redrivable ones. Restart cost grows with live state, not with
+    /// finished work; the engine snapshot (``loadSnapshot()``) is faster still.
     public func loadDispatcher() throws -> Dispatcher {
-        try loadDispatcher(readingSnapshot: true)
-    }
-
-    /// ``loadDispatcher()``; `readingSnapshot: false` reads the pending deliveries from their
-    /// rows even when there is an engine snapshot.
-    func loadDispatcher(readingSnapshot: Bool) throws -> Dispatcher {
         // One read transaction: the checkpoint, the registry and the deliveries are one state
         // even while a writer commits passes (each statement alone would see its own).
-        var damagedSnapshot = false
-        let dispatcher = try withReadSnapshot {
-            try loadDispatcherInTransaction(readingSnapshot: readingSnapshot, damagedSnapshot: &damagedSnapshot)
-        }
-        if damagedSnapshot && writable {
-            // Dropped in a write transaction of its own, after the read one (a read transaction
-            // that turned into a write could fail to commit when another writer is busy). Only
-            // when it is still the damaged one: a writer may have saved a sound one meanwhile.
-            try database.transaction {
-                if (try? engineSnapshot(at: dispatcher.position)) == nil {
-                    try database.execute("DELETE FROM engine_snapshot")
-                }
-            }
-        }
-        return dispatcher
+        try withReadSnapshot { try loadDispatcherFromRows() }
     }
 
-    private func loadDispatcherInTransaction(readingSnapshot: Bool, damagedSnapshot: inout Bool) throws -> Dispatcher {
+    private func loadDispatcherFromRows() throws -> Dispatcher {
         let (checkpoint, lastTs) = try checkpoint()
 
         let registry = try loadRegistryRows()
@@ -46,20 +24,6 @@ extension Projection {
         var redrivable: [Delivery] = []
         try eachDelivery("JOIN triggers t ON t.id = d.trigger_id WHERE d.status = 'dead' OR d.status = 'cancelled'") {
             redrivable.append($0)
-        }
-        if readingSnapshot {
-            do {
-                if let snapshot = try engineSnapshot(at: checkpoint) {
-                    return Dispatcher(registry: registry, pending: snapshot.pending, position: checkpoint, lastTs: lastTs,
-                                      createdCount: snapshot.createdCount, redrivable: redrivable)
-                }
-            } catch {
-                // A cache of the rows: reported, dropped (when writable), and rebuilt from the
-                // rows by the next catch-up. Never half used.
-                diagnostics?("warning: \(error); the pending deliveries are read from their rows instead"
-                             + (writable ? ", and the next catch-up writes a new snapshot" : ""))
-                damagedSnapshot = true
-            }
         }
         let created = try deliveryCounts().created
         var dispatcher = Dispatcher(registry: registry, pending: [], position: checkpoint, lastTs: lastTs,
@@ -81,58 +45,72 @@ extension Projection {
         return dispatcher
     }
 
-    /// The pending deliveries of the engine snapshot, when there is one for `checkpoint`
-    /// (the `engine_snapshot` table); `nil` when there is none, or it describes another position.
-    /// - Throws: `StoreError.damaged` when the snapshot does not decode (its checksum, its
-    ///   fields).
-    func engineSnapshot(at checkpoint: UInt64) throws -> (pending: PendingDeliveries, createdCount: UInt64)? {
-        let row = try database.prepare("SELECT position, created_count, pending FROM engine_snapshot WHERE id = 1")
-        guard try row.step(), row.int64(at: 0) == Int64(bitPattern: checkpoint) else { return nil }
-        guard case .blob(let bytes) = row.value(at: 2), row.int64(at: 1) >= 0 else {
-            throw StoreError.damaged(path: database.path, reason: "engine_snapshot holds a negative created_count or a pending that is not a blob")
-        }
+    /// The engine snapshot: the dispatcher's whole state at a position at or before the
+    /// checkpoint (a restore replays the records between the two), or `nil` when there is
+    /// none. One that does not decode, or lies past the checkpoint, is a damaged cache, not
+    /// damaged data: it is told to ``diagnostics``, deleted (unless read-only), and `nil` is
+    /// returned, so the caller restores from the rows and the next save writes a sound one.
+    public func loadSnapshot() throws -> Dispatcher? {
         do {
-            return (try PendingDeliveries(snapshotBytes: bytes), UInt64(row.int64(at: 1)))
+            return try storedSnapshot()
+        } catch let error as StoreError {
+            guard case .damaged = error else { throw error }
+            diagnostics?("warning: \(error); the state is restored from the rows and the log instead"
+                         + (writable ? ", and a new snapshot is written at the next catch-up" : ""))
+            if writable {
+                // Only when it is still the damaged one: a writer may have saved a sound one meanwhile.
+                try database.transaction {
+                    if (try? storedSnapshot()) == nil { try database.execute("DELETE FROM engine_snapshot") }
+                }
+            }
+            return nil
+        }
+    }
+
+    /// The engine snapshot as stored, checked against the checkpoint.
+    /// - Throws: `StoreError.damaged` when it does not decode (its checksum, its fields) or lies
+    ///   past the checkpoint.
+    public func storedSnapshot() throws -> Dispatcher? {
+        let stored: (position: Int64, bytes: [UInt8], checkpoint: UInt64)? = try withReadSnapshot {
+            let row = try database.prepare("SELECT position, state FROM engine_snapshot WHERE id = 1")
+            guard try row.step() else { return nil }
+            guard case .blob(let bytes) = row.value(at: 1) else {
+                throw StoreError.damaged(path: database.path, reason: "engine_snapshot holds a state that is not a blob")
+            }
+            return (row.int64(at: 0), bytes, try checkpoint().position)
+        }
+        guard let stored else { return nil }
+        let snapshot: Dispatcher
+        do {
+            snapshot = try Dispatcher(snapshotBytes: stored.bytes)
         } catch {
             throw StoreError.damaged(path: database.path, reason: "engine_snapshot: \(error)")
         }
+        guard Int64(bitPattern: snapshot.position) == stored.position, snapshot.position <= stored.checkpoint else {
+            throw StoreError.damaged(path: database.path, reason: "engine_snapshot of position \(snapshot.position) is filed "
+                                     + "at \(stored.position), the checkpoint is \(stored.checkpoint)")
+        }
+        return snapshot
     }
 
-    /// `herald verify`'s check of the engine snapshot: when there is one for the checkpoint,
-    /// its pending deliveries must be those of the deliveries rows. One line per problem.
-    public func engineSnapshotProblems() throws -> [String] {
-        let checkpoint = try checkpoint().position
-        let snapshot: (pending: PendingDeliveries, createdCount: UInt64)?
-        do { snapshot = try engineSnapshot(at: checkpoint) } catch { return ["\(error)"] }
-        guard let snapshot else { return [] }
-        let rows = try loadDispatcher(readingSnapshot: false)
-        var problems: [String] = []
-        if snapshot.pending != rows.pending {
-            problems.append("engine_snapshot at position \(checkpoint) holds \(snapshot.pending.count) pending deliveries that differ "
-                            + "from the \(rows.pending.count) of the deliveries rows")
-        }
-        // The table itself, not the counters (`herald verify` compares those with a rebuild).
-        let created = try database.rows("SELECT count(*) FROM deliveries").first?.first?.integer ?? 0
-        if Int64(clamping: snapshot.createdCount) != created {
-            problems.append("engine_snapshot at position \(checkpoint) counts \(snapshot.createdCount) deliveries, the deliveries "
-                            + "table \(created)")
-        }
-        return problems.map { $0 + " (rebuild it with `herald project --rebuild`)" }
-    }
-
-    /// Saves `dispatcher`'s pending deliveries as the engine snapshot, which the next
-    /// ``loadDispatcher()`` reads instead of the deliveries rows. Only a dispatcher at the
-    /// checkpoint is saved (one that is not is ignored: the rows are the truth), and only when
-    /// the snapshot is not already the checkpoint's.
+    /// Saves `dispatcher` as the engine snapshot, which ``loadSnapshot()`` returns until a
+    /// later one replaces it. Only a dispatcher at or before the checkpoint and after the
+    /// snapshot there is saved (the projector's, which is at the checkpoint); others are ignored.
     public func saveSnapshot(of dispatcher: Dispatcher) throws {
+        if let saved = try snapshotPosition(), saved >= dispatcher.position { return }  // before encoding it
+        let bytes = dispatcher.snapshotBytes()
         try database.transaction {
-            guard try checkpoint().position == dispatcher.position else { return }
+            guard dispatcher.position <= (try checkpoint().position) else { return }
             let saved = try database.rows("SELECT position FROM engine_snapshot WHERE id = 1").first?.first?.integer
-            guard saved != Int64(bitPattern: dispatcher.position) else { return }
-            try database.prepare("INSERT OR REPLACE INTO engine_snapshot (id, position, created_count, pending) VALUES (1, ?, ?, ?)")
-                .run([.integer(Int64(bitPattern: dispatcher.position)), .integer(Int64(clamping: dispatcher.createdCount)),
-                      .blob(dispatcher.pending.snapshotBytes())])
+            guard saved.map({ $0 < Int64(bitPattern: dispatcher.position) }) ?? true else { return }
+            try database.prepare("INSERT OR REPLACE INTO engine_snapshot (id, position, state) VALUES (1, ?, ?)")
+                .run([.integer(Int64(bitPattern: dispatcher.position)), .blob(bytes)])
         }
+    }
+
+    /// The engine snapshot's position, if there is one (not decoded).
+    public func snapshotPosition() throws -> UInt64? {
+        try database.rows("SELECT position FROM engine_snapshot WHERE id = 1").first?.first?.integer.map { UInt64(bitPattern: $0) }
     }
 
     /// Every projected table, in a fixed order, for content comparison.

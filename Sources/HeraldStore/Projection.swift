@@ -118,8 +118,6 @@ public final class Projection: ProjectionStore, EngineSnapshotStore, @unchecked 
             }
             try statement("UPDATE checkpoint SET position = ?, last_ts = ? WHERE id = 1")
                 .run([.integer(Int64(bitPattern: last.position)), .integer(last.record.ts)])
-            // The engine snapshot described the old checkpoint.
-            try statement("DELETE FROM engine_snapshot").run([])
         }
     }
 

@@ -3,14 +3,14 @@
 /// The projection's DDL, embedded from `Schema/herald.sql`.
 public enum ProjectionSchema {
     /// `PRAGMA user_version` of this schema.
-    public static let version: Int64 = 5
+    public static let version: Int64 = 6
     /// The whole DDL.
     public static let sql = #"""
 -- Herald's SQLite projection: the single source of truth for its DDL.
 -- Tools/gen-schema embeds this file into Sources/HeraldStore/ProjectionSchema.swift (a test checks they agree),
 -- so the binary needs no source tree at run time. Schema/projection.md explains every
 -- difference from the PostgreSQL seed (Schema/seed/layout-e-v1.1.1.sql).
-PRAGMA user_version = 5;
+PRAGMA user_version = 6;
 
 -- Registry -------------------------------------------------------------------
 
@@ -182,16 +182,14 @@ CREATE TABLE operator_action_deliveries (
 ) WITHOUT ROWID;
 CREATE INDEX idx_operator_action_deliveries_delivery ON operator_action_deliveries (source_position, trigger_id);
 
--- The engine's pending deliveries in binary (the PendingDeliveries snapshot format, with a
--- checksum) and the number of deliveries ever created, so a restart with many of them reads one
--- value instead of one deliveries row each (and does not count the deliveries table).
--- A cache of the deliveries rows, valid only while `position` equals the checkpoint: every
--- projection pass deletes it, and a closing engine or `herald project` writes it anew.
+-- The engine snapshot: the dispatcher's whole state at `position` (registry, redrivable and
+-- pending deliveries; the `Dispatcher` snapshot format, with a checksum), so a restart reads one
+-- value and replays only the records after it. `position` is at or before the checkpoint: a
+-- restore replays the records between the two from the log. A cache of the log, never the truth.
 CREATE TABLE engine_snapshot (
     id INTEGER PRIMARY KEY NOT NULL CHECK (id = 1),
     position INTEGER NOT NULL CHECK (position >= 0),
-    created_count INTEGER NOT NULL CHECK (created_count >= 0),
-    pending BLOB NOT NULL
+    state BLOB NOT NULL
 );
 
 -- The last applied log position; committed in the same transaction as the rows it covers.

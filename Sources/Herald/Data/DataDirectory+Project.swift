@@ -57,8 +57,11 @@ extension DataDirectory {
     public func verifyProjection(through: UInt64? = nil) throws -> [String] {
         guard hasProjection || isWritable else { return [] }  // nothing to compare, nowhere to build one
         let live: Projection
+        var snapshotProblems: [String] = []
         if isWritable && (!writerActive || !hasProjection) {
             live = try openProjection()
+            // A damaged engine snapshot is reported before the catch-up restores around it (and drops it).
+            do { _ = try live.storedSnapshot() } catch let error as StoreError { snapshotProblems.append("\(error)") }
             try Projector(directory: self, projection: live).catchUp(through: through)
         } else {
             // A read-only data directory, or a running engine's projection (its to write):
@@ -77,8 +80,40 @@ extension DataDirectory {
         problems += try live.withReadSnapshot {
             let (checkpoint, _) = try live.checkpoint()
             let rebuilt = try Projection(path: temporary)
-            try Projector(directory: self, projection: rebuilt).catchUp(through: checkpoint)
-            return try live.differences(from: rebuilt) + live.engineSnapshotProblems()
+            let projector = try Projector(directory: self, projection: rebuilt)
+            // The engine snapshot is compared with the rebuild's state as it passes its position.
+            do {
+                if let snapshot = try live.storedSnapshot() {
+                    try projector.catchUp(through: snapshot.position)
+                    snapshotProblems += Self.differences(of: snapshot, from: projector.dispatcher)
+                }
+            } catch let error as StoreError {
+                snapshotProblems.append("\(error)")
+            }
+            try projector.catchUp(through: checkpoint)
+            return try live.differences(from: rebuilt)
+                + snapshotProblems.map { $0 + " (rebuild it with `herald project --rebuild`)" }
+        }
+        return problems
+    }
+
+    /// How an engine snapshot differs from the replayed state at its position (empty: not at all).
+    static func differences(of snapshot: Dispatcher, from replayed: Dispatcher) -> [String] {
+        guard snapshot.snapshotBytes() != replayed.snapshotBytes() else { return [] }
+        let at = "engine_snapshot at position \(snapshot.position)"
+        var problems: [String] = []
+        if snapshot.pending != replayed.pending {
+            problems.append("\(at) holds \(snapshot.pending.count) pending deliveries that differ from the \(replayed.pending.count) of a replay")
+        }
+        let dead = { (d: Dispatcher) in d.redrivable.values.sorted { $0.orderKey < $1.orderKey } }
+        if dead(snapshot) != dead(replayed) {
+            problems.append("\(at) holds \(snapshot.redrivable.count) redrivable deliveries that differ from the \(replayed.redrivable.count) of a replay")
+        }
+        if snapshot.createdCount != replayed.createdCount {
+            problems.append("\(at) counts \(snapshot.createdCount) deliveries created, a replay \(replayed.createdCount)")
+        }
+        if problems.isEmpty {
+            problems.append("\(at) differs from a replay in its registry or last ts")
         }
         return problems
     }

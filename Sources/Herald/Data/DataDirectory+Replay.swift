@@ -40,6 +40,18 @@ extension RecordSource {
         }
     }
 
+    /// The dispatcher as of `store`'s checkpoint: its engine snapshot continued through the
+    /// checkpoint with the records between the two, or, without a usable snapshot, the state
+    /// it derives from its rows. A snapshot past the log's end (the log was cut) is not used.
+    public func restoredState(from store: any ProjectionStore & EngineSnapshotStore) throws -> Dispatcher {
+        let checkpoint = try store.checkpointPosition()
+        if checkpoint <= (try lastPosition), var snapshot = try store.loadSnapshot(), snapshot.position <= checkpoint {
+            try replay(into: &snapshot, through: checkpoint)
+            return snapshot
+        }
+        return try store.loadDispatcher()
+    }
+
     /// Every delivery as of `position` (`nil` = the end), in canonical order.
     public func deliveries(at position: UInt64? = nil) throws -> [Delivery] {
         var ledger = DeliveryLedger()
@@ -110,8 +122,9 @@ extension DataDirectory {
     public func currentState() throws -> Dispatcher {
         var dispatcher = Dispatcher()
         if let projection = try openProjectionForReading() {
-            let lastPosition = try openReader().lastPosition
-            let loaded = try projection.loadDispatcher()
+            let reader = try openReader()
+            let lastPosition = try reader.lastPosition
+            let loaded = try reader.restoredState(from: projection)
             if loaded.position <= lastPosition {
                 dispatcher = loaded
             }
@@ -173,8 +186,8 @@ extension RecordSource {
                 try projection.forEachDelivery(matching: selection, body)
                 return
             }
-            if checkpoint < last, let snapshots = projection as? any EngineSnapshotStore,
-               case var dispatcher = try snapshots.loadDispatcher(), dispatcher.position == checkpoint {
+            if checkpoint < last, let store = projection as? any ProjectionStore & EngineSnapshotStore,
+               case var dispatcher = try restoredState(from: store), dispatcher.position == checkpoint {
                 var tail = TailChanges()
                 try replay(into: &dispatcher) { _, _, effects, _ in tail.absorb(effects) }
                 try tail.overlay(on: projection, through: last, matching: selection, body)
@@ -258,7 +271,7 @@ extension RecordSource {
                 let atCheckpoint = try store.summary(now: now)
                 if atCheckpoint.position == last { return atCheckpoint }
                 guard atCheckpoint.position < last else { break }  // a projection ahead of its log: replay
-                let loaded = try store.loadDispatcher()
+                let loaded = try restoredState(from: store)
                 if loaded.position == atCheckpoint.position {
                     dispatcher = loaded
                     counts = atCheckpoint.counts

@@ -14,8 +14,25 @@ final class Projector: @unchecked Sendable {
     init(store: any ProjectionStore & EngineSnapshotStore, source: @escaping () throws -> any RecordSource) throws {
         self.store = store
         self.source = source
-        self.dispatcher = try store.loadDispatcher()
+        self.dispatcher = try source().restoredState(from: store)
     }
+
+    /// Where this projector last saved an engine snapshot (0: not yet).
+    private var snapshotAt: UInt64 = 0
+    /// When set, a catch-up that stops short of the log's end (the running engine's background
+    /// projection) also saves an engine snapshot once ``snapshotInterval`` records passed since
+    /// the last one. A catch-up to the log's end always saves one.
+    var periodicSnapshotRecords: UInt64?
+
+    /// Records between two periodic snapshots: at least ``periodicSnapshotRecords``, and at
+    /// least as many as the deliveries the last snapshot held, so writing snapshots costs a
+    /// bounded share of projecting however large the state is (and a restart replays no more
+    /// records than it decodes deliveries).
+    var snapshotInterval: UInt64? {
+        periodicSnapshotRecords.map { max($0, snapshotDeliveries) }
+    }
+    /// Deliveries (pending and redrivable) the last snapshot this projector saved held.
+    private var snapshotDeliveries: UInt64 = 0
 
     /// A projector of `directory`'s log into `projection` (default: its own projection).
     convenience init(directory: DataDirectory, projection: Projection? = nil) throws {
@@ -24,7 +41,8 @@ final class Projector: @unchecked Sendable {
 
     /// Applies every record after the checkpoint, in batches that commit with their checkpoint.
     /// A catch-up to the log's end (no `target`, no `limit`) then saves the engine snapshot
-    /// (``HeraldCore/EngineSnapshotStore/saveSnapshot(of:)``).
+    /// (``HeraldCore/EngineSnapshotStore/saveSnapshot(of:)``), as does one that passed
+    /// ``snapshotInterval`` records since the last when ``periodicSnapshotRecords`` is set.
     @discardableResult
     /// - Parameters:
     ///   - limit: apply at most this many records (the live engine projects in slices).
@@ -44,10 +62,14 @@ final class Projector: @unchecked Sendable {
             let before = dispatcher.position
             do {
                 let done = try catchUpOnce(through: target, limit: limit, progress: progress, pace: pace)
-                if target == nil && limit == .max {
-                    // Caught up with the log: leave the snapshot the next open reads (the store
-                    // skips it when it holds one for this position already).
+                if (target == nil && limit == .max)
+                    || snapshotInterval.map({ dispatcher.position - min(snapshotAt, dispatcher.position) >= $0 }) == true {
+                    // Caught up with the log, or far enough from the last snapshot: leave the
+                    // snapshot the next open reads (the store skips it when it holds one for
+                    // this position already).
                     try store.saveSnapshot(of: dispatcher)
+                    snapshotAt = dispatcher.position
+                    snapshotDeliveries = UInt64(dispatcher.pending.count + dispatcher.redrivable.count)
                 }
                 return ProjectResult(from: start, to: done.to)
             } catch {
@@ -96,7 +118,7 @@ final class Projector: @unchecked Sendable {
             // Commit what was valid before reporting a bad record.
             try store.apply(steps, registryAfter: dispatcher.registry)
         } catch {
-            dispatcher = try store.loadDispatcher()
+            dispatcher = try reader.restoredState(from: store)
             throw error
         }
         if let failure { throw failure }

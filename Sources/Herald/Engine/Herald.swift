@@ -28,6 +28,12 @@ public struct HeraldOptions: Sendable {
     /// half of one core: after every 2,048 records it pauses as long as they took. Large by
     /// default: fewer, larger transactions write fewer pages.
     public var projectionSliceRecords: UInt64
+    /// The background projection saves an engine snapshot (the whole dispatcher state, read by
+    /// the next open instead of the projection's rows) once this many records passed since the
+    /// last one, and at least as many records as the state holds deliveries (so the writes
+    /// stay a bounded share of projecting). A restart after a crash replays at most about that
+    /// many records on top of it. `close` always saves one.
+    public var snapshotRecords: UInt64
     /// Where the engine reports what it cannot return to a caller: outcomes dropped because
     /// their delivery was cancelled mid-attempt, failures of the background projection, a
     /// failed log append (after which it stops taking work).
@@ -38,7 +44,7 @@ public struct HeraldOptions: Sendable {
                 concurrency: Int = 16, attemptTimeoutMs: Int64 = 30_000,
                 environment: HeraldEnvironment = HeraldEnvironment(),
                 projectionIntervalMs: Int64 = 1000, projectionSliceRecords: UInt64 = 100_000,
-                logger: Logger = Logger(label: "herald")) {
+                snapshotRecords: UInt64 = 100_000, logger: Logger = Logger(label: "herald")) {
         self.durability = durability
         self.clock = clock
         self.executor = executor
@@ -47,6 +53,7 @@ public struct HeraldOptions: Sendable {
         self.environment = environment
         self.projectionIntervalMs = max(0, projectionIntervalMs)
         self.projectionSliceRecords = max(1, projectionSliceRecords)
+        self.snapshotRecords = max(1, snapshotRecords)
         self.logger = logger
     }
 }
@@ -168,6 +175,7 @@ public final class Herald: Sendable {
         let log = storage.log
         let projector = try Projector(store: storage.projection, source: { log })
         try projector.catchUp()
+        projector.periodicSnapshotRecords = options.snapshotRecords
         let state = EngineStateMachine(
             dispatcher: projector.dispatcher,
             configuration: .init(concurrency: options.concurrency, attemptTimeoutMs: options.attemptTimeoutMs,

@@ -1,4 +1,5 @@
-/// A pending-deliveries snapshot that does not decode: where in its bytes and why.
+/// A snapshot (of the pending deliveries, or the engine's whole state) that does not decode:
+/// where in its bytes and why.
 public struct SnapshotError: Error, Equatable, Sendable, CustomStringConvertible {
     /// The byte offset in the snapshot where decoding stopped.
     public var offset: Int
@@ -9,7 +10,7 @@ public struct SnapshotError: Error, Equatable, Sendable, CustomStringConvertible
         self.reason = reason
     }
 
-    public var description: String { "pending-deliveries snapshot, byte \(offset): \(reason)" }
+    public var description: String { "byte \(offset) of the snapshot: \(reason)" }
 }
 
 /// The binary snapshot of ``PendingDeliveries`` (docs/SEMANTICS.md §6, "Restart"): what a
@@ -206,6 +207,9 @@ extension PendingDeliveries {
             throw SnapshotError(offset: reader.offset, reason: "\(reader.remaining) bytes follow the last field")
         }
     }
+
+    /// The source position of the last row (live or not), if any.
+    var lastRowPosition: UInt64? { positions.last }
 
     /// The snapshot's checksum: each 8-byte word (then each byte left) is xored in and
     /// multiplied by the 64-bit FNV prime, an invertible step, so any change confined to one

@@ -342,6 +342,9 @@ extension Registry {
         for trigger in triggers { self.triggers[trigger.id] = trigger }
         self.usedIDs = Set(usedIDs)
     }
+
+    /// Every id ever created, ascending (the engine snapshot's order).
+    var usedIDsInOrder: [HeraldID] { usedIDs.sorted() }
 }
 
 extension Registry.Trigger {

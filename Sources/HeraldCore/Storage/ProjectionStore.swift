@@ -68,24 +68,31 @@ extension ProjectionStore {
     }
 }
 
-/// What a restart restores without replaying finished work: the dispatcher (registry and
-/// pending deliveries) as of a position, and the dead-letter events pending deliveries were
-/// created by (their KV sources come from the log). The SQLite projection is one (it derives
-/// both from its tables at its checkpoint); a store of its own, or none (replay from 1), also
-/// works.
+/// What a restart restores without replaying finished work: the dispatcher (registry,
+/// pending and redrivable deliveries) as of the checkpoint, an engine snapshot of the whole
+/// state at or before it, and the dead-letter events pending deliveries were created by (their
+/// KV sources come from the log). The SQLite projection is one (it derives the dispatcher from
+/// its tables and keeps the snapshot beside them); a store of its own, or none (replay from 1),
+/// also works.
 public protocol EngineSnapshotStore: AnyObject {
-    /// The dispatcher as of the snapshot's position (`Dispatcher()` when there is none yet).
+    /// The dispatcher as of the store's checkpoint (`Dispatcher()` when there is none yet).
     func loadDispatcher() throws -> Dispatcher
+
+    /// The latest engine snapshot, whose position is at or before the checkpoint: a restore
+    /// continues it through the checkpoint from the log, which is cheaper than
+    /// ``loadDispatcher()`` when there are many deliveries. `nil` when there is none (by default).
+    func loadSnapshot() throws -> Dispatcher?
 
     /// The dead-letter event that happened at `position`, if the snapshot holds one.
     func deadLetter(at position: UInt64) throws -> DeadLetterEvent?
 
-    /// Keeps `dispatcher` (at the store's position) in a form ``loadDispatcher()`` reads
-    /// faster than what the store derives it from; called when an engine closes. Optional:
+    /// Keeps `dispatcher` (at or before the checkpoint) as the snapshot ``loadSnapshot()``
+    /// returns; called every so many records by a running engine and when it closes. Optional:
     /// by default nothing is kept.
     func saveSnapshot(of dispatcher: Dispatcher) throws
 }
 
 extension EngineSnapshotStore {
+    public func loadSnapshot() throws -> Dispatcher? { nil }
     public func saveSnapshot(of dispatcher: Dispatcher) throws {}
 }
