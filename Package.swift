@@ -18,6 +18,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
         .package(url: "https://github.com/apple/swift-metrics", from: "2.4.1"),
         .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.1.0"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.6.0"),
     ],
     targets: [
         // C libraries, seen only through these wrappers.
@@ -35,7 +36,8 @@ let package = Package(
         // The embeddable engine.
         .target(name: "Herald", dependencies: ["HeraldCore", "HeraldLog", "HeraldStore",
                                               .product(name: "Logging", package: "swift-log"),
-                                              .product(name: "Metrics", package: "swift-metrics")]),
+                                              .product(name: "Metrics", package: "swift-metrics"),
+                                              .product(name: "ServiceLifecycle", package: "swift-service-lifecycle")]),
         // Fixture runner for users' regression tests.
         .target(name: "HeraldTesting", dependencies: ["Herald", "HeraldCore", "HeraldLog"]),
 
@@ -53,7 +55,9 @@ let package = Package(
         .testTarget(name: "HeraldCoreTests", dependencies: ["HeraldCore"]),
         .testTarget(name: "HeraldLogTests", dependencies: ["HeraldLog"]),
         .testTarget(name: "HeraldStoreTests", dependencies: ["HeraldStore", "HeraldCore"]),
-        .testTarget(name: "HeraldTests", dependencies: ["Herald", "HeraldLog", "HeraldTesting"]),
+        .testTarget(name: "HeraldTests", dependencies: ["Herald", "HeraldLog", "HeraldTesting",
+                                                        .product(name: "Logging", package: "swift-log"),
+                                                        .product(name: "ServiceLifecycle", package: "swift-service-lifecycle")]),
         // The engine and the reads on in-memory implementations of the storage seams (no
         // segment log, no SQLite in its own code).
         .testTarget(name: "InMemoryStorageTests", dependencies: ["Herald", "HeraldCore"]),

@@ -1,6 +1,8 @@
 import Foundation
 import Herald
 import HeraldCore
+import Logging
+import ServiceLifecycle
 import Synchronization
 import Testing
 
@@ -139,9 +141,11 @@ func embeddingExample(dataPath: String, clock: any HeraldClock) async throws -> 
         }
         let test = try String(contentsOfFile: #filePath, encoding: .utf8)
         let guide = try String(contentsOfFile: packageRoot + "/docs/EMBEDDING.md", encoding: .utf8)
-        let mine = between(test, "// BEGIN EMBEDDING EXAMPLE\n", "// END EMBEDDING EXAMPLE")
-        let theirs = between(guide, "// BEGIN EMBEDDING EXAMPLE\n", "// END EMBEDDING EXAMPLE")
-        #expect(mine != nil && mine == theirs, "docs/EMBEDDING.md's example differs from EmbeddingExampleTests.swift")
+        for name in ["EMBEDDING", "SERVICE"] {
+            let mine = between(test, "// BEGIN \(name) EXAMPLE\n", "// END \(name) EXAMPLE")
+            let theirs = between(guide, "// BEGIN \(name) EXAMPLE\n", "// END \(name) EXAMPLE")
+            #expect(mine != nil && mine == theirs, "docs/EMBEDDING.md's \(name) example differs from EmbeddingExampleTests.swift")
+        }
     }
 
     /// The stdin JSON of the `process` runtime, field for field, as the guide documents it.
@@ -222,5 +226,73 @@ func embeddingExample(dataPath: String, clock: any HeraldClock) async throws -> 
             "dead 2 exit 3: warming up\ntry later",         // other: retryable, stderr tail kept
             "dead 2 timed out after 1000 ms",               // timeout: retryable error
         ])
+    }
+}
+
+// BEGIN SERVICE EXAMPLE
+/// Runs Herald beside the rest of a service (`others`: an HTTP server, a consumer, …) until
+/// SIGTERM or SIGINT, or until a service whose termination behavior says so ends the group:
+/// the attempts in flight finish and are recorded, the projection is caught up, the engine
+/// snapshot saved and the writer lock released.
+func runHeraldService(dataPath: String, options: HeraldOptions = HeraldOptions(),
+                      beside others: [ServiceGroupConfiguration.ServiceConfiguration] = []) async throws {
+    let herald = try Herald.open(directory: DataDirectory(path: dataPath), options: options)
+    let group = ServiceGroup(configuration: ServiceGroupConfiguration(
+        services: [.init(service: herald)] + others,
+        gracefulShutdownSignals: [.sigterm, .sigint],
+        logger: Logger(label: "my-service")))
+    try await group.run()
+}
+// END SERVICE EXAMPLE
+
+/// The guide's ServiceLifecycle setup, run: a graceful shutdown of the group while an attempt
+/// runs lets it finish and be recorded, and leaves the data directory closed and caught up.
+@Suite struct ServiceExampleTests {
+    /// Ends the group gracefully once an attempt has started.
+    struct ShutDownOnceStarted: Service {
+        let started: @Sendable () -> Bool
+        func run() async throws {
+            while !started() { try await Task.sleep(for: .milliseconds(5)) }
+        }
+    }
+
+    @Test func aGracefulShutdownDrainsTheAttemptInFlightAndCloses() async throws {
+        let admin = HeraldID(high: 0xa000_0000_0000_4000, low: 0x8000_0000_0000_0001)
+        let app = HeraldID(high: 0xb000_0000_0000_4000, low: 0x8000_0000_0000_0001)
+        let script = HeraldID(high: 0xc000_0000_0000_4000, low: 0x8000_0000_0000_0001)
+        let trigger = HeraldID(high: 0xd000_0000_0000_4000, low: 0x8000_0000_0000_0001)
+        let started = Mutex(0)
+        let executor = ClosureExecutor(fallback: { _ in
+            started.withLock { $0 += 1 }
+            try? await Task.sleep(for: .milliseconds(300))  // still running when the shutdown comes
+            return .ok
+        })
+        try await withTemporaryDirectory { path in
+            let directory = DataDirectory(path: path)
+            let setup = try Herald.open(directory: directory, options: HeraldOptions(durability: .none))
+            try setup.append([
+                .adminUserCreated(adminUserID: admin, email: "ops@example.com"),
+                .appCreated(appID: app, name: "shop"),
+                .scriptRegistered(ScriptRegistration(scriptID: script, appID: app, name: "s", runtime: "swift", source: "")),
+                .triggerRegistered(TriggerRegistration(triggerID: trigger, appID: app, scriptID: script, kind: .kv,
+                                                       retry: .builtIn, registeredBy: admin,
+                                                       kv: KVDetails(collectionGlob: "*", ops: []))),
+                .kv(KVMutation(op: .insert, appID: app, collection: "c", key: "k", value: "1")),
+            ])
+            try setup.close()
+            let stopper = ShutDownOnceStarted(started: { started.withLock { $0 } > 0 })
+            try await runHeraldService(dataPath: path, options: HeraldOptions(executor: executor),
+                                       beside: [.init(service: stopper, successTerminationBehavior: .gracefullyShutdownGroup)])
+            #expect(started.withLock { $0 } == 1)
+            // Recorded, projected, snapshot saved, lock released (a writer can open it again).
+            let deliveries = try directory.deliveries()
+            #expect(deliveries.map(\.status) == [.succeeded], "\(deliveries)")
+            let projection = try directory.openProjection()
+            let last = try directory.openReader().lastPosition
+            #expect(try projection.checkpointPosition() == last && (try projection.snapshotPosition()) == last)
+            let again = try Herald.open(directory: directory, options: HeraldOptions(durability: .none))
+            #expect(again.pendingCount == 0)
+            try again.close()
+        }
     }
 }

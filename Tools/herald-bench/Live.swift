@@ -2,6 +2,7 @@ import Foundation
 import Glibc
 import Herald
 import HeraldCore
+import HeraldStore
 import HeraldLog
 import Synchronization
 
@@ -235,5 +236,62 @@ func onThread<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async thr
             do { continuation.resume(returning: try body()) } catch { continuation.resume(throwing: error) }
         }
         thread.start()
+    }
+}
+
+extension Benchmarks {
+    var restartPendingDirectory: String { options.workDirectory + "/restart-pending" }
+
+    /// Restart time with every delivery of the workload pending (about 1.45 M): `Herald.open`
+    /// when the engine snapshot is at the checkpoint (after a clean close), when it is
+    /// `tail` records behind it (a crash after the background projection moved on), and
+    /// without one (the projection's rows). The directory is built untimed.
+    func restartPending() throws {
+        let setup = try LineFile(path: options.workload.setupPath).records()
+        let all = try LineFile(path: options.workload.eventsPath).records(defaultTs: setup.last?.ts ?? 0)
+        let tail = min(100_000, all.count / 10)
+        removeTree(restartPendingDirectory)
+        let data = DataDirectory(path: restartPendingDirectory)
+        let writer = try data.openWriter(durability: .none)
+        for start in stride(from: 0, to: setup.count + all.count - tail, by: 4096) {
+            let end = min(start + 4096, setup.count + all.count - tail)
+            try writer.append((start..<end).map { $0 < setup.count ? setup[$0] : all[$0 - setup.count] })
+        }
+        try writer.close()
+        try data.project()  // the snapshot is saved here, `tail` records before the end
+        let late = try data.openWriter(durability: .none)
+        for start in stride(from: all.count - tail, to: all.count, by: 4096) {
+            try late.append(Array(all[start..<min(start + 4096, all.count)]))
+        }
+        try late.close()
+        // The tail projected as the running engine's background projection does: no snapshot.
+        let projection = try data.openProjection()
+        let reader = try data.openReader()
+        var dispatcher = try reader.restoredState(from: projection)
+        var steps: [ProjectionStep] = []
+        try reader.replay(into: &dispatcher) { position, record, effects, after in
+            steps.append(ProjectionStep(position: position, record: record, effects: effects))
+            if steps.count == 50_000 || position == all.count + setup.count {
+                try projection.apply(steps, registryAfter: after.registry)
+                steps.removeAll(keepingCapacity: true)
+            }
+        }
+        let engineOptions = HeraldOptions(durability: .none, executor: ClosureExecutor(fallback: { _ in .ok }))
+        func open(_ measure: String, _ note: String) throws {
+            let start = nowNs()
+            let herald = try Herald.open(directory: data, options: engineOptions)
+            let openSeconds = seconds(start, nowNs())
+            let pending = herald.pendingCount
+            try herald.close(projecting: false)
+            reporter.emit(Row(workload: "restart-pending", measure: measure, value: openSeconds * 1000, unit: "ms",
+                              note: "\(pending) pending deliveries; \(note)", extra: [("open_seconds", openSeconds), ("pending", Double(pending))]))
+        }
+        let behind = try projection.snapshotPosition() ?? 0
+        try open("Herald.open, snapshot \(tail) records behind the checkpoint (after kill -9)",
+                 "snapshot at \(behind), checkpoint \(try projection.checkpointPosition())")
+        try projection.database.execute("DELETE FROM engine_snapshot")
+        try open("Herald.open, no snapshot (the projection's rows)", "the rows at the checkpoint")
+        try data.project()
+        try open("Herald.open, snapshot at the checkpoint (after a clean close)", "snapshot at \(try projection.snapshotPosition() ?? 0)")
     }
 }

@@ -6,7 +6,7 @@ let usage = """
                         [--live-events N] [--live-rate N] [--live-seconds S] [--live-concurrency N] [--live-batch N] [--restart-events N]
 
       --workload DIR       directory holding setup.jsonl and events.jsonl (Tools/gen-workload DIR)
-      --only LIST          comma-separated subset of: ingest,import,scan,derive,project,live,restart,host (default: all, in that order)
+      --only LIST          comma-separated subset of: ingest,import,scan,derive,project,live,restart,restart-pending,host (default: all, in that order)
                            scan needs a log from ingest or import; project needs import
       --json FILE          also append one JSON object per result line to FILE
       --work DIR           scratch directory (default /tmp/herald-bench/<workload name>); its logs are replaced
@@ -138,6 +138,7 @@ do {
         case "project": try bench.project()
         case "live": try await bench.live()
         case "restart": try bench.restart()
+        case "restart-pending": try bench.restartPending()
         case "host": try bench.host()
         default: break
         }

@@ -52,7 +52,7 @@ do {
             entries.append(LogEntry(ts: ts, payload: payload))
             _ = try? dispatcher.apply(Record(ts: ts, body: body))
         }
-        try write(Array(dispatcher.pending.snapshotBytes().dropLast(8)), to: out + "/engine-snapshot")
+        try write(Array(dispatcher.snapshotBytes().dropLast(8)), to: out + "/engine-snapshot")
         guard !entries.isEmpty else { continue }
         let fs = SimulatedFileSystem()
         let writer = try LogWriter(directory: "/log", configuration: LogConfiguration(

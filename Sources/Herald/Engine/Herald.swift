@@ -4,6 +4,7 @@ import HeraldStore
 import Dispatch
 import Foundation
 import Logging
+import ServiceLifecycle
 import Synchronization
 
 /// Options of a live engine.
@@ -558,13 +559,45 @@ public final class Herald: Sendable {
     /// both to whoever opens the data directory next (the projection is a cache of the log: a
     /// writer or a reader brings it up to date first); a short command that appended a few
     /// records which change many deliveries (`herald redrive`) returns without that work.
+    ///
+    /// A second `close` does nothing (``run()`` as a `Service` closes when it returns).
     public func close(projecting: Bool = true) throws {
         stop()
-        try projector.withLock { projector in
-            if projecting { try projector?.catchUp() }
+        guard try projector.withLock({ projector -> Bool in
+            guard let open = projector else { return false }
+            if projecting { try open.catchUp() }
             projector = nil
-        }
+            return true
+        }) else { return }
         try log.close()
+    }
+}
+
+extension Herald: Service {
+    /// Runs the engine as a swift-service-lifecycle `Service` (in a `ServiceGroup`): the
+    /// dispatcher runs until graceful shutdown (SIGTERM, SIGINT, or
+    /// `ServiceGroup.triggerGracefulShutdown()`), cancellation of its task, or ``stop()``; then
+    /// the attempts in flight finish (or time out) and are recorded, and the engine closes:
+    /// the projection is caught up, the engine snapshot saved, the writer lock released.
+    ///
+    /// `run(untilIdle:report:)` is the same loop without the shutdown handling and without
+    /// closing.
+    public func run() async throws {
+        do {
+            try await withGracefulShutdownHandler {
+                try await withTaskCancellationHandler {
+                    try await self.run(untilIdle: false, report: nil)
+                } onCancel: {
+                    self.stop()
+                }
+            } onGracefulShutdown: {
+                self.stop()
+            }
+        } catch {
+            try? close()
+            throw error
+        }
+        try close()
     }
 }
 
