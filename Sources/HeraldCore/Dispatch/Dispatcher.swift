@@ -26,7 +26,9 @@ public struct Dispatcher: Sendable {
     /// whose trigger still exists. A delivery leaves when it is redriven or its trigger is
     /// deleted. Succeeded deliveries are not kept (memory stays bounded by what is pending or
     /// redrivable), so a redrive of one is refused as "not dead or cancelled".
-    public private(set) var redrivable = FastTable<DeliveryID, Delivery>()
+    package private(set) var redrivable = FastTable<DeliveryID, Delivery>()
+    /// The dead and cancelled deliveries an operator may redrive, in canonical order.
+    public var redrivableDeliveries: [Delivery] { redrivable.values.sorted { $0.orderKey < $1.orderKey } }
     private var matchers = FastTable<HeraldID, AppMatcher>()
     /// (app, collection) pairs already matched → the deliveries a mutation of each op
     /// creates there; see ``MatchMemo``.

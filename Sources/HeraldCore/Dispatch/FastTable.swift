@@ -1,7 +1,7 @@
 /// A key with a cheap, unseeded hash. Swift's `Hasher` is seeded per process and costs
 /// ~30 ns a key; the dispatcher's hot tables (pending deliveries, counts per trigger) hash
 /// random UUIDs and dense positions, which a multiply-xorshift mix spreads well enough.
-public protocol FastKey: Equatable, Sendable {
+package protocol FastKey: Equatable, Sendable {
     var fastHash: UInt64 { get }
 }
 
@@ -15,18 +15,18 @@ func mix64(_ value: UInt64) -> UInt64 {
 }
 
 extension HeraldID: FastKey {
-    @inlinable public var fastHash: UInt64 { high &* 0x9E37_79B9_7F4A_7C15 ^ low }
+    @inlinable package var fastHash: UInt64 { high &* 0x9E37_79B9_7F4A_7C15 ^ low }
 }
 
 extension DeliveryID: FastKey {
-    @inlinable public var fastHash: UInt64 { triggerID.fastHash &+ sourcePosition &* 0xC2B2_AE3D_27D4_EB4F }
+    @inlinable package var fastHash: UInt64 { triggerID.fastHash &+ sourcePosition &* 0xC2B2_AE3D_27D4_EB4F }
 }
 
 /// A hash map for the dispatcher's hot paths: entries live densely in two arrays (appended
 /// on insert, swap-removed on delete) and an open-addressing index (linear probing,
 /// tombstones) maps keys to them. Its iteration order is deterministic (unseeded hash), but
 /// nothing derived relies on it: callers sort where order matters.
-public struct FastTable<Key: FastKey, Value: Sendable>: Sendable {
+package struct FastTable<Key: FastKey, Value: Sendable>: Sendable {
     // A slot is 0 (empty), 1 (deleted), or the upper 32 bits of the key's hash beside its
     // dense index + 2: most probes that do not match are rejected without touching `keys`.
     @usableFromInline static var empty: UInt64 { 0 }
@@ -37,15 +37,15 @@ public struct FastTable<Key: FastKey, Value: Sendable>: Sendable {
     @usableFromInline var mask = 0
     @usableFromInline var tombstones = 0
     /// Dense keys, in insertion order (with swap-removal).
-    @inlinable public var keys: [Key] { _keys }
+    @inlinable package var keys: [Key] { _keys }
     /// Values, beside ``keys``.
-    @inlinable public var values: [Value] { _values }
+    @inlinable package var values: [Value] { _values }
 
-    @inlinable public init() {}
+    @inlinable package init() {}
 
     /// Entries in the table.
-    @inlinable public var count: Int { _keys.count }
-    @inlinable public var isEmpty: Bool { _keys.isEmpty }
+    @inlinable package var count: Int { _keys.count }
+    @inlinable package var isEmpty: Bool { _keys.isEmpty }
 
     @inline(__always)
     @usableFromInline static func fingerprint(_ hash: UInt64) -> UInt64 { hash & 0xFFFF_FFFF_0000_0000 }
@@ -72,7 +72,7 @@ public struct FastTable<Key: FastKey, Value: Sendable>: Sendable {
 
     /// True when `key` is present (no copy of its value).
     @inline(__always)
-    @inlinable public func contains(_ key: Key) -> Bool { slot(of: key) != nil }
+    @inlinable package func contains(_ key: Key) -> Bool { slot(of: key) != nil }
 
     /// The dense position of the entry whose key has hash `hash` (its ``FastKey/fastHash``)
     /// and satisfies `matches`: a lookup that need not build a key.
@@ -93,7 +93,7 @@ public struct FastTable<Key: FastKey, Value: Sendable>: Sendable {
     }
 
     /// The value for `key`; setting `nil` removes it.
-    @inlinable public subscript(key: Key) -> Value? {
+    @inlinable package subscript(key: Key) -> Value? {
         get { slot(of: key).map { _values[Self.position(slots[$0])] } }
         set {
             if let newValue {
@@ -110,7 +110,7 @@ public struct FastTable<Key: FastKey, Value: Sendable>: Sendable {
 
     /// Changes the value for `key` in place, inserting `initial` first if it is absent: one
     /// probe where `table[key] = f(table[key])` takes two.
-    @inlinable public mutating func update(_ key: Key, default initial: @autoclosure () -> Value, _ body: (inout Value) -> Void) {
+    @inlinable package mutating func update(_ key: Key, default initial: @autoclosure () -> Value, _ body: (inout Value) -> Void) {
         if let found = slot(of: key) {
             body(&_values[Self.position(slots[found])])
         } else {
@@ -121,7 +121,7 @@ public struct FastTable<Key: FastKey, Value: Sendable>: Sendable {
 
     /// Adds an entry whose key is known to be absent (a delivery id is created once), without
     /// the lookup that the subscript pays.
-    @inlinable public mutating func insertNew(_ key: Key, _ value: Value) {
+    @inlinable package mutating func insertNew(_ key: Key, _ value: Value) {
         if (_keys.count + tombstones + 1) * 4 > slots.count * 3 { rehash(minimumCapacity: _keys.count + 1) }
         place(key, at: _keys.count)
         _keys.append(key)
@@ -166,25 +166,25 @@ public struct FastTable<Key: FastKey, Value: Sendable>: Sendable {
 }
 
 extension FastTable: Sequence {
-    public struct Iterator: IteratorProtocol {
+    package struct Iterator: IteratorProtocol {
         @usableFromInline let table: FastTable
         @usableFromInline var index = 0
 
         @inlinable init(table: FastTable) { self.table = table }
 
-        @inlinable public mutating func next() -> (key: Key, value: Value)? {
+        @inlinable package mutating func next() -> (key: Key, value: Value)? {
             guard index < table.keys.count else { return nil }
             defer { index += 1 }
             return (table.keys[index], table.values[index])
         }
     }
 
-    @inlinable public func makeIterator() -> Iterator { Iterator(table: self) }
+    @inlinable package func makeIterator() -> Iterator { Iterator(table: self) }
 }
 
 extension FastTable: Equatable where Value: Equatable {
     /// Same keys with equal values, whatever the insertion history.
-    public static func == (lhs: FastTable, rhs: FastTable) -> Bool {
+    package static func == (lhs: FastTable, rhs: FastTable) -> Bool {
         guard lhs.count == rhs.count else { return false }
         for (key, value) in lhs where rhs[key] != value { return false }
         return true

@@ -104,10 +104,10 @@ public struct Registry: Sendable {
         public var cause: String
     }
 
-    public private(set) var apps = FastTable<HeraldID, App>()
-    public private(set) var adminUsers = FastTable<HeraldID, AdminUser>()
-    public private(set) var scripts = FastTable<HeraldID, Script>()
-    public private(set) var triggers = FastTable<HeraldID, Trigger>()
+    package private(set) var apps = FastTable<HeraldID, App>()
+    package private(set) var adminUsers = FastTable<HeraldID, AdminUser>()
+    package private(set) var scripts = FastTable<HeraldID, Script>()
+    package private(set) var triggers = FastTable<HeraldID, Trigger>()
     /// Deleted triggers, in deletion order.
     public private(set) var removedTriggers: [RemovedTrigger] = []
     /// Every id ever created, of any kind: ids are never reused, also after deletion.
@@ -342,6 +342,21 @@ extension Registry {
         for trigger in triggers { self.triggers[trigger.id] = trigger }
         self.usedIDs = Set(usedIDs)
     }
+
+    /// The app `id`, if it exists.
+    public func app(_ id: HeraldID) -> App? { apps[id] }
+    /// The admin user `id`, if it exists.
+    public func adminUser(_ id: HeraldID) -> AdminUser? { adminUsers[id] }
+    /// The script `id`, if it exists.
+    public func script(_ id: HeraldID) -> Script? { scripts[id] }
+    /// The trigger `id`, if it exists (deleted ones are in ``removedTriggers``).
+    public func trigger(_ id: HeraldID) -> Trigger? { triggers[id] }
+    /// Every app, by id.
+    public var allApps: [App] { apps.values.sorted { $0.id < $1.id } }
+    /// Every admin user, by id.
+    public var allAdminUsers: [AdminUser] { adminUsers.values.sorted { $0.id < $1.id } }
+    /// Every script, by id.
+    public var allScripts: [Script] { scripts.values.sorted { $0.id < $1.id } }
 
     /// Every id ever created, ascending (the engine snapshot's order).
     var usedIDsInOrder: [HeraldID] { usedIDs.sorted() }
