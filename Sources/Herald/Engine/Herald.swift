@@ -288,9 +288,16 @@ public final class Herald: Sendable {
         state.withLock { $0.dispatcher.registry.liveTriggers(app: app) }
     }
 
-    /// Every delivery as of `position` (`nil` = now), in canonical order, derived from the log.
+    /// Every delivery as of `position` (`nil` = now), in canonical order. Now, on a data
+    /// directory: the projection's rows plus the records after its checkpoint; otherwise
+    /// derived by a replay of the log.
     public func deliveries(at position: UInt64? = nil) throws -> [Delivery] {
-        try log.deliveries(at: position)
+        if position == nil, let directory {
+            var all: [Delivery] = []
+            try directory.forEachDelivery { all.append($0) }
+            return all
+        }
+        return try log.deliveries(at: position)
     }
 
     /// `explain P`.
@@ -298,9 +305,11 @@ public final class Herald: Sendable {
         try log.explain(position: position)
     }
 
-    /// `explain P:TRIGGER_ID`.
+    /// `explain P:TRIGGER_ID`: from the projection's rows when it is caught up and they can
+    /// tell the story (on a data directory), else by a replay of the log.
     public func explain(delivery: DeliveryID) throws -> DeliveryTimeline {
-        try log.timeline(of: delivery)
+        if let directory { return try directory.timeline(of: delivery) }
+        return try log.timeline(of: delivery)
     }
 
     /// Why the engine stopped taking work (a failed append or sync), `nil` while it takes work.

@@ -29,7 +29,14 @@ extension DispatchMode: Codable {}
 extension AttemptOutcome: Codable {}
 extension RecordType: Codable {}
 
-extension HeraldID: Codable {
+/// A value coded as its text (`description`), parsed back with `init?(_:)`.
+protocol CodableAsText: Codable, CustomStringConvertible {
+    init?(_ text: String)
+    /// What the text must be, for the refusal.
+    static var expectedText: String { get }
+}
+
+extension CodableAsText {
     public func encode(to encoder: any Encoder) throws {
         var container = encoder.singleValueContainer()
         try container.encode(description)
@@ -38,27 +45,19 @@ extension HeraldID: Codable {
     public init(from decoder: any Decoder) throws {
         let container = try decoder.singleValueContainer()
         let text = try container.decode(String.self)
-        guard let id = HeraldID(text) else {
-            throw DecodingError.dataCorruptedError(in: container, debugDescription: "\"\(text)\" is not a canonical 8-4-4-4-12 id")
+        guard let value = Self(text) else {
+            throw DecodingError.dataCorruptedError(in: container, debugDescription: "\"\(text)\" is not \(Self.expectedText)")
         }
-        self = id
+        self = value
     }
 }
 
-extension DeliveryID: Codable {
-    public func encode(to encoder: any Encoder) throws {
-        var container = encoder.singleValueContainer()
-        try container.encode(description)
-    }
+extension HeraldID: CodableAsText {
+    static var expectedText: String { "a canonical 8-4-4-4-12 id" }
+}
 
-    public init(from decoder: any Decoder) throws {
-        let container = try decoder.singleValueContainer()
-        let text = try container.decode(String.self)
-        guard let id = DeliveryID(text) else {
-            throw DecodingError.dataCorruptedError(in: container, debugDescription: "\"\(text)\" is not a delivery id P:TRIGGER_ID")
-        }
-        self = id
-    }
+extension DeliveryID: CodableAsText {
+    static var expectedText: String { "a delivery id P:TRIGGER_ID" }
 }
 
 extension RetryConfig: Codable {
