@@ -392,6 +392,23 @@ private func scanProcesses(withArguments arguments: [String]) -> [pid_t] {
     return found
 }
 
+/// Tables print record times as epoch milliseconds and, beside them, in UTC (ISO 8601).
+@Suite struct TableTimesCLITests {
+    @Test func theDeliveriesTableShowsDueTimesReadably() async throws {
+        guard heraldIsBuilt() else { return }
+        try await withTemporaryDirectory { path in
+            let data = path + "/data"
+            let lines = cliSetup(source: "true", events: 1).split(separator: "\n").map { line in
+                line.replacingOccurrences(of: #"{"type":"#, with: #"{"ts":1700000000000,"type":"#)
+            }
+            try lines.joined(separator: "\n").write(toFile: path + "/in.jsonl", atomically: true, encoding: .utf8)
+            #expect(try await herald(["import", "--data", data, path + "/in.jsonl"]).status == 0)
+            let table = try await herald(["deliveries", "--data", data]).output
+            #expect(table.contains("1700000000000 2023-11-14T22:13:20.000Z"), "\(table)")
+        }
+    }
+}
+
 #if canImport(FoundationNetworking)
 import FoundationNetworking
 #endif
