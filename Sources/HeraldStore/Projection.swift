@@ -17,7 +17,7 @@ public final class Projection: ProjectionStore, EngineSnapshotStore, @unchecked 
     /// The underlying connection.
     public let database: SQLiteDatabase
     /// Where a damaged engine snapshot is told (it is then dropped and the rows are read; see
-    /// ``loadDispatcher()``). The data directory passes its own diagnostics; the engine its logger.
+    /// ``loadSnapshot()``). The data directory passes its own diagnostics; the engine its logger.
     public var diagnostics: (@Sendable (String) -> Void)?
     /// False when opened `readOnly`: nothing is ever written.
     let writable: Bool

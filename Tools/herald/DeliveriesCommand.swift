@@ -64,7 +64,7 @@ struct DeliveriesCommand: ParsableCommand {
             try forEachSelected { deliveries.append($0) }
             let rows = deliveries.map { d -> [String] in
                 [d.id.description, d.sourceKind.description, String(d.depth), d.status.description, String(d.attempts),
-                 d.dueAt.map { "\($0) \(Timestamp.iso8601($0))" } ?? "-", d.finishedAt.map(String.init) ?? "-", d.lastError ?? ""]
+                 d.dueAt.map(withUTC) ?? "-", d.finishedAt.map(String.init) ?? "-", d.lastError ?? ""]
             }
             output.write(renderTable(header: ["DELIVERY", "SOURCE", "DEPTH", "STATUS", "ATTEMPTS", "DUE_AT", "FINISHED", "LAST_ERROR"],
                                      rows: rows))

@@ -119,7 +119,7 @@ struct RunCommand: AsyncParsableCommand {
         var line = "\(report.position) ts \(report.ts) \(report.delivery.id) attempt \(a.attempt) \(a.outcome) \(a.durationMs)ms"
         if let error = a.error { line += " error=\(error)" }
         line += " → \(report.delivery.status)"
-        if let due = report.delivery.dueAt { line += " next due \(due) (\(Timestamp.iso8601(due)))" }
+        if let due = report.delivery.dueAt { line += " next due \(withUTC(due))" }
         return Array((line + "\n").utf8)
     }
 

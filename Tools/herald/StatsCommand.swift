@@ -45,7 +45,7 @@ struct StatsCommand: ParsableCommand {
             "ratio        \(String(format2: ratio)):1",
         ]
         if let first = stats.firstTs, let last = stats.lastTs {
-            lines.append("ts range     \(first) (\(Timestamp.iso8601(first))) … \(last) (\(Timestamp.iso8601(last)))")
+            lines.append("ts range     \(withUTC(first)) … \(withUTC(last))")
         }
         print(lines.joined(separator: "\n"))
     }

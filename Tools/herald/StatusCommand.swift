@@ -42,7 +42,7 @@ struct StatusCommand: ParsableCommand {
             "cancelled    \(counts.cancelled)",
         ]
         if let next = summary.nextDueAt {
-            lines.append("next due     \(next) (\(Timestamp.iso8601(next)))")
+            lines.append("next due     \(withUTC(next))")
         }
         print(lines.joined(separator: "\n"))
     }

@@ -153,6 +153,13 @@ enum OutputFormat: String, ExpressibleByArgument, CaseIterable {
 }
 
 /// Left-aligned text columns.
+/// A record time as printed for people: the epoch milliseconds and, beside them, the same
+/// instant in UTC (ISO 8601); the milliseconds alone when they name no such instant.
+func withUTC(_ ms: Int64) -> String {
+    let utc = Timestamp.iso8601(ms)
+    return utc == String(ms) ? utc : "\(ms) (\(utc))"
+}
+
 func renderTable(header: [String], rows: [[String]]) -> String {
     var widths = header.map(\.count)
     for row in rows {

@@ -23,10 +23,9 @@ extension Duration {
     /// Whole milliseconds, rounded down, clamped to `Int64`'s range.
     var clampedMilliseconds: Int64 {
         let (seconds, attoseconds) = components
-        let (ms, overflow) = seconds.multipliedReportingOverflow(by: 1000)
-        if overflow { return seconds < 0 ? .min : .max }
-        return ms.addingReportingOverflow(attoseconds / 1_000_000_000_000_000).overflow ? (seconds < 0 ? .min : .max)
-            : ms + attoseconds / 1_000_000_000_000_000
+        let (ms, overflowed) = seconds.multipliedReportingOverflow(by: 1000)
+        let (sum, overflowedAgain) = ms.addingReportingOverflow(attoseconds / 1_000_000_000_000_000)
+        return overflowed || overflowedAgain ? (seconds < 0 ? .min : .max) : sum
     }
 }
 

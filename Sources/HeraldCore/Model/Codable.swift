@@ -3,20 +3,29 @@
 /// by their wire names, snake_case keys. Decoding checks what parsing checks and names the
 /// field (the coding path) when it refuses.
 
+/// A single text value, parsed by `parse`; refused as not `expected`, naming the coding path.
+func decodeText<T>(from decoder: any Decoder, expected: @autoclosure () -> String, _ parse: (String) -> T?) throws -> T {
+    let container = try decoder.singleValueContainer()
+    let text = try container.decode(String.self)
+    guard let value = parse(text) else {
+        throw DecodingError.dataCorruptedError(in: container, debugDescription: "\"\(text)\" is not \(expected())")
+    }
+    return value
+}
+
+func encodeText(_ text: String, to encoder: any Encoder) throws {
+    var container = encoder.singleValueContainer()
+    try container.encode(text)
+}
+
 extension WireNamed {
     public func encode(to encoder: any Encoder) throws {
-        var container = encoder.singleValueContainer()
-        try container.encode(wireName)
+        try encodeText(wireName, to: encoder)
     }
 
     public init(from decoder: any Decoder) throws {
-        let container = try decoder.singleValueContainer()
-        let name = try container.decode(String.self)
-        guard let value = Self(name: name) else {
-            throw DecodingError.dataCorruptedError(
-                in: container, debugDescription: "\"\(name)\" is not one of \(Self.wireCases.map(\.wireName).joined(separator: ", "))")
-        }
-        self = value
+        self = try decodeText(from: decoder, expected: "one of " + Self.wireCases.map(\.wireName).joined(separator: ", "),
+                              Self.init(name:))
     }
 }
 
@@ -38,17 +47,11 @@ protocol CodableAsText: Codable, CustomStringConvertible {
 
 extension CodableAsText {
     public func encode(to encoder: any Encoder) throws {
-        var container = encoder.singleValueContainer()
-        try container.encode(description)
+        try encodeText(description, to: encoder)
     }
 
     public init(from decoder: any Decoder) throws {
-        let container = try decoder.singleValueContainer()
-        let text = try container.decode(String.self)
-        guard let value = Self(text) else {
-            throw DecodingError.dataCorruptedError(in: container, debugDescription: "\"\(text)\" is not \(Self.expectedText)")
-        }
-        self = value
+        self = try decodeText(from: decoder, expected: Self.expectedText, Self.init)
     }
 }
 
