@@ -26,13 +26,15 @@ let package = Package(
         .systemLibrary(name: "CSQLite", pkgConfig: "sqlite3", providers: [.apt(["libsqlite3-dev"])]),
         // SSE4.2 CRC-32C behind a cpuid check (HeraldLog falls back to its table otherwise).
         .target(name: "CCRC32C"),
+        // Threads for the storage shells' pipelines: a joinable pthread and a condition lock.
+        .target(name: "HeraldThreads"),
 
         // Pure core: records, codecs, validation, matching, reducers. No I/O.
         .target(name: "HeraldCore"),
         // The segment log: blocks, LZ4 frames, CRC32C, recovery, readers.
-        .target(name: "HeraldLog", dependencies: ["CLZ4", "CCRC32C"]),
+        .target(name: "HeraldLog", dependencies: ["CLZ4", "CCRC32C", "HeraldThreads"]),
         // SQLite projection (Layout E + deliveries).
-        .target(name: "HeraldStore", dependencies: ["HeraldCore", "CSQLite"]),
+        .target(name: "HeraldStore", dependencies: ["HeraldCore", "HeraldThreads", "CSQLite"]),
         // The embeddable engine.
         .target(name: "Herald", dependencies: ["HeraldCore", "HeraldLog", "HeraldStore",
                                               .product(name: "Logging", package: "swift-log"),

@@ -210,7 +210,7 @@ extension Projection {
     /// `rankedBySQL: false` leaves out the trigger order within a source position and the
     /// limit (the caller sorts each position's few rows and stops): the table's own key order
     /// then needs no sort of every row.
-    private func deliveryRows(matching selection: DeliverySelection, rankedBySQL: Bool = true) throws -> SQLiteStatement {
+    func deliveryRows(matching selection: DeliverySelection, rankedBySQL: Bool = true) throws -> SQLiteStatement {
         var conditions: [String] = []
         var values: [SQLiteValue] = []
         if let app = selection.app { conditions.append("app_id = ?"); values.append(.id(app)) }
@@ -270,102 +270,6 @@ extension Projection {
             attempts: r.int64(at: 11), dueAt: r.isNull(at: 12) ? nil : r.int64(at: 12), lastError: r.text(at: 13),
             finishedAt: r.isNull(at: 14) ? nil : try position(r.int64(at: 14), "deliveries.finished_at"),
             budgetBase: r.int64(at: 15))
-    }
-
-    /// Streams the canonical `herald deliveries --format jsonl` line (newline included) of each
-    /// delivery `selection` picks, in canonical order: the same bytes as
-    /// ``HeraldCore/CanonicalOutput`` writes for ``forEachDelivery(matching:_:)``'s deliveries,
-    /// written from the columns' bytes without building a `Delivery` (a listing of millions).
-    /// Every field is checked as the decoding path checks it.
-    public func forEachDeliveryLine(matching selection: DeliverySelection, _ body: (UnsafeBufferPointer<UInt8>) throws -> Void) throws {
-        let rows = try deliveryRows(matching: selection, rankedBySQL: false)
-        let path = database.path
-        func damaged(_ column: String) -> StoreError {
-            .damaged(path: path, reason: "a deliveries row holds an invalid \(column)")
-        }
-        // The lines of one source position, put in trigger order before they are passed on.
-        var out = JSONOutput(capacity: 1 << 12)
-        var group: [(rank: Int64, start: Int, end: Int)] = []
-        var groupPosition: Int64 = -1
-        var remaining = selection.limit ?? .max
-        func flush() throws {
-            if group.count > 1 { group.sort { $0.rank < $1.rank } }
-            try out.bytes.withUnsafeBufferPointer { lines in
-                for line in group where remaining > 0 {
-                    remaining -= 1
-                    try body(UnsafeBufferPointer(rebasing: lines[line.start..<line.end]))
-                }
-            }
-            group.removeAll(keepingCapacity: true)
-            out.removeAll()
-        }
-        /// Writes an id column (copied when it is in printed form); false when it is no id.
-        func id(_ column: Int32, to out: inout JSONOutput) -> Bool {
-            rows.withText(at: column) { text -> Bool in
-                if HeraldID.isPrinted(utf8: text) {
-                    out.string(verbatim: text)
-                } else if let id = HeraldID(utf8: text) {
-                    out.id(id)
-                } else {
-                    return false
-                }
-                return true
-            } ?? false
-        }
-        /// Writes a name column; false unless it is one of `names` (which need no escaping).
-        func name(_ column: Int32, _ names: [StaticString], to out: inout JSONOutput) -> Bool {
-            rows.withText(at: column) { text -> Bool in
-                guard names.contains(where: { UnsafeBufferPointer(start: $0.utf8Start, count: $0.utf8CodeUnitCount).elementsEqual(text) }) else {
-                    return false
-                }
-                out.string(verbatim: text)
-                return true
-            } ?? false
-        }
-        let kinds: [StaticString] = ["kv", "dead_letter", "http", "manual"]
-        let statuses: [StaticString] = ["pending", "succeeded", "dead", "cancelled"]
-        while remaining > 0, try rows.step() {
-            let position = rows.int64(at: 0)
-            guard position >= 0 else { throw damaged("source_position") }
-            if position != groupPosition {
-                try flush()
-                guard remaining > 0 else { break }
-                groupPosition = position
-            }
-            let start = out.bytes.count
-            out.fragment(#"{"source_position":"#); out.int(position)
-            out.fragment(#","trigger_id":"#); guard id(1, to: &out) else { throw damaged("trigger_id") }
-            out.fragment(#","app_id":"#); guard id(3, to: &out) else { throw damaged("app_id") }
-            out.fragment(#","script_id":"#); guard id(4, to: &out) else { throw damaged("script_id") }
-            out.fragment(#","source_kind":"#); guard name(5, kinds, to: &out) else { throw damaged("source_kind") }
-            out.fragment(#","depth":"#); out.int(rows.int64(at: 6))
-            out.fragment(#","status":"#); guard name(10, statuses, to: &out) else { throw damaged("status") }
-            out.fragment(#","attempts":"#); out.int(rows.int64(at: 11))
-            out.fragment(#","due_at":"#)
-            if rows.isNull(at: 12) { out.null() } else { out.int(rows.int64(at: 12)) }
-            out.fragment(#","last_error":"#)
-            let wrote: Bool? = rows.withText(at: 13) { text in
-                if text.allSatisfy({ $0 < 0x80 }) {
-                    out.string(utf8: text)
-                } else {
-                    out.string(String(decoding: text, as: UTF8.self))  // as the decoding path: invalid bytes replaced
-                }
-                return true
-            }
-            if wrote == nil { out.null() }
-            out.fragment(#","finished_at":"#)
-            if rows.isNull(at: 14) {
-                out.null()
-            } else {
-                let finished = rows.int64(at: 14)
-                guard finished >= 0 else { throw damaged("finished_at") }
-                out.int(finished)
-            }
-            out.endObject()
-            out.newline()
-            group.append((rows.int64(at: 2), start, out.bytes.count))
-        }
-        try flush()
     }
 }
 

@@ -165,12 +165,43 @@ import Testing
                     var lines: [UInt8] = []
                     try directory.forEachDeliveryLine(matching: selection) { lines.append(contentsOf: $0) }
                     #expect(lines == expected.bytes, "\(selection), projected \(projected)")
+                    if projected == 3_000, let projection = try directory.openProjectionForReading() {
+                        // Many batches of rows (the listing's own are 2,048 rows), limits ending inside them.
+                        for batchRows in [1, 7, 64] {
+                            var batched: [UInt8] = []
+                            try projection.forEachDeliveryLine(matching: selection, batchRows: batchRows) { batched.append(contentsOf: $0) }
+                            #expect(batched == expected.bytes, "\(selection) in batches of \(batchRows) rows")
+                        }
+                    }
                     var streamed: [Delivery] = []
                     try directory.forEachDelivery(matching: selection) { streamed.append($0) }
                     #expect(streamed == selection.picked(from: all), "\(selection), projected \(projected)")
                 }
                 // Positions with several deliveries: the lines come in trigger order, not id order.
                 #expect(Dictionary(grouping: all, by: \.id.sourcePosition).values.contains { $0.count > 2 })
+            }
+        }
+    }
+
+    /// A damaged row late in the listing (past its first batches of rows) fails it with the damage
+    /// named, after the lines before it: nothing is skipped, nothing past it is written.
+    @Test func aDamagedRowEndsTheLinesWithAnError() async throws {
+        try await withTemporaryDirectory { path in
+            let directory = try directory(at: path, seed: 99, records: 3_000, projected: 3_000)
+            let all = try directory.openReader().deliveries()
+            let damaged = all[all.count - 10].id
+            let database = try SQLiteDatabase(path: directory.projectionPath)
+            try database.execute("UPDATE deliveries SET app_id = 'not-an-id' WHERE source_position = \(damaged.sourcePosition) AND trigger_id = '\(damaged.triggerID)'")
+            let before = all.firstIndex { $0.id.sourcePosition == damaged.sourcePosition } ?? 0
+            let projection = try #require(try directory.openProjectionForReading())
+            for batchRows in [2_048, 16] {
+                var lines = 0
+                #expect {
+                    try projection.forEachDeliveryLine(matching: DeliverySelection(), batchRows: batchRows) { _ in lines += 1 }
+                } throws: { error in
+                    "\(error)".contains("a deliveries row holds an invalid app_id")
+                }
+                #expect(lines == before, "batches of \(batchRows) rows")
             }
         }
     }

@@ -82,7 +82,8 @@ import Testing
 
     /// `herald run` piped into a reader: each attempt's line arrives while the run goes on (not
     /// when a buffer fills or the process exits), and SIGTERM mid-run lets the attempt in
-    /// flight finish, records it, and exits 0; every attempt in the log was printed.
+    /// flight finish, records it, and exits 0; every attempt in the log was printed, and a last
+    /// line sums the run up.
     @Test func runPrintsEachAttemptAsItHappensAndDrainsOnSIGTERM() async throws {
         guard heraldIsBuilt() else { return }
         try await withTemporaryDirectory { path in
@@ -120,7 +121,12 @@ import Testing
             while process.isRunning && ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(20)) }
             #expect(!process.isRunning && process.terminationStatus == 0 && process.terminationReason == .exit)
             try await Task.sleep(for: .milliseconds(100))  // the reader takes the last bytes
-            let printed = lines.withLock { $0 }
+            var printed = lines.withLock { $0 }
+            // The last line sums the run up.
+            let summary = printed.popLast()?.line ?? ""
+            #expect(summary.hasPrefix(#"{"summary":{"position":"#)
+                    && summary.hasSuffix(#","pending":\#(8 - printed.count),"attempts":\#(printed.count),"ok":\#(printed.count),"error":0,"dead":0}}"#),
+                    "summary: \(summary)")
             #expect(printed.count >= 3 && printed.count < 8, "\(printed.count) attempts printed before SIGTERM stopped the run")
             #expect(printed.first.map { $0.started <= 2 } == true, "the first line came after \(printed.first?.started ?? -1) scripts had started")
             #expect(printed.allSatisfy { $0.line.hasPrefix(#"{"position":"#) && $0.line.contains(#""outcome":"ok""#) })

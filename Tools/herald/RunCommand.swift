@@ -5,6 +5,7 @@ import Herald
 import HeraldCore
 import Metrics
 import Prometheus
+import Synchronization
 
 struct RunCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -44,7 +45,7 @@ struct RunCommand: AsyncParsableCommand {
     @Flag(help: "Print nothing per attempt.")
     var quiet = false
 
-    @Option(help: "One line per attempt on stdout, written as each is durable: text for people, jsonl for tools.")
+    @Option(help: "One line per attempt on stdout, written as each is durable: text for people, jsonl for tools (then a last line {\"summary\":{…}}).")
     var format: RunFormat = .text
 
     @Option(help: ArgumentHelp("Serve GET /metrics (Prometheus text format) and GET /healthz on this port (0: any free port; the one chosen is printed on stderr).",
@@ -101,7 +102,9 @@ struct RunCommand: AsyncParsableCommand {
             return source
         }
         let quiet = quiet, format = format
+        let tally = Mutex(RunTally())
         try await herald.run(untilIdle: untilIdle) { report in
+            tally.withLock { $0.count(report) }
             guard !quiet else { return }
             // Written and flushed one line at a time: a pipe (a log collector, `tee`) sees each
             // attempt as it is recorded, not when a buffer fills or the process exits.
@@ -110,7 +113,39 @@ struct RunCommand: AsyncParsableCommand {
         try herald.close()
         signals.forEach { $0.cancel() }
         let end = herald.status()
-        printError("herald run: stopped at position \(end.position), \(end.pending) pending")
+        let counted = tally.withLock { $0 }
+        printError("herald run: stopped at position \(end.position), \(end.pending) pending; \(counted.attempts) attempt(s) this run: \(counted.ok) ok, \(counted.errors) error, \(counted.dead) dead-lettered")
+        if format == .jsonl {
+            var out = JSONOutput()
+            out.beginObject()
+            out.key("summary")
+            out.beginObject()
+            out.key("position"); out.uint(end.position)
+            out.key("pending"); out.int(Int64(end.pending))
+            out.key("attempts"); out.int(counted.attempts)
+            out.key("ok"); out.int(counted.ok)
+            out.key("error"); out.int(counted.errors)
+            out.key("dead"); out.int(counted.dead)
+            out.endObject()
+            out.endObject()
+            out.newline()
+            Output.writeNow(out.bytes)
+        }
+    }
+
+    /// The attempts a run recorded, for its summary.
+    struct RunTally {
+        var attempts: Int64 = 0
+        var ok: Int64 = 0
+        var errors: Int64 = 0
+        /// Attempts that left their delivery dead.
+        var dead: Int64 = 0
+
+        mutating func count(_ report: AttemptReport) {
+            attempts += 1
+            if report.attempt.outcome == .ok { ok += 1 } else { errors += 1 }
+            if report.delivery.status == .dead { dead += 1 }
+        }
     }
 
     /// `1205 ts 1796614377612 1200:d000… attempt 1 error 12ms error=smtp down → pending next due 1796614378612`

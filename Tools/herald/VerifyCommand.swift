@@ -29,10 +29,14 @@ struct VerifyCommand: ParsableCommand {
             printError("warning: \(damage); the next writer cuts it into quarantine (herald repair does it now)")
         }
         // Every record's encoding and rules, from position 1 to the end checked above.
-        let state = try directory.replay(through: log.lastPosition)
+        let state = try directory.replay(through: log.lastPosition) { position, _, _, _ in
+            if position % 100_000 == 0, stderrIsTerminal { printError("… records checked through position \(position)") }
+        }
         let active = log.writerActive ? " (a writer is appending: checked through the end as first read)" : ""
         print("log: \(state.position) records in \(log.blocks) blocks, \(log.segments) segment(s), every block and record valid\(active)")
-        let problems = try directory.verifyProjection(through: log.lastPosition)
+        let problems = try directory.verifyProjection(through: log.lastPosition) { position in
+            if stderrIsTerminal { printError("… projection rebuilt through position \(position) for the comparison") }
+        }
         if problems.isEmpty {
             print("projection: identical to a rebuild from the log (integrity_check ok, no foreign key violations)")
         } else {

@@ -54,7 +54,8 @@ extension DataDirectory {
     /// snapshot of it, at its checkpoint, against a rebuild to that same checkpoint, so a
     /// process appending and projecting meanwhile causes no false difference.
     /// Returns the differences (empty = identical) and SQLite's own integrity problems.
-    public func verifyProjection(through: UInt64? = nil) throws -> [String] {
+    /// `progress` sees the rebuild's position as it goes (about every 100,000 records).
+    public func verifyProjection(through: UInt64? = nil, progress: ((UInt64) -> Void)? = nil) throws -> [String] {
         guard hasProjection || isWritable else { return [] }  // nothing to compare, nowhere to build one
         let live: Projection
         var snapshotProblems: [String] = []
@@ -84,13 +85,13 @@ extension DataDirectory {
             // The engine snapshot is compared with the rebuild's state as it passes its position.
             do {
                 if let snapshot = try live.storedSnapshot() {
-                    try projector.catchUp(through: snapshot.position)
+                    try projector.catchUp(through: snapshot.position, progress: progress)
                     snapshotProblems += Self.differences(of: snapshot, from: projector.dispatcher)
                 }
             } catch let error as StoreError {
                 snapshotProblems.append("\(error)")
             }
-            try projector.catchUp(through: checkpoint)
+            try projector.catchUp(through: checkpoint, progress: progress)
             return try live.differences(from: rebuilt)
                 + snapshotProblems.map { $0 + " (rebuild it with `herald project --rebuild`)" }
         }

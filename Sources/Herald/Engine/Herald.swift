@@ -383,7 +383,16 @@ public final class Herald: Sendable {
             return collected
         }
         let attempts = state.withLock { $0.outcomes(of: invocations, results: results) }
-        return try recordOutcomes(attempts, pipelined: pipelined, report: report)
+        let (reports, unsynced) = try recordOutcomes(attempts, pipelined: pipelined, report: report)
+        if let unsynced {
+            // Unpipelined: the round ends once its outcomes are durable. The sync is waited for
+            // on the acknowledger's thread, not on the cooperative pool the attempts run on.
+            try await withCheckedThrowingContinuation { (synced: CheckedContinuation<Void, any Error>) in
+                acknowledger.async { [self] in synced.resume(with: Result { try waitDurable(through: unsynced) }) }
+            }
+            if let report { reports.forEach(report) }
+        }
+        return reports
     }
 
     /// Picks due deliveries (not in flight) and builds their invocations, marking them in
@@ -426,8 +435,10 @@ public final class Herald: Sendable {
 
     /// Validates and appends attempt outcomes as one batch; an outcome whose delivery was
     /// cancelled meanwhile is dropped (the log's rules decide).
+    /// Returns the reports and, unless `pipelined`, the position the caller must wait to be
+    /// durable before it reports them.
     private func recordOutcomes(_ attempts: [DeliveryAttempt], pipelined: Bool,
-                                report: (@Sendable (AttemptReport) -> Void)?) throws -> [AttemptReport] {
+                                report: (@Sendable (AttemptReport) -> Void)?) throws -> (reports: [AttemptReport], unsynced: UInt64?) {
         let now = options.clock.nowMs()
         let reports: [AttemptReport] = try state.withLock { s in
             let batch = try s.acceptOutcomes(attempts, now: now)
@@ -455,7 +466,7 @@ public final class Herald: Sendable {
             }
             return appended.reports
         }
-        guard let last = reports.last?.position else { return reports }
+        guard let last = reports.last?.position else { return (reports, nil) }
         metrics.recordsAppended.increment(by: reports.count)
         metrics.recorded(reports)
         if options.logger.logLevel <= .debug {
@@ -470,17 +481,15 @@ public final class Herald: Sendable {
             // Nothing to report: no hand-off (the run loop is woken by the durability watch, the
             // writer's own waiters and `run`'s end see the sync, and a failed sync fails every
             // later append).
-            guard let report else { return reports }
+            guard let report else { return (reports, nil) }
             // In order on one serial queue: each batch is reported once it is durable.
             acknowledger.async { [self] in
                 guard (try? waitDurable(through: last)) != nil else { return }
                 reports.forEach(report)
             }
-        } else {
-            try waitDurable(through: last)
-            if let report { reports.forEach(report) }
+            return (reports, nil)
         }
-        return reports
+        return (reports, last)
     }
 
     /// Runs the dispatcher until ``stop()`` (or, with `untilIdle`, until no delivery is

@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import HeraldThreads
 
 extension LogCursor {
     /// Calls `body` with each block from ``nextPosition`` on, as repeated ``nextBlock()`` calls
@@ -204,17 +205,11 @@ private final class ReadAheadPipe: @unchecked Sendable {
     func recycle(_ block: consuming LogBlock) {
         let bytes = block.bytes
         _ = consume block
-        lock.lock()
-        spare.append(bytes)
-        lock.broadcast()
-        lock.unlock()
+        lock.changeAndBroadcast { spare.append(bytes) }
     }
 
     /// Tells the producer to stop (it finishes the block it is working on, if any).
     func cancel() {
-        lock.lock()
-        cancelled = true
-        lock.broadcast()
-        lock.unlock()
+        lock.changeAndBroadcast { cancelled = true }
     }
 }

@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import HeraldThreads
 import Synchronization
 
 /// The single writer of a log directory.

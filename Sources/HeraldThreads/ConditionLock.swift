@@ -1,7 +1,6 @@
 #if canImport(Glibc)
 import Glibc
 #endif
-import Synchronization
 
 /// A pthread mutex with four condition variables, for the group-commit handoff
 /// (Synchronization's `Mutex` has no condition variable), so a change wakes only the threads
@@ -13,14 +12,14 @@ import Synchronization
 ///
 /// `@unchecked Sendable`: the pthread objects live at stable heap addresses for the lifetime
 /// of the object and are only touched through pthread calls, which are thread-safe.
-final class ConditionLock: @unchecked Sendable {
+package final class ConditionLock: @unchecked Sendable {
     private let mutex = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
     private let condition = UnsafeMutablePointer<pthread_cond_t>.allocate(capacity: 1)
     private let work = UnsafeMutablePointer<pthread_cond_t>.allocate(capacity: 1)
     private let written = UnsafeMutablePointer<pthread_cond_t>.allocate(capacity: 1)
     private let acknowledged = UnsafeMutablePointer<pthread_cond_t>.allocate(capacity: 1)
 
-    init() {
+    package init() {
         mutex.initialize(to: pthread_mutex_t())
         precondition(pthread_mutex_init(mutex, nil) == 0)
         for variable in [condition, work, written, acknowledged] {
@@ -38,19 +37,26 @@ final class ConditionLock: @unchecked Sendable {
         mutex.deallocate()
     }
 
-    func lock() { precondition(pthread_mutex_lock(mutex) == 0) }
-    func unlock() { precondition(pthread_mutex_unlock(mutex) == 0) }
+    package func lock() { precondition(pthread_mutex_lock(mutex) == 0) }
+    package func unlock() { precondition(pthread_mutex_unlock(mutex) == 0) }
     /// Waits for a broadcast; call with the lock held.
-    func wait() { precondition(pthread_cond_wait(condition, mutex) == 0) }
-    func broadcast() { precondition(pthread_cond_broadcast(condition) == 0) }
+    package func wait() { precondition(pthread_cond_wait(condition, mutex) == 0) }
+    package func broadcast() { precondition(pthread_cond_broadcast(condition) == 0) }
+    /// Runs `change` with the lock held, then wakes the `wait` waiters.
+    package func changeAndBroadcast(_ change: () -> Void) {
+        lock()
+        change()
+        broadcast()
+        unlock()
+    }
     /// Waits for `signalWork` (the committer); call with the lock held.
-    func waitForWork() { precondition(pthread_cond_wait(work, mutex) == 0) }
-    func signalWork() { precondition(pthread_cond_broadcast(work) == 0) }
+    package func waitForWork() { precondition(pthread_cond_wait(work, mutex) == 0) }
+    package func signalWork() { precondition(pthread_cond_broadcast(work) == 0) }
     /// Waits for `wakeAfterWrite` (the syncer); call with the lock held.
-    func waitForWrite() { precondition(pthread_cond_wait(written, mutex) == 0) }
+    package func waitForWrite() { precondition(pthread_cond_wait(written, mutex) == 0) }
     /// `waitForWrite` for at most `milliseconds`; false when the time ran out. Call with the
     /// lock held.
-    func waitForWrite(upToMs milliseconds: Int) -> Bool {
+    package func waitForWrite(upToMs milliseconds: Int) -> Bool {
         var now = timespec()
         clock_gettime(CLOCK_REALTIME, &now)
         let nanoseconds = Int(now.tv_nsec) + (milliseconds % 1000) * 1_000_000
@@ -61,56 +67,18 @@ final class ConditionLock: @unchecked Sendable {
         return result == 0
     }
     /// Waits for `wakeAll` (appenders waiting for their records); call with the lock held.
-    func waitForAcknowledged() { precondition(pthread_cond_wait(acknowledged, mutex) == 0) }
+    package func waitForAcknowledged() { precondition(pthread_cond_wait(acknowledged, mutex) == 0) }
     /// A commit was written and nothing was acknowledged: wakes the syncer and `wait` waiters,
     /// not the appenders waiting for acknowledgement (nor the committer, which wrote it).
-    func wakeAfterWrite() {
+    package func wakeAfterWrite() {
         broadcast()
         precondition(pthread_cond_broadcast(written) == 0)
     }
     /// Wakes every waiter of every condition.
-    func wakeAll() {
+    package func wakeAll() {
         broadcast()
         signalWork()
         precondition(pthread_cond_broadcast(written) == 0)
         precondition(pthread_cond_broadcast(acknowledged) == 0)
     }
-}
-
-/// A joinable pthread running one closure (the writer's committer and syncer).
-///
-/// `@unchecked Sendable`: `thread` is written once in `init` and read by `join`, which the
-/// owner calls once, after handing the object over under its lock.
-final class JoinableThread: @unchecked Sendable {
-    private final class Body {
-        let run: @Sendable () -> Void
-        init(_ run: @escaping @Sendable () -> Void) { self.run = run }
-    }
-
-    private var thread = pthread_t()
-
-    /// Starts `body` on a new thread; nil if the system refuses a thread.
-    init?(_ body: @escaping @Sendable () -> Void) {
-        let box = Unmanaged.passRetained(Body(body)).toOpaque()
-        let rc = pthread_create(&thread, nil, { raw in
-            guard let raw else { return nil }
-            Unmanaged<Body>.fromOpaque(raw).takeRetainedValue().run()
-            return nil
-        }, box)
-        if rc != 0 {
-            Unmanaged<Body>.fromOpaque(box).release()
-            return nil
-        }
-    }
-
-    /// Waits for the thread to end.
-    func join() { pthread_join(thread, nil) }
-}
-
-/// The last position the writer has acknowledged, shared with in-process readers.
-final class PublishedPosition: Sendable {
-    private let value: Atomic<UInt64>
-    init(_ initial: UInt64) { value = Atomic(initial) }
-    func load() -> UInt64 { value.load(ordering: .acquiring) }
-    func store(_ position: UInt64) { value.store(position, ordering: .releasing) }
 }
