@@ -19,6 +19,10 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-metrics", from: "2.4.1"),
         .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.1.0"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.6.0"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
+        .package(url: "https://github.com/apple/swift-crypto", from: "4.0.0"),
+        .package(url: "https://github.com/apple/swift-nio", from: "2.101.0"),
+        .package(url: "https://github.com/apple/swift-http-types", from: "1.8.0"),
     ],
     targets: [
         // C libraries, seen only through these wrappers.
@@ -40,12 +44,23 @@ let package = Package(
                                               .product(name: "Logging", package: "swift-log"),
                                               .product(name: "Metrics", package: "swift-metrics"),
                                               .product(name: "ServiceLifecycle", package: "swift-service-lifecycle")]),
+        // `herald serve`: the engine over HTTP/JSON (routes, tokens, idempotency keys).
+        .target(name: "HeraldServer", dependencies: ["Herald", "HeraldCore", "HeraldStore",
+                                                    .product(name: "Hummingbird", package: "hummingbird"),
+                                                    .product(name: "HummingbirdCore", package: "hummingbird"),
+                                                    .product(name: "HTTPTypes", package: "swift-http-types"),
+                                                    .product(name: "Logging", package: "swift-log"),
+                                                    .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                                                    .product(name: "Crypto", package: "swift-crypto"),
+                                                    .product(name: "NIOPosix", package: "swift-nio"),
+                                                    .product(name: "Prometheus", package: "swift-prometheus")]),
         // Fixture runner for users' regression tests.
         .target(name: "HeraldTesting", dependencies: ["Herald", "HeraldCore", "HeraldLog"]),
 
         .executableTarget(
             name: "herald",
-            dependencies: ["Herald", "HeraldTesting", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            dependencies: ["Herald", "HeraldTesting", "HeraldServer", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                           .product(name: "Logging", package: "swift-log"),
                            .product(name: "Metrics", package: "swift-metrics"),
                            .product(name: "Prometheus", package: "swift-prometheus")],
             path: "Tools/herald"),
@@ -60,6 +75,8 @@ let package = Package(
         .testTarget(name: "HeraldTests", dependencies: ["Herald", "HeraldLog", "HeraldTesting",
                                                         .product(name: "Logging", package: "swift-log"),
                                                         .product(name: "ServiceLifecycle", package: "swift-service-lifecycle")]),
+        // The HTTP API against a real server on a loopback port, through curl.
+        .testTarget(name: "HeraldServerTests", dependencies: ["HeraldServer", "Herald", "HeraldCore"]),
         // The engine and the reads on in-memory implementations of the storage seams (no
         // segment log, no SQLite in its own code).
         .testTarget(name: "InMemoryStorageTests", dependencies: ["Herald", "HeraldCore"]),

@@ -25,19 +25,7 @@ struct RunCommand: AsyncParsableCommand {
 
     @OptionGroup var global: GlobalOptions
 
-    @Option(help: "Attempts running at once.")
-    var concurrency: Int = 16
-
-    @Option(help: "Per-attempt timeout in milliseconds.")
-    var timeoutMs: Int64 = 30_000
-
-    @Option(help: "Exit code of a process script that means: do not retry.")
-    var notRetryableExitCode: Int32 = 75
-
-    @Option(name: .customLong("pass-env"),
-            help: ArgumentHelp("Also pass this variable of Herald's environment to process scripts (repeatable).",
-                               valueName: "name"))
-    var passEnvironment: [String] = []
+    @OptionGroup var executor: ExecutorOptions
 
     @Flag(help: "Exit once no delivery is pending.")
     var untilIdle = false
@@ -56,14 +44,9 @@ struct RunCommand: AsyncParsableCommand {
     var metricsHost: String = "127.0.0.1"
 
     func validate() throws {
-        guard (1...4096).contains(concurrency) else { throw ValidationError("--concurrency must be 1…4096") }
-        guard timeoutMs >= 1 else { throw ValidationError("--timeout-ms must be at least 1") }
         var address = in_addr()
         guard inet_pton(AF_INET, metricsHost, &address) == 1 else {
             throw ValidationError("--metrics-host '\(metricsHost)' is not an IPv4 address")
-        }
-        for name in passEnvironment where !ProcessExecutor.isVariableName(name) {
-            throw ValidationError("--pass-env '\(name)' is not an environment variable name (letters, digits and '_', not starting with a digit)")
         }
     }
 
@@ -73,11 +56,7 @@ struct RunCommand: AsyncParsableCommand {
         if metricsPort != nil {
             MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: registry))
         }
-        let environment = try HeraldEnvironment(variables: ProcessEnvironment.variables)
-        let options = HeraldOptions(
-            executor: RuntimeRouter(["process": ProcessExecutor(notRetryableExitCode: notRetryableExitCode,
-                                                                passEnvironment: passEnvironment)]),
-            concurrency: concurrency, attemptTimeoutMs: timeoutMs, environment: environment)
+        let options = try executor.heraldOptions()
         let herald = try Herald.open(directory: global.directory, options: options)
         if let metricsPort {
             let server: MetricsServer
@@ -185,4 +164,38 @@ struct RunCommand: AsyncParsableCommand {
 enum RunFormat: String, ExpressibleByArgument, CaseIterable {
     case text
     case jsonl
+}
+
+/// How a running engine executes scripts: `herald run` and `herald serve`.
+struct ExecutorOptions: ParsableArguments {
+    @Option(help: "Attempts running at once.")
+    var concurrency: Int = 16
+
+    @Option(help: "Per-attempt timeout in milliseconds.")
+    var timeoutMs: Int64 = 30_000
+
+    @Option(help: "Exit code of a process script that means: do not retry.")
+    var notRetryableExitCode: Int32 = 75
+
+    @Option(name: .customLong("pass-env"),
+            help: ArgumentHelp("Also pass this variable of Herald's environment to process scripts (repeatable).",
+                               valueName: "name"))
+    var passEnvironment: [String] = []
+
+    func validate() throws {
+        guard (1...4096).contains(concurrency) else { throw ValidationError("--concurrency must be 1…4096") }
+        guard timeoutMs >= 1 else { throw ValidationError("--timeout-ms must be at least 1") }
+        for name in passEnvironment where !ProcessExecutor.isVariableName(name) {
+            throw ValidationError("--pass-env '\(name)' is not an environment variable name (letters, digits and '_', not starting with a digit)")
+        }
+    }
+
+    /// The engine's options: the `process` runtime, these bounds, the HERALD_* environment.
+    func heraldOptions() throws -> HeraldOptions {
+        let environment = try HeraldEnvironment(variables: ProcessEnvironment.variables)
+        return HeraldOptions(
+            executor: RuntimeRouter(["process": ProcessExecutor(notRetryableExitCode: notRetryableExitCode,
+                                                                passEnvironment: passEnvironment)]),
+            concurrency: concurrency, attemptTimeoutMs: timeoutMs, environment: environment)
+    }
 }

@@ -60,6 +60,20 @@ public struct HeraldOptions: Sendable {
 }
 
 /// What an operator action (``Herald/redrive(_:by:reason:)``, ``Herald/cancel(_:by:reason:)``) did.
+/// Told the positions of a batch before it is appended (``Herald/append(lines:intent:)``).
+public struct AppendIntent {
+    /// Runs with the positions the batch's records will get, before they are validated and
+    /// handed to the log. Throwing refuses the batch.
+    public var record: (ClosedRange<UInt64>) throws -> Void
+    /// Runs when the batch was refused after `record` ran: nothing was appended.
+    public var withdraw: () -> Void
+
+    public init(record: @escaping (ClosedRange<UInt64>) throws -> Void, withdraw: @escaping () -> Void) {
+        self.record = record
+        self.withdraw = withdraw
+    }
+}
+
 public struct OperatorActionResult: Sendable {
     /// The deliveries acted on, in canonical order.
     public var deliveries: [DeliveryID]
@@ -201,15 +215,48 @@ public final class Herald: Sendable {
     /// Validates and appends records as one batch (one block, one fsync): all or nothing.
     @discardableResult
     public func append(_ bodies: [RecordBody], ts: Int64? = nil) throws -> ClosedRange<UInt64> {
+        try append(bodies, ts: ts, stamps: [], intent: nil)
+    }
+
+    /// Validates and appends decoded JSON lines as one batch, each stamped with its own `ts`
+    /// when it has one (else the clock). `intent`, when given, is told the positions the
+    /// records will get before they are validated and handed to the log, while no other record
+    /// can be appended, and is withdrawn if the batch is then refused (nothing appended).
+    /// (`herald serve` commits an idempotency key's intent there.)
+    @discardableResult
+    public func append(lines: [DecodedLine], intent: AppendIntent? = nil) throws -> ClosedRange<UInt64> {
+        try append(lines.map(\.body), ts: nil, stamps: lines.map(\.ts), intent: intent)
+    }
+
+    private func append(_ bodies: [RecordBody], ts: Int64?, stamps: [Int64?], intent: AppendIntent?) throws -> ClosedRange<UInt64> {
         let now = options.clock.nowMs()
         let range: ClosedRange<UInt64> = try state.withLock { s in
-            let batch = try s.acceptCommands(bodies, ts: ts, now: now)
+            let batch: EngineStateMachine.Batch
+            var intended: ClosedRange<UInt64>?
+            if let intent, !bodies.isEmpty {
+                let first = s.dispatcher.position + 1
+                intended = first...(first + UInt64(bodies.count) - 1)
+                try intent.record(first...(first + UInt64(bodies.count) - 1))
+                do {
+                    batch = try s.acceptCommands(bodies, ts: ts, now: now, stamps: stamps)
+                } catch {
+                    intent.withdraw()
+                    throw error
+                }
+            } else {
+                batch = try s.acceptCommands(bodies, ts: ts, now: now, stamps: stamps)
+            }
             let range: ClosedRange<UInt64>
             do {
                 range = try log.enqueue(batch.records)
             } catch {
                 s.failed("appending to the log failed: \(error)")
                 throw error
+            }
+            if let intended, intended != range {
+                // The intent named other positions: whatever it promised is not to be trusted.
+                s.failed("an append intent named positions \(intended), the log gave \(range)")
+                throw EngineError.failed("an append intent named positions \(intended), the log gave \(range)")
             }
             // Under the state lock, so the awaited position only grows. The run loop is woken
             // once these records are durable (the deliveries they queued may run then).

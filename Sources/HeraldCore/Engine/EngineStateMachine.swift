@@ -138,13 +138,16 @@ public struct EngineStateMachine: Sendable {
 
     /// Validates commands as one batch (all or nothing) and applies them; `ts` defaults to
     /// `max(now, last ts)`. On a rule violation nothing changes.
-    public mutating func acceptCommands(_ bodies: [RecordBody], ts: Int64?, now: Int64) throws -> Batch {
+    ///
+    /// `stamps` (empty, or one per body): a body's own `ts`, when it has one, instead of `ts`.
+    public mutating func acceptCommands(_ bodies: [RecordBody], ts: Int64?, now: Int64, stamps: [Int64?] = []) throws -> Batch {
+        func stamp(_ index: Int) -> Int64? { index < stamps.count ? stamps[index] ?? ts : ts }
         if let failure { throw EngineError.failed(failure) }
         guard !bodies.isEmpty else { throw EngineError.emptyBatch }
         var batch = Batch(capacity: bodies.count)
         if bodies.count == 1, let body = bodies.first {
             // The common case: check, then apply in place (no copy of the pending deliveries).
-            let record = Record(ts: ts ?? max(now, dispatcher.lastTs ?? 0), body: body)
+            let record = Record(ts: stamp(0) ?? max(now, dispatcher.lastTs ?? 0), body: body)
             try RecordBinaryCodec.checkEncodedSize(body, limitBytes: configuration.recordBytesMax)
             try dispatcher.check(record)
             batch.effects.apply(record, to: &dispatcher)
@@ -161,7 +164,7 @@ public struct EngineStateMachine: Sendable {
             var trial = dispatcher
             if !needsDeliveries { trial.tracksDeliveries = false }
             for (index, body) in bodies.enumerated() {
-                let record = Record(ts: ts ?? max(now, trial.lastTs ?? 0), body: body)
+                let record = Record(ts: stamp(index) ?? max(now, trial.lastTs ?? 0), body: body)
                 do throws(RecordError) {
                     try RecordBinaryCodec.checkEncodedSize(body, limitBytes: configuration.recordBytesMax)
                     try trial.check(record)

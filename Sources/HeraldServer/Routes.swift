@@ -1,0 +1,453 @@
+import Foundation
+import Herald
+import HeraldCore
+import HTTPTypes
+import Hummingbird
+import HummingbirdCore
+import Logging
+import ServiceLifecycle
+import NIOCore
+
+extension HeraldServer {
+    func addRoutes(to router: Router<ServerRequestContext>) {
+        router.get("/healthz") { _, _ in
+            if let failure = self.herald.failure {
+                throw APIError(.serviceUnavailable, "the engine stopped taking work: \(failure)")
+            }
+            return jsonResponse(Array(#"{"status":"ok"}"#.utf8) + [0x0A])
+        }
+        // Reachable only once recovery, the snapshot load and the key settlement are done
+        // (the server starts listening after them); not ready once the engine failed.
+        router.get("/readyz") { _, _ in
+            if let failure = self.herald.failure {
+                throw APIError(.serviceUnavailable, "not ready: the engine stopped taking work: \(failure)")
+            }
+            return jsonResponse(Array(#"{"status":"ready"}"#.utf8) + [0x0A])
+        }
+        router.get("/openapi.yaml") { _, _ in
+            jsonResponse(Array(OpenAPIDocument.yaml.utf8), contentType: "application/yaml")
+        }
+        router.get("/metrics") { _, _ in
+            jsonResponse(self.registry.emitToBuffer(), contentType: "text/plain; version=0.0.4")
+        }
+        router.get("/v1/status") { _, context in try self.status(context.requireGrant()) }
+        router.get("/v1/triggers") { request, context in try await self.triggers(request, context.requireGrant()) }
+        router.get("/v1/deliveries") { request, context in try await self.deliveries(request, context.requireGrant()) }
+        router.get("/v1/deliveries/:id") { _, context in
+            try await self.timeline(context.parameters.get("id") ?? "", context.requireGrant())
+        }
+        router.get("/v1/records/:position/explain") { _, context in
+            try await self.explain(context.parameters.get("position") ?? "", context.requireGrant())
+        }
+        router.get("/v1/records") { request, context in try await self.records(request, context.requireGrant()) }
+        router.post("/v1/records") { request, context in try await self.append(request, context.requireGrant()) }
+        router.post("/v1/deliveries/redrive") { request, context in
+            try await self.act(.redrive, request, context.requireGrant())
+        }
+        router.post("/v1/deliveries/cancel") { request, context in
+            try await self.act(.cancel, request, context.requireGrant())
+        }
+        router.post("/v1/triggers/:id/invoke") { request, context in
+            try await self.invoke(context.parameters.get("id") ?? "", request, context.requireGrant())
+        }
+    }
+
+    // MARK: - Reads
+
+    /// `GET /v1/status`: the engine's counters (a token bound to an app cannot see the engine's).
+    func status(_ grant: Grant) throws -> Response {
+        if let refusal = AccessRules.refusal(reading: nil, by: grant) { throw APIError(.forbidden, refusal) }
+        let status = herald.status()
+        var out = JSONOutput()
+        out.beginObject()
+        out.key("position"); out.uint(status.position)
+        out.key("pending"); out.int(status.pending)
+        out.key("due"); out.int(status.due)
+        out.key("in_flight"); out.int(status.inFlight)
+        out.key("next_due_at")
+        if let next = status.nextDueAt { out.int(next) } else { out.null() }
+        out.key("healthy"); out.bool(herald.failure == nil)
+        out.endObject()
+        out.newline()
+        return jsonResponse(out.bytes)
+    }
+
+    /// `GET /v1/triggers[?app=A][&at=P]`: the live triggers in registration order.
+    func triggers(_ request: Request, _ grant: Grant) async throws -> Response {
+        let query = request.uri.queryParameters
+        let app = try Self.id(query, "app")
+        let at = try Self.position(query, "at")
+        let scope = try scopedApp(app, grant)
+        let herald = self.herald, directory = self.directory
+        return try await blocking {
+            let (registry, position): (Registry, UInt64)
+            if let at {
+                let state = try directory.replay(through: at)
+                (registry, position) = (state.registry, state.position)
+            } else {
+                let state = herald.dispatcher
+                (registry, position) = (state.registry, state.position)
+            }
+            var out = JSONOutput()
+            out.beginObject()
+            out.key("position"); out.uint(position)
+            out.key("triggers")
+            out.beginArray()
+            for trigger in registry.liveTriggers(app: scope) { CanonicalOutput.append(trigger, to: &out) }
+            out.endArray()
+            out.endObject()
+            out.newline()
+            return jsonResponse(out.bytes)
+        }
+    }
+
+    /// `GET /v1/deliveries`: deliveries in canonical order, filtered like `herald deliveries`,
+    /// a page at a time (`limit`, default 100, at most 1,000; `cursor` from the last page's
+    /// `next_cursor`).
+    func deliveries(_ request: Request, _ grant: Grant) async throws -> Response {
+        let query = request.uri.queryParameters
+        let trigger = try Self.id(query, "trigger")
+        let at = try Self.position(query, "at")
+        var status: DeliveryStatus?
+        if let text = query["status"] {
+            guard let parsed = DeliveryStatus(name: String(text)) else {
+                throw APIError(.badRequest, "status '\(text)' is not one of pending, succeeded, dead, cancelled")
+            }
+            status = parsed
+        }
+        let limit = try Self.int(query, "limit", default: 100, in: 1...1_000)
+        var after: (position: UInt64, rank: UInt64)?
+        if let cursor = query["cursor"] {
+            let parts = cursor.split(separator: ".")
+            guard parts.count == 2, let position = UInt64(parts[0]), let rank = UInt64(parts[1]) else {
+                throw APIError(.badRequest, "cursor '\(cursor)' is not one this server gave (POSITION.RANK)")
+            }
+            after = (position, rank)
+        }
+        let app = try scopedApp(try Self.id(query, "app"), grant)
+        if let trigger, let bound = grant.app {
+            let owner = herald.dispatcher.registry.trigger(trigger)?.appID
+            if let owner, owner != bound { throw APIError(.forbidden, "the token is bound to app \(bound), not app \(owner)") }
+        }
+        let selection = DeliverySelection(app: app, trigger: trigger, status: status, from: after?.position)
+        let directory = self.directory, cursor = after
+        return try await blocking {
+            var page: [Delivery] = []
+            var more = false
+            struct Enough: Error {}
+            func take(_ delivery: Delivery) throws {
+                if let cursor, delivery.id.sourcePosition == cursor.position, delivery.triggerRank <= cursor.rank { return }
+                if page.count == limit {
+                    more = true
+                    throw Enough()
+                }
+                page.append(delivery)
+            }
+            do {
+                if let at {
+                    for delivery in selection.picked(from: try directory.deliveries(at: at)) { try take(delivery) }
+                } else {
+                    try directory.forEachDelivery(matching: selection, take)
+                }
+            } catch is Enough {}
+            var out = JSONOutput()
+            out.beginObject()
+            out.key("deliveries")
+            out.beginArray()
+            for delivery in page { CanonicalOutput.append(delivery, to: &out) }
+            out.endArray()
+            out.key("next_cursor")
+            if more, let last = page.last {
+                out.string("\(last.id.sourcePosition).\(last.triggerRank)")
+            } else {
+                out.null()
+            }
+            out.endObject()
+            out.newline()
+            return jsonResponse(out.bytes)
+        }
+    }
+
+    /// `GET /v1/deliveries/{P}:{TRIGGER_ID}`: the delivery's timeline (as `explain --format json`).
+    func timeline(_ text: String, _ grant: Grant) async throws -> Response {
+        guard let id = DeliveryID(text) else {
+            throw APIError(.badRequest, "'\(text)' is not a delivery id (SOURCE_POSITION:TRIGGER_ID)")
+        }
+        let herald = self.herald
+        let timeline = try await blocking { try herald.explain(delivery: id) }
+        guard let delivery = timeline.current ?? timeline.created else {
+            throw APIError(.notFound, "there is no delivery \(id)")
+        }
+        if let refusal = AccessRules.refusal(reading: delivery.appID, by: grant) { throw APIError(.forbidden, refusal) }
+        return jsonResponse(Array(ExplanationText.json(timeline).utf8))
+    }
+
+    /// `GET /v1/records/{P}/explain`: why the record did or did not fire (as `explain P --format json`).
+    func explain(_ text: String, _ grant: Grant) async throws -> Response {
+        guard let position = UInt64(text), position >= 1 else { throw APIError(.badRequest, "'\(text)' is not a log position") }
+        let herald = self.herald
+        let explanation = try await blocking { try herald.explain(position: position) }
+        if grant.app != nil {
+            let app = AccessRules.app(of: explanation.record.body, in: herald.dispatcher)
+            if let refusal = AccessRules.refusal(reading: app, by: grant) { throw APIError(.forbidden, refusal) }
+        }
+        return jsonResponse(Array(ExplanationText.json(explanation).utf8))
+    }
+
+    /// `GET /v1/records?from=P[&limit=N]`: the records from `P` on as JSON Lines (the
+    /// interchange format, each with its `position`), at most `limit` (default 1,000, at most
+    /// 10,000); `Herald-Next-From` names the position to ask for next. A token bound to an app
+    /// sees its app's records only.
+    func records(_ request: Request, _ grant: Grant) async throws -> Response {
+        let query = request.uri.queryParameters
+        let from = try Self.position(query, "from") ?? 1
+        let limit = try Self.int(query, "limit", default: 1_000, in: 1...10_000)
+        let directory = self.directory, herald = self.herald
+        return try await blocking {
+            let reader = try directory.openReader()
+            let last = try reader.lastPosition
+            var out = JSONOutput()
+            var next = max(from, 1)
+            var written = 0
+            let encoder = RecordJSONEncoder()
+            let state = grant.app == nil ? nil : herald.dispatcher
+            if next <= last {
+                try reader.forEach(from: next, through: last) { position, record in
+                    next = position + 1
+                    if let state, AccessRules.refusal(reading: AccessRules.app(of: record.body, in: state), by: grant) != nil {
+                        return true
+                    }
+                    var line = JSONOutput()
+                    encoder.append(record, to: &line)
+                    // The position first, then the record's own fields.
+                    out.fragment(#"{"position":"#)
+                    out.uint(position)
+                    if line.bytes.count > 2 { out.fragment(",") }
+                    out.bytes.append(contentsOf: line.bytes.dropFirst())
+                    out.newline()
+                    written += 1
+                    return written < limit
+                }
+            }
+            return jsonResponse(out.bytes, contentType: "application/jsonl", headers: [HTTPField.Name("Herald-Next-From")!: "\(next)"])
+        }
+    }
+
+    // MARK: - Appends
+
+    /// `POST /v1/records`: one record or a JSON Lines batch, all or nothing, like `herald
+    /// import`. 422 lists every bad line; `expected_position` (409 when the log has moved);
+    /// an `Idempotency-Key` answers a retry with the first response instead of appending twice.
+    func append(_ request: Request, _ grant: Grant) async throws -> Response {
+        if grant.readOnly { throw APIError(.forbidden, "the token is read-only") }
+        let query = request.uri.queryParameters
+        let expected = try Self.position(query, "expected_position")
+        let key = request.headers[HTTPField.Name("Idempotency-Key")!]
+        if let key, key.isEmpty || key.count > 200 || !key.utf8.allSatisfy({ $0 >= 0x21 && $0 < 0x7F }) {
+            throw APIError(.badRequest, "Idempotency-Key must be 1 to 200 printable ASCII characters without spaces")
+        }
+        let body = try await collect(request)
+        let digest = ServerStore.digest(body)
+        let store = self.store, herald = self.herald
+        if let key {
+            switch try await blocking({ try store.keyState(admin: grant.admin, key: key, request: digest) }) {
+            case .new: break
+            case .answered(let response):
+                return jsonResponse(Array(response.utf8) + [0x0A], headers: [HTTPField.Name("Idempotent-Replayed")!: "true"])
+            case .mismatch:
+                throw APIError(.unprocessableContent, "Idempotency-Key '\(key)' was used for a different request body")
+            case .inProgress:
+                throw APIError(.conflict, "a request with Idempotency-Key '\(key)' is being appended; retry later")
+            }
+        }
+        let retryDefaults = options.retryDefaults
+        return try await blocking {
+            // Decode and check every line against the state the lines before it build (all bad
+            // lines are reported at once), then append; the engine checks the batch again
+            // under its lock, against the state it then has.
+            var validator = ImportValidator(state: herald.dispatcher, retryDefaults: retryDefaults,
+                                            nowMs: Int64(Date().timeIntervalSince1970 * 1000))
+            var lines: [DecodedLine] = []
+            var accepted: [Record] = []
+            var refusals: [String] = []
+            let text = body.split(separator: 0x0A, omittingEmptySubsequences: false)
+            for (index, raw) in text.enumerated() {
+                let number = index + 1
+                var line = Array(raw)
+                if line.last == 0x0D { line.removeLast() }
+                if line.isEmpty && index == text.count - 1 && index > 0 { break }  // the final newline
+                let decoded = line.withUnsafeBufferPointer { ImportValidator.decode($0, with: validator.decoder) }
+                if case .success(let decodedLine) = decoded,
+                   let refusal = AccessRules.refusal(of: decodedLine.body, by: grant, in: validator.state) {
+                    refusals.append("line \(number): \(refusal)")
+                }
+                if case .success(let decodedLine) = decoded { lines.append(decodedLine) }
+                if let record = validator.add(decoded: decoded, number: number, acceptedSoFar: { visit in try accepted.forEach(visit) }) {
+                    accepted.append(record)
+                }
+            }
+            if let refusal = refusals.first { throw APIError(.forbidden, refusal) }
+            if !validator.errors.isEmpty {
+                throw APIError(.unprocessableContent, "\(validator.errors.count + validator.errorsDropped) invalid line(s); nothing was appended",
+                               lines: validator.errors)
+            }
+            guard !lines.isEmpty else { throw APIError(.unprocessableContent, "the body holds no record") }
+            var intent: AppendIntent?
+            if key != nil || expected != nil {
+                intent = AppendIntent(record: { range in
+                    if let expected, range.lowerBound != expected + 1 {
+                        throw APIError(.conflict, "the log is at position \(range.lowerBound - 1), not the expected \(expected)")
+                    }
+                    if let key {
+                        try store.recordIntent(admin: grant.admin, key: key, request: digest, positions: range,
+                                               nowMs: Int64(Date().timeIntervalSince1970 * 1000))
+                    }
+                }, withdraw: {
+                    if let key { try? store.dropIntent(admin: grant.admin, key: key) }
+                })
+            }
+            let range = try herald.append(lines: lines, intent: intent)
+            let response = HeraldServer.appendedBody(range)
+            if let key { try store.recordResponse(admin: grant.admin, key: key, response: response) }
+            return jsonResponse(Array(response.utf8) + [0x0A])
+        }
+    }
+
+    // MARK: - Operator actions
+
+    enum Action { case redrive, cancel }
+
+    /// The body of `POST /v1/deliveries/redrive` and `/cancel`.
+    struct ActionRequest: Decodable {
+        var app: String?
+        var trigger: String?
+        var script: String?
+        var status: String?
+        var error_contains: String?
+        var from: UInt64?
+        var to: UInt64?
+        var limit: Int?
+        var reason: String?
+        var dry_run: Bool?
+    }
+
+    /// `POST /v1/deliveries/redrive` and `/cancel`: the selection of `herald redrive`/`cancel`,
+    /// acted on by the token's admin user (`dry_run`: the deliveries it would act on).
+    func act(_ action: Action, _ request: Request, _ grant: Grant) async throws -> Response {
+        if grant.readOnly { throw APIError(.forbidden, "the token is read-only") }
+        let body = try await collect(request)
+        let parsed: ActionRequest
+        do {
+            parsed = try JSONDecoder().decode(ActionRequest.self, from: Data(body.isEmpty ? Array("{}".utf8) : body))
+        } catch {
+            throw APIError(.badRequest, "the body is not a selection object: \(error)")
+        }
+        func id(_ text: String?, _ field: String) throws -> HeraldID? {
+            guard let text else { return nil }
+            guard let id = HeraldID(text) else { throw APIError(.badRequest, "\(field) '\(text)' is not an id") }
+            return id
+        }
+        var status: DeliveryStatus?
+        if let text = parsed.status {
+            guard let value = DeliveryStatus(name: text) else { throw APIError(.badRequest, "status '\(text)' is not a delivery status") }
+            status = value
+        }
+        if let limit = parsed.limit, limit < 1 { throw APIError(.badRequest, "limit must be at least 1") }
+        let app = try scopedApp(try id(parsed.app, "app"), grant)
+        let trigger = try id(parsed.trigger, "trigger")
+        if let trigger, let bound = grant.app, let owner = herald.dispatcher.registry.trigger(trigger)?.appID, owner != bound {
+            throw APIError(.forbidden, "the token is bound to app \(bound), not app \(owner)")
+        }
+        let selection = DeliverySelection(app: app, trigger: trigger, script: try id(parsed.script, "script"), status: status,
+                                          errorContains: parsed.error_contains, from: parsed.from, to: parsed.to,
+                                          limit: parsed.limit)
+        let herald = self.herald
+        return try await blocking {
+            let ids: [DeliveryID]
+            var positions: ClosedRange<UInt64>?
+            if parsed.dry_run == true {
+                let state = herald.dispatcher
+                ids = try (action == .redrive ? OperatorActions.redrivable(in: state, selection)
+                                              : OperatorActions.cancellable(in: state, selection)).map(\.id)
+            } else {
+                let result = try action == .redrive ? herald.redrive(selection, by: grant.admin, reason: parsed.reason)
+                                                    : herald.cancel(selection, by: grant.admin, reason: parsed.reason)
+                (ids, positions) = (result.deliveries, result.positions)
+            }
+            var out = JSONOutput()
+            out.beginObject()
+            out.key("dry_run"); out.bool(parsed.dry_run == true)
+            out.key("count"); out.int(ids.count)
+            out.key("deliveries")
+            out.beginArray()
+            for id in ids { out.string(id.description) }
+            out.endArray()
+            out.key("first_position")
+            if let positions { out.uint(positions.lowerBound) } else { out.null() }
+            out.key("last_position")
+            if let positions { out.uint(positions.upperBound) } else { out.null() }
+            out.endObject()
+            out.newline()
+            return jsonResponse(out.bytes)
+        }
+    }
+
+    /// `POST /v1/triggers/{id}/invoke`: runs the trigger's script once, now; the body is the
+    /// payload (one JSON value, at most 1 MiB).
+    func invoke(_ text: String, _ request: Request, _ grant: Grant) async throws -> Response {
+        if grant.readOnly { throw APIError(.forbidden, "the token is read-only") }
+        guard let trigger = HeraldID(text) else { throw APIError(.badRequest, "'\(text)' is not a trigger id") }
+        let herald = self.herald
+        guard let owner = herald.dispatcher.registry.trigger(trigger)?.appID else {
+            throw APIError(.notFound, "there is no live trigger \(trigger)")
+        }
+        if let refusal = AccessRules.refusal(reading: owner, by: grant) { throw APIError(.forbidden, refusal) }
+        let body = try await collect(request)
+        let payload = JSONText(String(decoding: body, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines))
+        let position = try await blocking { try herald.invoke(trigger: trigger, by: grant.admin, payload: payload) }
+        return jsonResponse(Array(#"{"position":\#(position),"delivery":"\#(position):\#(trigger)"}"#.utf8) + [0x0A])
+    }
+
+    // MARK: - Helpers
+
+    /// The request body, at most ``ServeOptions/maxBodyBytes`` (413 beyond).
+    func collect(_ request: Request) async throws -> [UInt8] {
+        if let length = request.headers[.contentLength].flatMap({ Int($0) }), length > options.maxBodyBytes {
+            throw APIError(.contentTooLarge, "the body is \(length) bytes; at most \(options.maxBodyBytes) are taken")
+        }
+        do {
+            let buffer = try await request.body.collect(upTo: options.maxBodyBytes)
+            return Array(buffer.readableBytesView)
+        } catch let error as HTTPError where error.status == .contentTooLarge {
+            throw APIError(.contentTooLarge, "the body is larger than the \(options.maxBodyBytes) bytes taken")
+        }
+    }
+
+    /// The app a read is limited to: the one asked for, which must be the token's if it is
+    /// bound to one; else the token's.
+    func scopedApp(_ asked: HeraldID?, _ grant: Grant) throws -> HeraldID? {
+        guard let bound = grant.app else { return asked }
+        if let asked, asked != bound { throw APIError(.forbidden, "the token is bound to app \(bound), not app \(asked)") }
+        return bound
+    }
+
+    static func id(_ query: FlatDictionary<Substring, Substring>, _ name: String) throws -> HeraldID? {
+        guard let text = query[Substring(name)] else { return nil }
+        guard let id = HeraldID(String(text)) else { throw APIError(.badRequest, "\(name) '\(text)' is not an id") }
+        return id
+    }
+
+    static func position(_ query: FlatDictionary<Substring, Substring>, _ name: String) throws -> UInt64? {
+        guard let text = query[Substring(name)] else { return nil }
+        guard let value = UInt64(text) else { throw APIError(.badRequest, "\(name) '\(text)' is not a log position") }
+        return value
+    }
+
+    static func int(_ query: FlatDictionary<Substring, Substring>, _ name: String, default value: Int, in range: ClosedRange<Int>) throws -> Int {
+        guard let text = query[Substring(name)] else { return value }
+        guard let number = Int(text), range.contains(number) else {
+            throw APIError(.badRequest, "\(name) '\(text)' is not a number in \(range.lowerBound)…\(range.upperBound)")
+        }
+        return number
+    }
+}
