@@ -153,7 +153,31 @@ struct ErrorMiddleware: RouterMiddleware {
         } catch let error as EngineError {
             return Self.response(APIError(.serviceUnavailable, "\(error)"))
         } catch let error as HTTPError {
+            if error.status == .notFound, let allowed = Self.allowedMethods(path: request.uri.path) {
+                var response = Self.response(APIError(.methodNotAllowed, "\(request.method) is not a method of \(request.uri.path) (\(allowed))"))
+                response.headers[.allow] = allowed
+                return response
+            }
             return Self.response(APIError(error.status, error.body ?? error.status.reasonPhrase))
+        }
+    }
+
+    /// The methods of a route path (`Allow` of a 405), nil for no route.
+    static func allowedMethods(path: String) -> String? {
+        let segments = path.split(separator: "/", omittingEmptySubsequences: false).dropFirst().map(String.init)
+        switch segments.count {
+        case 1 where ["healthz", "readyz", "openapi.yaml", "metrics"].contains(segments[0]): return "GET"
+        case 2 where segments[0] == "v1":
+            switch segments[1] {
+            case "status", "triggers", "deliveries": return "GET"
+            case "records": return "GET, POST"
+            default: return nil
+            }
+        case 3 where segments[0] == "v1" && segments[1] == "deliveries":
+            return ["redrive", "cancel"].contains(segments[2]) ? "POST" : "GET"
+        case 4 where segments[0] == "v1" && segments[1] == "records" && segments[3] == "explain": return "GET"
+        case 4 where segments[0] == "v1" && segments[1] == "triggers" && segments[3] == "invoke": return "POST"
+        default: return nil
         }
     }
 

@@ -76,18 +76,34 @@ components:
           items: {type: string, pattern: '^[0-9]+:[0-9a-f-]{36}$'}
         first_position: {type: [integer, "null"]}
         last_position: {type: [integer, "null"]}
-    Selection:
+    RedriveSelection:
+      description: The selection filters of a redrive (docs/SEMANTICS.md §8.3); every field optional.
       type: object
       additionalProperties: false
       properties:
         app: {type: string, format: uuid}
         trigger: {type: string, format: uuid}
         script: {type: string, format: uuid}
-        status: {type: string, enum: [pending, succeeded, dead, cancelled]}
+        status: {type: string, enum: [dead, cancelled]}
         error_contains: {type: string}
-        from: {type: integer, minimum: 0}
-        to: {type: integer, minimum: 0}
-        limit: {type: integer, minimum: 1}
+        from: {type: integer, minimum: 0, maximum: 9223372036854775807}
+        to: {type: integer, minimum: 0, maximum: 9223372036854775807}
+        limit: {type: integer, minimum: 1, maximum: 2147483647}
+        reason: {type: string}
+        dry_run: {type: boolean}
+    CancelSelection:
+      description: The selection filters of a cancel (docs/SEMANTICS.md §8.3); every field optional.
+      type: object
+      additionalProperties: false
+      properties:
+        app: {type: string, format: uuid}
+        trigger: {type: string, format: uuid}
+        script: {type: string, format: uuid}
+        status: {type: string, enum: [pending]}
+        error_contains: {type: string}
+        from: {type: integer, minimum: 0, maximum: 9223372036854775807}
+        to: {type: integer, minimum: 0, maximum: 9223372036854775807}
+        limit: {type: integer, minimum: 1, maximum: 2147483647}
         reason: {type: string}
         dry_run: {type: boolean}
   responses:
@@ -131,7 +147,7 @@ components:
       name: at
       in: query
       description: Answer as of this log position (replays the log up to it).
-      schema: {type: integer, minimum: 0}
+      schema: {type: integer, minimum: 0, maximum: 9223372036854775807}
 paths:
   /healthz:
     get:
@@ -245,7 +261,7 @@ paths:
     get:
       summary: A delivery's timeline (as `herald explain P:T --format json`).
       parameters:
-        - {name: id, in: path, required: true, description: SOURCE_POSITION:TRIGGER_ID, schema: {type: string}}
+        - {name: id, in: path, required: true, description: SOURCE_POSITION:TRIGGER_ID, schema: {type: string, pattern: '^[0-9]{1,18}:[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$'}}
       responses:
         '200':
           description: The timeline.
@@ -260,7 +276,7 @@ paths:
     get:
       summary: Why a record did or did not fire (as `herald explain P --format json`).
       parameters:
-        - {name: position, in: path, required: true, schema: {type: integer, minimum: 1}}
+        - {name: position, in: path, required: true, schema: {type: integer, minimum: 1, maximum: 9223372036854775807}}
       responses:
         '200':
           description: The explanation.
@@ -275,7 +291,7 @@ paths:
     get:
       summary: The records from a position on, as JSON Lines (each with its position).
       parameters:
-        - {name: from, in: query, schema: {type: integer, minimum: 0, default: 1}}
+        - {name: from, in: query, schema: {type: integer, minimum: 0, maximum: 9223372036854775807, default: 1}}
         - {name: limit, in: query, schema: {type: integer, minimum: 1, maximum: 10000, default: 1000}}
       responses:
         '200':
@@ -290,7 +306,7 @@ paths:
     post:
       summary: Append one record or a JSON Lines batch, all or nothing (as `herald import`).
       parameters:
-        - {name: expected_position, in: query, description: 409 unless the log is at this position., schema: {type: integer, minimum: 0}}
+        - {name: expected_position, in: query, description: 409 unless the log is at this position., schema: {type: integer, minimum: 0, maximum: 9223372036854775807}}
         - {name: Idempotency-Key, in: header, description: A retry with the same key and body gets the first response., schema: {type: string, minLength: 1, maxLength: 200, pattern: '^[!-~]+$'}}
       requestBody:
         required: true
@@ -322,7 +338,7 @@ paths:
       requestBody:
         content:
           application/json:
-            schema: {$ref: '#/components/schemas/Selection'}
+            schema: {$ref: '#/components/schemas/RedriveSelection'}
       responses:
         '200':
           description: What was (or, with dry_run, would be) redriven.
@@ -341,7 +357,7 @@ paths:
       requestBody:
         content:
           application/json:
-            schema: {$ref: '#/components/schemas/Selection'}
+            schema: {$ref: '#/components/schemas/CancelSelection'}
       responses:
         '200':
           description: What was (or, with dry_run, would be) cancelled.

@@ -184,7 +184,9 @@ extension HeraldServer {
 
     /// `GET /v1/records/{P}/explain`: why the record did or did not fire (as `explain P --format json`).
     func explain(_ text: String, _ grant: Grant) async throws -> Response {
-        guard let position = UInt64(text), position >= 1 else { throw APIError(.badRequest, "'\(text)' is not a log position") }
+        guard let position = UInt64(text), position >= 1, position <= UInt64(Int64.max) else {
+            throw APIError(.badRequest, "'\(text)' is not a log position (1…\(Int64.max))")
+        }
         let herald = self.herald
         let explanation = try await blocking { try herald.explain(position: position) }
         if grant.app != nil {
@@ -317,55 +319,24 @@ extension HeraldServer {
 
     enum Action { case redrive, cancel }
 
-    /// The body of `POST /v1/deliveries/redrive` and `/cancel`.
-    struct ActionRequest: Decodable {
-        var app: String?
-        var trigger: String?
-        var script: String?
-        var status: String?
-        var error_contains: String?
-        var from: UInt64?
-        var to: UInt64?
-        var limit: Int?
-        var reason: String?
-        var dry_run: Bool?
-    }
-
     /// `POST /v1/deliveries/redrive` and `/cancel`: the selection of `herald redrive`/`cancel`,
     /// acted on by the token's admin user (`dry_run`: the deliveries it would act on).
     func act(_ action: Action, _ request: Request, _ grant: Grant) async throws -> Response {
         if grant.readOnly { throw APIError(.forbidden, "the token is read-only") }
-        let body = try await collect(request)
-        let parsed: ActionRequest
-        do {
-            parsed = try JSONDecoder().decode(ActionRequest.self, from: Data(body.isEmpty ? Array("{}".utf8) : body))
-        } catch {
-            throw APIError(.badRequest, "the body is not a selection object: \(error)")
-        }
-        func id(_ text: String?, _ field: String) throws -> HeraldID? {
-            guard let text else { return nil }
-            guard let id = HeraldID(text) else { throw APIError(.badRequest, "\(field) '\(text)' is not an id") }
-            return id
-        }
-        var status: DeliveryStatus?
-        if let text = parsed.status {
-            guard let value = DeliveryStatus(name: text) else { throw APIError(.badRequest, "status '\(text)' is not a delivery status") }
-            status = value
-        }
-        if let limit = parsed.limit, limit < 1 { throw APIError(.badRequest, "limit must be at least 1") }
-        let app = try scopedApp(try id(parsed.app, "app"), grant)
-        let trigger = try id(parsed.trigger, "trigger")
+        let parsed = try SelectionBody(try await collect(request))
+        let app = try scopedApp(parsed.app, grant)
+        let trigger = parsed.trigger
         if let trigger, let bound = grant.app, let owner = herald.dispatcher.registry.trigger(trigger)?.appID, owner != bound {
             throw APIError(.forbidden, "the token is bound to app \(bound), not app \(owner)")
         }
-        let selection = DeliverySelection(app: app, trigger: trigger, script: try id(parsed.script, "script"), status: status,
-                                          errorContains: parsed.error_contains, from: parsed.from, to: parsed.to,
+        let selection = DeliverySelection(app: app, trigger: trigger, script: parsed.script, status: parsed.status,
+                                          errorContains: parsed.errorContains, from: parsed.from, to: parsed.to,
                                           limit: parsed.limit)
         let herald = self.herald
         return try await blocking {
             let ids: [DeliveryID]
             var positions: ClosedRange<UInt64>?
-            if parsed.dry_run == true {
+            if parsed.dryRun {
                 let state = herald.dispatcher
                 ids = try (action == .redrive ? OperatorActions.redrivable(in: state, selection)
                                               : OperatorActions.cancellable(in: state, selection)).map(\.id)
@@ -376,7 +347,7 @@ extension HeraldServer {
             }
             var out = JSONOutput()
             out.beginObject()
-            out.key("dry_run"); out.bool(parsed.dry_run == true)
+            out.key("dry_run"); out.bool(parsed.dryRun)
             out.key("count"); out.int(ids.count)
             out.key("deliveries")
             out.beginArray()
@@ -439,7 +410,9 @@ extension HeraldServer {
 
     static func position(_ query: FlatDictionary<Substring, Substring>, _ name: String) throws -> UInt64? {
         guard let text = query[Substring(name)] else { return nil }
-        guard let value = UInt64(text) else { throw APIError(.badRequest, "\(name) '\(text)' is not a log position") }
+        guard let value = UInt64(text), value <= UInt64(Int64.max) else {
+            throw APIError(.badRequest, "\(name) '\(text)' is not a log position (0…\(Int64.max))")
+        }
         return value
     }
 
@@ -449,5 +422,64 @@ extension HeraldServer {
             throw APIError(.badRequest, "\(name) '\(text)' is not a number in \(range.lowerBound)…\(range.upperBound)")
         }
         return number
+    }
+}
+
+/// The body of `POST /v1/deliveries/redrive` and `/cancel`: a JSON object of selection
+/// filters (every field optional; an empty body selects everything), each checked.
+struct SelectionBody {
+    var app, trigger, script: HeraldID?
+    var status: DeliveryStatus?
+    var errorContains, reason: String?
+    var from, to: UInt64?
+    var limit: Int?
+    var dryRun = false
+
+    init(_ body: [UInt8]) throws {
+        guard !body.allSatisfy({ $0 == 0x20 || $0 == 0x0A || $0 == 0x0D || $0 == 0x09 }) else { return }
+        guard let object = try? JSONSerialization.jsonObject(with: Data(body)) as? [String: Any] else {
+            throw APIError(.badRequest, "the body is not a JSON object of selection filters")
+        }
+        // A field is absent or has its type: null is not a value of any of them.
+        for (key, value) in object where value is NSNull { throw APIError(.badRequest, "\(key) must not be null") }
+        func text(_ key: String) throws -> String? {
+            guard let value = object[key] else { return nil }
+            guard let string = value as? String else { throw APIError(.badRequest, "\(key) must be a string") }
+            return string
+        }
+        func id(_ key: String) throws -> HeraldID? {
+            guard let string = try text(key) else { return nil }
+            guard let id = HeraldID(string) else { throw APIError(.badRequest, "\(key) '\(string)' is not an id") }
+            return id
+        }
+        func number(_ key: String, _ range: ClosedRange<UInt64>) throws -> UInt64? {
+            guard let value = object[key] else { return nil }
+            // A plain NSNumber: JSONSerialization gives booleans and numbers too long for a
+            // Double (an NSDecimalNumber) subclasses of their own.
+            guard let number = value as? NSNumber, type(of: value) == NSNumber.self, number.doubleValue.rounded() == number.doubleValue,
+                  number.doubleValue >= 0, number.doubleValue < 0x1p64, range.contains(number.uint64Value) else {
+                throw APIError(.badRequest, "\(key) must be a whole number in \(range.lowerBound)…\(range.upperBound)")
+            }
+            return number.uint64Value
+        }
+        for key in object.keys where !["app", "trigger", "script", "status", "error_contains", "from", "to", "limit", "reason", "dry_run"].contains(key) {
+            throw APIError(.badRequest, "'\(key)' is not a selection filter")
+        }
+        app = try id("app")
+        trigger = try id("trigger")
+        script = try id("script")
+        if let name = try text("status") {
+            guard let value = DeliveryStatus(name: name) else { throw APIError(.badRequest, "status '\(name)' is not a delivery status") }
+            status = value
+        }
+        errorContains = try text("error_contains")
+        reason = try text("reason")
+        from = try number("from", 0...UInt64(Int64.max))
+        to = try number("to", 0...UInt64(Int64.max))
+        limit = try number("limit", 1...UInt64(Int32.max)).map { Int($0) }
+        if let value = object["dry_run"] {
+            guard type(of: value) != NSNumber.self, let flag = value as? Bool else { throw APIError(.badRequest, "dry_run must be true or false") }
+            dryRun = flag
+        }
     }
 }

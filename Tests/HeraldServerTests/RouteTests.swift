@@ -146,6 +146,11 @@ import Testing
             let document = try await server.request("GET", "/openapi.yaml")
             let file = try String(contentsOfFile: packageRoot + "/Schema/openapi.yaml", encoding: .utf8)
             #expect(document.body + "\n" == file, "the served document is not Schema/openapi.yaml (run Tools/gen-schema)")
+            // A method a route does not have: 405 with the ones it has.
+            let wrong = try await server.request("DELETE", "/v1/records", token: token)
+            #expect(wrong.status == 405 && wrong.headers["allow"] == "GET, POST", "\(wrong.status) \(wrong.headers)")
+            #expect(try await server.request("PUT", "/v1/deliveries/9:\(TestIDs.triggerA)", token: token).headers["allow"] == "GET")
+            #expect(try await server.request("GET", "/v1/nothing-here", token: token).status == 404)
             #expect(try await server.request("GET", "/healthz").body.contains("ok"))
             #expect(try await server.request("GET", "/readyz").body.contains("ready"))
         }
