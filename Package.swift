@@ -66,7 +66,9 @@ let package = Package(
             path: "Tools/herald"),
         .executableTarget(
             name: "herald-bench",
-            dependencies: ["Herald", "HeraldLog", "HeraldCore", "HeraldStore", "CSQLite", "CLZ4"],
+            dependencies: ["Herald", "HeraldLog", "HeraldCore", "HeraldStore", "HeraldServer", "CSQLite", "CLZ4",
+                           .product(name: "Logging", package: "swift-log"),
+                           .product(name: "Prometheus", package: "swift-prometheus")],
             path: "Tools/herald-bench"),
 
         .testTarget(name: "HeraldCoreTests", dependencies: ["HeraldCore"]),

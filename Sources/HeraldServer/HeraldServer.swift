@@ -228,7 +228,7 @@ struct AuthMiddleware: RouterMiddleware {
         guard let grant = try await server.blocking({ try store.grant(forToken: token) }) else {
             throw APIError(.unauthorized, "the token is unknown or revoked")
         }
-        guard server.herald.dispatcher.registry.adminUser(grant.admin) != nil else {
+        guard server.herald.registryState.registry.adminUser(grant.admin) != nil else {
             throw APIError(.unauthorized, "the token's admin user \(grant.admin) no longer exists")
         }
         var context = context

@@ -85,7 +85,7 @@ extension HeraldServer {
                 let state = try directory.replay(through: at)
                 (registry, position) = (state.registry, state.position)
             } else {
-                let state = herald.dispatcher
+                let state = herald.registryState
                 (registry, position) = (state.registry, state.position)
             }
             var out = JSONOutput()
@@ -126,7 +126,7 @@ extension HeraldServer {
         }
         let app = try scopedApp(try Self.id(query, "app"), grant)
         if let trigger, let bound = grant.app {
-            let owner = herald.dispatcher.registry.trigger(trigger)?.appID
+            let owner = herald.registryState.registry.trigger(trigger)?.appID
             if let owner, owner != bound { throw APIError(.forbidden, "the token is bound to app \(bound), not app \(owner)") }
         }
         let selection = DeliverySelection(app: app, trigger: trigger, status: status, from: after?.position)
@@ -190,7 +190,7 @@ extension HeraldServer {
         let herald = self.herald
         let explanation = try await blocking { try herald.explain(position: position) }
         if grant.app != nil {
-            let app = AccessRules.app(of: explanation.record.body, in: herald.dispatcher)
+            let app = AccessRules.app(of: explanation.record.body, in: herald.registryState)
             if let refusal = AccessRules.refusal(reading: app, by: grant) { throw APIError(.forbidden, refusal) }
         }
         return jsonResponse(Array(ExplanationText.json(explanation).utf8))
@@ -212,7 +212,7 @@ extension HeraldServer {
             var next = max(from, 1)
             var written = 0
             let encoder = RecordJSONEncoder()
-            let state = grant.app == nil ? nil : herald.dispatcher
+            let state = grant.app == nil ? nil : herald.registryState
             if next <= last {
                 try reader.forEach(from: next, through: last) { position, record in
                     next = position + 1
@@ -267,18 +267,25 @@ extension HeraldServer {
             // Decode and check every line against the state the lines before it build (all bad
             // lines are reported at once), then append; the engine checks the batch again
             // under its lock, against the state it then has.
-            var validator = ImportValidator(state: herald.dispatcher, retryDefaults: retryDefaults,
+            // Lines are decoded first: the state to check them against needs the deliveries only
+            // when a line acts on them (an attempt, a redrive, a cancel, an invocation); a copy
+            // of the whole state held meanwhile would make the engine copy its pending deliveries.
+            let text = body.split(separator: 0x0A, omittingEmptySubsequences: false)
+            let decoder = RecordJSONDecoder(retryDefaults: retryDefaults)
+            var decodedLines: [(number: Int, decoded: ImportValidator.Decoded)] = []
+            for (index, raw) in text.enumerated() {
+                var line = Array(raw)
+                if line.last == 0x0D { line.removeLast() }
+                if line.isEmpty && index == text.count - 1 && index > 0 { break }  // the final newline
+                decodedLines.append((index + 1, line.withUnsafeBufferPointer { ImportValidator.decode($0, with: decoder) }))
+            }
+            let actsOnDeliveries = decodedLines.contains { if case .success(let line) = $0.decoded { line.body.actsOnDeliveries } else { false } }
+            var validator = ImportValidator(state: actsOnDeliveries ? herald.dispatcher : herald.registryState, retryDefaults: retryDefaults,
                                             nowMs: Int64(Date().timeIntervalSince1970 * 1000))
             var lines: [DecodedLine] = []
             var accepted: [Record] = []
             var refusals: [String] = []
-            let text = body.split(separator: 0x0A, omittingEmptySubsequences: false)
-            for (index, raw) in text.enumerated() {
-                let number = index + 1
-                var line = Array(raw)
-                if line.last == 0x0D { line.removeLast() }
-                if line.isEmpty && index == text.count - 1 && index > 0 { break }  // the final newline
-                let decoded = line.withUnsafeBufferPointer { ImportValidator.decode($0, with: validator.decoder) }
+            for (number, decoded) in decodedLines {
                 if case .success(let decodedLine) = decoded,
                    let refusal = AccessRules.refusal(of: decodedLine.body, by: grant, in: validator.state) {
                     refusals.append("line \(number): \(refusal)")
@@ -326,7 +333,7 @@ extension HeraldServer {
         let parsed = try SelectionBody(try await collect(request))
         let app = try scopedApp(parsed.app, grant)
         let trigger = parsed.trigger
-        if let trigger, let bound = grant.app, let owner = herald.dispatcher.registry.trigger(trigger)?.appID, owner != bound {
+        if let trigger, let bound = grant.app, let owner = herald.registryState.registry.trigger(trigger)?.appID, owner != bound {
             throw APIError(.forbidden, "the token is bound to app \(bound), not app \(owner)")
         }
         let selection = DeliverySelection(app: app, trigger: trigger, script: parsed.script, status: parsed.status,
@@ -369,7 +376,7 @@ extension HeraldServer {
         if grant.readOnly { throw APIError(.forbidden, "the token is read-only") }
         guard let trigger = HeraldID(text) else { throw APIError(.badRequest, "'\(text)' is not a trigger id") }
         let herald = self.herald
-        guard let owner = herald.dispatcher.registry.trigger(trigger)?.appID else {
+        guard let owner = herald.registryState.registry.trigger(trigger)?.appID else {
             throw APIError(.notFound, "there is no live trigger \(trigger)")
         }
         if let refusal = AccessRules.refusal(reading: owner, by: grant) { throw APIError(.forbidden, refusal) }

@@ -6,7 +6,7 @@ let usage = """
                         [--live-events N] [--live-rate N] [--live-seconds S] [--live-concurrency N] [--live-batch N] [--restart-events N]
 
       --workload DIR       directory holding setup.jsonl and events.jsonl (Tools/gen-workload DIR)
-      --only LIST          comma-separated subset of: ingest,import,scan,derive,project,live,restart,restart-pending,host (default: all, in that order)
+      --only LIST          comma-separated subset of: ingest,import,scan,derive,project,live,restart,restart-pending,serve,host (default: all, in that order)
                            scan needs a log from ingest or import; project needs import
       --json FILE          also append one JSON object per result line to FILE
       --work DIR           scratch directory (default /tmp/herald-bench/<workload name>); its logs are replaced
@@ -125,6 +125,16 @@ extension String {
     }
 }
 
+// The server process of the `serve` workload.
+if CommandLine.arguments.count == 4, CommandLine.arguments[1] == "--serve-child", let projectionMs = Int64(CommandLine.arguments[3]) {
+    do {
+        try await runServeChild(directory: CommandLine.arguments[2], projectionMs: projectionMs)
+        exit(0)
+    } catch {
+        fail("serve child: \(error)", status: 1)
+    }
+}
+
 do {
     let (options, json) = try parseOptions(Array(CommandLine.arguments.dropFirst()))
     let reporter = try Reporter(jsonPath: json)
@@ -139,6 +149,7 @@ do {
         case "live": try await bench.live()
         case "restart": try bench.restart()
         case "restart-pending": try bench.restartPending()
+        case "serve": try bench.serve()
         case "host": try bench.host()
         default: break
         }

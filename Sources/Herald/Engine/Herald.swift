@@ -327,6 +327,12 @@ public final class Herald: Sendable {
     /// poll ``pendingCount`` (or ``status()``) rather than this.
     public var dispatcher: Dispatcher { state.withLock { $0.dispatcher } }
 
+    /// The engine's state without its deliveries (``HeraldCore/Dispatcher/withoutDeliveries``):
+    /// the registry, the position and the last ts. Cheap to take and to hold while the engine
+    /// runs, unlike ``dispatcher``, whose copy makes the engine's next change copy every
+    /// pending delivery.
+    public var registryState: Dispatcher { state.withLock { $0.dispatcher.withoutDeliveries } }
+
     /// Pending deliveries now.
     public var pendingCount: Int { state.withLock { $0.dispatcher.pending.count } }
 

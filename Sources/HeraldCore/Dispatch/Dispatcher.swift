@@ -43,6 +43,19 @@ public struct Dispatcher: Sendable {
 
     public init() {}
 
+    /// This state without its deliveries (``tracksDeliveries`` off): what checking registry
+    /// records and KV mutations needs. It shares no storage with the pending deliveries, so
+    /// holding it while the original changes copies none of them (a plain copy, held meanwhile,
+    /// makes the original's next change copy every pending delivery).
+    public var withoutDeliveries: Dispatcher {
+        var copy = self
+        copy.pending = PendingDeliveries()
+        copy.redrivable = FastTable()
+        copy.memo = MatchMemo()
+        copy.tracksDeliveries = false
+        return copy
+    }
+
     /// The pending deliveries in canonical order.
     public var pendingInOrder: [Delivery] { pending.values }
 
