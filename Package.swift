@@ -51,6 +51,7 @@ let package = Package(
                                                     .product(name: "HTTPTypes", package: "swift-http-types"),
                                                     .product(name: "Logging", package: "swift-log"),
                                                     .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                                                    .product(name: "UnixSignals", package: "swift-service-lifecycle"),
                                                     .product(name: "Crypto", package: "swift-crypto"),
                                                     .product(name: "NIOPosix", package: "swift-nio"),
                                                     .product(name: "Prometheus", package: "swift-prometheus")]),

@@ -6,6 +6,8 @@ import Hummingbird
 import HummingbirdCore
 import Logging
 import ServiceLifecycle
+import Synchronization
+import UnixSignals
 import NIOCore
 import NIOPosix
 import Prometheus
@@ -92,22 +94,35 @@ public final class HeraldServer: Sendable {
         pool.start()
     }
 
-    /// The application: routes, middleware, the engine as one of its services (it drains its
-    /// attempts and closes after the server stopped taking requests). `onListening` is given
-    /// the port once bound.
-    public func application(logger: Logger, onListening: @escaping @Sendable (Int) async -> Void) -> some ApplicationProtocol {
+    /// Everything `herald serve` runs, as one service group, stopped in this order by a
+    /// graceful shutdown (one of `signals`, or the group's own): the follow streams end; the
+    /// server stops taking connections and finishes the requests in flight; the engine lets
+    /// its attempts in flight finish and be recorded, then closes. `onListening` is given the
+    /// port once bound.
+    public func serviceGroup(logger: Logger, signals: [UnixSignal] = [.sigterm, .sigint],
+                             onListening: @escaping @Sendable (Int) async -> Void) -> ServiceGroup {
+        ServiceGroup(configuration: .init(
+            services: [.init(service: HeraldService(server: self)),
+                       .init(service: application(logger: logger, onListening: onListening)),
+                       .init(service: StreamsService(server: self))],
+            gracefulShutdownSignals: signals, logger: logger))
+    }
+
+    /// Set when a graceful shutdown begins: follow streams end at their next look.
+    let stopping = Atomic<Bool>(false)
+
+    /// The HTTP application: routes and middleware. `onListening` is given the port once bound.
+    func application(logger: Logger, onListening: @escaping @Sendable (Int) async -> Void) -> some ApplicationProtocol {
         let router = Router(context: ServerRequestContext.self)
         router.add(middleware: ErrorMiddleware())
         router.add(middleware: AuthMiddleware(server: self))
         addRoutes(to: router)
-        var app = Application(
+        return Application(
             router: router,
             server: .http1(configuration: .init(idleTimeout: .seconds(options.idleTimeoutSeconds))),
             configuration: .init(address: .hostname(options.host, port: options.port), serverName: "herald"),
             onServerRunning: { channel in await onListening(channel.localAddress?.port ?? 0) },
             logger: logger)
-        app.addServices(HeraldService(server: self))
-        return app
     }
 
     /// Runs `work` on a thread of the server's pool (blocking reads and appends).
@@ -128,6 +143,17 @@ struct HeraldService: Service {
     func run() async throws {
         try await server.herald.run()
         try await server.pool.shutdownGracefully()
+    }
+}
+
+/// Ends the follow streams when a graceful shutdown begins (it is the group's last service,
+/// so the first one told), so the server's drain does not wait for followers to hang up.
+struct StreamsService: Service {
+    let server: HeraldServer
+
+    func run() async throws {
+        try? await gracefulShutdown()
+        server.stopping.store(true, ordering: .releasing)
     }
 }
 

@@ -180,7 +180,7 @@ paths:
           description: The OpenAPI document.
           content:
             application/yaml:
-              schema: {type: string}
+              schema: {type: object, required: [openapi, paths]}
   /metrics:
     get:
       summary: The engine's metrics in Prometheus text format 0.0.4.
@@ -293,11 +293,12 @@ paths:
       parameters:
         - {name: from, in: query, schema: {type: integer, minimum: 0, maximum: 9223372036854775807, default: 1}}
         - {name: limit, in: query, schema: {type: integer, minimum: 1, maximum: 10000, default: 1000}}
+        - {name: follow, in: query, description: 'true: the response does not end; records are streamed as they become durable (no limit) until the client disconnects or the server stops.', schema: {type: boolean, default: false}}
       responses:
         '200':
-          description: Records; the Herald-Next-From header names the position to ask for next.
+          description: Records (durable ones only); without follow, the Herald-Next-From header names the position to ask for next.
           headers:
-            Herald-Next-From: {schema: {type: integer}}
+            Herald-Next-From: {description: Absent with follow=true., schema: {type: integer}}
           content:
             application/jsonl:
               schema: {type: string}

@@ -196,43 +196,71 @@ extension HeraldServer {
         return jsonResponse(Array(ExplanationText.json(explanation).utf8))
     }
 
-    /// `GET /v1/records?from=P[&limit=N]`: the records from `P` on as JSON Lines (the
-    /// interchange format, each with its `position`), at most `limit` (default 1,000, at most
-    /// 10,000); `Herald-Next-From` names the position to ask for next. A token bound to an app
-    /// sees its app's records only.
+    /// `GET /v1/records?from=P[&limit=N][&follow=true]`: the durable records from `P` on as
+    /// JSON Lines (the interchange format, each with its `position` first), at most `limit`
+    /// (default 1,000, at most 10,000); `Herald-Next-From` names the position to ask for next.
+    /// With `follow=true` the response does not end: records are streamed as they become
+    /// durable (no limit), at the pace the client reads them, until it disconnects or the
+    /// server shuts down. A token bound to an app sees its app's records only.
     func records(_ request: Request, _ grant: Grant) async throws -> Response {
         let query = request.uri.queryParameters
-        let from = try Self.position(query, "from") ?? 1
+        let from = max(try Self.position(query, "from") ?? 1, 1)
         let limit = try Self.int(query, "limit", default: 1_000, in: 1...10_000)
-        let directory = self.directory, herald = self.herald
-        return try await blocking {
-            let reader = try directory.openReader()
-            let last = try reader.lastPosition
-            var out = JSONOutput()
-            var next = max(from, 1)
-            var written = 0
-            let encoder = RecordJSONEncoder()
-            let state = grant.app == nil ? nil : herald.registryState
-            if next <= last {
-                try reader.forEach(from: next, through: last) { position, record in
-                    next = position + 1
-                    if let state, AccessRules.refusal(reading: AccessRules.app(of: record.body, in: state), by: grant) != nil {
-                        return true
-                    }
-                    var line = JSONOutput()
-                    encoder.append(record, to: &line)
-                    // The position first, then the record's own fields.
-                    out.fragment(#"{"position":"#)
-                    out.uint(position)
-                    if line.bytes.count > 2 { out.fragment(",") }
-                    out.bytes.append(contentsOf: line.bytes.dropFirst())
-                    out.newline()
-                    written += 1
-                    return written < limit
-                }
-            }
-            return jsonResponse(out.bytes, contentType: "application/jsonl", headers: [HTTPField.Name("Herald-Next-From")!: "\(next)"])
+        var follow = false
+        if let text = query["follow"] {
+            guard text == "true" || text == "false" else { throw APIError(.badRequest, "follow must be true or false") }
+            follow = text == "true"
         }
+        let herald = self.herald
+        guard follow else {
+            let (lines, next) = try await blocking { try self.recordLines(from: from, through: herald.durablePosition, limit: limit, grant) }
+            return jsonResponse(lines, contentType: "application/jsonl", headers: [HTTPField.Name("Herald-Next-From")!: "\(next)"])
+        }
+        let body = ResponseBody { writer in
+            var next = from
+            while !Task.isCancelled, !self.stopping.load(ordering: .acquiring), herald.failure == nil {
+                let durable = herald.durablePosition
+                guard next <= durable else {
+                    try await Task.sleep(for: .milliseconds(20))
+                    continue
+                }
+                let start = next
+                let (lines, after) = try await self.blocking { try self.recordLines(from: start, through: durable, limit: 1_000, grant) }
+                // Waits while the client does not read: the server holds one chunk per follower.
+                if !lines.isEmpty { try await writer.write(ByteBuffer(bytes: lines)) }
+                next = after
+            }
+            try await writer.finish(nil)
+        }
+        return Response(status: .ok, headers: [.contentType: "application/jsonl"], body: body)
+    }
+
+    /// The JSON lines of the records `from`…`through` a grant may see, at most `limit`, and
+    /// the position after the last one read.
+    func recordLines(from: UInt64, through: UInt64, limit: Int, _ grant: Grant) throws -> ([UInt8], UInt64) {
+        var out = JSONOutput()
+        var next = from
+        guard from <= through else { return ([], next) }
+        var written = 0
+        let encoder = RecordJSONEncoder()
+        let state = grant.app == nil ? nil : herald.registryState
+        try directory.openReader().forEach(from: from, through: through) { position, record in
+            next = position + 1
+            if let state, AccessRules.refusal(reading: AccessRules.app(of: record.body, in: state), by: grant) != nil {
+                return true
+            }
+            var line = JSONOutput()
+            encoder.append(record, to: &line)
+            // The position first, then the record's own fields.
+            out.fragment(#"{"position":"#)
+            out.uint(position)
+            if line.bytes.count > 2 { out.fragment(",") }
+            out.bytes.append(contentsOf: line.bytes.dropFirst())
+            out.newline()
+            written += 1
+            return written < limit
+        }
+        return (out.bytes, next)
     }
 
     // MARK: - Appends

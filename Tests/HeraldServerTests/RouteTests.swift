@@ -197,3 +197,39 @@ let packageRoot: String = {
     for _ in 0..<3 { url.deleteLastPathComponent() }
     return url.path
 }()
+
+/// `GET /v1/records?follow=true`: a tail of the log for downstream consumers.
+@Suite struct FollowTests {
+    /// A follower gets the records there are, then each new one once it is durable, over the
+    /// same response; a graceful stop ends the stream instead of waiting for the client.
+    @Test func aFollowerSeesNewRecordsAsTheyBecomeDurable() async throws {
+        try await withServer { server in
+            try await server.waitIdle()
+            let token = try server.token()
+            let output = server.path + "/follow.jsonl"
+            let curl = Process()
+            curl.executableURL = URL(fileURLWithPath: "/usr/bin/curl")
+            curl.arguments = ["-s", "-N", "--max-time", "60", "-o", output, "-H", "Authorization: Bearer \(token)",
+                              "http://127.0.0.1:\(server.port)/v1/records?from=3&follow=true"]
+            try curl.run()
+            defer { if curl.isRunning { curl.terminate() } }
+            func lines() -> [String] {
+                ((try? String(contentsOfFile: output, encoding: .utf8)) ?? "").split(separator: "\n").map(String.init)
+            }
+            let at = server.herald.position
+            let deadline = ContinuousClock.now + .seconds(20)
+            while lines().count < Int(at) - 2, ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(20)) }
+            #expect(lines().count == Int(at) - 2 && lines().first?.hasPrefix(#"{"position":3,"#) == true, "\(lines())")
+            let appended = try await server.request("POST", "/v1/records", token: token,
+                                                    body: #"{"type":"kv.insert","app_id":"\#(TestIDs.appB)","collection":"c","key":"tail","value":1}"#)
+            let position = appended.json["first_position"] as? Int ?? 0
+            while !lines().contains(where: { $0.hasPrefix(#"{"position":\#(position),"type":"kv.insert""#) }), ContinuousClock.now < deadline {
+                try await Task.sleep(for: .milliseconds(20))
+            }
+            #expect(lines().contains { $0.hasPrefix(#"{"position":\#(position),"type":"kv.insert""#) && $0.contains(#""key":"tail""#) })
+            #expect(curl.isRunning, "the follow response ended")
+            // Bad values are refused.
+            #expect(try await server.request("GET", "/v1/records?follow=yes", token: token).status == 400)
+        }
+    }
+}

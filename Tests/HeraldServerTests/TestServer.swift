@@ -76,8 +76,8 @@ final class TestServer: Sendable {
         let bound = Mutex<Int?>(nil)
         var logger = Logger(label: "herald.serve.test")
         logger.logLevel = .critical
-        let app = server.application(logger: logger) { port in bound.withLock { $0 = port } }
-        let task = Task { try await app.run() }
+        let group = server.serviceGroup(logger: logger, signals: []) { port in bound.withLock { $0 = port } }
+        let task = Task { try await group.run() }
         let deadline = ContinuousClock.now + .seconds(30)
         while bound.withLock({ $0 }) == nil, ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(10)) }
         guard let port = bound.withLock({ $0 }) else {

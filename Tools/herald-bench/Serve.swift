@@ -222,11 +222,11 @@ func runServeChild(directory: String, projectionMs: Int64) async throws {
                                   registry: PrometheusCollectorRegistry())
     var logger = Logger(label: "herald-bench.serve")
     logger.logLevel = .error
-    let app = server.application(logger: logger) { port in
+    let group = server.serviceGroup(logger: logger) { port in
         print("PORT \(port)")
         fflush(nil)
     }
-    try await app.runService()
+    try await group.run()
 }
 
 /// A blocking HTTP/1.1 client connection with keep-alive: one request at a time.

@@ -76,10 +76,10 @@ struct ServeCommand: AsyncParsableCommand {
         logger.logLevel = .warning
         let status = herald.status()
         printError("herald serve: position \(status.position), \(status.pending) pending delivery(ies)")
-        let app = server.application(logger: logger) { bound in
+        let group = server.serviceGroup(logger: logger) { bound in
             printError("herald serve: listening on http://\(host):\(bound)")
         }
-        try await app.runService()
+        try await group.run()
         printError("herald serve: stopped at position \(herald.position), \(herald.pendingCount) pending")
     }
 }

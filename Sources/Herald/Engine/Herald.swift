@@ -327,6 +327,10 @@ public final class Herald: Sendable {
     /// poll ``pendingCount`` (or ``status()``) rather than this.
     public var dispatcher: Dispatcher { state.withLock { $0.dispatcher } }
 
+    /// The last position on disk under the engine's durability policy: readers of the log
+    /// see records up to here that no crash can take back.
+    public var durablePosition: UInt64 { log.durablePosition }
+
     /// The engine's state without its deliveries (``HeraldCore/Dispatcher/withoutDeliveries``):
     /// the registry, the position and the last ts. Cheap to take and to hold while the engine
     /// runs, unlike ``dispatcher``, whose copy makes the engine's next change copy every
