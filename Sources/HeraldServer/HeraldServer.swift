@@ -197,6 +197,7 @@ struct ErrorMiddleware: RouterMiddleware {
             switch segments[1] {
             case "status", "triggers", "deliveries": return "GET"
             case "records": return "GET, POST"
+            case "whatif": return "POST"
             default: return nil
             }
         case 3 where segments[0] == "v1" && segments[1] == "deliveries":

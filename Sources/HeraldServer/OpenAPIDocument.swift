@@ -371,6 +371,38 @@ paths:
         '413': {$ref: '#/components/responses/TooLarge'}
         '422': {$ref: '#/components/responses/Unprocessable'}
         '503': {$ref: '#/components/responses/Unavailable'}
+  /v1/whatif:
+    post:
+      summary: Replay the log with triggers changed and say what would differ (as `herald whatif`); appends nothing.
+      requestBody:
+        required: true
+        content:
+          application/json:
+            schema:
+              type: object
+              additionalProperties: false
+              properties:
+                set: {type: array, items: {type: string}, description: TRIGGER_ID.FIELD=VALUE}
+                disable: {type: array, items: {type: string, format: uuid}}
+                at: {type: integer, minimum: 0, maximum: 9223372036854775807}
+      responses:
+        '200':
+          description: The comparison (the `herald whatif` diff text) and the what-if world's deliveries.
+          content:
+            application/json:
+              schema:
+                type: object
+                required: [skipped, diff, deliveries]
+                properties:
+                  skipped: {type: integer, minimum: 0}
+                  diff: {type: string}
+                  deliveries: {type: array, items: {$ref: '#/components/schemas/Delivery'}}
+        '400': {$ref: '#/components/responses/BadRequest'}
+        '401': {$ref: '#/components/responses/Unauthorized'}
+        '403': {$ref: '#/components/responses/Forbidden'}
+        '404': {$ref: '#/components/responses/NotFound'}
+        '413': {$ref: '#/components/responses/TooLarge'}
+        '422': {$ref: '#/components/responses/Unprocessable'}
   /v1/triggers/{id}/invoke:
     post:
       summary: Run a trigger's script once, now, with the body as its payload (one JSON value).

@@ -47,6 +47,7 @@ extension HeraldServer {
         router.post("/v1/deliveries/cancel") { request, context in
             try await self.act(.cancel, request, context.requireGrant())
         }
+        router.post("/v1/whatif") { request, context in try await self.whatIf(request, context.requireGrant()) }
         router.post("/v1/triggers/:id/invoke") { request, context in
             try await self.invoke(context.parameters.get("id") ?? "", request, context.requireGrant())
         }
@@ -412,6 +413,75 @@ extension HeraldServer {
         let payload = JSONText(String(decoding: body, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines))
         let position = try await blocking { try herald.invoke(trigger: trigger, by: grant.admin, payload: payload) }
         return jsonResponse(Array(#"{"position":\#(position),"delivery":"\#(position):\#(trigger)"}"#.utf8) + [0x0A])
+    }
+
+    /// `POST /v1/whatif`: `{"set": ["TRIGGER_ID.FIELD=VALUE", …], "disable": ["TRIGGER_ID", …],
+    /// "at": P}` replays the log with the triggers changed and answers what would differ (as
+    /// `herald whatif`); appends nothing, so a read-only token may ask. A token bound to an app
+    /// may change its app's triggers only and sees its app's deliveries only.
+    func whatIf(_ request: Request, _ grant: Grant) async throws -> Response {
+        let body = try await collect(request)
+        guard let object = try? JSONSerialization.jsonObject(with: Data(body)) as? [String: Any] else {
+            throw APIError(.badRequest, "the body is not a JSON object with set and disable lists")
+        }
+        for key in object.keys where !["set", "disable", "at"].contains(key) {
+            throw APIError(.badRequest, "'\(key)' is not a what-if field (set, disable, at)")
+        }
+        func strings(_ key: String) throws -> [String] {
+            guard let value = object[key] else { return [] }
+            guard let list = value as? [Any], let texts = list as? [String], texts.count == list.count else {
+                throw APIError(.badRequest, "\(key) must be a list of strings")
+            }
+            return texts
+        }
+        var at: UInt64?
+        if let value = object["at"] {
+            guard let number = value as? NSNumber, type(of: value) == NSNumber.self, number.doubleValue.rounded() == number.doubleValue,
+                  number.doubleValue >= 0, number.doubleValue < 0x1p63 else {
+                throw APIError(.badRequest, "at must be a log position")
+            }
+            at = number.uint64Value
+        }
+        var overrides: [TriggerOverride] = []
+        do {
+            for text in try strings("set") { overrides.append(try TriggerOverride.parse(text)) }
+            for text in try strings("disable") { overrides.append(try TriggerOverride.disable(text)) }
+        } catch let error as WhatIfError {
+            throw APIError(.badRequest, "\(error)")
+        }
+        guard !overrides.isEmpty else { throw APIError(.badRequest, "give at least one set or disable") }
+        if grant.app != nil {
+            let registry = herald.registryState.registry
+            for override in overrides {
+                if let refusal = AccessRules.refusal(reading: registry.trigger(override.triggerID)?.appID, by: grant) {
+                    throw APIError(.forbidden, refusal)
+                }
+            }
+        }
+        let directory = self.directory, through = at, changes = overrides
+        return try await blocking {
+            var result: WhatIfResult
+            do {
+                result = try directory.openReader().whatIf(changes, through: through)
+            } catch let error as WhatIfError {
+                throw APIError(.unprocessableContent, "\(error)")
+            }
+            if let app = grant.app {
+                result.recorded = result.recorded.filter { $0.appID == app }
+                result.whatIf = result.whatIf.filter { $0.appID == app }
+            }
+            var out = JSONOutput()
+            out.beginObject()
+            out.key("skipped"); out.int(result.skipped)
+            out.key("diff"); out.string(result.diffText)
+            out.key("deliveries")
+            out.beginArray()
+            for delivery in result.whatIf { CanonicalOutput.append(delivery, to: &out) }
+            out.endArray()
+            out.endObject()
+            out.newline()
+            return jsonResponse(out.bytes)
+        }
     }
 
     // MARK: - Helpers

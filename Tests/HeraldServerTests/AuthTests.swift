@@ -14,7 +14,7 @@ import Testing
                 ("GET", "/v1/status"), ("GET", "/v1/triggers"), ("GET", "/v1/deliveries"),
                 ("GET", "/v1/deliveries/9:\(TestIDs.triggerA)"), ("GET", "/v1/records/9/explain"), ("GET", "/v1/records"),
                 ("POST", "/v1/records"), ("POST", "/v1/deliveries/redrive"), ("POST", "/v1/deliveries/cancel"),
-                ("POST", "/v1/triggers/\(TestIDs.triggerA)/invoke"), ("GET", "/metrics"),
+                ("POST", "/v1/triggers/\(TestIDs.triggerA)/invoke"), ("POST", "/v1/whatif"), ("GET", "/metrics"),
             ]
             let unknown = "hrd_000000000000_" + String(repeating: "0", count: 64)
             for (method, route) in routes {

@@ -198,6 +198,36 @@ let packageRoot: String = {
     return url.path
 }()
 
+/// `POST /v1/whatif`: what the log would have derived with triggers changed.
+@Suite struct WhatIfRouteTests {
+    @Test func aWhatIfSaysWhatWouldDifferAndAppendsNothing() async throws {
+        try await withServer { server in
+            try await server.waitIdle()
+            let reader = try server.token(readOnly: true)
+            let before = server.herald.position
+            // App A's trigger disabled: its three deliveries would not exist, nor their attempts.
+            let result = try await server.request("POST", "/v1/whatif", token: reader,
+                                                  body: #"{"disable":["\#(TestIDs.triggerA)"]}"#)
+            #expect(result.status == 200, "\(result.body)")
+            let diff = result.json["diff"] as? String ?? ""
+            #expect(diff.hasSuffix("3 unchanged, 3 only recorded, 0 only what-if, 0 changed; 3 recorded records skipped\n"), "\(diff)")
+            let triggers = Set((result.json["deliveries"] as? [[String: Any]] ?? []).compactMap { $0["trigger_id"] as? String })
+            #expect(triggers == [TestIDs.triggerB], "\(result.body)")
+            #expect(server.herald.position == before, "a what-if appended")
+            // A token of app A changes app A's triggers only, and sees app A's deliveries only.
+            let tokenA = try server.token(app: TestIDs.appA)
+            let other = try await server.request("POST", "/v1/whatif", token: tokenA, body: #"{"disable":["\#(TestIDs.triggerB)"]}"#)
+            #expect(other.status == 403, "\(other.body)")
+            let own = try await server.request("POST", "/v1/whatif", token: tokenA, body: #"{"disable":["\#(TestIDs.triggerA)"],"at":11}"#)
+            let apps = Set((own.json["deliveries"] as? [[String: Any]] ?? []).compactMap { $0["app_id"] as? String })
+            #expect(own.status == 200 && !apps.contains(TestIDs.appB), "\(own.body)")
+            for body in [#"{}"#, #"{"set":["nope"]}"#, #"{"set":"x"}"#, #"{"disable":["\#(TestIDs.triggerA)"],"at":-1}"#] {
+                #expect(try await server.request("POST", "/v1/whatif", token: reader, body: body).status == 400, "\(body)")
+            }
+        }
+    }
+}
+
 /// `GET /v1/records?follow=true`: a tail of the log for downstream consumers.
 @Suite struct FollowTests {
     /// A follower gets the records there are, then each new one once it is durable, over the
