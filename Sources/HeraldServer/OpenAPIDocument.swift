@@ -193,7 +193,9 @@ paths:
         '401': {$ref: '#/components/responses/Unauthorized'}
   /v1/status:
     get:
-      summary: The engine's position and counters (a token not bound to an app).
+      summary: The engine's position and counters, or the log's as of a position (a token not bound to an app).
+      parameters:
+        - {$ref: '#/components/parameters/At'}
       responses:
         '200':
           description: Status.
@@ -209,8 +211,10 @@ paths:
                   in_flight: {type: integer, minimum: 0}
                   next_due_at: {type: [integer, "null"]}
                   healthy: {type: boolean}
+        '400': {$ref: '#/components/responses/BadRequest'}
         '401': {$ref: '#/components/responses/Unauthorized'}
         '403': {$ref: '#/components/responses/Forbidden'}
+        '404': {$ref: '#/components/responses/NotFound'}
   /v1/triggers:
     get:
       summary: The live triggers in registration order.
@@ -262,6 +266,7 @@ paths:
       summary: A delivery's timeline (as `herald explain P:T --format json`).
       parameters:
         - {name: id, in: path, required: true, description: SOURCE_POSITION:TRIGGER_ID, schema: {type: string, pattern: '^[0-9]{1,18}:[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$'}}
+        - {$ref: '#/components/parameters/At'}
       responses:
         '200':
           description: The timeline.

@@ -30,11 +30,11 @@ extension HeraldServer {
         router.get("/metrics") { _, _ in
             jsonResponse(self.registry.emitToBuffer(), contentType: "text/plain; version=0.0.4")
         }
-        router.get("/v1/status") { _, context in try self.status(context.requireGrant()) }
+        router.get("/v1/status") { request, context in try await self.status(request, context.requireGrant()) }
         router.get("/v1/triggers") { request, context in try await self.triggers(request, context.requireGrant()) }
         router.get("/v1/deliveries") { request, context in try await self.deliveries(request, context.requireGrant()) }
-        router.get("/v1/deliveries/:id") { _, context in
-            try await self.timeline(context.parameters.get("id") ?? "", context.requireGrant())
+        router.get("/v1/deliveries/:id") { request, context in
+            try await self.timeline(context.parameters.get("id") ?? "", request, context.requireGrant())
         }
         router.get("/v1/records/:position/explain") { _, context in
             try await self.explain(context.parameters.get("position") ?? "", context.requireGrant())
@@ -55,10 +55,22 @@ extension HeraldServer {
 
     // MARK: - Reads
 
-    /// `GET /v1/status`: the engine's counters (a token bound to an app cannot see the engine's).
-    func status(_ grant: Grant) throws -> Response {
+    /// `GET /v1/status[?at=P]`: the engine's counters, or the log's as of P (replayed; nothing
+    /// is in flight in the past). A token bound to an app cannot see the engine's.
+    func status(_ request: Request, _ grant: Grant) async throws -> Response {
         if let refusal = AccessRules.refusal(reading: nil, by: grant) { throw APIError(.forbidden, refusal) }
-        let status = herald.status()
+        let status: EngineStatus
+        if let at = try Self.position(request.uri.queryParameters, "at") {
+            let directory = self.directory
+            status = try await blocking {
+                let state = try directory.replay(through: at)
+                let due = state.pending.dueSummary(now: Int64(Date().timeIntervalSince1970 * 1000))
+                return EngineStatus(position: state.position, pending: state.pending.count, due: due.due, inFlight: 0,
+                                    nextDueAt: due.earliest)
+            }
+        } else {
+            status = herald.status()
+        }
         var out = JSONOutput()
         out.beginObject()
         out.key("position"); out.uint(status.position)
@@ -169,13 +181,18 @@ extension HeraldServer {
         }
     }
 
-    /// `GET /v1/deliveries/{P}:{TRIGGER_ID}`: the delivery's timeline (as `explain --format json`).
-    func timeline(_ text: String, _ grant: Grant) async throws -> Response {
+    /// `GET /v1/deliveries/{P}:{TRIGGER_ID}[?at=P]`: the delivery's timeline (as `explain
+    /// --format json`), as of the head or of position P.
+    func timeline(_ text: String, _ request: Request, _ grant: Grant) async throws -> Response {
         guard let id = DeliveryID(text) else {
             throw APIError(.badRequest, "'\(text)' is not a delivery id (SOURCE_POSITION:TRIGGER_ID)")
         }
-        let herald = self.herald
-        let timeline = try await blocking { try herald.explain(delivery: id) }
+        let at = try Self.position(request.uri.queryParameters, "at")
+        let herald = self.herald, directory = self.directory
+        let timeline = try await blocking {
+            if let at { return try directory.openReader().timeline(of: id, through: at) }
+            return try herald.explain(delivery: id)
+        }
         guard let delivery = timeline.current ?? timeline.created else {
             throw APIError(.notFound, "there is no delivery \(id)")
         }

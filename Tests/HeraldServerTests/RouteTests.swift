@@ -132,6 +132,13 @@ import Testing
             let expected = ExplanationText.json(try server.directory.openReader().timeline(of: DeliveryID("9:\(TestIDs.triggerA)")!))
             #expect(timeline.status == 200 && timeline.body == expected)
             #expect(try await server.request("GET", "/v1/deliveries/99:\(TestIDs.triggerA)", token: token).status == 404)
+            // As of a position: the log replayed through it.
+            let past = try await server.request("GET", "/v1/status?at=10", token: token)
+            #expect(past.json["position"] as? Int == 10 && past.json["pending"] as? Int == 2 && past.json["in_flight"] as? Int == 0, "\(past.body)")
+            let then = try await server.request("GET", "/v1/deliveries/9:\(TestIDs.triggerA)?at=10", token: token)
+            let pastExpected = ExplanationText.json(try server.directory.openReader().timeline(of: DeliveryID("9:\(TestIDs.triggerA)")!, through: 10))
+            #expect(then.status == 200 && then.body == pastExpected && then.body.contains(#""status":"pending""#), "\(then.body)")
+            #expect(try await server.request("GET", "/v1/status?at=99999", token: token).status == 404)
             #expect(try await server.request("GET", "/v1/deliveries/nope", token: token).status == 400)
             let explain = try await server.request("GET", "/v1/records/9/explain", token: token)
             let explained = ExplanationText.json(try server.directory.openReader().explain(position: 9))

@@ -4,6 +4,8 @@ ensure_deps() {
     [ -f /usr/include/lz4frame.h ] || missing+=(liblz4-dev)
     [ -f /usr/include/sqlite3.h ] || missing+=(libsqlite3-dev)
     command -v lz4 >/dev/null 2>&1 || missing+=(lz4)
+    # The HTTP API's tests and Tools/api-check talk to a real server through curl.
+    [ -x /usr/bin/curl ] || missing+=(curl)
     if [ ${#missing[@]} -gt 0 ]; then
         echo "Installing ${missing[*]}…" >&2
         local sudo=""
