@@ -452,13 +452,7 @@ extension HeraldServer {
             return texts
         }
         var at: UInt64?
-        if let value = object["at"] {
-            guard let number = value as? NSNumber, type(of: value) == NSNumber.self, number.doubleValue.rounded() == number.doubleValue,
-                  number.doubleValue >= 0, number.doubleValue < 0x1p63 else {
-                throw APIError(.badRequest, "at must be a log position")
-            }
-            at = number.uint64Value
-        }
+        if let value = object["at"] { at = try wholeNumber(value, "at", 0...UInt64(Int64.max)) }
         var overrides: [TriggerOverride] = []
         do {
             for text in try strings("set") { overrides.append(try TriggerOverride.parse(text)) }
@@ -575,14 +569,7 @@ struct SelectionBody {
             return id
         }
         func number(_ key: String, _ range: ClosedRange<UInt64>) throws -> UInt64? {
-            guard let value = object[key] else { return nil }
-            // A plain NSNumber: JSONSerialization gives booleans and numbers too long for a
-            // Double (an NSDecimalNumber) subclasses of their own.
-            guard let number = value as? NSNumber, type(of: value) == NSNumber.self, number.doubleValue.rounded() == number.doubleValue,
-                  number.doubleValue >= 0, number.doubleValue < 0x1p64, range.contains(number.uint64Value) else {
-                throw APIError(.badRequest, "\(key) must be a whole number in \(range.lowerBound)…\(range.upperBound)")
-            }
-            return number.uint64Value
+            try object[key].map { try wholeNumber($0, key, range) }
         }
         for key in object.keys where !["app", "trigger", "script", "status", "error_contains", "from", "to", "limit", "reason", "dry_run"].contains(key) {
             throw APIError(.badRequest, "'\(key)' is not a selection filter")
@@ -604,4 +591,15 @@ struct SelectionBody {
             dryRun = flag
         }
     }
+}
+
+/// A JSON number of a request body that must be whole and within `range` (400 otherwise).
+func wholeNumber(_ value: Any, _ key: String, _ range: ClosedRange<UInt64>) throws -> UInt64 {
+    // A plain NSNumber: JSONSerialization gives booleans and numbers too long for a Double (an
+    // NSDecimalNumber) subclasses of their own.
+    guard let number = value as? NSNumber, type(of: value) == NSNumber.self, number.doubleValue.rounded() == number.doubleValue,
+          number.doubleValue >= 0, number.doubleValue < 0x1p64, range.contains(number.uint64Value) else {
+        throw APIError(.badRequest, "\(key) must be a whole number in \(range.lowerBound)…\(range.upperBound)")
+    }
+    return number.uint64Value
 }
