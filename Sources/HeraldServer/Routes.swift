@@ -363,7 +363,10 @@ extension HeraldServer {
             }
             let range = try herald.append(lines: lines, intent: intent)
             let response = HeraldServer.appendedBody(range)
-            if let key { try store.recordResponse(admin: grant.admin, key: key, response: response) }
+            if let key {
+                try store.recordResponse(admin: grant.admin, key: key, response: response,
+                                         nowMs: Int64(Date().timeIntervalSince1970 * 1000))
+            }
             return jsonResponse(Array(response.utf8) + [0x0A])
         }
     }

@@ -170,13 +170,24 @@ public final class ServerStore: @unchecked Sendable {
         }
     }
 
-    /// Stores the response of a key whose records are durable.
-    public func recordResponse(admin: HeraldID, key: String, response: String) throws {
+    /// Stores the response of a key whose records are durable. At most once a minute it also
+    /// drops the answered keys older than the retention, so a server that runs for weeks keeps
+    /// about a retention's worth of keys, not every key since it started.
+    public func recordResponse(admin: HeraldID, key: String, response: String, nowMs: Int64) throws {
         try database.withLock { db in
             try db.prepare("UPDATE idempotency_keys SET response = ? WHERE admin_id = ? AND key = ?")
                 .run([.text(response), .id(admin), .text(key)])
         }
+        let due = lastExpiryMs.withLock { last in
+            guard nowMs - last >= 60_000 else { return false }
+            last = nowMs
+            return true
+        }
+        if due { try expireKeys(nowMs: nowMs) }
     }
+
+    /// When answered keys were last expired.
+    private let lastExpiryMs = Mutex<Int64>(.min / 2)
 
     /// Settles the intents a stop left without a response, against the log's last position
     /// (before any append), and drops keys older than the retention. Returns how many intents

@@ -36,11 +36,26 @@ import Testing
             let admin = HeraldID("a0000000-0000-4000-8000-000000000001")!
             let digest = ServerStore.digest([7])
             try store.recordIntent(admin: admin, key: "k", request: digest, positions: 1...1, nowMs: 0)
-            try store.recordResponse(admin: admin, key: "k", response: "r")
+            try store.recordResponse(admin: admin, key: "k", response: "r", nowMs: 0)
             try store.expireKeys(nowMs: store.keyRetentionMs - 1)
             #expect(try store.keyState(admin: admin, key: "k", request: digest) == .answered("r"))
             try store.expireKeys(nowMs: store.keyRetentionMs + 1)
             #expect(try store.keyState(admin: admin, key: "k", request: digest) == .new)
+            // A running server expires them as it answers later keys, at most once a minute.
+            let later = store.keyRetentionMs + 1
+            try store.recordIntent(admin: admin, key: "old", request: digest, positions: 2...2, nowMs: 0)
+            try store.recordResponse(admin: admin, key: "old", response: "r", nowMs: 0)
+            try store.recordIntent(admin: admin, key: "new", request: digest, positions: 3...3, nowMs: later)
+            try store.recordResponse(admin: admin, key: "new", response: "r", nowMs: later)
+            #expect(try store.keyState(admin: admin, key: "old", request: digest) == .new, "an answered key outlived its retention")
+            #expect(try store.keyState(admin: admin, key: "new", request: digest) == .answered("r"))
+            try store.recordIntent(admin: admin, key: "old2", request: digest, positions: 4...4, nowMs: 0)
+            try store.recordResponse(admin: admin, key: "old2", response: "r", nowMs: later + 59_000)
+            #expect(try store.keyState(admin: admin, key: "old2", request: digest) == .answered("r"), "expired twice within a minute")
+            try store.recordIntent(admin: admin, key: "newer", request: digest, positions: 5...5, nowMs: later)
+            try store.recordResponse(admin: admin, key: "newer", response: "r", nowMs: later + 60_001)
+            #expect(try store.keyState(admin: admin, key: "old2", request: digest) == .new)
+            #expect(try store.keyState(admin: admin, key: "newer", request: digest) == .answered("r"))
         }
     }
 
