@@ -358,7 +358,7 @@ extension HeraldServer {
                                                nowMs: Int64(Date().timeIntervalSince1970 * 1000))
                     }
                 }, withdraw: {
-                    if let key { try? store.dropIntent(admin: grant.admin, key: key) }
+                    if let key { try store.dropIntent(admin: grant.admin, key: key) }
                 })
             }
             let range = try herald.append(lines: lines, intent: intent)

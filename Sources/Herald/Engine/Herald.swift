@@ -65,10 +65,12 @@ public struct AppendIntent {
     /// Runs with the positions the batch's records will get, before they are validated and
     /// handed to the log. Throwing refuses the batch.
     public var record: (ClosedRange<UInt64>) throws -> Void
-    /// Runs when the batch was refused after `record` ran: nothing was appended.
-    public var withdraw: () -> Void
+    /// Runs when the batch was refused after `record` ran: nothing was appended. If it
+    /// throws, what `record` kept may outlive the refusal, so the engine fails closed: it
+    /// appends nothing more (no later record can take the positions it names) until reopened.
+    public var withdraw: () throws -> Void
 
-    public init(record: @escaping (ClosedRange<UInt64>) throws -> Void, withdraw: @escaping () -> Void) {
+    public init(record: @escaping (ClosedRange<UInt64>) throws -> Void, withdraw: @escaping () throws -> Void) {
         self.record = record
         self.withdraw = withdraw
     }
@@ -240,7 +242,12 @@ public final class Herald: Sendable {
                 do {
                     batch = try s.acceptCommands(bodies, ts: ts, now: now, stamps: stamps)
                 } catch {
-                    intent.withdraw()
+                    do {
+                        try intent.withdraw()
+                    } catch let withdrawal {
+                        s.failed("withdrawing the intent of refused positions \(first)…\(first + UInt64(bodies.count) - 1) "
+                                 + "failed (\(withdrawal)); nothing more is appended until Herald is reopened")
+                    }
                     throw error
                 }
             } else {

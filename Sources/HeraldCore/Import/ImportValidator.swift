@@ -137,4 +137,9 @@ public struct ImportValidator: Sendable {
 public struct DecodedLine: Sendable {
     public var ts: Int64?
     public var body: RecordBody
+
+    public init(ts: Int64?, body: RecordBody) {
+        self.ts = ts
+        self.body = body
+    }
 }
