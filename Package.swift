@@ -28,6 +28,7 @@ let package = Package(
         // C libraries, seen only through these wrappers.
         .systemLibrary(name: "CLZ4", pkgConfig: "liblz4", providers: [.apt(["liblz4-dev"])]),
         .systemLibrary(name: "CSQLite", pkgConfig: "sqlite3", providers: [.apt(["libsqlite3-dev"])]),
+        .systemLibrary(name: "CLibPQ", pkgConfig: "libpq", providers: [.apt(["libpq-dev"])]),
         // SSE4.2 CRC-32C behind a cpuid check (HeraldLog falls back to its table otherwise).
         .target(name: "CCRC32C"),
         // Threads for the storage shells' pipelines: a joinable pthread and a condition lock.
@@ -39,8 +40,10 @@ let package = Package(
         .target(name: "HeraldLog", dependencies: ["CLZ4", "CCRC32C", "HeraldThreads"]),
         // SQLite projection (Layout E + deliveries).
         .target(name: "HeraldStore", dependencies: ["HeraldCore", "HeraldThreads", "CSQLite"]),
+        // The projection in PostgreSQL (libpq): the seed's DDL as it is, the same rows as SQLite.
+        .target(name: "HeraldPostgres", dependencies: ["HeraldCore", "HeraldStore", "CLibPQ"]),
         // The embeddable engine.
-        .target(name: "Herald", dependencies: ["HeraldCore", "HeraldLog", "HeraldStore",
+        .target(name: "Herald", dependencies: ["HeraldCore", "HeraldLog", "HeraldStore", "HeraldPostgres",
                                               .product(name: "Logging", package: "swift-log"),
                                               .product(name: "Metrics", package: "swift-metrics"),
                                               .product(name: "ServiceLifecycle", package: "swift-service-lifecycle")]),
@@ -75,7 +78,7 @@ let package = Package(
         .testTarget(name: "HeraldCoreTests", dependencies: ["HeraldCore"]),
         .testTarget(name: "HeraldLogTests", dependencies: ["HeraldLog"]),
         .testTarget(name: "HeraldStoreTests", dependencies: ["HeraldStore", "HeraldCore"]),
-        .testTarget(name: "HeraldTests", dependencies: ["Herald", "HeraldLog", "HeraldTesting",
+        .testTarget(name: "HeraldTests", dependencies: ["Herald", "HeraldLog", "HeraldTesting", "HeraldPostgres",
                                                         .product(name: "Logging", package: "swift-log"),
                                                         .product(name: "ServiceLifecycle", package: "swift-service-lifecycle")]),
         // The HTTP API against a real server on a loopback port, through curl.

@@ -231,7 +231,7 @@ public final class Projection: ProjectionStore, EngineSnapshotStore, @unchecked 
     /// by each later attempt or cancellation in the same transaction (in the live engine most
     /// deliveries are created and attempted within one background pass). The committed rows
     /// are the same. Only looked up, never iterated: nothing depends on its order.
-    static func finalStates(of steps: [Step]) -> [DeliveryID: Delivery] {
+    public static func finalStates(of steps: [Step]) -> [DeliveryID: Delivery] {
         // Newest first: the first state met for an id is its last; it is kept once the
         // delivery's creation shows it was born in this batch. A batch without attempts or
         // cancellations (a rebuild of a log of events) hashes nothing.

@@ -12,10 +12,13 @@ struct VerifyCommand: ParsableCommand {
             positions; a torn tail past the durable watermark, which the next writer cuts into \
             quarantine, is a warning. While another process appends, everything up to the log's \
             end as first read is checked. Exit 1 with a report naming each difference of the \
-            projection (table, row, both versions).
+            projection (table, row, both versions). With --postgres, the PostgreSQL projection \
+            is the one compared (brought up to the log's end first, unless another projector \
+            holds it).
             """)
 
     @OptionGroup var global: GlobalOptions
+    @OptionGroup var postgres: PostgresOptions
 
     func run() throws {
         let directory = try global.directory
@@ -34,9 +37,21 @@ struct VerifyCommand: ParsableCommand {
         }
         let active = log.writerActive ? " (a writer is appending: checked through the end as first read)" : ""
         print("log: \(state.position) records in \(log.blocks) blocks, \(log.segments) segment(s), every block and record valid\(active)")
-        let problems = try directory.verifyProjection(through: log.lastPosition) { position in
+        let rebuilding: (UInt64) -> Void = { position in
             if stderrIsTerminal { printError("… projection rebuilt through position \(position) for the comparison") }
         }
+        if let url = postgres.postgres {
+            let problems = try directory.verifyPostgres(url: url, schema: postgres.postgresSchema, through: log.lastPosition,
+                                                        progress: rebuilding)
+            guard problems.isEmpty else {
+                printError("PostgreSQL projection (schema \(postgres.postgresSchema)) differs from a rebuild from the log:")
+                for problem in problems { printError("  " + problem) }
+                throw ExitCode(1)
+            }
+            print("PostgreSQL projection (schema \(postgres.postgresSchema)): identical to a rebuild from the log, table by table")
+            return
+        }
+        let problems = try directory.verifyProjection(through: log.lastPosition, progress: rebuilding)
         if problems.isEmpty {
             print("projection: identical to a rebuild from the log (integrity_check ok, no foreign key violations)")
         } else {
