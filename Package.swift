@@ -43,7 +43,7 @@ let package = Package(
         // The projection in PostgreSQL (libpq): the seed's DDL as it is, the same rows as SQLite.
         .target(name: "HeraldPostgres", dependencies: ["HeraldCore", "HeraldStore", "CLibPQ"]),
         // The embeddable engine.
-        .target(name: "Herald", dependencies: ["HeraldCore", "HeraldLog", "HeraldStore", "HeraldPostgres",
+        .target(name: "Herald", dependencies: ["HeraldCore", "HeraldLog", "HeraldStore", "HeraldPostgres", "HeraldThreads",
                                               .product(name: "Logging", package: "swift-log"),
                                               .product(name: "Metrics", package: "swift-metrics"),
                                               .product(name: "ServiceLifecycle", package: "swift-service-lifecycle")]),

@@ -212,6 +212,43 @@ struct PostgresProjectionTests {
         }
     }
 
+    /// `herald run --postgres`: PostgreSQL follows the engine's log (attempts, retries, dead
+    /// letters) and, once the run ends, holds exactly the SQLite projection's rows.
+    @Test func runFollowsItsLogIntoPostgres() async throws {
+        guard heraldIsBuilt() else { return }
+        let schema = freshSchema("run")
+        try await withSchemas([schema]) {
+            try await withTemporaryDirectory { path in
+                let data = path + "/data"
+                let a = "a0000000-0000-4000-8000-000000000001", app = "b0000000-0000-4000-8000-000000000001"
+                let ok = "c0000000-0000-4000-8000-000000000001", broken = "c0000000-0000-4000-8000-000000000002"
+                var lines = [
+                    #"{"type":"admin_user.created","admin_user_id":"\#(a)","email":"ops@example.com"}"#,
+                    #"{"type":"app.created","app_id":"\#(app)","name":"shop"}"#,
+                    #"{"type":"script.registered","script_id":"\#(ok)","app_id":"\#(app)","name":"ok","runtime":"process","source":"cat >/dev/null"}"#,
+                    #"{"type":"script.registered","script_id":"\#(broken)","app_id":"\#(app)","name":"broken","runtime":"process","source":"echo 'broken\ttab' >&2; exit 1"}"#,
+                    #"{"type":"trigger.registered","trigger_id":"d0000000-0000-4000-8000-000000000001","app_id":"\#(app)","script_id":"\#(ok)","kind":"kv","registered_by":"\#(a)","kv":{"collection_glob":"*","ops":["insert","delete"]}}"#,
+                    #"{"type":"trigger.registered","trigger_id":"d0000000-0000-4000-8000-000000000002","app_id":"\#(app)","script_id":"\#(broken)","kind":"kv","retry":{"max_attempts":2,"backoff":"constant","base_ms":5},"registered_by":"\#(a)","kv":{"collection_glob":"orders","ops":[]}}"#,
+                    #"{"type":"trigger.registered","trigger_id":"d0000000-0000-4000-8000-000000000003","app_id":"\#(app)","script_id":"\#(ok)","kind":"dead_letter","registered_by":"\#(a)","dead_letter":{}}"#,
+                ]
+                for index in 0..<20 {
+                    lines.append(#"{"type":"kv.insert","app_id":"\#(app)","collection":"\#(index % 2 == 0 ? "orders" : "users")","key":"k\#(index)","value":{"i":\#(index)}}"#)
+                }
+                try lines.joined(separator: "\n").write(toFile: path + "/setup.jsonl", atomically: true, encoding: .utf8)
+                #expect(try await runProgram(heraldBinary, ["import", "--data", data, path + "/setup.jsonl"]).status == 0)
+                let run = try await runProgram(heraldBinary, ["run", "--data", data, "--until-idle", "--quiet", "--postgres", url,
+                                                              "--postgres-schema", schema])
+                #expect(run.status == 0 && run.stderr.contains("projecting into PostgreSQL schema \(schema)"), "\(run.stderr)")
+                let directory = DataDirectory(path: data)
+                let store = try PostgresProjection(url: url, schema: schema, readOnly: true)
+                #expect(try store.checkpointPosition() == (try directory.openReader().lastPosition))
+                #expect(try store.summary(now: 0).counts[.dead] == 10)
+                let differences = try store.readSnapshot { try store.differences(from: try directory.openProjection()) }
+                #expect(differences.isEmpty, "\(differences)")
+            }
+        }
+    }
+
     @Test func badInputIsRefusedByName() async throws {
         #expect { _ = try PostgresProjection(url: url, schema: "Robert'); DROP") } throws: { "\($0)".contains("--postgres-schema") }
         #expect { _ = try PostgresConnection(url: "postgresql://nobody:secret@127.0.0.1:1/x") } throws: { error in

@@ -47,3 +47,14 @@ struct PostgresOptions: ParsableArguments {
     @Option(help: "The schema the PostgreSQL projection lives in.")
     var postgresSchema = "herald"
 }
+
+extension PostgresOptions {
+    /// `run`/`serve --postgres URL`: a follower of the engine's log, started (or nil without the option).
+    func follower(of directory: DataDirectory, engine herald: Herald, name: String) throws -> PostgresFollower? {
+        guard let url = postgres else { return nil }
+        let follower = try PostgresFollower(directory: directory, url: url, schema: postgresSchema)
+        follower.start(through: { herald.durablePosition }, report: { printError("\(name): \($0)") })
+        printError("\(name): projecting into PostgreSQL schema \(postgresSchema) about once a second")
+        return follower
+    }
+}

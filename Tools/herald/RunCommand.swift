@@ -27,6 +27,8 @@ struct RunCommand: AsyncParsableCommand {
 
     @OptionGroup var executor: ExecutorOptions
 
+    @OptionGroup var postgres: PostgresOptions
+
     @Flag(help: "Exit once no delivery is pending.")
     var untilIdle = false
 
@@ -57,7 +59,15 @@ struct RunCommand: AsyncParsableCommand {
             MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: registry))
         }
         let options = try executor.heraldOptions()
-        let herald = try Herald.open(directory: global.directory, options: options)
+        let directory = try global.directory
+        let herald = try Herald.open(directory: directory, options: options)
+        let follower: PostgresFollower?
+        do {
+            follower = try postgres.follower(of: directory, engine: herald, name: "herald run")
+        } catch {
+            try? herald.close(projecting: false)  // nothing ran: release the writer lock
+            throw error
+        }
         if let metricsPort {
             let server: MetricsServer
             do {
@@ -90,6 +100,7 @@ struct RunCommand: AsyncParsableCommand {
             Output.writeNow(format == .jsonl ? Self.jsonLine(report) : Self.textLine(report))
         }
         try herald.close()
+        follower?.stop()
         signals.forEach { $0.cancel() }
         let end = herald.status()
         let counted = tally.withLock { $0 }

@@ -21,6 +21,8 @@ struct ServeCommand: AsyncParsableCommand {
     @OptionGroup var global: GlobalOptions
     @OptionGroup var executor: ExecutorOptions
 
+    @OptionGroup var postgres: PostgresOptions
+
     @Option(help: ArgumentHelp("HOST:PORT to listen on (port 0: any free port; the one bound is printed on stderr).",
                                valueName: "host:port"))
     var listen: String = "127.0.0.1:8080"
@@ -61,7 +63,9 @@ struct ServeCommand: AsyncParsableCommand {
         let options = try executor.heraldOptions()
         let herald = try Herald.open(directory: directory, options: options)
         let server: HeraldServer
+        let follower: PostgresFollower?
         do {
+            follower = try postgres.follower(of: directory, engine: herald, name: "herald serve")
             let store = try ServerStore(path: directory.path + "/server.sqlite", keyRetentionMs: Int64(idempotencyHours) * 3_600_000)
             server = try HeraldServer(herald: herald, directory: directory, store: store,
                                       options: ServeOptions(host: host, port: port, maxBodyBytes: maxBodyBytes,
@@ -80,6 +84,7 @@ struct ServeCommand: AsyncParsableCommand {
             printError("herald serve: listening on http://\(host):\(bound)")
         }
         try await group.run()
+        follower?.stop()
         printError("herald serve: stopped at position \(herald.position), \(herald.pendingCount) pending")
     }
 }
