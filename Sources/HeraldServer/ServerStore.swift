@@ -71,6 +71,9 @@ public final class ServerStore: @unchecked Sendable {
         self.database = Mutex(db)
         self.path = path
         self.keyRetentionMs = keyRetentionMs
+        // Set here, after every call that throws: a default value on the declaration made the
+        // release build's compiler crash (Swift 6.3.1, an ownership check of this throwing init).
+        self.lastExpiryMs = Mutex(.min / 2)
     }
 
     // MARK: - Tokens
@@ -187,7 +190,7 @@ public final class ServerStore: @unchecked Sendable {
     }
 
     /// When answered keys were last expired.
-    private let lastExpiryMs = Mutex<Int64>(.min / 2)
+    private let lastExpiryMs: Mutex<Int64>
 
     /// Settles the intents a stop left without a response, against the log's last position
     /// (before any append), and drops keys older than the retention. Returns how many intents
