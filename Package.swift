@@ -29,6 +29,7 @@ let package = Package(
         .systemLibrary(name: "CLZ4", pkgConfig: "liblz4", providers: [.apt(["liblz4-dev"])]),
         .systemLibrary(name: "CSQLite", pkgConfig: "sqlite3", providers: [.apt(["libsqlite3-dev"])]),
         .systemLibrary(name: "CLibPQ", pkgConfig: "libpq", providers: [.apt(["libpq-dev"])]),
+        .systemLibrary(name: "CNATS", pkgConfig: "libnats", providers: [.apt(["libnats-dev"])]),
         // SSE4.2 CRC-32C behind a cpuid check (HeraldLog falls back to its table otherwise).
         .target(name: "CCRC32C"),
         // Threads for the storage shells' pipelines: a joinable pthread and a condition lock.
@@ -42,6 +43,8 @@ let package = Package(
         .target(name: "HeraldStore", dependencies: ["HeraldCore", "HeraldThreads", "CSQLite"]),
         // The projection in PostgreSQL (libpq): the seed's DDL as it is, the same rows as SQLite.
         .target(name: "HeraldPostgres", dependencies: ["HeraldCore", "HeraldStore", "CLibPQ"]),
+        // The log on NATS JetStream (libnats): one Herald block per message.
+        .target(name: "HeraldNATS", dependencies: ["HeraldCore", "HeraldLog", "CNATS"]),
         // The embeddable engine.
         .target(name: "Herald", dependencies: ["HeraldCore", "HeraldLog", "HeraldStore", "HeraldPostgres", "HeraldThreads",
                                               .product(name: "Logging", package: "swift-log"),
@@ -63,7 +66,7 @@ let package = Package(
 
         .executableTarget(
             name: "herald",
-            dependencies: ["Herald", "HeraldTesting", "HeraldServer", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            dependencies: ["Herald", "HeraldTesting", "HeraldServer", "HeraldNATS", .product(name: "ArgumentParser", package: "swift-argument-parser"),
                            .product(name: "Logging", package: "swift-log"),
                            .product(name: "Metrics", package: "swift-metrics"),
                            .product(name: "Prometheus", package: "swift-prometheus")],
@@ -78,7 +81,7 @@ let package = Package(
         .testTarget(name: "HeraldCoreTests", dependencies: ["HeraldCore"]),
         .testTarget(name: "HeraldLogTests", dependencies: ["HeraldLog"]),
         .testTarget(name: "HeraldStoreTests", dependencies: ["HeraldStore", "HeraldCore"]),
-        .testTarget(name: "HeraldTests", dependencies: ["Herald", "HeraldLog", "HeraldTesting", "HeraldPostgres",
+        .testTarget(name: "HeraldTests", dependencies: ["Herald", "HeraldLog", "HeraldTesting", "HeraldPostgres", "HeraldNATS",
                                                         .product(name: "Logging", package: "swift-log"),
                                                         .product(name: "ServiceLifecycle", package: "swift-service-lifecycle")]),
         // The HTTP API against a real server on a loopback port, through curl.

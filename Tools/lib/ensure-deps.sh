@@ -5,6 +5,8 @@ ensure_deps() {
     [ -f /usr/include/sqlite3.h ] || missing+=(libsqlite3-dev)
     # PostgreSQL's client library, for the PostgreSQL projection (`herald project --postgres`).
     [ -f /usr/include/postgresql/libpq-fe.h ] || missing+=(libpq-dev)
+    # The NATS C client, for the log on NATS JetStream (`herald copy --to nats://…`).
+    [ -f /usr/include/nats/nats.h ] || missing+=(libnats-dev)
     command -v lz4 >/dev/null 2>&1 || missing+=(lz4)
     # The HTTP API's tests and Tools/api-check talk to a real server through curl.
     [ -x /usr/bin/curl ] || missing+=(curl)

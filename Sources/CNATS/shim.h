@@ -1,0 +1,2 @@
+// The official NATS C client (Debian: libnats-dev), for the log on NATS JetStream.
+#include <nats/nats.h>

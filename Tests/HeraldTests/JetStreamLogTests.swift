@@ -1,0 +1,186 @@
+import Foundation
+import Herald
+import HeraldCore
+import HeraldLog
+@testable import HeraldNATS
+import HeraldTesting
+import Testing
+
+/// The NATS server the tests use: `HERALD_TEST_NATS_URL`, which `Tools/test` sets after
+/// `Tools/services start nats` (a single node with JetStream).
+let testNATSURL = ProcessInfo.processInfo.environment["HERALD_TEST_NATS_URL"]
+
+/// A fresh stream URL per use (the tests share one server; streams are never deleted, they
+/// deny it: each test run uses new names).
+func freshStream(_ stem: String) -> String {
+    "\(testNATSURL ?? "nats://127.0.0.1:4222")/\(freshSchema(stem).replacingOccurrences(of: "t_", with: "T-"))"
+}
+
+@Suite(.enabled(if: testNATSURL != nil,
+                "HERALD_TEST_NATS_URL is not set: run Tools/test, or `eval $(Tools/services start nats)` first"),
+       .serialized)
+struct JetStreamLogTests {
+    /// Small blocks, so one append spans several blocks (messages).
+    static let smallBlocks = LogConfiguration(blockRawBytesMax: 4_096)
+
+    func records(_ count: Int, seed: UInt64) -> [Record] {
+        var generator = RandomLog(seed: seed)
+        return generator.generate(records: count)
+    }
+
+    func readAll(_ log: some RecordSource, from: UInt64 = 1) throws -> [Record] {
+        var out: [Record] = []
+        try log.forEach(from: from, through: nil) { _, record in
+            out.append(record.compacted())
+            return true
+        }
+        return out
+    }
+
+    /// Appends of one and of many blocks read back record for record, from any position, by
+    /// this log and by a reader opened afterwards.
+    @Test func appendsReadBackFromAnyPosition() throws {
+        let url = freshStream("roundtrip")
+        let log = try JetStreamLog(url: url, configuration: Self.smallBlocks)
+        let all = records(1_200, seed: 5)
+        try #require(all.count > 900)
+        var at = 0
+        for size in [1, 7, 300, 892] where at < all.count {
+            let part = Array(all[at..<min(all.count, at + size)])
+            let range = try log.append(part)
+            #expect(range == UInt64(at + 1)...UInt64(at + part.count))
+            at += part.count
+        }
+        let reader = try JetStreamLog(url: url)
+        #expect(try reader.lastPosition == UInt64(all.count))
+        #expect(try readAll(reader) == all)
+        #expect(try readAll(reader, from: 555) == Array(all[554...]))
+        var window: [UInt64] = []
+        try reader.forEach(from: 300, through: 305) { position, _ in window.append(position); return true }
+        #expect(window == Array(300...305))
+    }
+
+    /// One writer: a writer whose view is stale (another appended since it read the stream's
+    /// end) fails on its next append, and nothing of that append is visible.
+    @Test func aSecondWriterFencesTheFirst() throws {
+        let url = freshStream("fence")
+        let first = try JetStreamLog(url: url)
+        let second = try JetStreamLog(url: url)
+        let all = records(80, seed: 9)
+        try #require(all.count >= 30)
+        try first.append(Array(all[0..<10]))
+        try second.append(Array(all[10..<20]))
+        #expect {
+            try first.append(Array(all[20..<30]))
+        } throws: { error in
+            "\(error)".contains("another writer appended after stream sequence")
+        }
+        #expect(try readAll(JetStreamLog(url: url)) == Array(all[0..<20]))
+    }
+
+    /// A publish sent again with the same `Nats-Msg-Id` (what a writer does when an ack is
+    /// lost) is deduplicated: the same sequence, nothing stored twice.
+    @Test func aRepublishedBlockIsStoredOnce() throws {
+        let url = freshStream("dedup")
+        let log = try JetStreamLog(url: url)
+        let firstPart = Array(records(30, seed: 1).prefix(3))
+        try #require(firstPart.count == 3)
+        try log.append(firstPart)
+        let parsed = try JetStreamLog.parse(url)
+        let client = try NATSClient(servers: parsed.servers, timeoutMs: 5_000)
+        var prepared = PreparedBlocks()
+        var batch = LogBatch()
+        for record in records(20, seed: 2).prefix(2) {
+            batch.append(ts: record.ts + 1_000_000) { RecordBinaryCodec.encode(record.body, into: &$0) }
+        }
+        try prepared.append(batch)
+        // Chained after the log's last block, as the writer would.
+        let tail = try #require(try client.message(parsed.stream, sequence: 1))
+        let previous = try StandaloneBlock.header(of: tail).get()
+        let block = try #require(StandaloneBlock.seal(prepared, base: previous.endPosition, previousCRC: previous.blockCRC).first)
+        let once = try client.publish(block.bytes, subject: "herald." + parsed.stream, id: "test-2", expectedLastSequence: 1)
+        let again = try client.publish(block.bytes, subject: "herald." + parsed.stream, id: "test-2", expectedLastSequence: 1)
+        #expect(once.sequence == 2 && !once.duplicate)
+        #expect(again.sequence == 2 && again.duplicate)
+        #expect(try client.streamState(parsed.stream)?.lastSequence == 2)
+        #expect(try JetStreamLog(url: url).lastPosition == UInt64(firstPart.count + 2))
+    }
+
+    /// A writer that died between the blocks of one append: readers do not show the torn
+    /// append; the next writer supersedes it (its records take those positions), with a warning.
+    @Test func aTornAppendIsSupersededByTheNextWriter() throws {
+        let url = freshStream("torn")
+        let all = records(600, seed: 3)
+        try #require(all.count >= 400)
+        try JetStreamLog(url: url).append(Array(all[0..<100]))
+        // The first block of a 3-block append, published alone: the writer died after it.
+        let parsed = try JetStreamLog.parse(url)
+        let client = try NATSClient(servers: parsed.servers, timeoutMs: 5_000)
+        var prepared = PreparedBlocks(configuration: Self.smallBlocks)
+        var batch = LogBatch()
+        for record in all[100..<300] {
+            batch.append(ts: record.ts) { RecordBinaryCodec.encode(record.body, into: &$0) }
+        }
+        try prepared.append(batch)
+        let tail = try StandaloneBlock.header(of: try #require(try client.message(parsed.stream, sequence: 1))).get()
+        let torn = StandaloneBlock.seal(prepared, base: tail.endPosition, previousCRC: tail.blockCRC)
+        #expect(torn.count >= 2 && torn[0].continues)
+        _ = try client.publish(torn[0].bytes, subject: "herald." + parsed.stream, id: "dead-writer-2", expectedLastSequence: 1)
+        #expect(try JetStreamLog(url: url).lastPosition == 100, "the torn append is not shown")
+        // The next writer starts where the torn append started.
+        let next = try JetStreamLog(url: url)
+        #expect(try next.append(Array(all[300..<400])) == 101...200)
+        let warnings = WarningLog()
+        let reader = try JetStreamLog(url: url)
+        reader.diagnostics = { warnings.add($0) }
+        #expect(try readAll(reader) == Array(all[0..<100]) + Array(all[300..<400]))
+        #expect(warnings.all.count == 1 && warnings.all[0].contains("never acknowledged"), "\(warnings.all)")
+    }
+
+    /// `herald copy` from a data directory to a stream and back: every record equal, and the
+    /// derived deliveries of the copy byte for byte those of the original.
+    @Test func copyMovesALogThereAndBack() async throws {
+        guard heraldIsBuilt() else { return }
+        try await withTemporaryDirectory { path in
+            let generated = try await runProgram(heraldBinary, ["random-log", "--seed", "21", "--records", "3000"])
+            try generated.stdout.write(toFile: path + "/log.jsonl", atomically: true, encoding: .utf8)
+            #expect(try await runProgram(heraldBinary, ["import", "--data", path + "/a", path + "/log.jsonl"]).status == 0)
+            let url = freshStream("copy")
+            let there = try await runProgram(heraldBinary, ["copy", "--from", path + "/a", "--to", url, "--batch-records", "500"])
+            #expect(there.status == 0 && there.stdout.contains("compared one by one"), "\(there.stdout)\(there.stderr)")
+            let back = try await runProgram(heraldBinary, ["copy", "--from", url, "--to", path + "/b"])
+            #expect(back.status == 0, "\(back.stderr)")
+            // Again: nothing left to copy, still equal.
+            let again = try await runProgram(heraldBinary, ["copy", "--from", url, "--to", path + "/b"])
+            #expect(again.status == 0 && again.stdout.contains("(0 records)"), "\(again.stdout)\(again.stderr)")
+            let original = try await runProgram(heraldBinary, ["deliveries", "--data", path + "/a", "--format", "jsonl"])
+            let copied = try await runProgram(heraldBinary, ["deliveries", "--data", path + "/b", "--format", "jsonl"])
+            #expect(original.status == 0 && !original.stdout.isEmpty && original.stdout == copied.stdout)
+            // Into a log that holds other records: refused, nothing appended.
+            let different = try await runProgram(heraldBinary, ["random-log", "--seed", "22", "--records", "50"])
+            try different.stdout.write(toFile: path + "/other.jsonl", atomically: true, encoding: .utf8)
+            #expect(try await runProgram(heraldBinary, ["import", "--data", path + "/c", path + "/other.jsonl"]).status == 0)
+            let before = try DataDirectory(path: path + "/c").openReader().lastPosition
+            let clash = try await runProgram(heraldBinary, ["copy", "--from", url, "--to", path + "/c"])
+            #expect(clash.status != 0 && clash.stderr.contains("it is another log"), "\(clash.stderr)")
+            #expect(try DataDirectory(path: path + "/c").openReader().lastPosition == before)
+            let refused = try await runProgram(heraldBinary, ["copy", "--from", url, "--to", path + "/a", "--batch-records", "0"])
+            #expect(refused.status != 0 && refused.stderr.contains("--batch-records"))
+        }
+    }
+
+    @Test func badURLsAreRefusedByName() {
+        for (url, reason) in [("nats://127.0.0.1:4222", "no /STREAM"), ("nats://h:1/bad.name", "stream name"),
+                              ("nats://h:1/S?replicas=9", "replicas=1…5"), ("http://h/S", "nats://")] {
+            #expect { _ = try JetStreamLog.parse(url) } throws: { "\($0)".contains(reason) }
+        }
+    }
+}
+
+/// Warnings collected from a diagnostics callback.
+final class WarningLog: @unchecked Sendable {
+    private let lock = NSLock()
+    private var lines: [String] = []
+    func add(_ line: String) { lock.lock(); lines.append(line); lock.unlock() }
+    var all: [String] { lock.lock(); defer { lock.unlock() }; return lines }
+}
