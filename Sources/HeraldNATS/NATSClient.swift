@@ -1,4 +1,7 @@
 import CNATS
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// An error from NATS or JetStream: what was being done, libnats's status text, and the
 /// JetStream error code when the server sent one (10071: wrong last sequence, …).
@@ -33,7 +36,11 @@ final class NATSClient: @unchecked Sendable {
         var options: OpaquePointer?
         try Self.check(natsOptions_Create(&options), "creating connection options")
         defer { natsOptions_Destroy(options) }
-        try Self.check(natsOptions_SetURL(options, servers), "setting the server URL \(servers)")
+        // Each server of the list (a cluster): libnats tries them and reconnects among them.
+        let list = servers.split(separator: ",").map { strdup(String($0)) }
+        defer { list.forEach { free($0) } }
+        var pointers = list.map { UnsafePointer<CChar>($0) }
+        try Self.check(natsOptions_SetServers(options, &pointers, Int32(pointers.count)), "setting the servers \(servers)")
         try Self.check(natsOptions_SetTimeout(options, timeoutMs), "setting the timeout")
         // Reconnects (a cluster node killed) are libnats's: it retries for up to a minute.
         try Self.check(natsOptions_SetMaxReconnect(options, 120), "setting reconnects")

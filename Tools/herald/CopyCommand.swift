@@ -101,7 +101,8 @@ struct CopyCommand: ParsableCommand {
         guard copiedLast == sourceLast else {
             throw CopyError("\(to) ends at position \(copiedLast) after the copy, \(from) at \(sourceLast)")
         }
-        if let position = try Self.firstDifference(source, copied, through: sourceLast) {
+        // Compared again only when something was copied (the first comparison covered it all otherwise).
+        if sourceLast > already, let position = try Self.firstDifference(source, copied, through: sourceLast) {
             throw CopyError("position \(position) differs between \(from) and \(to) after the copy")
         }
         print("copied positions \(already + 1)…\(sourceLast) (\(sourceLast - already) records) from \(from) to \(to); "
