@@ -70,7 +70,7 @@ public final class JetStreamLog: RecordSource, @unchecked Sendable {
     /// True for a `nats://` location.
     public static func isNATS(_ location: String) -> Bool { location.hasPrefix("nats://") }
 
-    static func parse(_ url: String) throws -> (servers: String, stream: String, replicas: Int64) {
+    public static func parse(_ url: String) throws -> (servers: String, stream: String, replicas: Int64) {
         func bad(_ why: String) -> JetStreamLogError { .badURL(url: url, reason: why) }
         guard url.hasPrefix("nats://") else { throw bad("it does not start with nats://") }
         let rest = url.dropFirst("nats://".count)

@@ -169,6 +169,46 @@ struct JetStreamLogTests {
         }
     }
 
+    /// Every log fixture and random logs, read through `--log nats://…` after `herald copy`:
+    /// the same deliveries and triggers, byte for byte, as their goldens and the local log.
+    @Test func fixturesAndRandomLogsDeriveTheSameOnAStream() async throws {
+        guard heraldIsBuilt() else { return }
+        try await withTemporaryDirectory { path in
+            var logs: [(name: String, file: String, golden: String?)] = []
+            for group in ["rules", "logs"] {
+                let directory = packageRoot + "/fixtures/" + group
+                for name in try FileManager.default.contentsOfDirectory(atPath: directory).sorted() {
+                    let golden = directory + "/" + name + "/expected/deliveries.jsonl"
+                    logs.append((group + "/" + name, directory + "/" + name + "/log.jsonl",
+                                 FileManager.default.fileExists(atPath: golden) ? golden : nil))
+                }
+            }
+            for seed in [3, 17, 40] {
+                let generated = try await runProgram(heraldBinary, ["random-log", "--seed", String(seed), "--records", "1500"])
+                let file = path + "/random-\(seed).jsonl"
+                try generated.stdout.write(toFile: file, atomically: true, encoding: .utf8)
+                logs.append(("random-log seed \(seed)", file, nil))
+            }
+            #expect(logs.count >= 30)
+            for (index, log) in logs.enumerated() {
+                let local = path + "/local-\(index)", url = freshStream("fixture")
+                let imported = try await runProgram(heraldBinary, ["import", "--data", local, log.file])
+                #expect(imported.status == 0, "\(log.name): \(imported.stderr)")
+                let copied = try await runProgram(heraldBinary, ["copy", "--from", local, "--to", url])
+                #expect(copied.status == 0, "\(log.name): \(copied.stderr)")
+                for listing in ["deliveries", "triggers"] {
+                    let mine = try await runProgram(heraldBinary, [listing, "--data", local, "--format", "jsonl"])
+                    let stream = try await runProgram(heraldBinary, [listing, "--data", path + "/remote-\(index)", "--log", url,
+                                                                     "--format", "jsonl"])
+                    #expect(stream.status == 0 && stream.stdout == mine.stdout, "\(log.name) \(listing): \(stream.stderr)")
+                    if listing == "deliveries", let golden = log.golden {
+                        #expect(stream.stdout == (try String(contentsOfFile: golden, encoding: .utf8)), "\(log.name) against its golden")
+                    }
+                }
+            }
+        }
+    }
+
     @Test func badURLsAreRefusedByName() {
         for (url, reason) in [("nats://127.0.0.1:4222", "no /STREAM"), ("nats://h:1/bad.name", "stream name"),
                               ("nats://h:1/S?replicas=9", "replicas=1…5"), ("http://h/S", "nats://")] {

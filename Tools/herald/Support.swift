@@ -1,6 +1,7 @@
 import ArgumentParser
 import Glibc
 import Herald
+import HeraldNATS
 import HeraldCore
 import Synchronization
 
@@ -9,11 +10,25 @@ struct GlobalOptions: ParsableArguments {
     @Option(name: .long, help: "Data directory (default: $HERALD_DATA, else ./herald-data).")
     var data: String?
 
+    @Option(name: .long, help: ArgumentHelp("Read the log from a NATS JetStream stream instead of the data directory's log/ (nats://HOST:PORT[,HOST:PORT…]/STREAM; default: $HERALD_LOG). The data directory then holds only the projection; commands that append refuse it.",
+                                            valueName: "nats-url"))
+    var log: String?
+
     var directory: DataDirectory {
         get throws {
             let variables = ProcessEnvironment.variables
-            return DataDirectory(path: data ?? variables["HERALD_DATA"] ?? "./herald-data",
-                                 fileSystem: try KillingFileSystem.fromEnvironment(variables), diagnostics: Diagnostics.print)
+            var directory = DataDirectory(path: data ?? variables["HERALD_DATA"] ?? "./herald-data",
+                                          fileSystem: try KillingFileSystem.fromEnvironment(variables), diagnostics: Diagnostics.print)
+            if let location = log ?? variables["HERALD_LOG"] {
+                _ = try JetStreamLog.parse(location)  // a bad URL fails here, naming it
+                directory.externalLogLocation = location
+                directory.externalLog = {
+                    let stream = try JetStreamLog(url: location)
+                    stream.diagnostics = Diagnostics.print
+                    return stream
+                }
+            }
+            return directory
         }
     }
 }

@@ -22,6 +22,17 @@ struct VerifyCommand: ParsableCommand {
 
     func run() throws {
         let directory = try global.directory
+        if let location = directory.externalLogLocation {
+            // A stream: its reader checks every block's header, checksum chain and sequence
+            // (a gap or damage is an error naming the stream sequence), the replay every record.
+            let last = try directory.openReader().lastPosition
+            let state = try directory.replay(through: last) { position, _, _, _ in
+                if position % 100_000 == 0, stderrIsTerminal { printError("… records checked through position \(position)") }
+            }
+            print("log: \(state.position) records in \(location), every block, sequence and record valid")
+            try compareProjection(directory, through: last)
+            return
+        }
         let log = try directory.verifyLog()
         if let lost = log.acknowledgedLoss {
             let where_ = log.damage.map { " (\($0))" } ?? ""
@@ -37,11 +48,16 @@ struct VerifyCommand: ParsableCommand {
         }
         let active = log.writerActive ? " (a writer is appending: checked through the end as first read)" : ""
         print("log: \(state.position) records in \(log.blocks) blocks, \(log.segments) segment(s), every block and record valid\(active)")
+        try compareProjection(directory, through: log.lastPosition)
+    }
+
+    /// The projection half: PostgreSQL's with --postgres, else SQLite's, against a rebuild.
+    func compareProjection(_ directory: DataDirectory, through last: UInt64) throws {
         let rebuilding: (UInt64) -> Void = { position in
             if stderrIsTerminal { printError("… projection rebuilt through position \(position) for the comparison") }
         }
         if let url = postgres.postgres {
-            let problems = try directory.verifyPostgres(url: url, schema: postgres.postgresSchema, through: log.lastPosition,
+            let problems = try directory.verifyPostgres(url: url, schema: postgres.postgresSchema, through: last,
                                                         progress: rebuilding)
             guard problems.isEmpty else {
                 printError("PostgreSQL projection (schema \(postgres.postgresSchema)) differs from a rebuild from the log:")
@@ -51,7 +67,7 @@ struct VerifyCommand: ParsableCommand {
             print("PostgreSQL projection (schema \(postgres.postgresSchema)): identical to a rebuild from the log, table by table")
             return
         }
-        let problems = try directory.verifyProjection(through: log.lastPosition, progress: rebuilding)
+        let problems = try directory.verifyProjection(through: last, progress: rebuilding)
         if problems.isEmpty {
             print("projection: identical to a rebuild from the log (integrity_check ok, no foreign key violations)")
         } else {

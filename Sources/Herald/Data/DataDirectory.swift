@@ -20,6 +20,12 @@ public struct DataDirectory: Sendable {
     /// error; an embedder logs it. Nil: nobody is told (the same facts stay readable on
     /// `RecordReader.tailDamage` and `RecordWriter.recovery`).
     public var diagnostics: (@Sendable (String) -> Void)?
+    /// A log kept outside the directory (`herald --log nats://…`): opened by every reader in
+    /// place of `log/`; the directory then holds only the projection. Writers refuse it
+    /// (``HeraldError/externalLog(location:)``): appends to a stream go through `herald copy`.
+    public var externalLog: (@Sendable () throws -> any RecordSource)?
+    /// Where ``externalLog`` reads, for messages.
+    public var externalLogLocation: String?
 
     /// - Parameter fileSystem: the log's file layer; tests pass a `SimulatedFileSystem` to
     ///   inject faults and power losses.
@@ -46,6 +52,7 @@ public struct DataDirectory: Sendable {
     /// records at its end are damaged, cutting them into quarantine (reported, and recorded in
     /// `log/recovery.jsonl`).
     public func openWriter(durability: LogDurability = .always, acceptLoss: Bool) throws -> RecordWriter {
+        if let location = externalLogLocation, externalLog != nil { throw HeraldError.externalLog(location: location) }
         try makeDirectories()
         let writer = try RecordWriter(writer: LogWriter(directory: logPath, configuration: LogConfiguration(durability: durability),
                                                         fileSystem: fileSystem, acceptLoss: acceptLoss))
@@ -59,6 +66,7 @@ public struct DataDirectory: Sendable {
     /// - Throws: ``HeraldError/missingDataDirectory(path:)`` when the data directory does not
     ///   exist; the log's errors (`LogError.corruptBlock`, `.acknowledgedDamaged`, …).
     public func openReader() throws -> RecordReader {
+        if let externalLog { return RecordReader(external: try externalLog()) }
         try requireExisting()
         let reader = try RecordReader(reader: LogReader(directory: logPath, fileSystem: fileSystem))
         if let damage = reader.tailDamage {
@@ -105,7 +113,8 @@ public struct DataDirectory: Sendable {
     /// True when a writer (`herald run`, an embedded engine, an import) holds the log's lock:
     /// the projection is then that process's to write.
     public var writerActive: Bool {
-        (try? fileSystem.isLocked(logPath + "/LOCK")) ?? false
+        guard externalLog == nil else { return false }
+        return (try? fileSystem.isLocked(logPath + "/LOCK")) ?? false
     }
 
     /// True when the projection database exists.

@@ -1,24 +1,40 @@
 import HeraldCore
 import HeraldLog
 
-/// Reads records back from the log, decoding each payload.
+/// Reads records back from the log, decoding each payload: the data directory's segment log,
+/// or a log kept elsewhere (``DataDirectory/externalLog``, a NATS JetStream stream).
 public final class RecordReader: Sendable {
-    let reader: LogReader
+    private enum Backing: Sendable {
+        case segments(LogReader)
+        case external(any RecordSource)
+    }
+    private let backing: Backing
 
     init(reader: LogReader) {
-        self.reader = reader
+        backing = .segments(reader)
+    }
+
+    init(external source: any RecordSource) {
+        backing = .external(source)
     }
 
     /// The last published position (0 for an empty log); looks for new blocks first.
     ///
     /// - Throws: what `LogReader.refresh()` throws (damage found at the end of the log).
     public var lastPosition: UInt64 {
-        get throws { try reader.refresh() }
+        get throws {
+            switch backing {
+            case .segments(let reader): try reader.refresh()
+            case .external(let source): try source.lastPosition
+            }
+        }
     }
 
     /// Damage at the end of the log that this reader stops before, when no writer is at work
-    /// (see `LogReader.tailDamage`).
-    public var tailDamage: TailDamage? { reader.tailDamage }
+    /// (see `LogReader.tailDamage`). Nil for an external log (it reports its own).
+    public var tailDamage: TailDamage? {
+        if case .segments(let reader) = backing { reader.tailDamage } else { nil }
+    }
 
     private struct Stop: Error {}
 
@@ -54,6 +70,11 @@ public final class RecordReader: Sendable {
     /// while `body` runs on the calling thread; records and errors arrive in the same order.
     public func forEach(from: UInt64 = 1, through: UInt64? = nil,
                         _ body: (UInt64, Record) throws -> Bool) throws {
+        let reader: LogReader
+        switch backing {
+        case .segments(let segments): reader = segments
+        case .external(let source): return try source.forEach(from: from, through: through, body)
+        }
         let last = min(through ?? .max, try lastPosition)
         let first = max(from, 1)
         guard first <= last else { return }
