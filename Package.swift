@@ -44,7 +44,7 @@ let package = Package(
         // The projection in PostgreSQL (libpq): the seed's DDL as it is, the same rows as SQLite.
         .target(name: "HeraldPostgres", dependencies: ["HeraldCore", "HeraldStore", "CLibPQ"]),
         // The log on NATS JetStream (libnats): one Herald block per message.
-        .target(name: "HeraldNATS", dependencies: ["HeraldCore", "HeraldLog", "CNATS"]),
+        .target(name: "HeraldNATS", dependencies: ["HeraldCore", "HeraldLog", "HeraldThreads", "CNATS"]),
         // The embeddable engine.
         .target(name: "Herald", dependencies: ["HeraldCore", "HeraldLog", "HeraldStore", "HeraldPostgres", "HeraldThreads",
                                               .product(name: "Logging", package: "swift-log"),

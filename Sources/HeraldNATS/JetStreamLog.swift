@@ -199,6 +199,23 @@ public final class JetStreamLog: RecordSource, @unchecked Sendable {
 
     // MARK: - Writing
 
+    /// Makes this log the writer: creates the stream when missing (refuses one that allows
+    /// deletes or purges), reads it to its end, and returns the last position the next append
+    /// follows (a torn append at the end is superseded by it). Done by the first append anyway.
+    @discardableResult
+    public func openForAppending() throws -> UInt64 {
+        if let state = try client.streamState(stream) {
+            guard state.denies else {
+                throw JetStreamLogError.badStream(location: location, reason: "it allows deleting or purging messages; Herald needs deny_delete and deny_purge")
+            }
+        } else {
+            try client.createStream(stream, subject: subject, replicas: replicas)
+        }
+        try refresh()
+        writing = true
+        return (scan.open.first?.block.basePosition ?? scan.nextPosition) - 1
+    }
+
     /// Appends `records` as one transaction (all or nothing for every reader) and returns
     /// their positions once the stream acknowledged every block.
     /// - Throws: ``JetStreamLogError/fenced(location:expected:reason:)`` when another writer
@@ -206,17 +223,7 @@ public final class JetStreamLog: RecordSource, @unchecked Sendable {
     @discardableResult
     public func append(_ records: [Record]) throws -> ClosedRange<UInt64> {
         precondition(!records.isEmpty, "append needs at least one record")
-        if !writing {
-            if let state = try client.streamState(stream) {
-                guard state.denies else {
-                    throw JetStreamLogError.badStream(location: location, reason: "it allows deleting or purging messages; Herald needs deny_delete and deny_purge")
-                }
-            } else {
-                try client.createStream(stream, subject: subject, replicas: replicas)
-            }
-            try refresh()
-            writing = true
-        }
+        if !writing { try openForAppending() }
         // After a torn append, start where it started: readers then drop it.
         let base = scan.open.first?.block.basePosition ?? scan.nextPosition
         let chain = scan.open.first?.block.previousCRC ?? scan.chain

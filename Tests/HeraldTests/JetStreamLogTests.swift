@@ -209,6 +209,37 @@ struct JetStreamLogTests {
         }
     }
 
+    /// `herald run --log nats://…`: the engine appends its outcomes to the stream (the
+    /// projection in the data directory), `verify` checks the stream; `import` refuses it.
+    @Test func runAppendsItsOutcomesToAStream() async throws {
+        guard heraldIsBuilt() else { return }
+        try await withTemporaryDirectory { path in
+            let a = "a0000000-0000-4000-8000-000000000001", app = "b0000000-0000-4000-8000-000000000001"
+            var lines = [
+                #"{"type":"admin_user.created","admin_user_id":"\#(a)","email":"ops@example.com","ts":1000}"#,
+                #"{"type":"app.created","app_id":"\#(app)","name":"shop","ts":1000}"#,
+                #"{"type":"script.registered","script_id":"c0000000-0000-4000-8000-000000000001","app_id":"\#(app)","name":"ok","runtime":"process","source":"cat >/dev/null","ts":1000}"#,
+                #"{"type":"script.registered","script_id":"c0000000-0000-4000-8000-000000000002","app_id":"\#(app)","name":"bad","runtime":"process","source":"echo nope >&2; exit 1","ts":1000}"#,
+                #"{"type":"trigger.registered","trigger_id":"d0000000-0000-4000-8000-000000000001","app_id":"\#(app)","script_id":"c0000000-0000-4000-8000-000000000001","kind":"kv","registered_by":"\#(a)","kv":{"collection_glob":"*","ops":[]},"ts":1000}"#,
+                #"{"type":"trigger.registered","trigger_id":"d0000000-0000-4000-8000-000000000002","app_id":"\#(app)","script_id":"c0000000-0000-4000-8000-000000000002","kind":"kv","retry":{"max_attempts":2,"backoff":"constant","base_ms":5},"registered_by":"\#(a)","kv":{"collection_glob":"orders","ops":[]},"ts":1000}"#,
+            ]
+            for index in 0..<40 {
+                lines.append(#"{"type":"kv.insert","app_id":"\#(app)","collection":"\#(index % 2 == 0 ? "orders" : "users")","key":"k\#(index)","value":{"i":\#(index)},"ts":1001}"#)
+            }
+            try lines.joined(separator: "\n").write(toFile: path + "/setup.jsonl", atomically: true, encoding: .utf8)
+            #expect(try await runProgram(heraldBinary, ["import", "--data", path + "/local", path + "/setup.jsonl"]).status == 0)
+            let url = freshStream("run")
+            #expect(try await runProgram(heraldBinary, ["copy", "--from", path + "/local", "--to", url]).status == 0)
+            let run = try await runProgram(heraldBinary, ["run", "--data", path + "/d", "--log", url, "--until-idle", "--quiet"])
+            #expect(run.status == 0 && run.stderr.contains("0 pending; 80 attempt(s) this run: 40 ok, 40 error, 20 dead-lettered"), "\(run.stderr)")
+            let verified = try await runProgram(heraldBinary, ["verify", "--data", path + "/d", "--log", url])
+            #expect(verified.status == 0 && verified.stdout.contains("126 records in \(url)"), "\(verified.stdout)\(verified.stderr)")
+            // Importing into a stream is refused by name.
+            let imported = try await runProgram(heraldBinary, ["import", "--data", path + "/d", "--log", url, path + "/setup.jsonl"])
+            #expect(imported.status != 0 && imported.stderr.contains("herald copy"), "\(imported.stderr)")
+        }
+    }
+
     @Test func badURLsAreRefusedByName() {
         for (url, reason) in [("nats://127.0.0.1:4222", "no /STREAM"), ("nats://h:1/bad.name", "stream name"),
                               ("nats://h:1/S?replicas=9", "replicas=1…5"), ("http://h/S", "nats://")] {

@@ -27,6 +27,7 @@ struct GlobalOptions: ParsableArguments {
                     stream.diagnostics = Diagnostics.print
                     return stream
                 }
+                directory.externalLogWriter = { try JetStreamRecordLog(url: location, diagnostics: Diagnostics.print) }
             }
             return directory
         }

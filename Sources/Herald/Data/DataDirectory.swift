@@ -26,6 +26,9 @@ public struct DataDirectory: Sendable {
     public var externalLog: (@Sendable () throws -> any RecordSource)?
     /// Where ``externalLog`` reads, for messages.
     public var externalLogLocation: String?
+    /// Opens the external log for the engine to append to (`herald run --log nats://…`):
+    /// ``Herald/open(directory:options:)`` uses it in place of the segment log's writer.
+    public var externalLogWriter: (@Sendable () throws -> any RecordLog)?
 
     /// - Parameter fileSystem: the log's file layer; tests pass a `SimulatedFileSystem` to
     ///   inject faults and power losses.

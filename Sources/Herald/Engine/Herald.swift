@@ -162,6 +162,18 @@ public final class Herald: Sendable {
     ///   `DataDirectory.openWriter(acceptLoss: true)`); `LogError.corruptBlock` for damage
     ///   anywhere else; `LogError.writerLocked` when another writer has the log.
     public static func open(directory: DataDirectory, options: HeraldOptions = HeraldOptions()) throws -> Herald {
+        if let external = directory.externalLogWriter {
+            // A log kept elsewhere (a JetStream stream): the directory holds the projection.
+            let log = try external()
+            do {
+                try directory.makeDirectories()
+                let projection = try directory.openProjection()
+                return try open(directory: directory, storage: EngineStorage(log: log, projection: projection), options: options)
+            } catch {
+                try? log.close()
+                throw error
+            }
+        }
         let writer = try directory.openWriter(durability: options.durability)
         if let cut = writer.recovery.truncation, directory.diagnostics == nil {
             // Told to the data directory's diagnostics when it has them (the CLI), else logged.
