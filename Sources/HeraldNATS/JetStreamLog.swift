@@ -1,3 +1,6 @@
+#if canImport(Glibc)
+import Glibc
+#endif
 import HeraldCore
 import HeraldLog
 
@@ -55,7 +58,7 @@ public final class JetStreamLog: RecordSource, @unchecked Sendable {
     /// block of its own, which the server refuses if it is over its `max_payload`).
     public static let defaultConfiguration = LogConfiguration(blockRawBytesMax: 512 << 10)
 
-    public init(url: String, timeoutMs: Int64 = 10_000, configuration: LogConfiguration = JetStreamLog.defaultConfiguration) throws {
+    public init(url: String, timeoutMs: Int64 = 2_000, configuration: LogConfiguration = JetStreamLog.defaultConfiguration) throws {
         self.configuration = configuration
         let parsed = try Self.parse(url)
         location = url
@@ -237,7 +240,7 @@ public final class JetStreamLog: RecordSource, @unchecked Sendable {
         for block in blocks {
             let expected = scan.sequence
             let id = "\(writerID)-\(expected + 1)"
-            var attempt = 0
+            var waitedMs = 0
             while true {
                 do {
                     let ack = try client.publish(block.bytes, subject: subject, id: id, expectedLastSequence: expected)
@@ -246,8 +249,15 @@ public final class JetStreamLog: RecordSource, @unchecked Sendable {
                                                        reason: "the stream stored the block at sequence \(ack.sequence)")
                     }
                     break
-                } catch let error as NATSError where error.isTimeout && attempt < 5 {
-                    attempt += 1  // the ack was lost, or the leader moved: the same id is deduplicated
+                } catch let error as NATSError where error.isTransient && waitedMs < 60_000 {
+                    // The ack was lost, or the leader moved: the same id is deduplicated. Up to
+                    // about a minute of elections (each try waits its timeout, or 250 ms).
+                    if error.isTimeout {
+                        waitedMs += Int(client.timeoutMs)
+                    } else {
+                        usleep(250_000)
+                        waitedMs += 250
+                    }
                 } catch let error as NATSError where error.isWrongLastSequence {
                     throw JetStreamLogError.fenced(location: location, expected: expected, reason: error.description)
                 }

@@ -22,6 +22,26 @@ public struct NATSError: Error, Sendable, CustomStringConvertible {
         status == Int(NATS_NOT_FOUND.rawValue) || code == Int(JSNoMessageFoundErr.rawValue) || code == Int(JSStreamNotFoundErr.rawValue)
     }
     var isWrongLastSequence: Bool { code == Int(JSStreamWrongLastSequenceErr.rawValue) }
+    /// Worth asking again: a timeout, no JetStream responder yet (a stream or meta leader
+    /// being elected), or the connection between servers (libnats reconnects by itself).
+    var isTransient: Bool {
+        isTimeout || status == Int(NATS_NO_RESPONDERS.rawValue) || status == Int(NATS_CONNECTION_DISCONNECTED.rawValue)
+            || code == Int(JSClusterNotAvailErr.rawValue) || code == Int(JSStreamOfflineErr.rawValue)
+    }
+}
+
+/// Runs `body` again while it fails with a transient error (``NATSError/isTransient``), for up
+/// to `seconds`, 250 ms apart: reads are idempotent, so a leader election only delays them.
+func retryingTransient<T>(for seconds: Int = 60, _ body: () throws -> T) throws -> T {
+    var waited = 0
+    while true {
+        do {
+            return try body()
+        } catch let error as NATSError where error.isTransient && waited < seconds * 1_000 {
+            usleep(250_000)
+            waited += 250
+        }
+    }
 }
 
 /// One NATS connection and its JetStream context. Synchronous calls, each bounded by the
@@ -91,6 +111,10 @@ final class NATSClient: @unchecked Sendable {
 
     /// The state of `stream`, or nil when there is no such stream.
     func streamState(_ stream: String) throws -> StreamState? {
+        try retryingTransient { try streamStateOnce(stream) }
+    }
+
+    private func streamStateOnce(_ stream: String) throws -> StreamState? {
         var info: UnsafeMutablePointer<jsStreamInfo>?
         var code = jsErrCode(0)
         let status = js_GetStreamInfo(&info, jetStream, stream, nil, &code)
@@ -138,6 +162,10 @@ final class NATSClient: @unchecked Sendable {
 
     /// The data of message `sequence` of `stream`, or nil when the stream has none there.
     func message(_ stream: String, sequence: UInt64) throws -> [UInt8]? {
+        try retryingTransient { try messageOnce(stream, sequence: sequence) }
+    }
+
+    private func messageOnce(_ stream: String, sequence: UInt64) throws -> [UInt8]? {
         var message: OpaquePointer?
         var code = jsErrCode(0)
         let status = js_GetMsg(&message, jetStream, stream, sequence, nil, &code)
