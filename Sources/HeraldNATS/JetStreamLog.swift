@@ -244,6 +244,10 @@ public final class JetStreamLog: RecordSource, @unchecked Sendable {
             while true {
                 do {
                     let ack = try client.publish(block.bytes, subject: subject, id: id, expectedLastSequence: expected)
+                    if ack.duplicate {
+                        diagnostics?("note: \(location): the block of positions \(block.basePosition)…\(block.endPosition - 1) was stored "
+                                     + "at sequence \(ack.sequence) already (its first acknowledgement was lost); not stored twice")
+                    }
                     guard ack.sequence == expected + 1 else {
                         throw JetStreamLogError.fenced(location: location, expected: expected,
                                                        reason: "the stream stored the block at sequence \(ack.sequence)")

@@ -240,6 +240,39 @@ struct JetStreamLogTests {
         }
     }
 
+    /// Acknowledgements lost: Tools/lib/flaky-proxy.py between the writer and the server lets
+    /// every 5th publish reach the server, drops its answer and cuts the connection. The writer
+    /// sends it again with the same `Nats-Msg-Id` and the server answers it as a duplicate, so
+    /// the stream ends with every record exactly once — `copy`'s record by record comparison
+    /// passes, and the stream read directly derives the same deliveries.
+    @Test func acknowledgementsLostToCutConnectionsLoseAndDuplicateNothing() async throws {
+        guard heraldIsBuilt(), let upstream = testNATSURL?.split(separator: ":").last.map(String.init) else { return }
+        try await withTemporaryDirectory { path in
+            let generated = try await runProgram(heraldBinary, ["random-log", "--seed", "31", "--records", "1200"])
+            try generated.stdout.write(toFile: path + "/log.jsonl", atomically: true, encoding: .utf8)
+            #expect(try await runProgram(heraldBinary, ["import", "--data", path + "/a", path + "/log.jsonl"]).status == 0)
+            let proxyPort = "54299"
+            let proxy = try ChildProgram("/usr/bin/env", ["python3", packageRoot + "/Tools/lib/flaky-proxy.py", proxyPort, upstream, "5"])
+            try await Task.sleep(for: .milliseconds(300))
+            let stream = freshStream("cut").split(separator: "/").last.map(String.init) ?? "CUT"
+            let copied = try await runProgram(heraldBinary, ["copy", "--from", path + "/a", "--to", "nats://127.0.0.1:\(proxyPort)/\(stream)",
+                                                             "--batch-records", "40"])
+            proxy.kill()
+            let proxyRun = await proxy.wait()
+            let cuts = proxyRun.stdout.split(separator: "\n").filter { $0.hasPrefix("cut ") }.count
+            #expect(copied.status == 0 && copied.stdout.contains("compared one by one"), "\(copied.stdout)\(copied.stderr)")
+            // Each cut lost an acknowledgement; the resend was answered as a duplicate.
+            let lost = copied.stderr.split(separator: "\n").filter { $0.contains("its first acknowledgement was lost") }.count
+            #expect(cuts >= 3 && lost == cuts, "\(cuts) acknowledgements dropped, \(lost) resends answered as duplicates; proxy: \(proxyRun.stdout)\(proxyRun.stderr)")
+            let direct = "\(testNATSURL ?? "")/\(stream)"
+            let original = try await runProgram(heraldBinary, ["deliveries", "--data", path + "/a", "--format", "jsonl"])
+            let fromStream = try await runProgram(heraldBinary, ["deliveries", "--data", path + "/b", "--log", direct, "--format", "jsonl"])
+            #expect(fromStream.status == 0 && fromStream.stdout == original.stdout, "\(fromStream.stderr)")
+            let verified = try await runProgram(heraldBinary, ["verify", "--data", path + "/b", "--log", direct])
+            #expect(verified.status == 0, "\(verified.stdout)\(verified.stderr)")
+        }
+    }
+
     @Test func badURLsAreRefusedByName() {
         for (url, reason) in [("nats://127.0.0.1:4222", "no /STREAM"), ("nats://h:1/bad.name", "stream name"),
                               ("nats://h:1/S?replicas=9", "replicas=1…5"), ("http://h/S", "nats://")] {
