@@ -46,6 +46,8 @@ public final class JetStreamLog: RecordSource, @unchecked Sendable {
     }
     private var scan = Scan()
     private let writerID: String
+    /// The stream allows direct gets (streams Herald creates do): blocks are fetched raw.
+    private var direct = false
     /// Block sizes and compression of appended blocks.
     private let configuration: LogConfiguration
     /// True once this writer read the stream's end (at its first append). It never reads it
@@ -105,9 +107,10 @@ public final class JetStreamLog: RecordSource, @unchecked Sendable {
     /// Reads the messages after the last scanned one, checking each (see the type's notes).
     private func refresh() throws {
         guard let state = try client.streamState(stream) else { return }
+        direct = state.allowsDirect
         while scan.sequence < state.lastSequence {
             let sequence = scan.sequence + 1
-            guard let data = try client.message(stream, sequence: sequence) else {
+            guard let data = try fetch(sequence) else {
                 throw JetStreamLogError.gap(location: location, sequence: sequence, position: scan.nextPosition,
                                             reason: "the stream has no message at this sequence (last sequence \(state.lastSequence))")
             }
@@ -149,6 +152,13 @@ public final class JetStreamLog: RecordSource, @unchecked Sendable {
         }
     }
 
+    /// Message `sequence`: by direct get when the stream allows it; a replica that has not
+    /// caught up yet answers "not found", so the leader is asked before it counts as a gap.
+    private func fetch(_ sequence: UInt64) throws -> [UInt8]? {
+        if direct, let data = try client.message(stream, sequence: sequence, direct: true) { return data }
+        return try client.message(stream, sequence: sequence, direct: false)
+    }
+
     /// The last position of a completed append (0: none).
     public var lastPosition: UInt64 {
         get throws {
@@ -170,7 +180,7 @@ public final class JetStreamLog: RecordSource, @unchecked Sendable {
         var index = low
         while index < scan.blocks.count, scan.blocks[index].base <= last {
             let entry = scan.blocks[index]
-            guard let data = try client.message(stream, sequence: entry.sequence) else {
+            guard let data = try fetch(entry.sequence) else {
                 throw JetStreamLogError.gap(location: location, sequence: entry.sequence, position: entry.base,
                                             reason: "the message read before is gone")
             }

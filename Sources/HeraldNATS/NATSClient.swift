@@ -107,6 +107,8 @@ final class NATSClient: @unchecked Sendable {
         var firstSequence: UInt64
         var denies: Bool
         var replicas: Int64
+        /// Direct gets allowed (raw messages from any replica, no JSON): how reads fetch blocks.
+        var allowsDirect: Bool
     }
 
     /// The state of `stream`, or nil when there is no such stream.
@@ -128,7 +130,8 @@ final class NATSClient: @unchecked Sendable {
         let config = info.pointee.Config
         return StreamState(lastSequence: info.pointee.State.LastSeq, firstSequence: info.pointee.State.FirstSeq,
                            denies: config.map { $0.pointee.DenyDelete && $0.pointee.DenyPurge } ?? false,
-                           replicas: config.map { $0.pointee.Replicas } ?? 0)
+                           replicas: config.map { $0.pointee.Replicas } ?? 0,
+                           allowsDirect: config.map { $0.pointee.AllowDirect } ?? false)
     }
 
     /// Creates `stream` on `subject`: file storage, `replicas` copies, deletes and purges
@@ -150,6 +153,7 @@ final class NATSClient: @unchecked Sendable {
                     config.DenyPurge = true
                     config.Discard = js_DiscardNew
                     config.Retention = js_LimitsPolicy
+                    config.AllowDirect = true
                     var info: UnsafeMutablePointer<jsStreamInfo>?
                     let status = js_AddStream(&info, jetStream, &config, nil, &code)
                     if let info { jsStreamInfo_Destroy(info) }
@@ -161,14 +165,24 @@ final class NATSClient: @unchecked Sendable {
     }
 
     /// The data of message `sequence` of `stream`, or nil when the stream has none there.
-    func message(_ stream: String, sequence: UInt64) throws -> [UInt8]? {
-        try retryingTransient { try messageOnce(stream, sequence: sequence) }
+    /// `direct`: by a direct get (the raw message, answered by any replica), which the stream
+    /// must allow; else by the stream's message-get API (JSON, the data base64-encoded).
+    func message(_ stream: String, sequence: UInt64, direct: Bool = false) throws -> [UInt8]? {
+        try retryingTransient { try messageOnce(stream, sequence: sequence, direct: direct) }
     }
 
-    private func messageOnce(_ stream: String, sequence: UInt64) throws -> [UInt8]? {
+    private func messageOnce(_ stream: String, sequence: UInt64, direct: Bool) throws -> [UInt8]? {
         var message: OpaquePointer?
         var code = jsErrCode(0)
-        let status = js_GetMsg(&message, jetStream, stream, sequence, nil, &code)
+        let status: natsStatus
+        if direct {
+            var options = jsDirectGetMsgOptions()
+            jsDirectGetMsgOptions_Init(&options)
+            options.Sequence = sequence
+            status = js_DirectGetMsg(&message, jetStream, stream, nil, &options)
+        } else {
+            status = js_GetMsg(&message, jetStream, stream, sequence, nil, &code)
+        }
         guard status == NATS_OK, let message else {
             let failure = Self.error(status, code, "reading message \(sequence) of stream \(stream)")
             if failure.isNotFound { return nil }
