@@ -253,7 +253,7 @@ struct JetStreamLogTests {
             #expect(try await runProgram(heraldBinary, ["import", "--data", path + "/a", path + "/log.jsonl"]).status == 0)
             let proxyPort = "54299"
             let proxy = try ChildProgram("/usr/bin/env", ["python3", packageRoot + "/Tools/lib/flaky-proxy.py", proxyPort, upstream, "5"])
-            try await Task.sleep(for: .milliseconds(300))
+            #expect(await acceptsConnections(port: 54299, withinSeconds: 30), "the proxy did not start listening")
             let stream = freshStream("cut").split(separator: "/").last.map(String.init) ?? "CUT"
             let copied = try await runProgram(heraldBinary, ["copy", "--from", path + "/a", "--to", "nats://127.0.0.1:\(proxyPort)/\(stream)",
                                                              "--batch-records", "40"])
@@ -263,7 +263,9 @@ struct JetStreamLogTests {
             #expect(copied.status == 0 && copied.stdout.contains("compared one by one"), "\(copied.stdout)\(copied.stderr)")
             // Each cut lost an acknowledgement; the resend was answered as a duplicate.
             let lost = copied.stderr.split(separator: "\n").filter { $0.contains("its first acknowledgement was lost") }.count
-            #expect(cuts >= 3 && lost == cuts, "\(cuts) acknowledgements dropped, \(lost) resends answered as duplicates; proxy: \(proxyRun.stdout)\(proxyRun.stderr)")
+            // (A cut can also lose the publish itself when the server had not read it yet: then
+            // the resend is stored as new. Either way nothing is lost or stored twice.)
+            #expect(cuts >= 3 && lost >= 1 && lost <= cuts, "\(cuts) acknowledgements dropped, \(lost) resends answered as duplicates; proxy: \(proxyRun.stdout)\(proxyRun.stderr)")
             let direct = "\(testNATSURL ?? "")/\(stream)"
             let original = try await runProgram(heraldBinary, ["deliveries", "--data", path + "/a", "--format", "jsonl"])
             let fromStream = try await runProgram(heraldBinary, ["deliveries", "--data", path + "/b", "--log", direct, "--format", "jsonl"])
@@ -287,4 +289,23 @@ final class WarningLog: @unchecked Sendable {
     private var lines: [String] = []
     func add(_ line: String) { lock.lock(); lines.append(line); lock.unlock() }
     var all: [String] { lock.lock(); defer { lock.unlock() }; return lines }
+}
+
+/// True once something on 127.0.0.1 accepts a TCP connection on `port` (polled every 50 ms).
+func acceptsConnections(port: UInt16, withinSeconds seconds: Double) async -> Bool {
+    let deadline = Date().addingTimeInterval(seconds)
+    while Date() < deadline {
+        let descriptor = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = port.bigEndian
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        let connected = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(descriptor, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        } == 0
+        close(descriptor)
+        if connected { return true }
+        try? await Task.sleep(for: .milliseconds(50))
+    }
+    return false
 }

@@ -55,7 +55,7 @@ def client_to_server(pair):
             if cut:
                 pair.dropping = True  # the answer to this publish never reaches the client
                 pair.server.sendall(data)
-                time.sleep(0.2)  # the server stores the block and answers into the void
+                time.sleep(0.5)  # the server stores the block and answers into the void
                 with lock:
                     cuts += 1
                     print(f"cut {cuts}", flush=True)
