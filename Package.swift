@@ -7,6 +7,8 @@ let package = Package(
     products: [
         .library(name: "Herald", targets: ["Herald"]),
         .library(name: "HeraldTesting", targets: ["HeraldTesting"]),
+        // The log on NATS JetStream (JetStreamLog, JetStreamRecordLog), for DataDirectory.externalLog.
+        .library(name: "HeraldNATS", targets: ["HeraldNATS"]),
         .executable(name: "herald", targets: ["herald"]),
         .executable(name: "herald-bench", targets: ["herald-bench"]),
         // For Fuzz/Package.swift (libFuzzer targets, built apart with sanitizers): a package

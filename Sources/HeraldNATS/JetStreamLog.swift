@@ -24,7 +24,7 @@ import HeraldLog
 /// URL: `nats://HOST:PORT[,HOST:PORT…]/STREAM[?replicas=N]` (the stream's subject is
 /// `herald.STREAM`; created on first write with N replicas, default 1, deletes and purges
 /// denied, discard-new).
-public final class JetStreamLog: RecordSource, @unchecked Sendable {
+public final class JetStreamLog: RecordSource, PreparedBlocksLog, @unchecked Sendable {
     // @unchecked: one owner at a time, as the segment log's reader and writer; the scan state
     // is only touched by the calls of that owner.
     public let location: String
@@ -236,16 +236,33 @@ public final class JetStreamLog: RecordSource, @unchecked Sendable {
     @discardableResult
     public func append(_ records: [Record]) throws -> ClosedRange<UInt64> {
         precondition(!records.isEmpty, "append needs at least one record")
-        if !writing { try openForAppending() }
-        // After a torn append, start where it started: readers then drop it.
-        let base = scan.open.first?.block.basePosition ?? scan.nextPosition
-        let chain = scan.open.first?.block.previousCRC ?? scan.chain
         var batch = LogBatch(records: records.count, bytes: records.count * 256)
         for record in records {
             batch.append(ts: record.ts) { RecordBinaryCodec.encode(record.body, into: &$0) }
         }
-        var prepared = PreparedBlocks(configuration: configuration)
+        var prepared = makePreparedBlocks()
         try prepared.append(batch)
+        guard let range = try append(prepared) else { preconditionFailure("a batch of records made no block") }
+        return range
+    }
+
+    /// Empty blocks of this log's size (at most 512 KiB of records each, by default).
+    public func makePreparedBlocks() -> PreparedBlocks {
+        PreparedBlocks(configuration: configuration)
+    }
+
+    /// Nothing to release: the connection closes with the object.
+    public func close() throws {}
+
+    /// Appends the blocks of `prepared` as one transaction (`herald import` onto a stream);
+    /// returns their positions once the stream acknowledged the last block (nil when empty).
+    @discardableResult
+    public func append(_ prepared: PreparedBlocks) throws -> ClosedRange<UInt64>? {
+        guard !prepared.isEmpty else { return nil }
+        if !writing { try openForAppending() }
+        // After a torn append, start where it started: readers then drop it.
+        let base = scan.open.first?.block.basePosition ?? scan.nextPosition
+        let chain = scan.open.first?.block.previousCRC ?? scan.chain
         let blocks = StandaloneBlock.seal(prepared, base: base, previousCRC: chain)
         for block in blocks {
             let expected = scan.sequence
@@ -282,7 +299,7 @@ public final class JetStreamLog: RecordSource, @unchecked Sendable {
             }
             absorb(block, at: expected + 1)
         }
-        let last = base + UInt64(records.count) - 1
+        let last = base + UInt64(prepared.count) - 1
         guard scan.nextPosition == last + 1 else {
             throw JetStreamLogError.fenced(location: location, expected: scan.sequence, reason: "the append did not complete as written")
         }

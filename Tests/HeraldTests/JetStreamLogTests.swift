@@ -209,8 +209,9 @@ struct JetStreamLogTests {
         }
     }
 
-    /// `herald run --log nats://…`: the engine appends its outcomes to the stream (the
-    /// projection in the data directory), `verify` checks the stream; `import` refuses it.
+    /// `herald import` and `herald run --log nats://…`: the import is one transaction of the
+    /// stream, the engine appends its outcomes to it (the projection in the data directory),
+    /// `verify` checks the stream, and an import with a bad line appends nothing.
     @Test func runAppendsItsOutcomesToAStream() async throws {
         guard heraldIsBuilt() else { return }
         try await withTemporaryDirectory { path in
@@ -227,16 +228,17 @@ struct JetStreamLogTests {
                 lines.append(#"{"type":"kv.insert","app_id":"\#(app)","collection":"\#(index % 2 == 0 ? "orders" : "users")","key":"k\#(index)","value":{"i":\#(index)},"ts":1001}"#)
             }
             try lines.joined(separator: "\n").write(toFile: path + "/setup.jsonl", atomically: true, encoding: .utf8)
-            #expect(try await runProgram(heraldBinary, ["import", "--data", path + "/local", path + "/setup.jsonl"]).status == 0)
             let url = freshStream("run")
-            #expect(try await runProgram(heraldBinary, ["copy", "--from", path + "/local", "--to", url]).status == 0)
+            let imported = try await runProgram(heraldBinary, ["import", "--data", path + "/d", "--log", url, path + "/setup.jsonl"])
+            #expect(imported.status == 0 && imported.stdout.contains("imported 46 records at positions 1…46"), "\(imported.stdout)\(imported.stderr)")
             let run = try await runProgram(heraldBinary, ["run", "--data", path + "/d", "--log", url, "--until-idle", "--quiet"])
             #expect(run.status == 0 && run.stderr.contains("0 pending; 80 attempt(s) this run: 40 ok, 40 error, 20 dead-lettered"), "\(run.stderr)")
             let verified = try await runProgram(heraldBinary, ["verify", "--data", path + "/d", "--log", url])
             #expect(verified.status == 0 && verified.stdout.contains("126 records in \(url)"), "\(verified.stdout)\(verified.stderr)")
-            // Importing into a stream is refused by name.
-            let imported = try await runProgram(heraldBinary, ["import", "--data", path + "/d", "--log", url, path + "/setup.jsonl"])
-            #expect(imported.status != 0 && imported.stderr.contains("herald copy"), "\(imported.stderr)")
+            // An import with a bad line appends nothing to the stream (the ids exist already).
+            let again = try await runProgram(heraldBinary, ["import", "--data", path + "/d", "--log", url, path + "/setup.jsonl"])
+            #expect(again.status == 1 && again.stderr.contains("line 1"), "\(again.stderr)")
+            #expect(try JetStreamLog(url: url).lastPosition == 126)
         }
     }
 

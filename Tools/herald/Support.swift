@@ -10,7 +10,7 @@ struct GlobalOptions: ParsableArguments {
     @Option(name: .long, help: "Data directory (default: $HERALD_DATA, else ./herald-data).")
     var data: String?
 
-    @Option(name: .long, help: ArgumentHelp("Read the log from a NATS JetStream stream instead of the data directory's log/ (nats://HOST:PORT[,HOST:PORT…]/STREAM; default: $HERALD_LOG). The data directory then holds only the projection; commands that append refuse it.",
+    @Option(name: .long, help: ArgumentHelp("Read the log from a NATS JetStream stream instead of the data directory's log/ (nats://HOST:PORT[,HOST:PORT…]/STREAM; default: $HERALD_LOG). The data directory then holds only the projection.",
                                             valueName: "nats-url"))
     var log: String?
 
@@ -28,6 +28,11 @@ struct GlobalOptions: ParsableArguments {
                     return stream
                 }
                 directory.externalLogWriter = { try JetStreamRecordLog(url: location, diagnostics: Diagnostics.print) }
+                directory.externalImportLog = {
+                    let stream = try JetStreamLog(url: location)
+                    stream.diagnostics = Diagnostics.print
+                    return stream
+                }
             }
             return directory
         }

@@ -27,7 +27,7 @@ extension DataDirectory {
     public func importLines(from path: String, environment: HeraldEnvironment = HeraldEnvironment(),
                             clock: HeraldClock = SystemClock(), batchRecords: Int = 4096,
                             progress: ((Int) -> Void)? = nil) throws -> ImportResult {
-        let writer = try openWriter()
+        let writer = try openImportLog()
         // Closing cuts the active segment's preallocated end and releases the lock; an import
         // that fails still closes (it appended nothing).
         defer { try? writer.close() }

@@ -21,14 +21,24 @@ public struct DataDirectory: Sendable {
     /// `RecordReader.tailDamage` and `RecordWriter.recovery`).
     public var diagnostics: (@Sendable (String) -> Void)?
     /// A log kept outside the directory (`herald --log nats://…`): opened by every reader in
-    /// place of `log/`; the directory then holds only the projection. Writers refuse it
-    /// (``HeraldError/externalLog(location:)``): appends to a stream go through `herald copy`.
+    /// place of `log/`; the directory then holds only the projection. The engine appends
+    /// through ``externalLogWriter``, an import through ``externalImportLog``; the segment
+    /// writer (``openWriter(durability:)``, `herald repair`) refuses it
+    /// (``HeraldError/externalLog(location:)``).
     public var externalLog: (@Sendable () throws -> any RecordSource)?
     /// Where ``externalLog`` reads, for messages.
     public var externalLogLocation: String?
     /// Opens the external log for the engine to append to (`herald run --log nats://…`):
     /// ``Herald/open(directory:options:)`` uses it in place of the segment log's writer.
     public var externalLogWriter: (@Sendable () throws -> any RecordLog)?
+    /// Opens the external log for `herald import` (prepared blocks, one transaction).
+    public var externalImportLog: (@Sendable () throws -> any PreparedBlocksLog)?
+
+    /// Where an import's blocks go: the external log when set, else the segment log's writer.
+    func openImportLog() throws -> any PreparedBlocksLog {
+        if let externalImportLog { return try externalImportLog() }
+        return try openWriter()
+    }
 
     /// - Parameter fileSystem: the log's file layer; tests pass a `SimulatedFileSystem` to
     ///   inject faults and power losses.

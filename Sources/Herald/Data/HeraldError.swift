@@ -15,7 +15,7 @@ public enum HeraldError: Error, Sendable, CustomStringConvertible {
     /// An id given to select by (`--app`, `--trigger`, `--script`) was never created as that
     /// kind: `found` is the kind it was created as, `nil` when it was never created at all.
     case unknownID(id: HeraldID, expected: String, found: String?)
-    /// A command that appends was pointed at a log outside the data directory (`--log nats://…`).
+    /// A command that works on segment files (`repair`) was pointed at a log outside the data directory (`--log nats://…`).
     case externalLog(location: String)
 
     public var description: String {
@@ -34,7 +34,7 @@ public enum HeraldError: Error, Sendable, CustomStringConvertible {
         case .missingDataDirectory(let path):
             return "There is no data directory at \(path); pass --data DIR (or set HERALD_DATA) to an existing one. Reading commands never create it."
         case .externalLog(let location):
-            return "This command appends to the log, and \(location) is read here only: append into a data directory and move the log with `herald copy --from DIR --to \(location)`."
+            return "This command works on the segment files of a data directory's log, and the log here is \(location); to work on it as segment files, move it with `herald copy --from \(location) --to DIR`."
         case .unknownID(let id, let expected, let found):
             let kind = { (name: String) in name.replacingOccurrences(of: "_", with: " ") }
             if let found {

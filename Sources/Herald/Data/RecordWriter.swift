@@ -101,3 +101,5 @@ extension RecordWriter {
         return range.lowerBound...(range.upperBound - 1)
     }
 }
+
+extension RecordWriter: PreparedBlocksLog {}
