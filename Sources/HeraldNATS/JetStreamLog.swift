@@ -138,9 +138,12 @@ public final class JetStreamLog: RecordSource, PreparedBlocksLog, @unchecked Sen
         }
     }
 
-    /// Takes `block`, checked to follow the scan, as the one at `sequence`.
+    /// Takes `block`, checked to follow the scan, as the one at `sequence`. Only its header
+    /// is kept: an open transaction of a large import holds hundreds of blocks.
     private func absorb(_ block: StandaloneBlock, at sequence: UInt64) {
-        scan.open.append((sequence, block))
+        var header = block
+        header.bytes = []
+        scan.open.append((sequence, header))
         scan.sequence = sequence
         if !block.continues {
             for entry in scan.open {
