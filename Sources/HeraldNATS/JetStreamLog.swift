@@ -249,6 +249,10 @@ public final class JetStreamLog: RecordSource, PreparedBlocksLog, @unchecked Sen
         return range
     }
 
+    /// The largest record: one alone in a block stays under NATS's default 1 MiB payload limit
+    /// (LZ4's worst-case growth, the framing and the 64-byte header included).
+    public var recordBytesMax: Int { (1 << 20) - (16 << 10) }
+
     /// Empty blocks of this log's size (at most 512 KiB of records each, by default).
     public func makePreparedBlocks() -> PreparedBlocks {
         PreparedBlocks(configuration: configuration)

@@ -40,8 +40,8 @@ public final class JetStreamRecordLog: RecordLog, @unchecked Sendable {
         guard thread != nil else { throw JetStreamLogError.badStream(location: url, reason: "the system refused a publisher thread") }
     }
 
-    /// The largest record the stream takes: one block of one record within NATS's default 1 MiB payload.
-    public var recordBytesMax: Int { (1 << 20) - 4_096 }
+    /// The largest record the stream takes (``JetStreamLog/recordBytesMax``).
+    public var recordBytesMax: Int { writer.recordBytesMax }
 
     public var lastPosition: UInt64 {
         get throws {

@@ -35,19 +35,19 @@ struct Batch {
         let final = Projection.finalStates(of: steps)
         // Older deliveries changed in this batch: the last state of each, in order of first change.
         var changed: [DeliveryID: Int] = [:]
-        var changes: [Delivery] = []
+        var changes: [(delivery: Delivery, position: UInt64)] = []
         for step in steps {
             try record(step, registry: registry)
             for effect in step.effects {
                 do {
-                    try add(effect, final: final, changed: &changed, changes: &changes)
+                    try add(effect, at: step.position, final: final, changed: &changed, changes: &changes)
                 } catch is CopyRows.NulCharacter {
                     throw Unstorable(position: step.position, column: Self.column(of: effect))
                 }
             }
             counts.absorb(step.effects)
         }
-        for d in changes {
+        for (d, position) in changes {
             do {
                 updates.int(Int64(bitPattern: d.id.sourcePosition))
                 try updates.text(d.id.triggerID.description)
@@ -59,7 +59,7 @@ struct Batch {
                 updates.int(d.budgetBase)
                 updates.endRow()
             } catch {
-                throw Unstorable(position: steps.last?.position ?? 0, column: "deliveries.last_error")
+                throw Unstorable(position: position, column: "deliveries.last_error")
             }
         }
     }
@@ -72,13 +72,14 @@ struct Batch {
         }
     }
 
-    private mutating func add(_ effect: DispatchEffect, final: [DeliveryID: Delivery], changed: inout [DeliveryID: Int],
-                              changes: inout [Delivery]) throws(CopyRows.NulCharacter) {
+    private mutating func add(_ effect: DispatchEffect, at position: UInt64, final: [DeliveryID: Delivery],
+                              changed: inout [DeliveryID: Int],
+                              changes: inout [(delivery: Delivery, position: UInt64)]) throws(CopyRows.NulCharacter) {
         func change(_ d: Delivery) {
             guard final.isEmpty || final[d.id] == nil else { return }  // born in this batch: written once, final
-            if let index = changed[d.id] { changes[index] = d } else {
+            if let index = changed[d.id] { changes[index] = (d, position) } else {
                 changed[d.id] = changes.count
-                changes.append(d)
+                changes.append((d, position))
             }
         }
         switch effect {
@@ -130,7 +131,20 @@ struct Batch {
         }
     }
 
-    private mutating func run(_ sql: String, _ values: [PostgresValue]) {
+    /// The position of the record whose statements are being built.
+    private var position: UInt64 = 0
+
+    /// Queues a statement; a text value holding U+0000 is refused here, naming the record's
+    /// position and the statement's table (C strings would cut it, PostgreSQL cannot store it).
+    private mutating func run(_ sql: String, _ values: [PostgresValue]) throws(Unstorable) {
+        for value in values {
+            if case .text(let text) = value, text.utf8.contains(0) {
+                let words = sql.split(whereSeparator: { $0 == " " || $0 == "\n" })
+                let table = words.firstIndex { $0 == "INTO" || $0 == "UPDATE" || $0 == "FROM" }
+                    .flatMap { words.indices.contains($0 + 1) ? String(words[$0 + 1]) : nil } ?? "a table"
+                throw Unstorable(position: position, column: table)
+            }
+        }
         statements.append((sql, values))
     }
 
@@ -139,68 +153,69 @@ struct Batch {
 
     /// The registry's and operator actions' rows of one record (see `Projection.applyRecord`).
     private mutating func record(_ step: ProjectionStep, registry: Registry) throws {
+        self.position = step.position
         let position = PostgresValue.int(Int64(bitPattern: step.position))
         let ts = PostgresValue.int(step.record.ts)
-        func usedID(_ id: HeraldID, _ kind: String) {
-            run("INSERT INTO used_ids (id, kind, created_position) VALUES ($1, $2, $3)", [Self.id(id), .text(kind), position])
+        func usedID(_ id: HeraldID, _ kind: String) throws {
+            try run("INSERT INTO used_ids (id, kind, created_position) VALUES ($1, $2, $3)", [Self.id(id), .text(kind), position])
         }
         switch step.record.body {
         case .adminUserCreated(let id, let email):
-            run("INSERT INTO admin_users (id, email, created_at, created_position) VALUES ($1, $2, \(Self.timestamp(3)), $4)",
+            try run("INSERT INTO admin_users (id, email, created_at, created_position) VALUES ($1, $2, \(Self.timestamp(3)), $4)",
                 [Self.id(id), .text(email), ts, position])
-            usedID(id, "admin_user")
+            try usedID(id, "admin_user")
         case .adminUserDeleted(let id):
-            run("DELETE FROM admin_users WHERE id = $1", [Self.id(id)])
+            try run("DELETE FROM admin_users WHERE id = $1", [Self.id(id)])
         case .appCreated(let id, let name):
-            run("INSERT INTO apps (id, name, created_at, created_position) VALUES ($1, $2, \(Self.timestamp(3)), $4)",
+            try run("INSERT INTO apps (id, name, created_at, created_position) VALUES ($1, $2, \(Self.timestamp(3)), $4)",
                 [Self.id(id), .text(name), ts, position])
-            usedID(id, "app")
+            try usedID(id, "app")
         case .appDeleted(let id):
-            run("DELETE FROM apps WHERE id = $1", [Self.id(id)])
+            try run("DELETE FROM apps WHERE id = $1", [Self.id(id)])
         case .scriptRegistered(let s):
-            run("""
+            try run("""
                 INSERT INTO scripts (id, app_id, name, runtime, source, created_at, created_position)
                 VALUES ($1, $2, $3, $4, $5, \(Self.timestamp(6)), $7)
                 """, [Self.id(s.scriptID), Self.id(s.appID), .text(s.name), .text(s.runtime), .text(s.source), ts, position])
-            usedID(s.scriptID, "script")
+            try usedID(s.scriptID, "script")
         case .scriptDeleted(let id):
-            run("DELETE FROM scripts WHERE id = $1", [Self.id(id)])
+            try run("DELETE FROM scripts WHERE id = $1", [Self.id(id)])
         case .triggerRegistered(let r):
             let t = Registry.Trigger(r, registeredPosition: step.position, ts: step.record.ts)
-            run("""
+            try run("""
                 INSERT INTO triggers (id, app_id, script_id, kind, enabled, dispatch_mode, retry_max_attempts, retry_backoff,
                     retry_base_ms, registered_by_principal, created_at, updated_at)
                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, \(Self.timestamp(11)), \(Self.timestamp(11)))
                 """, [Self.id(t.id), Self.id(t.appID), Self.id(t.scriptID), .text(t.kind.description), .text(t.enabled ? "t" : "f"),
                       .text(t.dispatchMode.description), .int(t.retry.maxAttempts), .text(t.retry.backoff.description),
                       .int(t.retry.baseMs), Self.id(t.registeredBy), ts])
-            run("INSERT INTO trigger_positions (trigger_id, registered_position, updated_position) VALUES ($1, $2, $2)",
+            try run("INSERT INTO trigger_positions (trigger_id, registered_position, updated_position) VALUES ($1, $2, $2)",
                 [Self.id(t.id), position])
-            details(t, insert: true)
-            usedID(r.triggerID, "trigger")
+            try details(t, insert: true)
+            try usedID(r.triggerID, "trigger")
         case .triggerUpdated(let update):
             guard let t = registry.triggers[update.triggerID] ?? registry.removedTriggers
                 .last(where: { $0.trigger.id == update.triggerID })?.trigger else { return }
-            run("""
+            try run("""
                 UPDATE triggers SET enabled = $1, retry_max_attempts = $2, retry_backoff = $3, retry_base_ms = $4,
                     updated_at = \(Self.timestamp(5)) WHERE id = $6
                 """, [.text(t.enabled ? "t" : "f"), .int(t.retry.maxAttempts), .text(t.retry.backoff.description),
                       .int(t.retry.baseMs), ts, Self.id(t.id)])
-            run("UPDATE trigger_positions SET updated_position = $1 WHERE trigger_id = $2", [position, Self.id(t.id)])
-            details(t, insert: false)
+            try run("UPDATE trigger_positions SET updated_position = $1 WHERE trigger_id = $2", [position, Self.id(t.id)])
+            try details(t, insert: false)
         case .triggerDeleted(let id):
-            run("DELETE FROM triggers WHERE id = $1", [Self.id(id)])
+            try run("DELETE FROM triggers WHERE id = $1", [Self.id(id)])
         case .kv, .deliveryAttempted:
             break
         case .deliveryRedriven(let action), .deliveryCancelled(let action):
-            run("INSERT INTO operator_actions (position, ts, type, by_admin_user_id, reason) VALUES ($1, $2, $3, $4, $5)",
+            try run("INSERT INTO operator_actions (position, ts, type, by_admin_user_id, reason) VALUES ($1, $2, $3, $4, $5)",
                 [position, ts, .text(step.record.body.type.wireName), Self.id(action.by), action.reason.map { .text($0) } ?? .null])
             for id in action.deliveries {
-                run("INSERT INTO operator_action_deliveries (position, source_position, trigger_id) VALUES ($1, $2, $3)",
+                try run("INSERT INTO operator_action_deliveries (position, source_position, trigger_id) VALUES ($1, $2, $3)",
                     [position, .int(Int64(bitPattern: id.sourcePosition)), Self.id(id.triggerID)])
             }
         case .deliveryInvoked(let invocation):
-            run("""
+            try run("""
                 INSERT INTO operator_actions (position, ts, type, by_admin_user_id, trigger_id, payload)
                 VALUES ($1, $2, 'delivery.invoked', $3, $4, $5)
                 """, [position, ts, Self.id(invocation.by), Self.id(invocation.triggerID), .text(invocation.payload.description)])
@@ -212,14 +227,14 @@ struct Batch {
         "{" + ops.ops.map { "\($0)" }.joined(separator: ",") + "}"
     }
 
-    private mutating func details(_ t: Registry.Trigger, insert: Bool) {
+    private mutating func details(_ t: Registry.Trigger, insert: Bool) throws {
         if let kv = t.kv {
-            run(insert ? "INSERT INTO kv_trigger_details (collection_glob, ops, trigger_id) VALUES ($1, $2::text[], $3)"
+            try run(insert ? "INSERT INTO kv_trigger_details (collection_glob, ops, trigger_id) VALUES ($1, $2::text[], $3)"
                        : "UPDATE kv_trigger_details SET collection_glob = $1, ops = $2::text[] WHERE trigger_id = $3",
                 [.text(kv.collectionGlob), .text(Self.opsArray(kv.ops)), Self.id(t.id)])
         }
         if let dl = t.deadLetter {
-            run(insert ? "INSERT INTO dead_letter_trigger_details (source_filter, trigger_id_filter, script_id_filter, trigger_id) VALUES ($1, $2, $3, $4)"
+            try run(insert ? "INSERT INTO dead_letter_trigger_details (source_filter, trigger_id_filter, script_id_filter, trigger_id) VALUES ($1, $2, $3, $4)"
                        : "UPDATE dead_letter_trigger_details SET source_filter = $1, trigger_id_filter = $2, script_id_filter = $3 WHERE trigger_id = $4",
                 [dl.sourceFilter.map { .text($0.description) } ?? .null, Self.id(dl.triggerIDFilter), Self.id(dl.scriptIDFilter), Self.id(t.id)])
         }

@@ -133,7 +133,7 @@ public final class PostgresConnection: @unchecked Sendable {
         for (index, value) in values.enumerated() {
             switch value {
             case .text(let text):
-                var bytes = Array(text.utf8CString)
+                let bytes = Array(text.utf8CString)
                 if bytes.dropLast().contains(0) {
                     throw PostgresError(location: location, doing: doing,
                                         message: "the value of $\(index + 1) holds U+0000, which PostgreSQL text cannot store")
@@ -141,7 +141,6 @@ public final class PostgresConnection: @unchecked Sendable {
                 buffers.append(bytes)
                 lengths.append(Int32(bytes.count - 1))
                 formats.append(0)
-                bytes.removeAll()
             case .bytes(let data):
                 buffers.append(data.map { CChar(bitPattern: $0) })
                 lengths.append(Int32(clamping: data.count))

@@ -12,7 +12,7 @@ import HeraldStore
 /// ```
 ///
 /// A writer holds a session advisory lock on its schema for as long as it is open: a second
-/// writer is refused when it opens (``PostgresStoreError/busy(location:schema:)``). Beyond that
+/// writer is refused when it opens (``PostgresStoreError/busy(location:schema:holder:)``). Beyond that
 /// lock, each batch moves the checkpoint only from the position it read
 /// (`UPDATE … WHERE position = previous`, exactly one row), so two projectors can never
 /// interleave their batches.
@@ -66,15 +66,26 @@ public final class PostgresProjection: ProjectionStore, EngineSnapshotStore, @un
     public static let lockWaitMs = 5_000
 
     /// Takes the writer's session lock on `schema` (waiting up to ``lockWaitMs``), or throws
-    /// ``PostgresStoreError/busy(location:schema:)``.
+    /// ``PostgresStoreError/busy(location:schema:holder:)``, naming the server process that holds it.
     public static func lockForWriting(_ connection: PostgresConnection, schema: String) throws {
+        // Named in pg_stat_activity, so a refused writer can tell who holds the lock.
+        try connection.execute("SET application_name = 'herald'")
         // The server waits (lock_timeout), not this process: one round trip.
         try connection.execute("SET lock_timeout = \(lockWaitMs)")
         do {
             try connection.run("SELECT pg_advisory_lock(hashtext($1))", [.text("herald projector " + schema)])
         } catch {
             guard error.sqlState == "55P03" else { throw error }  // lock_not_available
-            throw PostgresStoreError.busy(location: connection.location, schema: schema)
+            // Who holds it: a one-bigint advisory key is filed as (classid, objid) = (high, low) 32 bits.
+            let holder = try? connection.run("""
+                SELECT a.pid, coalesce(host(a.client_addr), 'a local socket'), a.application_name, a.backend_start
+                FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+                WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1
+                  AND l.objid::bigint = (hashtext($1)::bigint & 4294967295)
+                """, [.text("herald projector " + schema)]).rows.first.map { row in
+                    "server process \(row[0] ?? "?") (\(row[2].map { $0.isEmpty ? "" : $0 + ", " } ?? "")from \(row[1] ?? "?"), connected since \(row[3] ?? "?"))"
+                }
+            throw PostgresStoreError.busy(location: connection.location, schema: schema, holder: holder)
         }
         try connection.execute("SET lock_timeout = 0")
     }
@@ -150,9 +161,7 @@ public final class PostgresProjection: ProjectionStore, EngineSnapshotStore, @un
     /// `UPDATE … FROM` for the deliveries that changed; registry records, rare, one statement each.
     public func apply(_ steps: [ProjectionStep], registryAfter registry: Registry) throws {
         guard let first = steps.first, let last = steps.last else { return }
-        guard writable else {
-            throw PostgresStoreError.damaged(location: connection.location, schema: schema, reason: "opened read-only")
-        }
+        precondition(writable, "apply on a PostgresProjection opened read-only")
         var batch = Batch()
         do {
             try batch.add(steps, registry: registry)
@@ -203,7 +212,10 @@ public final class PostgresProjection: ProjectionStore, EngineSnapshotStore, @un
         let (rows, _) = try connection.run("SELECT s.position, s.state, c.position FROM engine_snapshot s, checkpoint c")
         guard let row = rows.first, let hex = row[1] else { return Dispatcher() }
         do {
-            let snapshot = try Dispatcher(snapshotBytes: try Self.bytes(ofHex: hex))
+            guard let bytes = Self.bytes(ofHex: hex) else {
+                throw PostgresStoreError.damaged(location: connection.location, schema: schema, reason: "engine_snapshot.state is not BYTEA hex output")
+            }
+            let snapshot = try Dispatcher(snapshotBytes: bytes)
             guard String(snapshot.position) == row[0], let checkpoint = row[2].flatMap({ UInt64($0) }),
                   snapshot.position <= checkpoint else {
                 throw PostgresStoreError.damaged(location: connection.location, schema: schema,
@@ -234,24 +246,23 @@ public final class PostgresProjection: ProjectionStore, EngineSnapshotStore, @un
             """, [.int(Int64(bitPattern: dispatcher.position)), .bytes(dispatcher.snapshotBytes())])
     }
 
-    /// `BYTEA`'s text output (`\x0a1b…`) as bytes.
-    static func bytes(ofHex text: String) throws -> [UInt8] {
+    /// `BYTEA`'s text output (`\x0a1b…`) as bytes; nil for anything else.
+    static func bytes(ofHex text: String) -> [UInt8]? {
         let digits = Array(text.utf8)
-        guard digits.count >= 2, digits[0] == 0x5C, digits[1] == 0x78, digits.count % 2 == 0 else {
-            throw PostgresStoreError.damaged(location: "", schema: "", reason: "a BYTEA value is not in hex output form")
-        }
-        func nibble(_ c: UInt8) throws -> UInt8 {
+        guard digits.count >= 2, digits[0] == 0x5C, digits[1] == 0x78, digits.count % 2 == 0 else { return nil }
+        func nibble(_ c: UInt8) -> UInt8? {
             switch c {
-            case 0x30...0x39: return c - 0x30
-            case 0x61...0x66: return c - 0x61 + 10
-            default: throw PostgresStoreError.damaged(location: "", schema: "", reason: "a BYTEA value holds a non-hex digit")
+            case 0x30...0x39: c - 0x30
+            case 0x61...0x66: c - 0x61 + 10
+            default: nil
             }
         }
         var out: [UInt8] = []
         out.reserveCapacity(digits.count / 2 - 1)
         var index = 2
         while index < digits.count {
-            out.append(try nibble(digits[index]) << 4 | nibble(digits[index + 1]))
+            guard let high = nibble(digits[index]), let low = nibble(digits[index + 1]) else { return nil }
+            out.append(high << 4 | low)
             index += 2
         }
         return out
@@ -333,7 +344,7 @@ public final class PostgresProjection: ProjectionStore, EngineSnapshotStore, @un
 public enum PostgresStoreError: Error, Sendable, CustomStringConvertible {
     case badSchemaName(String)
     /// Another writer holds the schema.
-    case busy(location: String, schema: String)
+    case busy(location: String, schema: String, holder: String?)
     /// Opened for reading, but nothing was projected there yet.
     case missing(location: String, schema: String)
     /// The schema holds tables that are not a Herald projection.
@@ -347,8 +358,8 @@ public enum PostgresStoreError: Error, Sendable, CustomStringConvertible {
         switch self {
         case .badSchemaName(let name):
             "--postgres-schema \"\(name)\": a schema name is 1 to 63 of a-z, 0-9 and _, not starting with a digit"
-        case .busy(let location, let schema):
-            "PostgreSQL \(location): another Herald projector is writing schema \(schema) (it holds its advisory lock); nothing was written. Stop it, or project into another schema."
+        case .busy(let location, let schema, let holder):
+            "PostgreSQL \(location): another Herald projector is writing schema \(schema) (\(holder.map { "held by " + $0 } ?? "it holds its advisory lock")); nothing was written. Stop it, or project into another schema."
         case .missing(let location, let schema):
             "PostgreSQL \(location): schema \(schema) holds no Herald projection; create it with `herald project --postgres URL`."
         case .foreignSchema(let location, let schema):

@@ -235,6 +235,9 @@ struct JetStreamLogTests {
             #expect(run.status == 0 && run.stderr.contains("0 pending; 80 attempt(s) this run: 40 ok, 40 error, 20 dead-lettered"), "\(run.stderr)")
             let verified = try await runProgram(heraldBinary, ["verify", "--data", path + "/d", "--log", url])
             #expect(verified.status == 0 && verified.stdout.contains("126 records in \(url)"), "\(verified.stdout)\(verified.stderr)")
+            // Segment-file commands refuse a stream by name instead of reporting an empty log.
+            let stats = try await runProgram(heraldBinary, ["stats", "--data", path + "/d", "--log", url])
+            #expect(stats.status != 0 && stats.stderr.contains("segment files"), "\(stats.stdout)\(stats.stderr)")
             // An import with a bad line appends nothing to the stream (the ids exist already).
             let again = try await runProgram(heraldBinary, ["import", "--data", path + "/d", "--log", url, path + "/setup.jsonl"])
             #expect(again.status == 1 && again.stderr.contains("line 1"), "\(again.stderr)")

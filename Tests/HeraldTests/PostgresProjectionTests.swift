@@ -110,7 +110,8 @@ struct PostgresProjectionTests {
                 #expect {
                     _ = try PostgresProjection(url: url, schema: schema)
                 } throws: { error in
-                    "\(error)".contains("another Herald projector is writing schema \(schema)")
+                    "\(error)".contains("another Herald projector is writing schema \(schema) (held by server process ")
+                        && "\(error)".contains("herald, from 127.0.0.1")
                 }
                 // `herald project` on the same schema fails cleanly, exit 1, naming the holder.
                 if heraldIsBuilt() {
@@ -245,6 +246,29 @@ struct PostgresProjectionTests {
                 #expect(try store.summary(now: 0).counts[.dead] == 10)
                 let differences = try store.readSnapshot { try store.differences(from: try directory.openProjection()) }
                 #expect(differences.isEmpty, "\(differences)")
+            }
+        }
+    }
+
+    /// A record PostgreSQL cannot store (U+0000 in a text field, which the log accepts) is
+    /// refused naming its position and table; nothing of its batch is written.
+    @Test func textPostgresCannotStoreIsRefusedByPosition() async throws {
+        let schema = freshSchema("nul")
+        try await withSchemas([schema]) {
+            try await withTemporaryDirectory { path in
+                let lines = [#"{"type":"admin_user.created","admin_user_id":"a0000000-0000-4000-8000-000000000001","email":"ok@example.com","ts":1}"#,
+                             #"{"type":"app.created","app_id":"b0000000-0000-4000-8000-000000000001","name":"a\u0000b","ts":2}"#]
+                try lines.joined(separator: "\n").write(toFile: path + "/log.jsonl", atomically: true, encoding: .utf8)
+                let directory = DataDirectory(path: path + "/data")
+                _ = try directory.importLines(from: path + "/log.jsonl")
+                #expect {
+                    try directory.projectPostgres(url: url, schema: schema)
+                } throws: { error in
+                    "\(error)".contains("the record at position 2 puts U+0000 into apps")
+                }
+                let store = try PostgresProjection(url: url, schema: schema, readOnly: true)
+                #expect(try store.checkpointPosition() == 0)
+                #expect(try store.connection.run("SELECT count(*) FROM \(schema).admin_users").rows == [["0"]])
             }
         }
     }

@@ -21,18 +21,15 @@ struct GlobalOptions: ParsableArguments {
                                           fileSystem: try KillingFileSystem.fromEnvironment(variables), diagnostics: Diagnostics.print)
             if let location = log ?? variables["HERALD_LOG"] {
                 _ = try JetStreamLog.parse(location)  // a bad URL fails here, naming it
-                directory.externalLogLocation = location
-                directory.externalLog = {
+                let stream: @Sendable () throws -> JetStreamLog = {
                     let stream = try JetStreamLog(url: location)
                     stream.diagnostics = Diagnostics.print
                     return stream
                 }
-                directory.externalLogWriter = { try JetStreamRecordLog(url: location, diagnostics: Diagnostics.print) }
-                directory.externalImportLog = {
-                    let stream = try JetStreamLog(url: location)
-                    stream.diagnostics = Diagnostics.print
-                    return stream
-                }
+                directory.externalLog = ExternalLog(
+                    location: location, openReader: stream,
+                    openEngineLog: { try JetStreamRecordLog(url: location, diagnostics: Diagnostics.print) },
+                    openImportLog: stream)
             }
             return directory
         }

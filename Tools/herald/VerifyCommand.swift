@@ -22,7 +22,7 @@ struct VerifyCommand: ParsableCommand {
 
     func run() throws {
         let directory = try global.directory
-        if let location = directory.externalLogLocation {
+        if let location = directory.externalLog?.location {
             // A stream: its reader checks every block's header, checksum chain and sequence
             // (a gap or damage is an error naming the stream sequence), the replay every record.
             let last = try directory.openReader().lastPosition

@@ -33,7 +33,8 @@ extension DataDirectory {
         defer { try? writer.close() }
         let state = try currentState()
         let input = try LineReader(path: path)
-        let start = ImportValidator(state: state, retryDefaults: environment.retryDefaults, nowMs: clock.nowMs())
+        let start = ImportValidator(state: state, retryDefaults: environment.retryDefaults, nowMs: clock.nowMs(),
+                                    recordBytesMax: writer.recordBytesMax)
         let decoder = start.decoder
         // Four stages, in line order, through bounded hand-offs (the cores share them): this
         // thread reads lines into chunks; `decoders` threads decode the chunks (stateless;

@@ -20,24 +20,21 @@ public struct DataDirectory: Sendable {
     /// error; an embedder logs it. Nil: nobody is told (the same facts stay readable on
     /// `RecordReader.tailDamage` and `RecordWriter.recovery`).
     public var diagnostics: (@Sendable (String) -> Void)?
-    /// A log kept outside the directory (`herald --log nats://…`): opened by every reader in
-    /// place of `log/`; the directory then holds only the projection. The engine appends
-    /// through ``externalLogWriter``, an import through ``externalImportLog``; the segment
-    /// writer (``openWriter(durability:)``, `herald repair`) refuses it
-    /// (``HeraldError/externalLog(location:)``).
-    public var externalLog: (@Sendable () throws -> any RecordSource)?
-    /// Where ``externalLog`` reads, for messages.
-    public var externalLogLocation: String?
-    /// Opens the external log for the engine to append to (`herald run --log nats://…`):
-    /// ``Herald/open(directory:options:)`` uses it in place of the segment log's writer.
-    public var externalLogWriter: (@Sendable () throws -> any RecordLog)?
-    /// Opens the external log for `herald import` (prepared blocks, one transaction).
-    public var externalImportLog: (@Sendable () throws -> any PreparedBlocksLog)?
+    /// A log kept outside the directory (`herald --log nats://…`), used in place of `log/`
+    /// by every reader, the engine and imports; the directory then holds only the projection.
+    /// What works on segment files (``openWriter(durability:)``, `herald repair`,
+    /// ``logStats()``, ``verifyLog()``) refuses it (``HeraldError/externalLog(location:)``).
+    public var externalLog: ExternalLog?
 
     /// Where an import's blocks go: the external log when set, else the segment log's writer.
     func openImportLog() throws -> any PreparedBlocksLog {
-        if let externalImportLog { return try externalImportLog() }
+        if let externalLog { return try externalLog.openImportLog() }
         return try openWriter()
+    }
+
+    /// Throws ``HeraldError/externalLog(location:)`` when the log is not the directory's segments.
+    func requireSegments() throws {
+        if let externalLog { throw HeraldError.externalLog(location: externalLog.location) }
     }
 
     /// - Parameter fileSystem: the log's file layer; tests pass a `SimulatedFileSystem` to
@@ -65,7 +62,7 @@ public struct DataDirectory: Sendable {
     /// records at its end are damaged, cutting them into quarantine (reported, and recorded in
     /// `log/recovery.jsonl`).
     public func openWriter(durability: LogDurability = .always, acceptLoss: Bool) throws -> RecordWriter {
-        if let location = externalLogLocation, externalLog != nil { throw HeraldError.externalLog(location: location) }
+        try requireSegments()
         try makeDirectories()
         let writer = try RecordWriter(writer: LogWriter(directory: logPath, configuration: LogConfiguration(durability: durability),
                                                         fileSystem: fileSystem, acceptLoss: acceptLoss))
@@ -79,7 +76,7 @@ public struct DataDirectory: Sendable {
     /// - Throws: ``HeraldError/missingDataDirectory(path:)`` when the data directory does not
     ///   exist; the log's errors (`LogError.corruptBlock`, `.acknowledgedDamaged`, …).
     public func openReader() throws -> RecordReader {
-        if let externalLog { return RecordReader(external: try externalLog()) }
+        if let externalLog { return RecordReader(external: try externalLog.openReader()) }
         try requireExisting()
         let reader = try RecordReader(reader: LogReader(directory: logPath, fileSystem: fileSystem))
         if let damage = reader.tailDamage {
@@ -170,6 +167,7 @@ extension DataDirectory {
 extension DataDirectory {
     /// Segments, blocks, records, raw and stored bytes, ts range (block headers only).
     public func logStats() throws -> LogStats {
+        try requireSegments()
         try requireExisting()
         return try LogReader(directory: logPath, fileSystem: fileSystem).stats()
     }
@@ -181,7 +179,30 @@ extension DataDirectory {
     ///
     /// - Throws: ``HeraldError/missingDataDirectory(path:)``; the log's errors.
     public func verifyLog() throws -> LogVerification {
+        try requireSegments()
         try requireExisting()
         return try LogReader.verify(directory: logPath, fileSystem: fileSystem)
+    }
+}
+
+/// A log kept outside the data directory (a NATS JetStream stream, `Sources/HeraldNATS`): how
+/// to open it for each use. The `herald` tool builds one from `--log nats://…`.
+public struct ExternalLog: Sendable {
+    /// Where it is, for messages (a URL without secrets).
+    public var location: String
+    /// A reader (``DataDirectory/openReader()`` wraps it).
+    public var openReader: @Sendable () throws -> any RecordSource
+    /// The log the engine appends to (``Herald/open(directory:options:)``).
+    public var openEngineLog: @Sendable () throws -> any RecordLog
+    /// Where `importLines` puts its prepared blocks, as one transaction.
+    public var openImportLog: @Sendable () throws -> any PreparedBlocksLog
+
+    public init(location: String, openReader: @escaping @Sendable () throws -> any RecordSource,
+                openEngineLog: @escaping @Sendable () throws -> any RecordLog,
+                openImportLog: @escaping @Sendable () throws -> any PreparedBlocksLog) {
+        self.location = location
+        self.openReader = openReader
+        self.openEngineLog = openEngineLog
+        self.openImportLog = openImportLog
     }
 }

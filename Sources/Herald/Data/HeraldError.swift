@@ -15,7 +15,7 @@ public enum HeraldError: Error, Sendable, CustomStringConvertible {
     /// An id given to select by (`--app`, `--trigger`, `--script`) was never created as that
     /// kind: `found` is the kind it was created as, `nil` when it was never created at all.
     case unknownID(id: HeraldID, expected: String, found: String?)
-    /// A command that works on segment files (`repair`) was pointed at a log outside the data directory (`--log nats://…`).
+    /// A command that works on segment files (`repair`, `stats`) was pointed at a log outside the data directory (`--log nats://…`).
     case externalLog(location: String)
 
     public var description: String {

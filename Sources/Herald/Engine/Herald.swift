@@ -162,11 +162,11 @@ public final class Herald: Sendable {
     ///   `DataDirectory.openWriter(acceptLoss: true)`); `LogError.corruptBlock` for damage
     ///   anywhere else; `LogError.writerLocked` when another writer has the log.
     public static func open(directory: DataDirectory, options: HeraldOptions = HeraldOptions()) throws -> Herald {
-        if let external = directory.externalLogWriter {
+        if let external = directory.externalLog {
             // A log kept elsewhere (a JetStream stream): the directory holds the projection.
-            let log = try external()
+            let log = try external.openEngineLog()
             do {
-                try directory.makeDirectories()
+                try FileSystemPaths.makeDirectory(directory.path)
                 let projection = try directory.openProjection()
                 return try open(directory: directory, storage: EngineStorage(log: log, projection: projection), options: options)
             } catch {

@@ -3,6 +3,8 @@
 /// stream). `herald import` validates every line, compresses as it goes, and hands the blocks
 /// over only once all are valid.
 public protocol PreparedBlocksLog: AnyObject {
+    /// The largest encoded record the log takes, in bytes: an import refuses a larger one at its line.
+    var recordBytesMax: Int { get }
     /// Empty blocks, sized and compressed as this log writes them.
     func makePreparedBlocks() -> PreparedBlocks
     /// Appends `prepared` as one transaction and returns its positions once durable (nil when empty).

@@ -76,8 +76,10 @@ public struct StandaloneBlock: Sendable, Equatable {
         guard bytes.count == BlockHeader.size + compressed else {
             return .failure(StandaloneBlockError(reason: "\(bytes.count) bytes for a block of \(BlockHeader.size + compressed)"))
         }
-        var copy = bytes
-        let crc = copy.withUnsafeMutableBytes { BlockHeader.verifyingCRC($0, compressed: compressed) }
+        let crc = bytes.withUnsafeBytes { all in
+            CRC32C.finish(CRC32C.update(CRC32C.update(CRC32C.start, UnsafeRawBufferPointer(rebasing: all[0..<56])),
+                                        UnsafeRawBufferPointer(rebasing: all[BlockHeader.size...])))
+        }
         guard crc == header.blockCRC else { return .failure(StandaloneBlockError(reason: "block checksum mismatch")) }
         let rawBytes = Int(header.rawBytes)
         var raw = [UInt8](repeating: 0, count: LZ4Decompressor.outputCapacity(forRawBytes: rawBytes))
