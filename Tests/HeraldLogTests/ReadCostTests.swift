@@ -19,6 +19,7 @@ final class CountingFileSystem: LogFileSystem {
     func createDirectory(_ path: String) throws { try base.createDirectory(path) }
     func syncDirectory(_ path: String) throws { try base.syncDirectory(path) }
     func remove(_ path: String) throws { try base.remove(path) }
+    func rename(_ from: String, to: String) throws { try base.rename(from, to: to) }
     func lockExclusive(_ path: String) throws -> any LogFileLock { try base.lockExclusive(path) }
     func isLocked(_ path: String) throws -> Bool { try base.isLocked(path) }
 }

@@ -23,6 +23,10 @@ public protocol LogFileSystem: Sendable {
     func syncDirectory(_ path: String) throws
     /// Removes a file; succeeds if it does not exist.
     func remove(_ path: String) throws
+    /// Renames `from` to `to` atomically, replacing `to` if it exists (`rename(2)`): after a
+    /// crash the name `to` holds either the old file or the new one, never neither. Durable
+    /// once the directory is synced.
+    func rename(_ from: String, to: String) throws
     /// Takes an exclusive, non-blocking lock on `path` (created if missing). Throws
     /// `LogError.writerLocked` if anyone else holds it. The lock lasts until `unlock()`.
     func lockExclusive(_ path: String) throws -> any LogFileLock

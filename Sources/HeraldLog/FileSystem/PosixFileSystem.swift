@@ -64,6 +64,13 @@ public struct PosixFileSystem: LogFileSystem {
         }
     }
 
+    /// `rename(2)`.
+    public func rename(_ from: String, to: String) throws {
+        if Glibc.rename(from, to) != 0 {
+            throw LogError.io(operation: "rename to \(to)", path: from, offset: nil, errno: errno)
+        }
+    }
+
     /// `flock(LOCK_EX | LOCK_NB)`: locks belong to the open file description, so a second
     /// writer is refused even inside the same process.
     public func lockExclusive(_ path: String) throws -> any LogFileLock {

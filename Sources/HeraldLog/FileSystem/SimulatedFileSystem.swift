@@ -225,6 +225,17 @@ public final class SimulatedFileSystem: LogFileSystem {
         }
     }
 
+    /// Moves a name in the current namespace (an I/O point, counted as a write); the durable
+    /// namespace changes with the next `syncDirectory`.
+    public func rename(_ from: String, to: String) throws {
+        try state.withLock { s in
+            try s.ioPoint(kind: .write, operation: "rename to \(to)", path: from)
+            guard let id = s.currentNames[from] else { throw LogError.io(operation: "rename to \(to)", path: from, offset: nil, errno: ENOENT) }
+            s.currentNames[from] = nil
+            s.currentNames[to] = id
+        }
+    }
+
     /// An in-memory exclusive lock; released by `unlock`, `restart` or `powerLoss`.
     public func lockExclusive(_ path: String) throws -> any LogFileLock {
         try state.withLock { s in

@@ -66,14 +66,28 @@ enum BlockIndexFile {
     static let headerBytes = 16
     static let entryBytes = 32
 
-    static func encodeHeader(base: UInt64) -> [UInt8] {
+    /// `rewrittenLevel`: the compression level the segment's blocks were rewritten with by
+    /// ``SegmentRecompressor`` (header bytes 6..<8), 0 for a segment as the writer appended it.
+    static func encodeHeader(base: UInt64, rewrittenLevel: UInt16 = 0) -> [UInt8] {
         var out: [UInt8] = []
         out.reserveCapacity(headerBytes)
         out.appendLE(magic)
         out.appendLE(version)
-        out.appendLE(UInt16(0))
+        out.appendLE(rewrittenLevel)
         out.appendLE(base)
         return out
+    }
+
+    /// The level a segment was rewritten with, as its index file says (0: not rewritten, or
+    /// no usable index). A hint only: the segment's blocks are what counts.
+    static func rewrittenLevel(_ fs: any LogFileSystem, path: String, base: UInt64) -> UInt16 {
+        guard let file = try? fs.open(path, mode: .readOnly) else { return 0 }
+        defer { file.close() }
+        var header = [UInt8](repeating: 0, count: headerBytes)
+        guard (try? header.withUnsafeMutableBytes({ try file.read(into: $0, at: 0) })) == headerBytes else { return 0 }
+        return header.withUnsafeBytes { raw in
+            raw.u32(0) == magic && raw.u16(4) == version && raw.u64(8) == base ? raw.u16(6) : 0
+        }
     }
 
     static func encode(_ entry: IndexEntry, into out: inout [UInt8]) {
@@ -84,8 +98,8 @@ enum BlockIndexFile {
         out.appendLE(UInt64(bitPattern: entry.firstTs))
     }
 
-    static func encodeAll(base: UInt64, _ entries: [IndexEntry]) -> [UInt8] {
-        var out = encodeHeader(base: base)
+    static func encodeAll(base: UInt64, _ entries: [IndexEntry], rewrittenLevel: UInt16 = 0) -> [UInt8] {
+        var out = encodeHeader(base: base, rewrittenLevel: rewrittenLevel)
         out.reserveCapacity(headerBytes + entries.count * entryBytes)
         for entry in entries { encode(entry, into: &out) }
         return out

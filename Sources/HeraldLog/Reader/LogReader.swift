@@ -165,7 +165,7 @@ public final class LogReader: Sendable {
     /// index or by walking headers), so the last segment's first block is checked against it
     /// as recovery checks it. 0 when the segment cannot tell: damage there is the cursor's to
     /// report when it reads it.
-    private func lastTimestamp(ofSegment base: UInt64) throws -> Int64 {
+    func lastTimestamp(ofSegment base: UInt64) throws -> Int64 {
         let file = try fileSystem.open(SegmentFiles.join(directory, SegmentFiles.segmentName(base: base)), mode: .readOnly)
         defer { file.close() }
         let size = try file.size()

@@ -228,6 +228,11 @@ public final class LogWriter: Sendable {
     public func close() throws {
         try core.close()
     }
+
+    /// Throws `.writerClosed` once `close()` began, `.writerFailed` once the writer failed.
+    func requireOpen() throws {
+        try core.requireOpen()
+    }
 }
 
 /// The active segment: the only file the writer ever writes.
@@ -377,6 +382,13 @@ final class WriterCore: @unchecked Sendable {
     }
 
     /// Assigns positions and queues the entries for the committer (no I/O here).
+    func requireOpen() throws {
+        lock.lock()
+        defer { lock.unlock() }
+        if let failure { throw LogError.writerFailed(directory: directory, cause: failure) }
+        if closed || released { throw LogError.writerClosed(directory: directory) }
+    }
+
     func enqueue(_ entries: PendingAppend, bytes: Int) throws -> Range<UInt64> {
         lock.lock()
         defer { lock.unlock() }

@@ -309,9 +309,13 @@ enum Recovery {
 
     /// Rewrites an index file from scratch (derived data: not synced).
     static func writeIndex(_ fs: any LogFileSystem, path: String, base: UInt64, entries: [IndexEntry]) throws {
+        try writeIndex(fs, path: path, bytes: BlockIndexFile.encodeAll(base: base, entries))
+    }
+
+    /// Writes an encoded index file from scratch (not synced).
+    static func writeIndex(_ fs: any LogFileSystem, path: String, bytes: [UInt8]) throws {
         let file = try fs.open(path, mode: .create)
         defer { file.close() }
-        let bytes = BlockIndexFile.encodeAll(base: base, entries)
         try file.truncate(to: 0)
         try bytes.withUnsafeBytes { try file.write($0, at: 0) }
     }
