@@ -42,6 +42,13 @@ public indirect enum LogError: Error, Sendable, Equatable, CustomStringConvertib
     case invalidPosition(position: UInt64)
     /// A configuration value is out of range.
     case invalidConfiguration(reason: String)
+    /// The snapshot file that starts a compacted log is damaged or does not fit the segments.
+    case damagedSnapshot(path: String, reason: String)
+    /// A read asked for a position before the log's first position: the records before it
+    /// were compacted into the snapshot that starts the log (`herald compact`).
+    case compacted(directory: String, position: UInt64, firstPosition: UInt64)
+    /// A compaction that cannot be done as asked (the reason says why); nothing was changed.
+    case invalidCompaction(directory: String, reason: String)
 
     /// A whole sentence describing the failure, where it happened and why.
     public var description: String {
@@ -74,6 +81,12 @@ public indirect enum LogError: Error, Sendable, Equatable, CustomStringConvertib
             return "Position \(position) is not a valid log position; positions start at 1."
         case let .invalidConfiguration(reason):
             return "Invalid log configuration: \(reason)."
+        case let .damagedSnapshot(path, reason):
+            return "The snapshot \(path) that starts the compacted log is damaged: \(reason). Restore it from a backup; without it the log cannot be read."
+        case let .invalidCompaction(directory, reason):
+            return "Cannot compact the log in \(directory): \(reason)."
+        case let .compacted(directory, position, firstPosition):
+            return "Position \(position) is before the first position \(firstPosition) of the log in \(directory): the records before \(firstPosition) were compacted into a snapshot."
         }
     }
 

@@ -21,7 +21,7 @@ import Testing
             try writer.append(Array(written[chunk..<min(chunk + 5, written.count)]))
         }
         try writer.close()
-        let bases = try SegmentFiles.list(fs, directory)
+        let bases = try SegmentListing.read(fs, directory).bases
         let last = try #require(bases.last)
         #expect(bases.count >= 2)
         let segmentSize = UInt64(try #require(fs.contents(of: directory + "/" + SegmentFiles.segmentName(base: last))).count)

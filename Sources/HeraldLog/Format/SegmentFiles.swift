@@ -23,11 +23,6 @@ enum SegmentFiles {
         return value
     }
 
-    /// Segment bases in `directory`, ascending.
-    static func list(_ fs: any LogFileSystem, _ directory: String) throws -> [UInt64] {
-        try fs.contentsOfDirectory(directory).compactMap(base(ofSegment:)).sorted()
-    }
-
     static func join(_ directory: String, _ name: String) -> String {
         directory.hasSuffix("/") ? directory + name : directory + "/" + name
     }

@@ -7,7 +7,7 @@ extension LogReader {
         let limit = lastPosition
         var stats = LogStats(segments: 0, blocks: 0, records: 0, rawBytes: 0, storedBytes: 0,
                              firstPosition: nil, lastPosition: nil, firstTs: nil, lastTs: nil)
-        let bases = try SegmentFiles.list(fileSystem, directory)
+        let bases = try SegmentListing.read(fileSystem, directory).bases
         stats.segments = bases.count
         for base in bases where base <= limit {
             let name = SegmentFiles.segmentName(base: base)

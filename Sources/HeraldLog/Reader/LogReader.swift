@@ -77,13 +77,12 @@ public final class LogReader: Sendable {
         let loaded = try DurableWatermark.load(fileSystem, directory: directory)
         let watermark = loaded?.position ?? 0
         let hasWatermark = loaded != nil
-        let bases: [UInt64]
-        do {
-            bases = try SegmentFiles.list(fileSystem, directory)
-        } catch LogError.io(_, _, _, let code) where code == ENOENT {
-            bases = []  // no log directory yet: an empty log
-        }
+        let listing = try SegmentListing.read(fileSystem, directory)  // no log directory yet: an empty log
+        let bases = listing.bases
         guard let lastBase = bases.last else {
+            if listing.start > 1 {
+                throw LogError.segmentGap(directory: directory, segment: "(none)", expectedPosition: listing.start, foundPosition: 0)
+            }
             if watermark > 0 {
                 throw LogError.acknowledgedDamaged(directory: directory, segment: "(none)", offset: 0, firstPosition: 1, lastPosition: watermark,
                                                    reason: "the log has no segment")
@@ -123,6 +122,10 @@ public final class LogReader: Sendable {
         }
         let committed = scan.committed
         let result = committed.nextPosition - 1
+        if result + 1 < listing.start {
+            throw LogError.damagedSnapshot(path: SegmentFiles.join(directory, LogSnapshotFile.name(start: listing.start)),
+                                           reason: "it starts the log at position \(listing.start), but the log ends at position \(result)")
+        }
         if result < watermark {
             throw LogError.acknowledgedDamaged(directory: directory, segment: name, offset: committed.offset, firstPosition: result + 1,
                                                lastPosition: watermark, reason: damage?.reason ?? "the log ends at position \(result)")
@@ -214,7 +217,25 @@ public final class LogReader: Sendable {
     /// - Throws: `LogError.invalidPosition` for position 0.
     public func makeCursor(from position: UInt64 = 1) throws -> LogCursor {
         guard position >= 1 else { throw LogError.invalidPosition(position: position) }
+        let start = try firstPosition()
+        guard position >= start else { throw LogError.compacted(directory: directory, position: position, firstPosition: start) }
         return LogCursor(reader: self, from: position)
+    }
+
+    /// The log's first position: 1, or for a compacted log the start of the snapshot that
+    /// stands for the records before it (``snapshot()``).
+    public func firstPosition() throws -> UInt64 {
+        try SegmentListing.read(fileSystem, directory).start
+    }
+
+    /// The snapshot that starts a compacted log (checksum verified), or nil when the log
+    /// starts at position 1.
+    ///
+    /// - Throws: `LogError.damagedSnapshot`, `.io`.
+    public func snapshot() throws -> LogSnapshot? {
+        let start = try firstPosition()
+        guard start > 1 else { return nil }
+        return try LogSnapshotFile.load(fileSystem, directory: directory, start: start)
     }
 
     /// Calls `body` for every record from `from` through `to` (inclusive, clamped to
@@ -235,7 +256,10 @@ public final class LogReader: Sendable {
 
     /// The base of the segment holding `position` and whether a later segment exists.
     func segment(holding position: UInt64) throws -> (base: UInt64, closed: Bool)? {
-        let bases = try SegmentFiles.list(fileSystem, directory)
+        let listing = try SegmentListing.read(fileSystem, directory)
+        // Compacted while a cursor read: its records are gone.
+        guard position >= listing.start else { throw LogError.compacted(directory: directory, position: position, firstPosition: listing.start) }
+        let bases = listing.bases
         var low = 0
         var high = bases.count
         while low < high {

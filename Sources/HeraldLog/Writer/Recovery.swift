@@ -30,6 +30,9 @@ enum Recovery {
         var damage: TailDamage?
         /// The durable watermark (nil: no watermark file).
         var watermark: DurableWatermark?
+        /// The log's first position (1, or its snapshot's start) and that snapshot.
+        var start: UInt64 = 1
+        var snapshot: LogSnapshot?
 
         /// The last committed position.
         var lastPosition: UInt64 { (last?.committed.nextPosition).map { $0 - 1 } ?? 0 }
@@ -51,16 +54,25 @@ enum Recovery {
         var plan = Plan()
         // The watermark first: whatever a writer appends after this read is past it.
         plan.watermark = try DurableWatermark.load(fs, directory: directory)
-        let bases: [UInt64]
-        do {
-            bases = try SegmentFiles.list(fs, directory)
-        } catch LogError.io(_, _, _, let code) where code == ENOENT {
-            bases = []  // no log directory yet: an empty log
-        }
+        let listing = try SegmentListing.read(fs, directory)  // no log directory yet: an empty log
+        let bases = listing.bases
         plan.bases = bases
-        guard let lastBase = bases.last else { return plan }
-        var expected: UInt64 = 1
+        plan.start = listing.start
+        if listing.start > 1 {
+            plan.snapshot = try LogSnapshotFile.load(fs, directory: directory, start: listing.start)
+        }
+        guard let firstBase = bases.first, let lastBase = bases.last else {
+            if listing.start > 1 {
+                throw LogError.segmentGap(directory: directory, segment: "(none)", expectedPosition: listing.start, foundPosition: 0)
+            }
+            return plan
+        }
+        // A compacted log begins with the segment that holds its first position.
+        var expected: UInt64 = listing.start > 1 && firstBase <= listing.start ? firstBase : 1
         var lastTs: Int64 = 0
+        if listing.start > 1, firstBase > listing.start {
+            throw LogError.segmentGap(directory: directory, segment: SegmentFiles.segmentName(base: firstBase), expectedPosition: listing.start, foundPosition: firstBase)
+        }
         for base in bases {
             let name = SegmentFiles.segmentName(base: base)
             let isLast = base == lastBase
@@ -115,6 +127,10 @@ enum Recovery {
                     plan.damage = nil
                 }
             }
+        }
+        if plan.lastPosition + 1 < plan.start, plan.acknowledgedLoss == nil {
+            throw LogError.damagedSnapshot(path: SegmentFiles.join(directory, LogSnapshotFile.name(start: plan.start)),
+                                           reason: "it starts the log at position \(plan.start), but the log ends at position \(plan.lastPosition)")
         }
         return plan
     }
@@ -244,7 +260,7 @@ enum Recovery {
         let active = ActiveSegment(base: lastBase, file: file, index: index, size: end.offset, allocated: max(allocated, end.offset),
                                    lastCRC: end.lastCRC, indexEntries: entries.count, lastContinues: endContinues)
         let report = RecoveryReport(segmentCount: plan.bases.count, lastPosition: end.nextPosition - 1, truncation: truncation, rebuiltIndexes: rebuilt)
-        return Opened(report: report, active: active, lastTs: end.lastTs, watermark: watermark)
+        return Opened(report: report, active: active, lastTs: max(end.lastTs, plan.snapshot?.lastTs ?? 0), watermark: watermark)
     }
 
     /// Rewrites a segment's index file when it is not exactly `entries`; true if it did.

@@ -230,7 +230,7 @@ extension LogWriter {
         for name in try fileSystem.contentsOfDirectory(directory).sorted() where name.hasSuffix(SegmentRecompressor.temporarySuffix) {
             try fileSystem.remove(SegmentFiles.join(directory, name))
         }
-        let bases = try SegmentFiles.list(fileSystem, directory)
+        let bases = try SegmentListing.read(fileSystem, directory).bases
         let reader = makeReader()
         var previousTs: Int64 = 0
         for (i, base) in bases.dropLast().enumerated() {
