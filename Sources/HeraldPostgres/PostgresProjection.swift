@@ -159,6 +159,11 @@ public final class PostgresProjection: ProjectionStore, EngineSnapshotStore, @un
     /// Applies `steps` in one transaction and moves the checkpoint to the last one's position.
     /// The outbox rows go in by COPY (new deliveries, attempts, dead letters) and one
     /// `UPDATE … FROM` for the deliveries that changed; registry records, rare, one statement each.
+    /// A compacted log is projected into SQLite only, for now: refused by name.
+    public func seed(from state: CompactedState) throws {
+        throw PostgresStoreError.compactedLog(location: connection.location, schema: schema, firstPosition: state.start)
+    }
+
     public func apply(_ steps: [ProjectionStep], registryAfter registry: Registry) throws {
         guard let first = steps.first, let last = steps.last else { return }
         precondition(writable, "apply on a PostgresProjection opened read-only")
@@ -353,6 +358,8 @@ public enum PostgresStoreError: Error, Sendable, CustomStringConvertible {
     case damaged(location: String, schema: String, reason: String)
     /// A value PostgreSQL cannot store (text with U+0000).
     case unstorable(location: String, schema: String, position: UInt64, column: String)
+    /// The log was compacted: it is projected into SQLite only, for now.
+    case compactedLog(location: String, schema: String, firstPosition: UInt64)
 
     public var description: String {
         switch self {
@@ -368,6 +375,8 @@ public enum PostgresStoreError: Error, Sendable, CustomStringConvertible {
             "PostgreSQL \(location): schema \(schema) has projection schema version \(found), this Herald uses \(expected); rebuild it with `herald project --postgres URL --rebuild`."
         case .damaged(let location, let schema, let reason):
             "PostgreSQL \(location): the projection in schema \(schema) is damaged: \(reason). Rebuild it with `herald project --postgres URL --rebuild`."
+        case .compactedLog(let location, let schema, let first):
+            "PostgreSQL \(location): the log starts at position \(first) (it was compacted), and a compacted log is projected into SQLite only for now; schema \(schema) was not touched. Project the PostgreSQL schema before compacting past its checkpoint."
         case .unstorable(let location, let schema, let position, let column):
             "PostgreSQL \(location): the record at position \(position) puts U+0000 into \(column), which PostgreSQL text cannot store; schema \(schema) stays at the position before its batch."
         }

@@ -121,6 +121,66 @@ public final class Projection: ProjectionStore, EngineSnapshotStore, @unchecked 
         }
     }
 
+    /// Fills the empty projection with what a compacted log starts from (see
+    /// ``HeraldCore/ProjectionStore/seed(from:)``): registry tables and used ids, the retained
+    /// deliveries with their attempts and dead-letter events, the counts, the engine snapshot,
+    /// and the checkpoint at `state.start - 1`. Operator actions before the start are not
+    /// kept (the retained deliveries' stories name them).
+    public func seed(from state: CompactedState) throws {
+        let registry = state.dispatcher.registry
+        let position = state.start - 1
+        try database.transaction {
+            let (checkpoint, _) = try checkpoint()
+            guard checkpoint == 0 else { throw StoreError.checkpointMoved(path: database.path, expected: 0, found: checkpoint) }
+            for user in registry.adminUsers.values.sorted(by: { $0.id < $1.id }) {
+                try statement("INSERT INTO admin_users (id, email, created_at, created_position) VALUES (?, ?, ?, ?)")
+                    .run([.id(user.id), .text(user.email), .integer(user.createdTs), .integer(Int64(bitPattern: user.createdPosition))])
+            }
+            for app in registry.apps.values.sorted(by: { $0.id < $1.id }) {
+                try statement("INSERT INTO apps (id, name, created_at, created_position) VALUES (?, ?, ?, ?)")
+                    .run([.id(app.id), .text(app.name), .integer(app.createdTs), .integer(Int64(bitPattern: app.createdPosition))])
+            }
+            for s in registry.scripts.values.sorted(by: { $0.id < $1.id }) {
+                try statement("""
+                    INSERT INTO scripts (id, app_id, name, runtime, source, created_at, created_position)
+                    VALUES (?, ?, ?, ?, ?, ?, ?)
+                    """).run([.id(s.id), .id(s.appID), .text(s.name), .text(s.runtime), .text(s.source),
+                              .integer(s.createdTs), .integer(Int64(bitPattern: s.createdPosition))])
+            }
+            for used in state.usedIDs {
+                try usedID(used.id, kind: used.kind.wireName, position: Int64(bitPattern: used.createdPosition))
+            }
+            for trigger in registry.triggers.values.sorted(by: { $0.id < $1.id }) {
+                try insertTrigger(trigger)
+                if trigger.updatedPosition != trigger.registeredPosition {
+                    try updateTrigger(trigger, ts: trigger.updatedTs, position: Int64(bitPattern: trigger.updatedPosition))
+                }
+            }
+            for timeline in state.timelines {
+                guard let delivery = timeline.current else { continue }
+                try applyEffect(.created(delivery), created: [:])
+                for event in timeline.events {
+                    switch event {
+                    case .attempt(let a):
+                        try insertAttempt(a.attempt, position: a.position, ts: a.ts, nextDueAt: a.nextDueAt)
+                    case .dead(let e, _):
+                        try applyEffect(.deadLetter(e), created: [:])
+                    case .cancelled, .redriven:
+                        break
+                    }
+                }
+            }
+            for status in DeliveryStatus.allCases {
+                try statement("UPDATE delivery_counts SET count = ? WHERE status = ?")
+                    .run([.integer(state.counts[status]), .text(status.wireName)])
+            }
+            try statement("UPDATE checkpoint SET position = ?, last_ts = ? WHERE id = 1")
+                .run([.integer(Int64(bitPattern: position)), state.dispatcher.lastTs.map { .integer($0) } ?? .null])
+            try database.prepare("INSERT OR REPLACE INTO engine_snapshot (id, position, state) VALUES (1, ?, ?)")
+                .run([.integer(Int64(bitPattern: position)), .blob(state.dispatcher.snapshotBytes())])
+        }
+    }
+
     private func applyRecord(_ step: Step, registry: Registry) throws {
         let position = Int64(bitPattern: step.position)
         let ts = step.record.ts
@@ -270,14 +330,7 @@ public final class Projection: ProjectionStore, EngineSnapshotStore, @unchecked 
                           d.finishedAt.map { .integer(Int64(bitPattern: $0)) } ?? .null, .integer(d.budgetBase)])
         case .attempted(let d, let a, let position, let ts):
             if created.isEmpty || created[d.id] == nil { try updateDelivery(d) }
-            try statement("""
-                INSERT INTO delivery_attempts (source_position, trigger_id, attempt, position, ts, outcome, error,
-                    retryable, duration_ms, next_due_at)
-                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-                """).run([.integer(Int64(bitPattern: a.sourcePosition)), .id(a.triggerID), .integer(a.attempt),
-                          .integer(Int64(bitPattern: position)), .integer(ts), .text(a.outcome.description),
-                          a.error.map { .text($0) } ?? .null, .bool(a.retryable), .integer(a.durationMs),
-                          d.dueAt.map { .integer($0) } ?? .null])
+            try insertAttempt(a, position: position, ts: ts, nextDueAt: d.dueAt)
         case .cancelled(let d), .redriven(let d, _):
             if created.isEmpty || created[d.id] == nil { try updateDelivery(d) }
         case .deadLetter(let e):
@@ -290,6 +343,17 @@ public final class Projection: ProjectionStore, EngineSnapshotStore, @unchecked 
                           .id(e.scriptID), .text(e.sourceKind.description), .integer(e.depth),
                           e.lastError.map { .text($0) } ?? .null])
         }
+    }
+
+    private func insertAttempt(_ a: DeliveryAttempt, position: UInt64, ts: Int64, nextDueAt: Int64?) throws {
+        try statement("""
+            INSERT INTO delivery_attempts (source_position, trigger_id, attempt, position, ts, outcome, error,
+                retryable, duration_ms, next_due_at)
+            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+            """).run([.integer(Int64(bitPattern: a.sourcePosition)), .id(a.triggerID), .integer(a.attempt),
+                      .integer(Int64(bitPattern: position)), .integer(ts), .text(a.outcome.description),
+                      a.error.map { .text($0) } ?? .null, .bool(a.retryable), .integer(a.durationMs),
+                      nextDueAt.map { .integer($0) } ?? .null])
     }
 
     private func updateDelivery(_ d: Delivery) throws {

@@ -45,6 +45,10 @@ struct KillingFileSystem: LogFileSystem {
         try base.syncDirectory(path)
     }
     func remove(_ path: String) throws { try base.remove(path) }
+    func rename(_ from: String, to: String) throws {
+        step(.write)
+        try base.rename(from, to: to)
+    }
     func lockExclusive(_ path: String) throws -> any LogFileLock { try base.lockExclusive(path) }
     func isLocked(_ path: String) throws -> Bool { try base.isLocked(path) }
 }

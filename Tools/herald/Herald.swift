@@ -18,7 +18,7 @@ struct HeraldCommand: AsyncParsableCommand {
             TriggersCommand.self, DeliveriesCommand.self, ExplainCommand.self,
             RunCommand.self, AppendCommand.self, StatusCommand.self, FixturesCommand.self, RecordCommand.self,
             RedriveCommand.self, CancelCommand.self, InvokeCommand.self, WhatifCommand.self, RandomLogCommand.self,
-            ServeCommand.self, TokenCommand.self, CopyCommand.self,
+            ServeCommand.self, TokenCommand.self, CopyCommand.self, CompactCommand.self,
         ])
 
     /// Exit status: 0 ok; 1 an error about the data or the input (a bad record, a damaged log,

@@ -9,9 +9,21 @@ extension RecordSource {
     /// effects and the state after it.
     public func replay(through: UInt64? = nil,
                        observe: ((UInt64, Record, [DispatchEffect], Dispatcher) throws -> Void)? = nil) throws -> Dispatcher {
-        var dispatcher = Dispatcher()
+        var dispatcher = try startingState(through: through)
         try replay(into: &dispatcher, through: through, observe: observe)
         return dispatcher
+    }
+
+    /// The state a replay of the log starts from: empty, or a compacted log's snapshot.
+    ///
+    /// - Throws: ``HeraldError/compacted(position:firstPosition:)`` when `through` is before
+    ///   the snapshot's position.
+    public func startingState(through: UInt64? = nil) throws -> Dispatcher {
+        guard let start = try compactedStart() else { return Dispatcher() }
+        if let through, through + 1 < start.start {
+            throw HeraldError.compacted(position: through, firstPosition: start.start)
+        }
+        return start.dispatcher
     }
 
     /// Continues `dispatcher` from its position through `through`.
@@ -24,6 +36,9 @@ extension RecordSource {
         }
         let through = through ?? last
         guard dispatcher.position < through else { return }
+        if dispatcher.position == 0, let start = try compactedStart() {
+            throw HeraldError.compacted(position: 1, firstPosition: start.start)
+        }
         var effects: [DispatchEffect] = []
         // Advanced in place: a copy would duplicate every pending delivery on the first change.
         // On a bad record `dispatcher` holds the state after the last good one.
@@ -45,6 +60,10 @@ extension RecordSource {
     /// it derives from its rows. A snapshot past the log's end (the log was cut) is not used.
     public func restoredState(from store: any ProjectionStore & EngineSnapshotStore) throws -> Dispatcher {
         let checkpoint = try store.checkpointPosition()
+        if let start = try compactedStart(), checkpoint + 1 < start.start {
+            // A projection behind a compacted log's start: the log's own start is the state.
+            return start.dispatcher
+        }
         if checkpoint <= (try lastPosition), var snapshot = try store.loadSnapshot(), snapshot.position <= checkpoint {
             try replay(into: &snapshot, through: checkpoint)
             return snapshot
@@ -54,7 +73,7 @@ extension RecordSource {
 
     /// Every delivery as of `position` (`nil` = the end), in canonical order.
     public func deliveries(at position: UInt64? = nil) throws -> [Delivery] {
-        var ledger = DeliveryLedger()
+        var ledger = DeliveryLedger(deliveries: try compactedStart()?.deliveries ?? [])
         _ = try replay(through: position) { _, _, effects, _ in ledger.absorb(effects) }
         return ledger.deliveries
     }
@@ -64,6 +83,9 @@ extension RecordSource {
         let last = try lastPosition
         guard position >= 1, position <= last else {
             throw HeraldError.positionOutOfRange(position: position, lastPosition: last)
+        }
+        if let start = try compactedStart(), position < start.start {
+            throw HeraldError.compacted(position: position, firstPosition: start.start)
         }
         var before = try replay(through: position - 1)
         var target: Record?
@@ -93,7 +115,8 @@ extension RecordSource {
 
     /// `herald explain P:TRIGGER_ID`: the delivery's timeline up to `through` (`nil` = the end).
     public func timeline(of id: DeliveryID, through: UInt64? = nil) throws -> DeliveryTimeline {
-        var timeline = DeliveryTimeline(id: id)
+        // A compacted log keeps the story of each delivery it retains; it goes on from there.
+        var timeline = try compactedStart()?.timeline(of: id) ?? DeliveryTimeline(id: id)
         _ = try replay(through: through) { position, record, effects, state in
             timeline.observe(position: position, record: record, effects: effects, registry: state.registry)
         }
@@ -148,7 +171,9 @@ extension DataDirectory {
     /// (``HeraldStore/Projection/timeline(of:record:)``); else by replay.
     public func timeline(of id: DeliveryID, through: UInt64? = nil) throws -> DeliveryTimeline {
         let reader = try openReader()
-        if through == nil, let projection = try openProjectionForReading(),
+        // A delivery created before a compacted log's start: its story is in the snapshot.
+        let compacted = try reader.compactedStart().map { id.sourcePosition < $0.start } ?? false
+        if through == nil, !compacted, let projection = try openProjectionForReading(),
            try projection.checkpointPosition() == reader.lastPosition,
            let timeline = try projection.timeline(of: id, record: { try reader.record(at: $0) }) {
             return timeline
@@ -262,8 +287,9 @@ extension RecordSource {
     /// records after it; with no store, a replay from position 1.
     public func summary(store: (any ProjectionStore & EngineSnapshotStore)?, now: Int64) throws -> DeliverySummary {
         let last = try lastPosition
-        var dispatcher = Dispatcher()
-        var counts = DeliveryCounts()
+        let start = try compactedStart()
+        var dispatcher = start?.dispatcher ?? Dispatcher()
+        var counts = start?.counts ?? DeliveryCounts()
         if let store {
             // The counters and the state must describe one checkpoint: a writer may move it
             // between the two reads, then both are read again.
@@ -272,7 +298,7 @@ extension RecordSource {
                 if atCheckpoint.position == last { return atCheckpoint }
                 guard atCheckpoint.position < last else { break }  // a projection ahead of its log: replay
                 let loaded = try restoredState(from: store)
-                if loaded.position == atCheckpoint.position {
+                if loaded.position == atCheckpoint.position, loaded.position >= dispatcher.position {
                     dispatcher = loaded
                     counts = atCheckpoint.counts
                     break
@@ -292,6 +318,9 @@ extension DataDirectory {
     public func currentRegistry() throws -> (registry: Registry, position: UInt64) {
         let reader = try openReader()
         var (registry, position) = try openProjectionForReading()?.loadRegistry() ?? (Registry(), 0)
+        if let start = try reader.compactedStart(), position + 1 < start.start {
+            (registry, position) = (start.dispatcher.registry, start.start - 1)
+        }
         try reader.forEach(from: position + 1, through: nil) { at, record in
             switch record.body {
             case .kv, .deliveryAttempted, .deliveryRedriven, .deliveryCancelled, .deliveryInvoked:
@@ -333,8 +362,15 @@ extension DataDirectory {
             checkpoint = try projection.checkpointPosition()
             for (index, entry) in wanted.enumerated() { found[index] = try projection.createdKind(of: entry.id) }
         }
+        let reader = try openReader()
+        if found.contains(where: { $0 == nil }), let start = try reader.compactedStart(), checkpoint + 1 < start.start {
+            for (index, entry) in wanted.enumerated() where found[index] == nil {
+                found[index] = start.usedIDs.first { $0.id == entry.id }?.kind.wireName
+            }
+            checkpoint = start.start - 1
+        }
         if found.contains(where: { $0 == nil }) {
-            try openReader().forEach(from: checkpoint + 1, through: nil) { _, record in
+            try reader.forEach(from: checkpoint + 1, through: nil) { _, record in
                 let created: (HeraldID, String)? = switch record.body {
                 case .appCreated(let id, _): (id, "app")
                 case .adminUserCreated(let id, _): (id, "admin_user")

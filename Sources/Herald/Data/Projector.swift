@@ -14,7 +14,18 @@ final class Projector: @unchecked Sendable {
     init(store: any ProjectionStore & EngineSnapshotStore, source: @escaping () throws -> any RecordSource) throws {
         self.store = store
         self.source = source
-        self.dispatcher = try source().restoredState(from: store)
+        let reader = try source()
+        // A compacted log: an empty store starts from the log's snapshot; one stopped before
+        // the log's start cannot go on (its records are gone) and must be rebuilt.
+        if let start = try reader.compactedStart() {
+            let checkpoint = try store.checkpointPosition()
+            if checkpoint == 0 {
+                try store.seed(from: start)
+            } else if checkpoint + 1 < start.start {
+                throw HeraldError.projectionBehindCompaction(location: store.location, checkpoint: checkpoint, firstPosition: start.start)
+            }
+        }
+        self.dispatcher = try reader.restoredState(from: store)
     }
 
     /// Where this projector last saved an engine snapshot (0: not yet).

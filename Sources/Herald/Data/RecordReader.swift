@@ -1,5 +1,6 @@
 import HeraldCore
 import HeraldLog
+import Synchronization
 
 /// Reads records back from the log, decoding each payload: the data directory's segment log,
 /// or a log kept elsewhere (``DataDirectory/externalLog``, a NATS JetStream stream).
@@ -9,6 +10,8 @@ public final class RecordReader: Sendable {
         case external(any RecordSource)
     }
     private let backing: Backing
+    /// The decoded snapshot of a compacted log, by its start (decoded once per reader).
+    private let compacted = Mutex<CompactedState?>(nil)
 
     init(reader: LogReader) {
         backing = .segments(reader)
@@ -34,6 +37,44 @@ public final class RecordReader: Sendable {
     /// (see `LogReader.tailDamage`). Nil for an external log (it reports its own).
     public var tailDamage: TailDamage? {
         if case .segments(let reader) = backing { reader.tailDamage } else { nil }
+    }
+
+    /// What a compacted log starts from (see ``HeraldCore/CompactedState``); nil for a log
+    /// that starts at position 1.
+    ///
+    /// - Throws: `LogError.damagedSnapshot` for a damaged snapshot file,
+    ///   ``HeraldError/badSnapshot(position:offset:reason:)`` for one that does not decode.
+    public func compactedStart() throws -> CompactedState? {
+        switch backing {
+        case .external(let source): return try source.compactedStart()
+        case .segments(let reader):
+            let start = try reader.firstPosition()
+            guard start > 1 else { return nil }
+            if let cached = compacted.withLock({ $0 }), cached.start == start { return cached }
+            guard let snapshot = try reader.snapshot() else { return nil }
+            let state: CompactedState
+            do {
+                state = try CompactedState(encoded: snapshot.payload)
+            } catch {
+                throw HeraldError.badSnapshot(position: snapshot.start, offset: error.offset, reason: error.reason)
+            }
+            guard state.start == snapshot.start else {
+                throw HeraldError.badSnapshot(position: snapshot.start, offset: 0,
+                                              reason: "it holds the state through position \(state.start - 1), not \(snapshot.start - 1)")
+            }
+            compacted.withLock { $0 = state }
+            return state
+        }
+    }
+
+    /// The log's first position: 1, or a compacted log's start.
+    public var firstPosition: UInt64 {
+        get throws {
+            switch backing {
+            case .segments(let reader): try reader.firstPosition()
+            case .external(let source): try source.compactedStart()?.start ?? 1
+            }
+        }
     }
 
     private struct Stop: Error {}
@@ -78,6 +119,8 @@ public final class RecordReader: Sendable {
         let last = min(through ?? .max, try lastPosition)
         let first = max(from, 1)
         guard first <= last else { return }
+        let start = try reader.firstPosition()
+        guard first >= start else { throw HeraldError.compacted(position: first, firstPosition: start) }
         let cursor = try reader.makeCursor(from: first)
         /// Delivers one block's records; false once the range (or `body`) is done. `checked`:
         /// every payload of the block passed `RecordBinaryCodec.isValid`.

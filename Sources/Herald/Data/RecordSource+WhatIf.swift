@@ -33,10 +33,14 @@ extension RecordSource {
     /// Replays records 1…`through` (`nil`: the end) twice over in one pass: as recorded
     /// (validated) and with `overrides` (docs/SEMANTICS.md §8.4).
     ///
-    /// - Throws: ``HeraldCore/WhatIfError`` for an override the log does not support (a
+    /// - Throws: ``HeraldError/notOnCompactedLog(command:firstPosition:)`` on a compacted
+    ///   log (what-if replays every registration from position 1), ``HeraldCore/WhatIfError`` for an override the log does not support (a
     ///   trigger not registered, a field of the other kind, a filter id of another app), and
     ///   what replay throws.
     public func whatIf(_ overrides: [TriggerOverride], through: UInt64? = nil) throws -> WhatIfResult {
+        if let start = try compactedStart() {
+            throw HeraldError.notOnCompactedLog(command: "whatif", firstPosition: start.start)
+        }
         var replay = WhatIfReplay(overrides: overrides)
         var recorded = DeliveryLedger()
         _ = try self.replay(through: through) { _, record, effects, _ in

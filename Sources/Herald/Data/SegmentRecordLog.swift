@@ -26,6 +26,10 @@ public final class SegmentRecordLog: RecordLog {
         try reader.forEach(from: from, through: through, body)
     }
 
+    public func compactedStart() throws -> CompactedState? {
+        try reader.compactedStart()
+    }
+
     /// Queued under the engine's lock: never compresses on the caller's thread.
     public func enqueue(_ records: [Record]) throws -> ClosedRange<UInt64> {
         try writer.enqueue(records, helping: false)

@@ -49,6 +49,12 @@ public struct DeliveryLedger: Sendable {
 
     public init() {}
 
+    /// Starts from `deliveries` (in canonical order): a compacted log's retained deliveries.
+    public init(deliveries: [Delivery]) {
+        self.deliveries = deliveries
+        for (at, delivery) in deliveries.enumerated() { index[delivery.id] = at }
+    }
+
     /// Takes in one record's effects.
     public mutating func absorb(_ effects: [DispatchEffect]) {
         for effect in effects {

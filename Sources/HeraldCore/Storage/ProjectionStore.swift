@@ -37,6 +37,12 @@ public protocol ProjectionStore: AnyObject {
     /// Refuses steps that do not start right after the checkpoint (another writer moved it).
     func apply(_ steps: [ProjectionStep], registryAfter: Registry) throws
 
+    /// Fills an empty store (checkpoint 0) with what a compacted log starts from — its
+    /// registry, used ids, retained deliveries with their attempts and deaths, counts and
+    /// engine snapshot — and moves the checkpoint to `state.start - 1`, all or nothing, so
+    /// ``apply(_:registryAfter:)`` goes on with the log's first record.
+    func seed(from state: CompactedState) throws
+
     /// The deliveries `selection` picks as of the checkpoint (``DeliverySelection/matches(_:)``,
     /// at most its `limit`), in canonical order (source position, then trigger registration
     /// order). A store answers from its own indexes where it can.

@@ -10,6 +10,15 @@ public protocol RecordSource: Sendable {
     /// when the call starts; past it: clamped), in order, until it returns false. A record
     /// handed to `body` may share its storage with the log; keep a `compacted()` copy.
     func forEach(from: UInt64, through: UInt64?, _ body: (UInt64, Record) throws -> Bool) throws
+
+    /// What a compacted log starts from: the state through the position before its first
+    /// record (``CompactedState``). Nil for a log that starts at position 1 (the default).
+    func compactedStart() throws -> CompactedState?
+}
+
+extension RecordSource {
+    /// A log that starts at position 1.
+    public func compactedStart() throws -> CompactedState? { nil }
 }
 
 /// The log the live engine appends to: ordered, with a durability point.

@@ -1,0 +1,148 @@
+/// What a compacted log starts from (docs/SEMANTICS.md, "Retention"): the derived state
+/// through the position before the log's first one, standing in for the records it replaces.
+///
+/// - the dispatcher's whole state (registry, pending and redrivable deliveries);
+/// - the counts of every delivery ever created, per status;
+/// - every id ever used, with its kind and creation position (ids are never reused);
+/// - the story of every delivery that is retained — pending, dead, or cancelled and still
+///   redrivable — as ``DeliveryTimeline``s: how it was created and by which record, its
+///   attempts with their errors, its death and the dead-letter deliveries that caused,
+///   cancellations and redrives. Deliveries that succeeded (or were cancelled for good) are
+///   only counted.
+public struct CompactedState: Sendable {
+    /// The state through `start - 1`.
+    public var dispatcher: Dispatcher
+    /// Deliveries per status through `start - 1`.
+    public var counts: DeliveryCounts
+    /// Every id ever used, in creation order.
+    public var usedIDs: [UsedID]
+    /// The retained deliveries' stories, in canonical order (source position, trigger rank).
+    public var timelines: [DeliveryTimeline]
+
+    /// The log's first position: the first record after this state.
+    public var start: UInt64 { dispatcher.position + 1 }
+
+    /// The retained deliveries as they are at `start - 1`, in canonical order.
+    public var deliveries: [Delivery] { timelines.compactMap(\.current) }
+
+    public init(dispatcher: Dispatcher, counts: DeliveryCounts, usedIDs: [UsedID], timelines: [DeliveryTimeline]) {
+        self.dispatcher = dispatcher
+        self.counts = counts
+        self.usedIDs = usedIDs
+        self.timelines = timelines
+    }
+
+    /// The story of retained delivery `id`, if it is one.
+    public func timeline(of id: DeliveryID) -> DeliveryTimeline? {
+        var low = 0
+        var high = timelines.count
+        while low < high {
+            let mid = (low + high) / 2
+            if timelines[mid].id.sourcePosition < id.sourcePosition { low = mid + 1 } else { high = mid }
+        }
+        // Within a position the order is by trigger rank, not by id.
+        var at = low
+        while at < timelines.count && timelines[at].id.sourcePosition == id.sourcePosition {
+            if timelines[at].id == id { return timelines[at] }
+            at += 1
+        }
+        return nil
+    }
+}
+
+/// An id and what it named when it was created.
+public struct UsedID: Equatable, Sendable {
+    public enum Kind: UInt8, Sendable, CaseIterable {
+        case adminUser = 0, app = 1, script = 2, trigger = 3
+
+        /// The `used_ids.kind` value of the projection.
+        public var wireName: String {
+            switch self {
+            case .adminUser: "admin_user"
+            case .app: "app"
+            case .script: "script"
+            case .trigger: "trigger"
+            }
+        }
+    }
+
+    public var id: HeraldID
+    public var kind: Kind
+    public var createdPosition: UInt64
+
+    public init(id: HeraldID, kind: Kind, createdPosition: UInt64) {
+        self.id = id
+        self.kind = kind
+        self.createdPosition = createdPosition
+    }
+
+    /// The id a record creates, if it creates one.
+    public static func created(by record: Record, at position: UInt64) -> UsedID? {
+        switch record.body {
+        case .adminUserCreated(let id, _): UsedID(id: id, kind: .adminUser, createdPosition: position)
+        case .appCreated(let id, _): UsedID(id: id, kind: .app, createdPosition: position)
+        case .scriptRegistered(let s): UsedID(id: s.scriptID, kind: .script, createdPosition: position)
+        case .triggerRegistered(let r): UsedID(id: r.triggerID, kind: .trigger, createdPosition: position)
+        default: nil
+        }
+    }
+}
+
+/// Builds a ``CompactedState`` while a replay runs: observe every record from the log's first
+/// position through the compaction point, then ``finish(with:)`` with the replay's state.
+///
+/// Keeps the story of every delivery that has not succeeded, and forgets a delivery once it
+/// succeeds, so what it holds stays about the size of the pending and dead deliveries.
+public struct CompactionCollector: Sendable {
+    private var counts: DeliveryCounts
+    private var usedIDs: [UsedID]
+    private var timelines: [DeliveryID: DeliveryTimeline] = [:]
+
+    /// Starts from the state a compacted log starts from (nil: a log starting at position 1).
+    public init(from start: CompactedState?) {
+        counts = start?.counts ?? DeliveryCounts()
+        usedIDs = start?.usedIDs ?? []
+        for timeline in start?.timelines ?? [] { timelines[timeline.id] = timeline }
+    }
+
+    /// Takes in one replayed record with its effects; `registry` is the registry after it.
+    public mutating func observe(position: UInt64, record: Record, effects: [DispatchEffect], registry: Registry) {
+        if let used = UsedID.created(by: record, at: position) { usedIDs.append(used) }
+        counts.absorb(effects)
+        var dying: DeliveryID?
+        for effect in effects {
+            let id: DeliveryID
+            switch effect {
+            case .created(let d):
+                if let dying, d.id.sourcePosition == position { timelines[dying]?.observe(position: position, record: record, effects: [effect], registry: registry) }
+                timelines[d.id] = DeliveryTimeline(id: d.id)
+                id = d.id
+            case .attempted(let d, _, _, _), .cancelled(let d), .redriven(let d, _):
+                id = d.id
+            case .deadLetter(let e):
+                dying = e.delivery
+                id = e.delivery
+            }
+            timelines[id]?.observe(position: position, record: record, effects: [effect], registry: registry)
+            if case .attempted(let d, _, _, _) = effect, d.status == .succeeded { timelines[id] = nil }
+        }
+    }
+
+    /// The state through `dispatcher.position`: the deliveries kept are those pending, dead,
+    /// or cancelled and still redrivable then.
+    public func finish(with dispatcher: Dispatcher) -> CompactedState {
+        let kept = timelines.values.filter { timeline in
+            guard let d = timeline.current else { return false }
+            switch d.status {
+            case .pending, .dead: return true
+            case .cancelled: return dispatcher.redrivable[d.id] != nil
+            case .succeeded: return false
+            }
+        }.sorted { a, b in
+            // Never equal: one delivery per (source position, trigger), one rank per trigger.
+            let x = a.current?.orderKey ?? (0, 0), y = b.current?.orderKey ?? (0, 0)
+            return x < y
+        }
+        return CompactedState(dispatcher: dispatcher, counts: counts, usedIDs: usedIDs, timelines: kept)
+    }
+}
