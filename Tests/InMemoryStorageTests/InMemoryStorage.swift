@@ -117,6 +117,18 @@ final class InMemoryProjection: ProjectionStore, EngineSnapshotStore {
         registry = registryAfter
     }
 
+    func seed(from state: CompactedState) throws {
+        guard checkpoint == 0 else { throw Failure.checkpointMoved(expected: 0, found: checkpoint) }
+        ledger = DeliveryLedger(deliveries: state.deliveries)
+        registry = state.dispatcher.registry
+        createdCount = state.dispatcher.createdCount
+        for timeline in state.timelines {
+            for case .dead(let event, _) in timeline.events { deadLetters[event.position] = event }
+        }
+        checkpoint = state.start - 1
+        lastTs = state.dispatcher.lastTs
+    }
+
     func forEachDelivery(matching selection: DeliverySelection, _ body: (Delivery) throws -> Void) throws {
         try selection.picked(from: ledger.deliveries).forEach(body)
     }

@@ -494,8 +494,15 @@ public final class Herald: Sendable {
         func find(_ position: UInt64) throws {
             if let event = try projector.withLock({ try $0?.deadLetter(at: position) }) { dead[position] = event }
         }
+        // A compacted log keeps the records that created its retained deliveries in its snapshot.
+        let compacted = try log.compactedStart()
         for position in positions {
-            let record = try log.record(at: position)
+            let record: Record?
+            if let compacted, position < compacted.start {
+                record = compacted.sourceRecord(at: position)
+            } else {
+                record = try log.record(at: position)
+            }
             switch record?.body {
             case .kv?, .deliveryInvoked?: records[position] = record?.compacted()
             default: try find(position)

@@ -32,16 +32,31 @@ public struct CompactedState: Sendable {
         self.timelines = timelines
     }
 
-    /// The story of retained delivery `id`, if it is one.
-    public func timeline(of id: DeliveryID) -> DeliveryTimeline? {
+    /// The record at `position` (before ``start``) that created a retained delivery, if any:
+    /// what the engine invokes a pending delivery with once its record left the log.
+    public func sourceRecord(at position: UInt64) -> Record? {
+        var at = firstTimeline(atOrAfter: position)
+        while at < timelines.count && timelines[at].id.sourcePosition == position {
+            if let record = timelines[at].sourceRecord { return record }
+            at += 1
+        }
+        return nil
+    }
+
+    private func firstTimeline(atOrAfter position: UInt64) -> Int {
         var low = 0
         var high = timelines.count
         while low < high {
             let mid = (low + high) / 2
-            if timelines[mid].id.sourcePosition < id.sourcePosition { low = mid + 1 } else { high = mid }
+            if timelines[mid].id.sourcePosition < position { low = mid + 1 } else { high = mid }
         }
+        return low
+    }
+
+    /// The story of retained delivery `id`, if it is one.
+    public func timeline(of id: DeliveryID) -> DeliveryTimeline? {
         // Within a position the order is by trigger rank, not by id.
-        var at = low
+        var at = firstTimeline(atOrAfter: id.sourcePosition)
         while at < timelines.count && timelines[at].id.sourcePosition == id.sourcePosition {
             if timelines[at].id == id { return timelines[at] }
             at += 1
@@ -124,21 +139,31 @@ public struct CompactionCollector: Sendable {
                 id = e.delivery
             }
             timelines[id]?.observe(position: position, record: record, effects: [effect], registry: registry)
-            if case .attempted(let d, _, _, _) = effect, d.status == .succeeded { timelines[id] = nil }
+            // Forgotten once it succeeds, unless it died before: a dead-letter delivery its
+            // death caused may be kept, and links to it.
+            if case .attempted(let d, _, _, _) = effect, d.status == .succeeded, timelines[id]?.deadLetter == nil { timelines[id] = nil }
         }
     }
 
     /// The state through `dispatcher.position`: the deliveries kept are those pending, dead,
-    /// or cancelled and still redrivable then.
+    /// or cancelled and still redrivable then, and the deliveries whose deaths caused a
+    /// dead-letter delivery kept (its source: the dead-letter event, and the link back).
     public func finish(with dispatcher: Dispatcher) -> CompactedState {
-        let kept = timelines.values.filter { timeline in
-            guard let d = timeline.current else { return false }
+        var keep = Set<DeliveryID>()
+        var diedAt: [UInt64: DeliveryID] = [:]
+        for timeline in timelines.values {
+            for case .dead(let event, _) in timeline.events { diedAt[event.position] = timeline.id }
+            guard let d = timeline.current else { continue }
             switch d.status {
-            case .pending, .dead: return true
-            case .cancelled: return dispatcher.redrivable[d.id] != nil
-            case .succeeded: return false
+            case .pending, .dead: keep.insert(d.id)
+            case .cancelled: if dispatcher.redrivable[d.id] != nil { keep.insert(d.id) }
+            case .succeeded: break
             }
-        }.sorted { a, b in
+        }
+        for id in keep where id.sourcePosition > 0 {
+            if timelines[id]?.current?.sourceKind == .deadLetter, let source = diedAt[id.sourcePosition] { keep.insert(source) }
+        }
+        let kept = timelines.values.filter { keep.contains($0.id) }.sorted { a, b in
             // Never equal: one delivery per (source position, trigger), one rank per trigger.
             let x = a.current?.orderKey ?? (0, 0), y = b.current?.orderKey ?? (0, 0)
             return x < y
