@@ -125,16 +125,42 @@ extension Projection {
 
     /// Compares this projection's content with `other`'s, table by table. Returns one line per
     /// difference (at most `limit` per table); empty when identical.
-    public func differences(from other: Projection, limit: Int = 5) throws -> [String] {
+    ///
+    /// `history`: this projection followed a log that was since compacted, and `other` was
+    /// rebuilt from the compacted log: rows of this one about what the log no longer holds —
+    /// deliveries before `history.start` that are not among `history.kept` (`"P:TRIGGER_ID"`),
+    /// with their attempts and dead-letter events, and operator actions before it — are not
+    /// differences.
+    public func differences(from other: Projection, limit: Int = 5,
+                            history: (start: UInt64, kept: Set<String>)? = nil) throws -> [String] {
         var report: [String] = []
         for (table, orderBy) in Projection.contentTables {
             let sql = "SELECT * FROM \(table) ORDER BY \(orderBy)"
             let mine = try database.prepare(sql)
             let theirs = try other.database.prepare(sql)
+            /// True for a row of this projection that only history explains.
+            func historical() -> Bool {
+                guard let history else { return false }
+                let start = Int64(bitPattern: history.start)
+                func delivery(_ column: Int32) -> Bool {
+                    guard case .integer(let position) = mine.value(at: column), position < start else { return false }
+                    return !history.kept.contains("\(position):\(mine.value(at: column + 1).text ?? "")")
+                }
+                switch table {
+                case "deliveries", "delivery_attempts": return delivery(0)
+                case "dead_letters": return delivery(2)
+                case "operator_actions", "operator_action_deliveries":
+                    if case .integer(let position) = mine.value(at: 0) { return position < start }
+                    return false
+                default: return false
+                }
+            }
             var row = 0
             var found = 0
             while found < limit {
-                let hasMine = try mine.step()
+                var hasMine = try mine.step()
+                // Bound: each round steps past one row of this projection.
+                while hasMine && historical() { hasMine = try mine.step() }
                 let hasTheirs = try theirs.step()
                 if !hasMine && !hasTheirs { break }
                 row += 1

@@ -29,6 +29,8 @@ struct RunCommand: AsyncParsableCommand {
 
     @OptionGroup var postgres: PostgresOptions
 
+    @OptionGroup var storage: StorageOptions
+
     @Flag(help: "Exit once no delivery is pending.")
     var untilIdle = false
 
@@ -58,7 +60,8 @@ struct RunCommand: AsyncParsableCommand {
         if metricsPort != nil {
             MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: registry))
         }
-        let options = try executor.heraldOptions()
+        var options = try executor.heraldOptions()
+        storage.apply(to: &options)
         let directory = try global.directory
         let herald = try Herald.open(directory: directory, options: options)
         let follower: PostgresFollower?

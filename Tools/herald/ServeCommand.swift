@@ -23,6 +23,8 @@ struct ServeCommand: AsyncParsableCommand {
 
     @OptionGroup var postgres: PostgresOptions
 
+    @OptionGroup var storage: StorageOptions
+
     @Option(help: ArgumentHelp("HOST:PORT to listen on (port 0: any free port; the one bound is printed on stderr).",
                                valueName: "host:port"))
     var listen: String = "127.0.0.1:8080"
@@ -60,7 +62,8 @@ struct ServeCommand: AsyncParsableCommand {
         let registry = PrometheusCollectorRegistry()
         MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: registry))
         let directory = try global.directory
-        let options = try executor.heraldOptions()
+        var options = try executor.heraldOptions()
+        storage.apply(to: &options)
         let herald = try Herald.open(directory: directory, options: options)
         let server: HeraldServer
         let follower: PostgresFollower?

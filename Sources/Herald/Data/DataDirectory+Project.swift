@@ -92,7 +92,11 @@ extension DataDirectory {
                 snapshotProblems.append("\(error)")
             }
             try projector.catchUp(through: checkpoint, progress: progress)
-            return try live.differences(from: rebuilt)
+            // A compacted log: the live projection may hold history the log no longer does.
+            let history = try openReader().compactedStart().map { start in
+                (start.start, Set(start.timelines.map { "\($0.id.sourcePosition):\($0.id.triggerID)" }))
+            }
+            return try live.differences(from: rebuilt, history: history)
                 + snapshotProblems.map { $0 + " (rebuild it with `herald project --rebuild`)" }
         }
         return problems

@@ -62,9 +62,14 @@ public struct DataDirectory: Sendable {
     /// records at its end are damaged, cutting them into quarantine (reported, and recorded in
     /// `log/recovery.jsonl`).
     public func openWriter(durability: LogDurability = .always, acceptLoss: Bool) throws -> RecordWriter {
+        try openWriter(configuration: LogConfiguration(durability: durability), acceptLoss: acceptLoss)
+    }
+
+    /// Opens the log for appending with a whole log configuration (segment size, …).
+    public func openWriter(configuration: LogConfiguration, acceptLoss: Bool = false) throws -> RecordWriter {
         try requireSegments()
         try makeDirectories()
-        let writer = try RecordWriter(writer: LogWriter(directory: logPath, configuration: LogConfiguration(durability: durability),
+        let writer = try RecordWriter(writer: LogWriter(directory: logPath, configuration: configuration,
                                                         fileSystem: fileSystem, acceptLoss: acceptLoss))
         if let cut = writer.recovery.truncation { diagnostics?("warning: " + cut.description) }
         return writer

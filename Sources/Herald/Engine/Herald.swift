@@ -35,6 +35,12 @@ public struct HeraldOptions: Sendable {
     /// stay a bounded share of projecting). A restart after a crash replays at most about that
     /// many records on top of it. `close` always saves one.
     public var snapshotRecords: UInt64
+    /// What the engine does to its segment log in the background while it runs: LZ4-HC
+    /// rewrites of closed segments (on by default) and retention (off by default).
+    public var storage: StoragePolicy
+    /// The size at which the writer starts a new segment (default 64 MiB): retention removes
+    /// whole segments, so smaller segments follow a policy more closely.
+    public var segmentBytesMax: UInt64
     /// Where the engine reports what it cannot return to a caller: outcomes dropped because
     /// their delivery was cancelled mid-attempt, failures of the background projection, a
     /// failed log append (after which it stops taking work).
@@ -45,7 +51,8 @@ public struct HeraldOptions: Sendable {
                 concurrency: Int = 16, attemptTimeoutMs: Int64 = 30_000,
                 environment: HeraldEnvironment = HeraldEnvironment(),
                 projectionIntervalMs: Int64 = 1000, projectionSliceRecords: UInt64 = 100_000,
-                snapshotRecords: UInt64 = 100_000, logger: Logger = Logger(label: "herald")) {
+                snapshotRecords: UInt64 = 100_000, storage: StoragePolicy = StoragePolicy(),
+                segmentBytesMax: UInt64 = 64 << 20, logger: Logger = Logger(label: "herald")) {
         self.durability = durability
         self.clock = clock
         self.executor = executor
@@ -55,6 +62,8 @@ public struct HeraldOptions: Sendable {
         self.projectionIntervalMs = max(0, projectionIntervalMs)
         self.projectionSliceRecords = max(1, projectionSliceRecords)
         self.snapshotRecords = max(1, snapshotRecords)
+        self.storage = storage
+        self.segmentBytesMax = segmentBytesMax
         self.logger = logger
     }
 }
@@ -174,7 +183,7 @@ public final class Herald: Sendable {
                 throw error
             }
         }
-        let writer = try directory.openWriter(durability: options.durability)
+        let writer = try directory.openWriter(configuration: LogConfiguration(segmentBytesMax: options.segmentBytesMax, durability: options.durability))
         if let cut = writer.recovery.truncation, directory.diagnostics == nil {
             // Told to the data directory's diagnostics when it has them (the CLI), else logged.
             options.logger.warning("\(cut.description)", metadata: ["quarantine": "\(cut.quarantine ?? "-")"])
@@ -583,6 +592,9 @@ public final class Herald: Sendable {
         let projecting = BackgroundProjection(engine: self)
         projecting.start()
         defer { projecting.stop() }
+        let storage = (log as? SegmentRecordLog).map { BackgroundStorage(engine: self, writer: $0.writer, policy: options.storage) }
+        storage?.start()
+        defer { storage?.stop() }
         let clock = options.clock
         rounds: while !Task.isCancelled, !state.withLock({ $0.stopping }) {
             // Real time: the next round starts while the last one's outcomes sync. Virtual
@@ -639,6 +651,11 @@ public final class Herald: Sendable {
             metrics.projectionLag.record(Int64(clamping: position &- min(position, checkpoint)))
         }
         return applied
+    }
+
+    /// The projection's checkpoint (0 once closed).
+    func projectionCheckpoint() -> UInt64 {
+        projector.withLock { $0?.dispatcher.position ?? 0 }
     }
 
     /// Brings the projection up to date with the log.

@@ -228,6 +228,18 @@ public final class LogReader: Sendable {
         try SegmentListing.read(fileSystem, directory).start
     }
 
+    /// The closed segments (every one but the last, which the writer appends to): where each
+    /// starts, its last position and its last record's timestamp, read from their indexes (or
+    /// block headers). What a retention policy decides by.
+    public func closedSegments() throws -> [SegmentSpan] {
+        let bases = try SegmentListing.read(fileSystem, directory).bases
+        var spans: [SegmentSpan] = []
+        for (i, base) in bases.dropLast().enumerated() {
+            spans.append(SegmentSpan(base: base, lastPosition: bases[i + 1] - 1, lastTs: try lastTimestamp(ofSegment: base)))
+        }
+        return spans
+    }
+
     /// The snapshot that starts a compacted log (checksum verified), or nil when the log
     /// starts at position 1.
     ///
@@ -298,6 +310,15 @@ public final class LogReader: Sendable {
     func dropIndex(segment base: UInt64) {
         _ = state.withLock { $0.closedIndexes.removeValue(forKey: base) }
     }
+}
+
+/// A closed segment's extent (``LogReader/closedSegments()``).
+public struct SegmentSpan: Sendable, Equatable {
+    /// Its first position (its file name).
+    public var base: UInt64
+    public var lastPosition: UInt64
+    /// The timestamp of its last record.
+    public var lastTs: Int64
 }
 
 /// What ``LogReader/verify(directory:fileSystem:)`` found: the writer's verdict on a log,

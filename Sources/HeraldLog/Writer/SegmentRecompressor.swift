@@ -35,7 +35,7 @@ enum SegmentRecompressor {
     /// - Throws: `LogError.corruptBlock` when the segment is damaged or does not end with a
     ///   block that closes its append (nothing is changed), `.io` on I/O failure.
     static func recompress(_ fs: any LogFileSystem, directory: String, base: UInt64, previousTs: Int64,
-                           level: Int32) throws -> (before: UInt64, after: UInt64) {
+                           level: Int32, shouldContinue: () -> Bool = { true }) throws -> (before: UInt64, after: UInt64) {
         let name = SegmentFiles.segmentName(base: base)
         let path = SegmentFiles.join(directory, name)
         let indexPath = SegmentFiles.join(directory, SegmentFiles.indexName(base: base))
@@ -52,7 +52,7 @@ enum SegmentRecompressor {
         do {
             try out.truncate(to: 0)
             rewritten = try rewrite(source, size: size, into: out, directory: directory, name: name, base: base,
-                                    previousTs: previousTs, level: level)
+                                    previousTs: previousTs, level: level, shouldContinue: shouldContinue)
             if rewritten.changed {
                 try out.sync()
                 try check(out, against: rewritten, directory: directory, name: name)
@@ -91,8 +91,11 @@ enum SegmentRecompressor {
 
     /// Verifies every block of `source` as recovery does for a closed segment and writes it,
     /// recompressed when that makes it smaller, to `out`.
+    /// Thrown when `shouldContinue` says stop in the middle of a segment (nothing is swapped).
+    struct Stopped: Error {}
+
     private static func rewrite(_ source: any LogFile, size: UInt64, into out: any LogFile, directory: String, name: String,
-                                base: UInt64, previousTs: Int64, level: Int32) throws -> Rewrite {
+                                base: UInt64, previousTs: Int64, level: Int32, shouldContinue: () -> Bool) throws -> Rewrite {
         var scanner = SegmentScanner(file: source, fileSize: size)
         let decompressor = LZ4Decompressor()
         var result = Rewrite()
@@ -114,6 +117,7 @@ enum SegmentRecompressor {
         }
         // Bound: every valid block advances `offset` by at least its 71-byte minimum size.
         while true {
+            if result.entries.count % 16 == 15, !shouldContinue() { throw Stopped() }
             let h: BlockHeader
             switch try scanner.readBlock(at: offset, verifyBody: true) {
             case .end:
@@ -243,7 +247,14 @@ extension LogWriter {
             if BlockIndexFile.rewrittenLevel(fileSystem, path: indexPath, base: base) == UInt16(level) {
                 report.alreadyAtLevel += 1
             } else {
-                let sizes = try SegmentRecompressor.recompress(fileSystem, directory: directory, base: base, previousTs: previousTs, level: level)
+                let sizes: (before: UInt64, after: UInt64)
+                do {
+                    sizes = try SegmentRecompressor.recompress(fileSystem, directory: directory, base: base, previousTs: previousTs,
+                                                               level: level, shouldContinue: shouldContinue)
+                } catch is SegmentRecompressor.Stopped {
+                    report.remaining = bases.count - 1 - i
+                    return report
+                }
                 report.rewritten += 1
                 report.bytesBefore += sizes.before
                 report.bytesAfter += sizes.after
