@@ -168,7 +168,7 @@ struct ErrorMiddleware: RouterMiddleware {
             return Self.response(error)
         } catch let error as HeraldError {
             switch error {
-            case .positionOutOfRange: return Self.response(APIError(.notFound, "\(error)"))
+            case .positionOutOfRange, .compacted: return Self.response(APIError(.notFound, "\(error)"))
             case .invalidInput(_, let errors, _): return Self.response(APIError(.unprocessableContent, "invalid records", lines: errors))
             default: return Self.response(APIError(.internalServerError, "\(error)"))
             }

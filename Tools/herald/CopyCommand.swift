@@ -67,6 +67,9 @@ struct CopyCommand: ParsableCommand {
 
     func run() throws {
         let source = try Self.openSource(from)
+        if let start = try source.compactedStart() {
+            throw HeraldError.notOnCompactedLog(command: "copy", firstPosition: start.start)
+        }
         let destination: Destination
         if JetStreamLog.isNATS(to) {
             let log = try JetStreamLog(url: to)

@@ -9,8 +9,8 @@ struct DumpCommand: ParsableCommand {
 
     @OptionGroup var global: GlobalOptions
 
-    @Option(help: "First position to write (default 1).")
-    var from: UInt64 = 1
+    @Option(help: "First position to write (default: the log's first, 1 unless it was compacted).")
+    var from: UInt64?
 
     @Option(help: "Last position to write (default: the end).")
     var to: UInt64?
@@ -20,6 +20,7 @@ struct DumpCommand: ParsableCommand {
 
     func run() throws {
         let reader = try global.directory.openReader()
+        let from = try from ?? reader.firstPosition
         if let to, to < from {
             throw ValidationError("--to \(to) is before --from \(from)")
         }

@@ -31,6 +31,8 @@ extension DataDirectory {
                 projected = try project()
             }
             let compaction = try position.map { try writer.compact(before: $0, archiveDirectory: archiveDirectory) }
+            // The active segment is closed first, so the whole log is recompressed.
+            if recompressionLevel != nil { try writer.writer.rollSegment() }
             let recompression = try recompressionLevel.map { try writer.recompressClosedSegments(level: $0) }
             try writer.close()
             let reader = try LogReader(directory: logPath, fileSystem: fileSystem)

@@ -47,7 +47,7 @@ public enum HeraldError: Error, Sendable, CustomStringConvertible {
         case .compacted(let position, let first):
             return "Position \(position) is before the log's first position \(first): the log was compacted (`herald compact`), and the records before \(first) were replaced by a snapshot of the state at position \(first - 1) (`deliveries --at` takes \(first - 1) or later, `explain` a record from \(first) on, or a delivery the snapshot kept)."
         case .notOnCompactedLog(let command, let first):
-            return "`herald \(command)` replays the log from position 1, and this log starts at position \(first) (it was compacted; the records before are a snapshot). Run it on an uncompacted copy, or on the archived segments with the rest of the log."
+            return "`herald \(command)` needs the log from position 1, and this log starts at position \(first) (it was compacted; the records before are a snapshot). Run it on an uncompacted copy, or on the archived segments with the rest of the log."
         case .projectionBehindCompaction(let location, let checkpoint, let first):
             return "The projection \(location) stopped at position \(checkpoint), and the log now starts at \(first) (it was compacted past it): rebuild it from the log's snapshot with `herald project --rebuild`."
         case .badSnapshot(let position, let offset, let reason):

@@ -233,6 +233,17 @@ public final class LogWriter: Sendable {
     func requireOpen() throws {
         try core.requireOpen()
     }
+
+    /// Closes the active segment and starts a new, empty one, once every queued append is
+    /// acknowledged: the roll a full segment gets (cut to its last block, synced, the
+    /// watermark stored, the next segment created and the directory synced). Nothing happens
+    /// when the active segment is empty. What `herald compact` does before it recompresses, so
+    /// the whole log is in closed segments.
+    ///
+    /// - Throws: `.writerClosed`, `.writerFailed`, `.io` (the writer then fails closed).
+    public func rollSegment() throws {
+        try core.rollSegment()
+    }
 }
 
 /// The active segment: the only file the writer ever writes.
@@ -291,6 +302,8 @@ final class WriterCore: @unchecked Sendable {
     var closed: Bool { closing || stopping }
     /// The committer holds a taken commit.
     var committing = false
+    /// `rollSegment()` waits for the committer to roll the active segment.
+    var rollRequested = false
     /// An `fdatasync` of `syncFile` is in flight.
     var syncing = false
     /// Told each new acknowledged position (see `LogWriter.setAcknowledgedListener`).
@@ -382,6 +395,19 @@ final class WriterCore: @unchecked Sendable {
     }
 
     /// Assigns positions and queues the entries for the committer (no I/O here).
+    func rollSegment() throws {
+        lock.lock()
+        defer { lock.unlock() }
+        // Bound: the committer drains the queue, then takes the request.
+        while failure == nil, !closed, !pending.isEmpty || committing || acknowledged < written || rollRequested { lock.wait() }
+        if let failure { throw LogError.writerFailed(directory: directory, cause: failure) }
+        if closed || released { throw LogError.writerClosed(directory: directory) }
+        rollRequested = true
+        lock.wakeAll()
+        while rollRequested, failure == nil { lock.wait() }
+        if let failure { throw LogError.writerFailed(directory: directory, cause: failure) }
+    }
+
     func requireOpen() throws {
         lock.lock()
         defer { lock.unlock() }
@@ -435,7 +461,28 @@ final class WriterCore: @unchecked Sendable {
         defer { lock.unlock() }
         // Bound: each round commits at least one queued append or ends the loop.
         while true {
-            while pending.isEmpty, !stopping, failure == nil { lock.waitForWork() }
+            while pending.isEmpty, !rollRequested, !stopping, failure == nil { lock.waitForWork() }
+            if failure == nil, rollRequested, pending.isEmpty {
+                committing = true
+                lock.unlock()
+                var cause: LogError?
+                do {
+                    if var segment = active, segment.size > 0, !segment.lastContinues {
+                        segment = try roll(from: segment, newBase: written + 1)
+                        active = segment
+                    }
+                } catch let e as LogError {
+                    cause = e
+                } catch {
+                    cause = .io(operation: "roll", path: directory, offset: nil, errno: EIO)
+                }
+                lock.lock()
+                committing = false
+                rollRequested = false
+                if let cause, failure == nil { failure = cause }
+                lock.wakeAll()
+                continue
+            }
             if failure != nil || pending.isEmpty { return }
             var batches = pending
             let first = written + 1
