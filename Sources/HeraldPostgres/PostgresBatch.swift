@@ -240,3 +240,75 @@ struct Batch {
         }
     }
 }
+
+extension Batch {
+    /// The rows of what a compacted log starts from (the same rows `Projection.seed(from:)`
+    /// writes to SQLite): registry tables and used ids, the kept deliveries with their
+    /// attempts and dead-letter events, and the counts (``counts`` holds them absolutely).
+    mutating func seed(_ state: CompactedState) throws {
+        let registry = state.dispatcher.registry
+        position = state.start - 1
+        for user in registry.adminUsers.values.sorted(by: { $0.id < $1.id }) {
+            try run("INSERT INTO admin_users (id, email, created_at, created_position) VALUES ($1, $2, \(Self.timestamp(3)), $4)",
+                [Self.id(user.id), .text(user.email), .int(user.createdTs), .int(Int64(bitPattern: user.createdPosition))])
+        }
+        for app in registry.apps.values.sorted(by: { $0.id < $1.id }) {
+            try run("INSERT INTO apps (id, name, created_at, created_position) VALUES ($1, $2, \(Self.timestamp(3)), $4)",
+                [Self.id(app.id), .text(app.name), .int(app.createdTs), .int(Int64(bitPattern: app.createdPosition))])
+        }
+        for s in registry.scripts.values.sorted(by: { $0.id < $1.id }) {
+            try run("""
+                INSERT INTO scripts (id, app_id, name, runtime, source, created_at, created_position)
+                VALUES ($1, $2, $3, $4, $5, \(Self.timestamp(6)), $7)
+                """, [Self.id(s.id), Self.id(s.appID), .text(s.name), .text(s.runtime), .text(s.source), .int(s.createdTs),
+                      .int(Int64(bitPattern: s.createdPosition))])
+        }
+        for used in state.usedIDs {
+            try run("INSERT INTO used_ids (id, kind, created_position) VALUES ($1, $2, $3)",
+                [Self.id(used.id), .text(used.kind.wireName), .int(Int64(bitPattern: used.createdPosition))])
+        }
+        for t in registry.triggers.values.sorted(by: { $0.id < $1.id }) {
+            try run("""
+                INSERT INTO triggers (id, app_id, script_id, kind, enabled, dispatch_mode, retry_max_attempts, retry_backoff,
+                    retry_base_ms, registered_by_principal, created_at, updated_at)
+                VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, \(Self.timestamp(11)), \(Self.timestamp(12)))
+                """, [Self.id(t.id), Self.id(t.appID), Self.id(t.scriptID), .text(t.kind.description), .text(t.enabled ? "t" : "f"),
+                      .text(t.dispatchMode.description), .int(t.retry.maxAttempts), .text(t.retry.backoff.description),
+                      .int(t.retry.baseMs), Self.id(t.registeredBy), .int(t.createdTs), .int(t.updatedTs)])
+            try run("INSERT INTO trigger_positions (trigger_id, registered_position, updated_position) VALUES ($1, $2, $3)",
+                [Self.id(t.id), .int(Int64(bitPattern: t.registeredPosition)), .int(Int64(bitPattern: t.updatedPosition))])
+            try details(t, insert: true)
+        }
+        var changed: [DeliveryID: Int] = [:]
+        var changes: [(delivery: Delivery, position: UInt64)] = []
+        for timeline in state.timelines {
+            guard let delivery = timeline.current else { continue }
+            do {
+                try add(.created(delivery), at: position, final: [:], changed: &changed, changes: &changes)
+                for event in timeline.events {
+                    switch event {
+                    case .attempt(let a):
+                        attempts.int(Int64(bitPattern: a.attempt.sourcePosition))
+                        try attempts.text(a.attempt.triggerID.description)
+                        attempts.int(a.attempt.attempt)
+                        attempts.int(Int64(bitPattern: a.position))
+                        attempts.int(a.ts)
+                        try attempts.text(a.attempt.outcome.description)
+                        try attempts.text(a.attempt.error)
+                        attempts.bool(a.attempt.retryable)
+                        attempts.int(a.attempt.durationMs)
+                        if let due = a.nextDueAt { attempts.int(due) } else { attempts.null() }
+                        attempts.endRow()
+                    case .dead(let e, _):
+                        try add(.deadLetter(e), at: e.position, final: [:], changed: &changed, changes: &changes)
+                    case .cancelled, .redriven:
+                        break
+                    }
+                }
+            } catch {
+                throw Unstorable(position: delivery.id.sourcePosition, column: "the kept delivery \(delivery.id)")
+            }
+        }
+        counts = state.counts
+    }
+}

@@ -43,7 +43,11 @@ extension PostgresProjection {
     /// log to this checkpoint), table by table and row by row, streaming both sides. Returns
     /// one line per difference (at most `limit` per table); empty when identical. Run it in a
     /// ``readSnapshot(_:)`` so a writer committing meanwhile causes no false difference.
-    public func differences(from other: Projection, limit: Int = 5) throws -> [String] {
+    ///
+    /// `history`: as ``HeraldStore/Projection/differences(from:limit:history:)`` — rows about
+    /// what a compacted log no longer holds are not differences.
+    public func differences(from other: Projection, limit: Int = 5,
+                            history: (start: UInt64, kept: Set<String>)? = nil) throws -> [String] {
         var report: [String] = []
         for (table, orderBy) in Projection.contentTables {
             guard let query = Self.comparableQueries[table] else {
@@ -77,9 +81,24 @@ extension PostgresProjection {
                 found += 1
                 report.append("\(table) row \(row) (ordered by \(orderBy)): PostgreSQL has \(describe(mine)), the rebuild from the log has \(describe(theirs))")
             }
+            /// True for a row of this projection that only history explains.
+            func historical(_ mine: [String?]) -> Bool {
+                guard let history else { return false }
+                func delivery(_ column: Int) -> Bool {
+                    guard mine.count > column + 1, let text = mine[column], let position = UInt64(text), position < history.start else { return false }
+                    return !history.kept.contains("\(position):\(mine[column + 1] ?? "")")
+                }
+                switch table {
+                case "deliveries", "delivery_attempts": return delivery(0)
+                case "dead_letters": return delivery(2)
+                case "operator_actions", "operator_action_deliveries":
+                    return mine.first.flatMap { $0 }.flatMap { UInt64($0) }.map { $0 < history.start } ?? false
+                default: return false
+                }
+            }
             var failure: Error?
             try connection.run(query, [], streaming: true) { mine in
-                guard failure == nil else { return }
+                guard failure == nil, !historical(mine) else { return }
                 do { compare(mine, try nextTheirs()) } catch { failure = error }
             }
             if let failure { throw failure }

@@ -159,9 +159,34 @@ public final class PostgresProjection: ProjectionStore, EngineSnapshotStore, @un
     /// Applies `steps` in one transaction and moves the checkpoint to the last one's position.
     /// The outbox rows go in by COPY (new deliveries, attempts, dead letters) and one
     /// `UPDATE … FROM` for the deliveries that changed; registry records, rare, one statement each.
-    /// A compacted log is projected into SQLite only, for now: refused by name.
+    /// Fills the empty projection with what a compacted log starts from (the rows
+    /// `Projection.seed(from:)` writes to SQLite) and the engine snapshot, in one transaction.
     public func seed(from state: CompactedState) throws {
-        throw PostgresStoreError.compactedLog(location: connection.location, schema: schema, firstPosition: state.start)
+        precondition(writable, "seed on a PostgresProjection opened read-only")
+        var batch = Batch()
+        do {
+            try batch.seed(state)
+        } catch let failure as Batch.Unstorable {
+            throw PostgresStoreError.unstorable(location: connection.location, schema: schema, position: failure.position,
+                                                column: failure.column)
+        }
+        try connection.transaction {
+            let (checkpoint, _) = try checkpoint(lockingRow: true)
+            guard checkpoint == 0 else { throw StoreError.checkpointMoved(path: location, expected: 0, found: checkpoint) }
+            try connection.copy(into: "deliveries", columns: Batch.deliveryColumns, batch.created)
+            for statement in batch.statements {
+                try connection.run(statement.sql, statement.values)
+            }
+            try connection.copy(into: "delivery_attempts", columns: Batch.attemptColumns, batch.attempts)
+            try connection.copy(into: "dead_letters", columns: Batch.deadLetterColumns, batch.deadLetters)
+            for status in DeliveryStatus.allCases {
+                try connection.run("UPDATE delivery_counts SET count = $1 WHERE status = $2",
+                                   [.int(batch.counts[status]), .text(status.wireName)])
+            }
+            try connection.run("UPDATE checkpoint SET position = $1, last_ts = $2 WHERE id = 1",
+                               [.int(Int64(bitPattern: state.start - 1)), state.dispatcher.lastTs.map { .int($0) } ?? .null])
+        }
+        try saveSnapshot(of: state.dispatcher)
     }
 
     public func apply(_ steps: [ProjectionStep], registryAfter registry: Registry) throws {
@@ -358,8 +383,6 @@ public enum PostgresStoreError: Error, Sendable, CustomStringConvertible {
     case damaged(location: String, schema: String, reason: String)
     /// A value PostgreSQL cannot store (text with U+0000).
     case unstorable(location: String, schema: String, position: UInt64, column: String)
-    /// The log was compacted: it is projected into SQLite only, for now.
-    case compactedLog(location: String, schema: String, firstPosition: UInt64)
 
     public var description: String {
         switch self {
@@ -375,8 +398,6 @@ public enum PostgresStoreError: Error, Sendable, CustomStringConvertible {
             "PostgreSQL \(location): schema \(schema) has projection schema version \(found), this Herald uses \(expected); rebuild it with `herald project --postgres URL --rebuild`."
         case .damaged(let location, let schema, let reason):
             "PostgreSQL \(location): the projection in schema \(schema) is damaged: \(reason). Rebuild it with `herald project --postgres URL --rebuild`."
-        case .compactedLog(let location, let schema, let first):
-            "PostgreSQL \(location): the log starts at position \(first) (it was compacted), and a compacted log is projected into SQLite only for now; schema \(schema) was not touched. Project the PostgreSQL schema before compacting past its checkpoint."
         case .unstorable(let location, let schema, let position, let column):
             "PostgreSQL \(location): the record at position \(position) puts U+0000 into \(column), which PostgreSQL text cannot store; schema \(schema) stays at the position before its batch."
         }

@@ -170,6 +170,7 @@ struct ErrorMiddleware: RouterMiddleware {
             switch error {
             case .positionOutOfRange, .compacted: return Self.response(APIError(.notFound, "\(error)"))
             case .invalidInput(_, let errors, _): return Self.response(APIError(.unprocessableContent, "invalid records", lines: errors))
+            case .notOnCompactedLog: return Self.response(APIError(.unprocessableContent, "\(error)"))
             default: return Self.response(APIError(.internalServerError, "\(error)"))
             }
         } catch let error as RecordError {

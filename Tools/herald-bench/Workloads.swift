@@ -19,7 +19,7 @@ struct BenchOptions {
     var restartEvents = 690_000
 }
 
-let allWorkloads = ["ingest", "import", "scan", "derive", "project", "live", "restart", "restart-pending", "serve", "host"]
+let allWorkloads = ["ingest", "import", "scan", "storage", "derive", "project", "live", "restart", "restart-pending", "serve", "host"]
 
 /// Each benchmark. Inputs are loaded (and decoded when needed) before the clock starts.
 struct Benchmarks {

@@ -6,8 +6,8 @@ let usage = """
                         [--live-events N] [--live-rate N] [--live-seconds S] [--live-concurrency N] [--live-batch N] [--restart-events N]
 
       --workload DIR       directory holding setup.jsonl and events.jsonl (Tools/gen-workload DIR)
-      --only LIST          comma-separated subset of: ingest,import,scan,derive,project,live,restart,restart-pending,serve,host (default: all, in that order)
-                           scan needs a log from ingest or import; project needs import
+      --only LIST          comma-separated subset of: ingest,import,scan,storage,derive,project,live,restart,restart-pending,serve,host (default: all, in that order)
+                           scan needs a log from ingest or import; storage and project need import
       --json FILE          also append one JSON object per result line to FILE
       --work DIR           scratch directory (default /tmp/herald-bench/<workload name>); its logs are replaced
       --no-peers           skip the SQLite peers
@@ -144,6 +144,7 @@ do {
         case "ingest": try bench.ingest()
         case "import": try bench.importBench()
         case "scan": try bench.scan()
+        case "storage": try bench.storage()
         case "derive": try bench.derive()
         case "project": try bench.project()
         case "live": try await bench.live()

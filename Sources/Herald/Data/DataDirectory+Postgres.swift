@@ -63,7 +63,7 @@ extension DataDirectory {
             let checkpoint = try live.checkpointPosition()
             let rebuilt = try Projection(path: temporary)
             try Projector(directory: self, projection: rebuilt).catchUp(through: checkpoint, progress: progress)
-            return try live.differences(from: rebuilt)
+            return try live.differences(from: rebuilt, history: try compactionHistory())
         }
     }
 }

@@ -92,14 +92,19 @@ extension DataDirectory {
                 snapshotProblems.append("\(error)")
             }
             try projector.catchUp(through: checkpoint, progress: progress)
-            // A compacted log: the live projection may hold history the log no longer does.
-            let history = try openReader().compactedStart().map { start in
-                (start.start, Set(start.timelines.map { "\($0.id.sourcePosition):\($0.id.triggerID)" }))
-            }
-            return try live.differences(from: rebuilt, history: history)
+            return try live.differences(from: rebuilt, history: try compactionHistory())
                 + snapshotProblems.map { $0 + " (rebuild it with `herald project --rebuild`)" }
         }
         return problems
+    }
+
+    /// For a compacted log, its first position and the deliveries its snapshot kept
+    /// (`"P:TRIGGER_ID"`): a live projection may also hold rows about what the log no longer
+    /// does, which a comparison with a rebuild does not count.
+    func compactionHistory() throws -> (start: UInt64, kept: Set<String>)? {
+        try openReader().compactedStart().map { start in
+            (start.start, Set(start.timelines.map { "\($0.id.sourcePosition):\($0.id.triggerID)" }))
+        }
     }
 
     /// How an engine snapshot differs from the replayed state at its position (empty: not at all).
