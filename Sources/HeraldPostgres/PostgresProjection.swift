@@ -189,6 +189,32 @@ public final class PostgresProjection: ProjectionStore, EngineSnapshotStore, @un
         try saveSnapshot(of: state.dispatcher)
     }
 
+    /// Removes the history a compacted log no longer holds (the SQL of `Projection.prune(to:)`).
+    public func prune(to state: CompactedState) throws {
+        precondition(writable, "prune on a PostgresProjection opened read-only")
+        let start = PostgresValue.int(Int64(bitPattern: state.start))
+        let keptBefore = state.timelines.filter { $0.id.sourcePosition < state.start }
+        var kept = CopyRows()
+        for timeline in keptBefore {
+            kept.int(Int64(bitPattern: timeline.id.sourcePosition))
+            try kept.text(timeline.id.triggerID.description)
+            kept.endRow()
+        }
+        try connection.transaction {
+            let held = try connection.run("SELECT count(*) FROM deliveries WHERE source_position < $1", [start]).rows.first?.first.flatMap { $0 }.flatMap { Int($0) } ?? 0
+            let actions = try connection.run("SELECT count(*) FROM operator_actions WHERE position < $1", [start]).rows.first?.first.flatMap { $0 }.flatMap { Int($0) } ?? 0
+            guard held > keptBefore.count || actions > 0 else { return }
+            try connection.execute("CREATE TEMP TABLE IF NOT EXISTS herald_kept (source_position BIGINT NOT NULL, trigger_id UUID NOT NULL) ON COMMIT DELETE ROWS")
+            try connection.copy(into: "herald_kept", columns: "source_position, trigger_id", kept)
+            let dropped = "t.source_position < $1 AND NOT EXISTS (SELECT 1 FROM herald_kept k WHERE k.source_position = t.source_position AND k.trigger_id = t.trigger_id)"
+            try connection.run("DELETE FROM operator_action_deliveries WHERE position < $1", [start])
+            try connection.run("DELETE FROM operator_actions WHERE position < $1", [start])
+            try connection.run("DELETE FROM delivery_attempts t WHERE \(dropped)", [start])
+            try connection.run("DELETE FROM dead_letters t WHERE \(dropped)", [start])
+            try connection.run("DELETE FROM deliveries t WHERE \(dropped)", [start])
+        }
+    }
+
     public func apply(_ steps: [ProjectionStep], registryAfter registry: Registry) throws {
         guard let first = steps.first, let last = steps.last else { return }
         precondition(writable, "apply on a PostgresProjection opened read-only")

@@ -181,6 +181,31 @@ public final class Projection: ProjectionStore, EngineSnapshotStore, @unchecked 
         }
     }
 
+    /// Removes the history a compacted log no longer holds (see
+    /// ``HeraldCore/ProjectionStore/prune(to:)``).
+    public func prune(to state: CompactedState) throws {
+        let start = Int64(bitPattern: state.start)
+        let keptBefore = state.timelines.filter { $0.id.sourcePosition < state.start }
+        try database.transaction {
+            let held = try database.rows("SELECT count(*) FROM deliveries WHERE source_position < ?", [.integer(start)]).first?.first?.integer ?? 0
+            let actions = try database.rows("SELECT count(*) FROM operator_actions WHERE position < ?", [.integer(start)]).first?.first?.integer ?? 0
+            guard held > Int64(keptBefore.count) || actions > 0 else { return }
+            try database.execute("CREATE TEMP TABLE IF NOT EXISTS herald_kept (source_position INTEGER NOT NULL, trigger_id TEXT NOT NULL, PRIMARY KEY (source_position, trigger_id)) WITHOUT ROWID")
+            try database.execute("DELETE FROM herald_kept")
+            let insert = try database.prepare("INSERT INTO herald_kept (source_position, trigger_id) VALUES (?, ?)")
+            for timeline in keptBefore {
+                try insert.run([.integer(Int64(bitPattern: timeline.id.sourcePosition)), .id(timeline.id.triggerID)])
+            }
+            let dropped = "source_position < ? AND NOT EXISTS (SELECT 1 FROM herald_kept k WHERE k.source_position = t.source_position AND k.trigger_id = t.trigger_id)"
+            try database.prepare("DELETE FROM operator_action_deliveries WHERE position < ?").run([.integer(start)])
+            try database.prepare("DELETE FROM operator_actions WHERE position < ?").run([.integer(start)])
+            try database.prepare("DELETE FROM delivery_attempts AS t WHERE \(dropped)").run([.integer(start)])
+            try database.prepare("DELETE FROM dead_letters AS t WHERE \(dropped)").run([.integer(start)])
+            try database.prepare("DELETE FROM deliveries AS t WHERE \(dropped)").run([.integer(start)])
+            try database.execute("DELETE FROM herald_kept")
+        }
+    }
+
     private func applyRecord(_ step: Step, registry: Registry) throws {
         let position = Int64(bitPattern: step.position)
         let ts = step.record.ts

@@ -11,6 +11,9 @@ enum LogFixture {
     /// line N's `herald whatif` output is `expected/whatif/N.txt`.
     static let whatIfFile = "whatif.txt"
     static let whatIfDirectory = "expected/whatif"
+    /// One position P: the log is compacted before P (`herald compact --before P`) after the
+    /// import, and every expectation is of the compacted log (docs/SEMANTICS.md §9).
+    static let compactFile = "compact.txt"
 
     static func outputs(of fixture: Fixture, in temporary: String) async throws -> FixtureRunner.Outputs {
         let data = DataDirectory(path: temporary + "/data")
@@ -41,6 +44,16 @@ enum LogFixture {
             }
             return outputs
         }
+        if let position = try compactionPoint(of: fixture) {
+            let last = try data.openReader().lastPosition
+            guard position >= 2, position <= last + 1 else {
+                throw FixtureError(path: fixture.path + "/" + compactFile, reason: "position \(position) is outside 2…\(last + 1) (the log's last position + 1)")
+            }
+            if FileIO.exists(fixture.path + "/" + whatIfFile) {
+                throw FixtureError(path: fixture.path + "/" + whatIfFile, reason: "what-if needs the log from position 1; this fixture compacts it (\(compactFile))")
+            }
+            _ = try data.compact(before: position, archiveDirectory: nil, recompressionLevel: 9)
+        }
         outputs.files.append((errorFile, nil))
         outputs.files.append((deliveriesFile, try CanonicalText.deliveries(of: data)))
         outputs.files.append((triggersFile, try CanonicalText.triggers(of: data)))
@@ -64,6 +77,17 @@ enum LogFixture {
             }
         }
         return outputs
+    }
+
+    /// The position `compact.txt` names, if the fixture has one.
+    static func compactionPoint(of fixture: Fixture) throws(FixtureError) -> UInt64? {
+        let path = fixture.path + "/" + compactFile
+        guard FileIO.exists(path) else { return nil }
+        let text = String(decoding: try FileIO.read(path), as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+        guard let position = UInt64(text) else {
+            throw FixtureError(path: path, reason: "line 1: '\(text)' is not a position (one unsigned integer)")
+        }
+        return position
     }
 
     /// The explanation files a fixture asks for (their names say what to explain).

@@ -116,6 +116,14 @@ import Testing
                     }
                     #expect(mine == theirs, "\(context): \(table) rows of the kept deliveries")
                 }
+
+                // Compacting the directory whose projection followed the whole log prunes it:
+                // `herald deliveries` (answered by the projection) prints what a replay does.
+                _ = try live.compact(before: position, archiveDirectory: nil, recompressionLevel: nil)
+                var lines: [String] = []
+                try live.forEachDeliveryLine { lines.append(String(decoding: $0, as: UTF8.self)) }
+                #expect(lines == Self.lines(after).map { $0 + "\n" }, "\(context): the pruned projection's deliveries")
+                #expect(try live.verifyProjection().isEmpty, "\(context): verify after compaction")
             }
         }
         // The generator must exercise both sides, or this test proves little.

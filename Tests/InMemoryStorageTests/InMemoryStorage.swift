@@ -129,6 +129,11 @@ final class InMemoryProjection: ProjectionStore, EngineSnapshotStore {
         lastTs = state.dispatcher.lastTs
     }
 
+    func prune(to state: CompactedState) throws {
+        let kept = Set(state.timelines.map(\.id))
+        ledger = DeliveryLedger(deliveries: ledger.deliveries.filter { $0.id.sourcePosition >= state.start || kept.contains($0.id) })
+    }
+
     func forEachDelivery(matching selection: DeliverySelection, _ body: (Delivery) throws -> Void) throws {
         try selection.picked(from: ledger.deliveries).forEach(body)
     }

@@ -31,6 +31,10 @@ extension DataDirectory {
                 projected = try project()
             }
             let compaction = try position.map { try writer.compact(before: $0, archiveDirectory: archiveDirectory) }
+            if compaction != nil, hasProjection, let state = try writer.makeReader().compactedStart() {
+                // Its rows about what the log no longer holds go too: it reads as the log does.
+                try openProjection().prune(to: state)
+            }
             // The active segment is closed first, so the whole log is recompressed.
             if recompressionLevel != nil { try writer.writer.rollSegment() }
             let recompression = try recompressionLevel.map { try writer.recompressClosedSegments(level: $0) }

@@ -23,6 +23,10 @@ final class Projector: @unchecked Sendable {
                 try store.seed(from: start)
             } else if checkpoint + 1 < start.start {
                 throw HeraldError.projectionBehindCompaction(location: store.location, checkpoint: checkpoint, firstPosition: start.start)
+            } else {
+                // It followed the log before the compaction: drop the rows the log no longer
+                // explains (nothing when a compaction already pruned it).
+                try store.prune(to: start)
             }
         }
         self.dispatcher = try reader.restoredState(from: store)

@@ -61,6 +61,7 @@ final class BackgroundStorage: Sendable {
         let reader = writer.writer.makeReader()
         if policy.retains, let point = try compactionPoint(reader) {
             let result = try writer.compact(before: point, archiveDirectory: policy.archiveDirectory)
+            if let state = try writer.makeReader().compactedStart() { try engine.pruneProjection(to: state) }
             metrics.compactions.increment()
             metrics.segmentsRemoved.increment(by: result.removedSegments.count)
             engine.options.logger.info("compacted the log", metadata: [

@@ -653,6 +653,11 @@ public final class Herald: Sendable {
         return applied
     }
 
+    /// Drops the projection's rows about what a compacted log no longer holds.
+    func pruneProjection(to state: CompactedState) throws {
+        try projector.withLock { try $0?.store.prune(to: state) }
+    }
+
     /// The projection's checkpoint (0 once closed).
     func projectionCheckpoint() -> UInt64 {
         projector.withLock { $0?.dispatcher.position ?? 0 }

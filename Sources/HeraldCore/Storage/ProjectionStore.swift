@@ -43,6 +43,13 @@ public protocol ProjectionStore: AnyObject {
     /// ``apply(_:registryAfter:)`` goes on with the log's first record.
     func seed(from state: CompactedState) throws
 
+    /// Removes the rows about what a compacted log no longer holds — deliveries created before
+    /// `state.start` that it does not keep, with their attempts and dead-letter events, and
+    /// operator actions before it — so the store reads as one seeded from `state` and then
+    /// projected (the counts stay: they count every delivery ever created). Idempotent, all or
+    /// nothing; a store that holds none of them changes nothing.
+    func prune(to state: CompactedState) throws
+
     /// The deliveries `selection` picks as of the checkpoint (``DeliverySelection/matches(_:)``,
     /// at most its `limit`), in canonical order (source position, then trigger registration
     /// order). A store answers from its own indexes where it can.
