@@ -123,7 +123,7 @@ components:
         application/json:
           schema: {$ref: '#/components/schemas/Error'}
     NotFound:
-      description: No such position, delivery or trigger.
+      description: No such position, delivery or trigger, or a position before a compacted log's first position.
       content:
         application/json:
           schema: {$ref: '#/components/schemas/Error'}
@@ -296,7 +296,7 @@ paths:
     get:
       summary: The records from a position on, as JSON Lines (each with its position).
       parameters:
-        - {name: from, in: query, schema: {type: integer, minimum: 0, maximum: 9223372036854775807, default: 1}}
+        - {name: from, in: query, description: 'Default: the log''s first position (1, or where a compaction left it).', schema: {type: integer, minimum: 0, maximum: 9223372036854775807}}
         - {name: limit, in: query, schema: {type: integer, minimum: 1, maximum: 10000, default: 1000}}
         - {name: follow, in: query, description: 'true: the response does not end; records are streamed as they become durable (no limit) until the client disconnects or the server stops.', schema: {type: boolean, default: false}}
       responses:
@@ -309,6 +309,7 @@ paths:
               schema: {type: string}
         '400': {$ref: '#/components/responses/BadRequest'}
         '401': {$ref: '#/components/responses/Unauthorized'}
+        '404': {$ref: '#/components/responses/NotFound'}
     post:
       summary: Append one record or a JSON Lines batch, all or nothing (as `herald import`).
       parameters:

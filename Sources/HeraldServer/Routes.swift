@@ -214,7 +214,8 @@ extension HeraldServer {
         return jsonResponse(Array(ExplanationText.json(explanation).utf8))
     }
 
-    /// `GET /v1/records?from=P[&limit=N][&follow=true]`: the durable records from `P` on as
+    /// `GET /v1/records?from=P[&limit=N][&follow=true]`: the durable records from `P` (default:
+    /// the log's first position) on as
     /// JSON Lines (the interchange format, each with its `position` first), at most `limit`
     /// (default 1,000, at most 10,000); `Herald-Next-From` names the position to ask for next.
     /// With `follow=true` the response does not end: records are streamed as they become
@@ -222,7 +223,8 @@ extension HeraldServer {
     /// server shuts down. A token bound to an app sees its app's records only.
     func records(_ request: Request, _ grant: Grant) async throws -> Response {
         let query = request.uri.queryParameters
-        let from = max(try Self.position(query, "from") ?? 1, 1)
+        // By default the log's first position: 1, or where a compaction left it.
+        let from = max(try Self.position(query, "from") ?? (try directory.openReader().firstPosition), 1)
         let limit = try Self.int(query, "limit", default: 1_000, in: 1...10_000)
         var follow = false
         if let text = query["follow"] {

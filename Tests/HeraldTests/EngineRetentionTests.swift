@@ -36,7 +36,7 @@ import Testing
             let (admin, app, script, trigger) = (testID(1), testID(10), testID(20), testID(30))
             let herald = try Herald.open(directory: data, options: options)
             try herald.append(oneTriggerSetup(admin: admin, app: app, script: script, trigger: trigger,
-                                              retry: RetryConfig(maxAttempts: 100, backoff: .constant, baseMs: 100)))
+                                              retry: RetryConfig(maxAttempts: 100, backoff: .constant, baseMs: 1_000)))
             func insert(_ key: String) -> RecordBody {
                 .kv(KVMutation(op: .insert, appID: app, collection: "c", key: key, value: JSONText("\"value of \(key)\"")))
             }

@@ -179,8 +179,11 @@ struct JetStreamLogTests {
                 let directory = packageRoot + "/fixtures/" + group
                 for name in try FileManager.default.contentsOfDirectory(atPath: directory).sorted() {
                     let golden = directory + "/" + name + "/expected/deliveries.jsonl"
+                    // A fixture with compact.txt pins a compacted segment log: its golden is not
+                    // the whole log's (a stream is copied whole).
+                    let compacted = FileManager.default.fileExists(atPath: directory + "/" + name + "/compact.txt")
                     logs.append((group + "/" + name, directory + "/" + name + "/log.jsonl",
-                                 FileManager.default.fileExists(atPath: golden) ? golden : nil))
+                                 FileManager.default.fileExists(atPath: golden) && !compacted ? golden : nil))
                 }
             }
             for seed in [3, 17, 40] {

@@ -16,6 +16,7 @@ struct StatsCommand: ParsableCommand {
     func run() throws {
         let directory = try global.directory
         let stats = try directory.logStats()
+        let first = try directory.openReader().firstPosition
         let ratio = stats.storedBytes == 0 ? 0 : Double(stats.rawBytes) / Double(stats.storedBytes)
         if format == .json {
             var out = JSONOutput()
@@ -26,6 +27,7 @@ struct StatsCommand: ParsableCommand {
             out.key("records"); out.int(Int64(stats.records))
             out.key("raw_bytes"); out.int(Int64(stats.rawBytes))
             out.key("stored_bytes"); out.int(Int64(stats.storedBytes))
+            out.key("first_position"); out.uint(first)
             out.key("first_ts")
             if let first = stats.firstTs { out.int(first) } else { out.null() }
             out.key("last_ts")
@@ -44,6 +46,9 @@ struct StatsCommand: ParsableCommand {
             "stored bytes \(stats.storedBytes)",
             "ratio        \(String(format2: ratio)):1",
         ]
+        if first > 1 {
+            lines.append("first        position \(first) (compacted: the records before it are a snapshot; the segment holding it keeps \(first - (stats.firstPosition ?? first)) earlier record(s) on disk)")
+        }
         if let first = stats.firstTs, let last = stats.lastTs {
             lines.append("ts range     \(withUTC(first)) … \(withUTC(last))")
         }

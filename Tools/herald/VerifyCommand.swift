@@ -47,7 +47,11 @@ struct VerifyCommand: ParsableCommand {
             if position % 100_000 == 0, stderrIsTerminal { printError("… records checked through position \(position)") }
         }
         let active = log.writerActive ? " (a writer is appending: checked through the end as first read)" : ""
-        print("log: \(state.position) records in \(log.blocks) blocks, \(log.segments) segment(s), every block and record valid\(active)")
+        if log.firstPosition > 1 {
+            print("log: positions \(log.firstPosition)…\(state.position) in \(log.blocks) blocks, \(log.segments) segment(s), every block and record valid, after the snapshot of the state at \(log.firstPosition - 1) (compacted; it decodes and its checksum holds)\(active)")
+        } else {
+            print("log: \(state.position) records in \(log.blocks) blocks, \(log.segments) segment(s), every block and record valid\(active)")
+        }
         try compareProjection(directory, through: log.lastPosition)
     }
 

@@ -330,6 +330,9 @@ public struct LogVerification: Sendable, Equatable {
     public var blocks: Int
     /// The last committed position (what a writer keeps, and readers read).
     public var lastPosition: UInt64
+    /// The log's first position: 1, or the start of the snapshot of a compacted log (whose
+    /// checksum was verified).
+    public var firstPosition: UInt64 = 1
     /// The durable watermark (nil: the log has none yet).
     public var watermark: UInt64?
     /// What a writer opening the log would cut (a torn tail, an append that never completed);
@@ -354,7 +357,7 @@ extension LogReader {
         let writerActive = try fileSystem.isLocked(SegmentFiles.join(directory, SegmentFiles.lockName))
         let plan = try Recovery.analyze(directory: directory, fileSystem: fileSystem, writerActive: writerActive)
         return LogVerification(segments: plan.bases.count, blocks: plan.entries.reduce(0) { $0 + $1.count }, lastPosition: plan.lastPosition,
-                               watermark: plan.watermark?.position, damage: plan.damage, acknowledgedLoss: plan.acknowledgedLoss,
-                               writerActive: writerActive)
+                               firstPosition: plan.start, watermark: plan.watermark?.position, damage: plan.damage,
+                               acknowledgedLoss: plan.acknowledgedLoss, writerActive: writerActive)
     }
 }
