@@ -62,6 +62,6 @@ struct CompactCommand: ParsableCommand {
         }
         let s = report.stats
         let records = max(s.records, 1)
-        print("log: positions \(report.firstPosition)…\(s.lastPosition ?? 0), \(s.segments) segment(s), \(s.storedBytes) bytes stored (\(String(format2: Double(s.storedBytes) / Double(records))) bytes per record held)")
+        print("log: positions \(report.firstPosition)…\(s.lastPosition ?? 0), \(s.segments) segment(s), \(s.storedBytes) bytes stored (\(String(format2: Double(s.storedBytes) / Double(records))) bytes per record on disk)")
     }
 }

@@ -46,11 +46,7 @@ enum LogSnapshotFile {
 
     /// The start a snapshot file name stands for, or nil if `name` is not one.
     static func start(ofName name: String) -> UInt64? {
-        guard name.hasSuffix(suffix) else { return nil }
-        let stem = name.utf8.prefix(name.utf8.count - suffix.utf8.count)
-        guard stem.count == 20, stem.allSatisfy({ $0 >= 48 && $0 <= 57 }) else { return nil }
-        guard let value = UInt64(String(decoding: stem, as: UTF8.self)), value >= 2 else { return nil }
-        return value
+        SegmentFiles.position(named: name, suffix: suffix).flatMap { $0 >= 2 ? $0 : nil }
     }
 
     static func encode(_ snapshot: LogSnapshot) -> [UInt8] {

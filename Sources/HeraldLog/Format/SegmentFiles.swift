@@ -16,11 +16,15 @@ enum SegmentFiles {
 
     /// The base position of a segment file name, or nil if `name` is not one.
     static func base(ofSegment name: String) -> UInt64? {
-        guard name.hasSuffix(segmentExtension) else { return nil }
-        let stem = name.utf8.prefix(name.utf8.count - segmentExtension.utf8.count)
+        position(named: name, suffix: segmentExtension).flatMap { $0 >= 1 ? $0 : nil }
+    }
+
+    /// The number of a file named by 20 decimal digits and `suffix`, or nil.
+    static func position(named name: String, suffix: String) -> UInt64? {
+        guard name.hasSuffix(suffix) else { return nil }
+        let stem = name.utf8.prefix(name.utf8.count - suffix.utf8.count)
         guard stem.count == 20, stem.allSatisfy({ $0 >= 48 && $0 <= 57 }) else { return nil }
-        guard let value = UInt64(String(decoding: stem, as: UTF8.self)), value >= 1 else { return nil }
-        return value
+        return UInt64(String(decoding: stem, as: UTF8.self))
     }
 
     static func join(_ directory: String, _ name: String) -> String {
