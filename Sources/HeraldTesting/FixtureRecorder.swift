@@ -60,7 +60,9 @@ public enum FixtureRecorder {
     /// expectations (as `herald fixtures --update` does). For a delivery slice it also asks for
     /// `expected/explain/<P>:<TRIGGER_ID>.txt` (P renumbered).
     ///
-    /// - Throws: ``FixtureError`` for a slice outside the log, an unknown delivery or trigger,
+    /// - Throws: `HeraldError.notOnCompactedLog` for a compacted log (record from an
+    ///   uncompacted copy, or the archived segments with the rest),
+    ///   ``FixtureError`` for a slice outside the log, an unknown delivery or trigger,
     ///   a directory that already holds a fixture, or a symbolic link at the directory or at
     ///   a file or directory it would write (then it writes nothing).
     public static func record(from data: DataDirectory, slice: FixtureSlice, to fixtureDirectory: String) async throws -> RecordedFixture {
@@ -70,8 +72,13 @@ public enum FixtureRecorder {
         for existing in [Fixture.logFile, Fixture.scenarioFile] where FileIO.exists(fixtureDirectory + "/" + existing) {
             throw FixtureError(path: fixtureDirectory + "/" + existing, reason: "already exists; record into a new directory")
         }
+        let reader = try data.openReader()
+        if let start = try reader.compactedStart() {
+            // A fixture replays from position 1: the registry records before the start are gone.
+            throw HeraldError.notOnCompactedLog(command: "record", firstPosition: start.start)
+        }
         var records: [Record] = []
-        try data.openReader().forEach { _, record in
+        try reader.forEach { _, record in
             records.append(record.compacted())  // a kept value would keep its whole log block
             return true
         }
