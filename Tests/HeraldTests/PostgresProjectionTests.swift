@@ -117,6 +117,54 @@ struct PostgresProjectionTests {
         }
     }
 
+    /// A running engine with retention and a PostgreSQL follower: the engine never compacts
+    /// past the follower's checkpoint, and the follower prunes its schema after each
+    /// compaction, so the schema reads as the compacted log does.
+    @Test func retentionWaitsForThePostgresFollowerAndItPrunes() async throws {
+        let schema = freshSchema("retain")
+        try await withSchemas([schema]) {
+            try await withTemporaryDirectory { path in
+                let data = DataDirectory(path: path + "/data")
+                var options = HeraldOptions(durability: .none, executor: ClosureExecutor(fallback: { _ in .ok }), projectionIntervalMs: 20,
+                                            storage: StoragePolicy(recompressionLevel: nil, retainRecords: 100, intervalMs: 50),
+                                            segmentBytesMax: 4_096)
+                options.concurrency = 4
+                let herald = try Herald.open(directory: data, options: options)
+                let (admin, app, script, trigger) = (testID(1), testID(10), testID(20), testID(30))
+                try herald.append(oneTriggerSetup(admin: admin, app: app, script: script, trigger: trigger))
+                let follower = try PostgresFollower(directory: data, url: url, schema: schema)
+                let reports = Mutex<[String]>([])
+                follower.start(intervalMs: 1_500, through: { herald.durablePosition }, report: { text in reports.withLock { $0.append(text) } })
+                herald.limitCompaction { follower.checkpoint }
+                let running = Task { try await herald.run() }
+                for batch in 0..<30 {
+                    try herald.append((0..<20).map {
+                        .kv(KVMutation(op: .insert, appID: app, collection: "c", key: "k\(batch)-\($0)", value: "1"))
+                    })
+                    try await Task.sleep(for: .milliseconds(20))
+                }
+                let reader = try data.openReader()
+                let deadline = ContinuousClock.now + .seconds(60)
+                // Bound: until compacted with nothing pending, or a minute.
+                while ContinuousClock.now < deadline, try reader.firstPosition <= 200 || herald.pendingCount > 0 {
+                    try await Task.sleep(for: .milliseconds(20))
+                }
+                herald.stop()
+                try await running.value
+                try herald.close()
+                follower.stop()
+                #expect(try reader.firstPosition > 200, "the engine compacted its log")
+                #expect(reports.withLock { $0 }.isEmpty, "the follower never missed a record: \(reports.withLock { $0 })")
+                let store = try PostgresProjection(url: url, schema: schema, readOnly: true)
+                #expect(try store.checkpointPosition() == (try reader.lastPosition))
+                var held: [Delivery] = []
+                try store.forEachDelivery { held.append($0) }
+                #expect(held == (try reader.deliveries()), "the schema was pruned as the log was compacted")
+                #expect(try data.verifyPostgres(url: url, schema: schema).isEmpty)
+            }
+        }
+    }
+
     @Test func verifyNamesAChangedRow() async throws {
         let schema = freshSchema("tampered")
         try await withSchemas([schema]) {

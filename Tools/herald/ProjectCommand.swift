@@ -54,6 +54,7 @@ extension PostgresOptions {
         guard let url = postgres else { return nil }
         let follower = try PostgresFollower(directory: directory, url: url, schema: postgresSchema)
         follower.start(through: { herald.durablePosition }, report: { printError("\(name): \($0)") })
+        herald.limitCompaction { follower.checkpoint }
         printError("\(name): projecting into PostgreSQL schema \(postgresSchema) about once a second")
         return follower
     }

@@ -25,12 +25,24 @@ public final class PostgresFollower: @unchecked Sendable {
     private var report: (@Sendable (String) -> Void)?
     /// The last failure of a catch-up (each failure is reported once, then retried).
     private var lastError: String?
+    /// The projection's checkpoint after the last pass (under `lock`).
+    private var checkpointAfterPass: UInt64 = 0
+
+    /// The PostgreSQL projection's checkpoint as of the last pass: a running engine's
+    /// retention never compacts past it (``Herald/limitCompaction(_:)``), so the follower never
+    /// needs a record the log no longer holds.
+    public var checkpoint: UInt64 {
+        lock.lock()
+        defer { lock.unlock() }
+        return checkpointAfterPass
+    }
 
     /// Opens (creating when needed) the projection in `schema` and takes its writer lock.
     public init(directory: DataDirectory, url: String, schema: String = "herald") throws {
         let store = try PostgresProjection(url: url, schema: schema)
         store.diagnostics = directory.diagnostics
         projector = try Projector(store: store, source: { try directory.openReader() })
+        checkpointAfterPass = projector.dispatcher.position
     }
 
     /// Applies the records after the checkpoint, up to `through` (the log's end by default).
@@ -65,7 +77,10 @@ public final class PostgresFollower: @unchecked Sendable {
         guard let through else { return }
         do {
             try projector.catchUp(through: through())
-            lock.lock(); lastError = nil; lock.unlock()
+            // The engine may have compacted the log since the last pass.
+            try projector.followCompaction()
+            let position = projector.dispatcher.position
+            lock.lock(); lastError = nil; checkpointAfterPass = position; lock.unlock()
         } catch {
             let text = "\(error)"
             lock.lock()

@@ -105,6 +105,10 @@ final class Projector: @unchecked Sendable {
         }
         let last = min(target ?? end, end)
         if start >= last { return ProjectResult(from: start, to: start) }
+        if let first = try reader.compactedStart()?.start, start + 1 < first {
+            // Compacted past this projection while it ran: the records it needs are gone.
+            throw HeraldError.projectionBehindCompaction(location: store.location, checkpoint: start, firstPosition: first)
+        }
         var steps: [ProjectionStep] = []
         steps.reserveCapacity(DataDirectory.projectBatchRecords)
         var failure: Error?
@@ -138,6 +142,19 @@ final class Projector: @unchecked Sendable {
         }
         if let failure { throw failure }
         return ProjectResult(from: start, to: dispatcher.position)
+    }
+
+    /// The compacted log's start this projector last pruned its store to (1: none).
+    private var prunedTo: UInt64 = 1
+
+    /// After the log it follows was compacted (by another component, while this one runs):
+    /// drops the store's rows about what the log no longer holds (``HeraldCore/ProjectionStore/prune(to:)``).
+    /// Cheap when nothing changed: one look at the log's first position.
+    func followCompaction() throws {
+        let reader = try source()
+        guard let start = try reader.compactedStart(), start.start > prunedTo, dispatcher.position + 1 >= start.start else { return }
+        try store.prune(to: start)
+        prunedTo = start.start
     }
 
     /// How often `catchUp` calls its `pace` (records).

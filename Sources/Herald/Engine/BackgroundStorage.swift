@@ -89,7 +89,7 @@ final class BackgroundStorage: Sendable {
         let last = reader.lastPosition
         guard last > 0, let lastTs = try writer.makeReader().record(at: last)?.ts else { return nil }
         return policy.compactionPoint(closed: closed, activeBase: lastClosed.lastPosition + 1, last: last, lastTs: lastTs,
-                                      start: try reader.firstPosition(), limit: engine.projectionCheckpoint() + 1)
+                                      start: try reader.firstPosition(), limit: engine.compactionLimit())
     }
 }
 

@@ -653,6 +653,23 @@ public final class Herald: Sendable {
         return applied
     }
 
+    /// Positions other components of this process still have to read (a PostgreSQL
+    /// follower's checkpoint): retention never compacts past the smallest + 1.
+    private let compactionLimits = Mutex<[@Sendable () -> UInt64]>([])
+
+    /// Keeps the storage thread's retention from compacting past `checkpoint()` + 1: for a
+    /// component that follows the log on its own (`PostgresFollower.checkpoint`).
+    public func limitCompaction(_ checkpoint: @escaping @Sendable () -> UInt64) {
+        compactionLimits.withLock { $0.append(checkpoint) }
+    }
+
+    /// The last position retention may compact before: the projection's and every other
+    /// follower's checkpoint + 1, the smallest.
+    func compactionLimit() -> UInt64 {
+        let limits = compactionLimits.withLock { $0 }
+        return limits.reduce(projectionCheckpoint()) { min($0, $1()) } + 1
+    }
+
     /// Drops the projection's rows about what a compacted log no longer holds.
     func pruneProjection(to state: CompactedState) throws {
         try projector.withLock { try $0?.store.prune(to: state) }
