@@ -9,18 +9,24 @@
 /// | engine snapshot: length (8), ``Dispatcher/snapshotBytes()`` | |
 /// | counts: pending, succeeded, dead, cancelled | 32 |
 /// | used ids: count (4); each id (16), kind (1), created position (8) | |
+/// | source records: count (4); each position, ts (8 each), its body in the log's binary form (length (4) first) | |
+/// | triggers as of a creation: count (4); each its registration body (length (4) first), registered position, created ts, updated ts, updated position (8 each) | |
+/// | scripts as of a creation: count (4); each id, app (16 each), name, runtime, source, created position, created ts (8 each) | |
+/// | principals as of a creation: count (4); each id (16), email, created position, created ts (8 each) | |
 /// | retained deliveries: count (4); each its timeline (below) | |
 /// | checksum of every byte before it | 8 |
 ///
-/// A timeline: the delivery now and as created (a *delivery*: id (8 + 16), app, script (16
+/// The four tables hold each distinct value once (a KV mutation that created several kept
+/// deliveries, the trigger most of them share); a timeline names its entries by index (4; all
+/// ones: none). A timeline: the delivery now (a *delivery*: id (8 + 16), app, script (16
 /// each), source kind (1), depth, retry max attempts (8 each), backoff (1), base ms, trigger
 /// rank (8 each), status (1), attempts (8), due at, last error, finished at (each a flag (1)
-/// and the value), budget base (8)); the record that created it (flag; ts (8), its body in the
-/// log's binary form, length (4) first); the trigger, script and principal as of its creation
-/// (flag and fields each, as in the engine snapshot); then its events (count (4), each a tag
-/// (1): 1 an attempt — position, ts, the `delivery.attempted` body, delay, next due (flags),
-/// status; 2 a death — the dead-letter event and the deliveries it caused; 3 a cancellation —
-/// position and cause; 4 a redrive — position, ts, by, reason, attempts before).
+/// and the value), budget base (8)); the delivery as created (0 none, 1 the same as now, 2 a
+/// delivery follows); its source record, trigger, script and principal (indexes); then its
+/// events (count (4), each a tag (1): 1 an attempt — position, ts, the `delivery.attempted`
+/// body, delay, next due (flags), status; 2 a death — the dead-letter event and the
+/// deliveries it caused; 3 a cancellation — position and cause; 4 a redrive — position, ts,
+/// by, reason, attempts before).
 extension CompactedState {
     static let magic: [UInt8] = Array("HCS1".utf8)
 
@@ -36,8 +42,14 @@ extension CompactedState {
         for used in usedIDs {
             out.put(used.id); out.put(used.kind.rawValue); out.put(used.createdPosition)
         }
+        var tables = SharedTables()
+        let refs = timelines.map { tables.add($0) }
+        for table in [tables.records, tables.triggers, tables.scripts, tables.principals] {
+            out.put(UInt32(truncatingIfNeeded: table.count))
+            out.bytes.append(contentsOf: table.bytes)
+        }
         out.put(UInt32(truncatingIfNeeded: timelines.count))
-        for timeline in timelines { out.putTimeline(timeline) }
+        for (timeline, ref) in zip(timelines, refs) { out.putTimeline(timeline, ref) }
         out.put(PendingDeliveries.checksum(out.bytes[...]))
         return out.bytes
     }
@@ -89,6 +101,7 @@ extension CompactedState {
             }
             usedIDs.append(UsedID(id: id, kind: kind, createdPosition: position))
         }
+        let tables = try SharedTables.Decoded(&reader, through: dispatcher.position)
         let timelineCount = Int(try reader.uint32())
         guard timelineCount <= reader.remaining / 100 else {
             throw SnapshotError(offset: reader.offset - 4, reason: "\(timelineCount) deliveries do not fit in \(reader.remaining) bytes")
@@ -97,7 +110,7 @@ extension CompactedState {
         timelines.reserveCapacity(timelineCount)
         for _ in 0..<timelineCount {
             let at = reader.offset
-            let timeline = try reader.timeline(through: dispatcher.position)
+            let timeline = try reader.timeline(through: dispatcher.position, tables)
             if let last = timelines.last?.current, let current = timeline.current, !(last.orderKey < current.orderKey) {
                 throw SnapshotError(offset: at, reason: "delivery \(timeline.id) is not after \(last.id) in canonical order")
             }
@@ -130,24 +143,14 @@ extension SnapshotWriter {
         bytes.append(contentsOf: encoded)
     }
 
-    mutating func putTimeline(_ t: DeliveryTimeline) {
+    mutating func putTimeline(_ t: DeliveryTimeline, _ ref: SharedTables.Ref) {
         putFlag(t.current != nil); if let current = t.current { putDelivery(current) }
-        putFlag(t.created != nil); if let created = t.created { putDelivery(created) }
-        putFlag(t.sourceRecord != nil)
-        if let record = t.sourceRecord { put(UInt64(bitPattern: record.ts)); putBody(record.body) }
-        putFlag(t.trigger != nil)
-        if let trigger = t.trigger {
-            putBody(.triggerRegistered(trigger.registration))
-            put(trigger.registeredPosition); put(UInt64(bitPattern: trigger.createdTs))
-            put(UInt64(bitPattern: trigger.updatedTs)); put(trigger.updatedPosition)
+        if let created = t.created {
+            if created == t.current { put(UInt8(1)) } else { put(UInt8(2)); putDelivery(created) }
+        } else {
+            put(UInt8(0))
         }
-        putFlag(t.script != nil)
-        if let s = t.script {
-            put(s.id); put(s.appID); putText(s.name); putText(s.runtime); putText(s.source)
-            put(s.createdPosition); put(UInt64(bitPattern: s.createdTs))
-        }
-        putFlag(t.principal != nil)
-        if let p = t.principal { put(p.id); putText(p.email); put(p.createdPosition); put(UInt64(bitPattern: p.createdTs)) }
+        put(ref.record); put(ref.trigger); put(ref.script); put(ref.principal)
         put(UInt32(truncatingIfNeeded: t.events.count))
         for event in t.events {
             switch event {
@@ -216,34 +219,34 @@ extension SnapshotReader {
                         finishedAt: finished, budgetBase: base)
     }
 
-    mutating func timeline(through position: UInt64) throws(SnapshotError) -> DeliveryTimeline {
+    mutating func timeline(through position: UInt64, _ tables: SharedTables.Decoded) throws(SnapshotError) -> DeliveryTimeline {
         let at = offset
         guard try flag() else { throw SnapshotError(offset: at, reason: "a retained delivery without its state") }
         let current = try delivery(through: position)
         var t = DeliveryTimeline(id: current.id)
         t.current = current
-        t.created = try flag() ? try delivery(through: position) : nil
-        if try flag() {
-            let ts = try int64()
-            t.sourceRecord = Record(ts: ts, body: try body())
+        let createdAt = offset
+        switch try uint8() {
+        case 0: t.created = nil
+        case 1: t.created = current
+        case 2: t.created = try delivery(through: position)
+        case let tag: throw SnapshotError(offset: createdAt, reason: "created tag \(tag) is not 0, 1 or 2")
         }
-        if try flag() {
-            let bodyAt = offset
-            guard case .triggerRegistered(let registration) = try body() else {
-                throw SnapshotError(offset: bodyAt, reason: "a trigger that is not a trigger registration")
-            }
-            var trigger = Registry.Trigger(registration, registeredPosition: try uint64(), ts: try int64())
-            trigger.updatedTs = try int64()
-            trigger.updatedPosition = try uint64()
-            t.trigger = trigger
+        func pick<T>(_ table: [T], _ what: String) throws(SnapshotError) -> T? {
+            let at = offset
+            let index = try uint32()
+            if index == SharedTables.none { return nil }
+            guard Int(index) < table.count else { throw SnapshotError(offset: at, reason: "\(what) \(index) of \(table.count)") }
+            return table[Int(index)]
         }
-        if try flag() {
-            t.script = Registry.Script(id: try id(), appID: try id(), name: try text(), runtime: try text(), source: try text(),
-                                       createdPosition: try uint64(), createdTs: try int64())
+        let source = try pick(tables.records, "source record")
+        if let source, source.position != current.id.sourcePosition {
+            throw SnapshotError(offset: offset - 4, reason: "delivery \(current.id) names the record at \(source.position) as its source")
         }
-        if try flag() {
-            t.principal = Registry.AdminUser(id: try id(), email: try text(), createdPosition: try uint64(), createdTs: try int64())
-        }
+        t.sourceRecord = source?.record
+        t.trigger = try pick(tables.triggers, "trigger")
+        t.script = try pick(tables.scripts, "script")
+        t.principal = try pick(tables.principals, "principal")
         let count = Int(try uint32())
         guard count <= remaining / 9 else { throw SnapshotError(offset: offset - 4, reason: "\(count) events do not fit in \(remaining) bytes") }
         for _ in 0..<count {
@@ -289,5 +292,118 @@ extension SnapshotReader {
             }
         }
         return t
+    }
+}
+
+/// The tables of values timelines share (see the format above): each distinct value once,
+/// in order of first use by the timelines in canonical order, so the same state gives the
+/// same bytes. The dictionaries are looked up only, never iterated.
+struct SharedTables {
+    static let none = UInt32.max
+
+    struct Ref {
+        var record = SharedTables.none
+        var trigger = SharedTables.none
+        var script = SharedTables.none
+        var principal = SharedTables.none
+    }
+
+    struct Table {
+        var bytes: [UInt8] = []
+        var count = 0
+        var index: [[UInt8]: UInt32] = [:]
+
+        mutating func add(_ entry: [UInt8]) -> UInt32 {
+            if let found = index[entry] { return found }
+            let at = UInt32(count)
+            index[entry] = at
+            bytes.append(contentsOf: entry)
+            count += 1
+            return at
+        }
+    }
+
+    var records = Table()
+    var recordIndex: [UInt64: UInt32] = [:]
+    var triggers = Table()
+    var scripts = Table()
+    var principals = Table()
+
+    mutating func add(_ t: DeliveryTimeline) -> Ref {
+        var ref = Ref()
+        if let record = t.sourceRecord {
+            // One record per position: looked up by it, not by its bytes.
+            if let found = recordIndex[t.id.sourcePosition] {
+                ref.record = found
+            } else {
+                var out = SnapshotWriter()
+                out.put(t.id.sourcePosition); out.put(UInt64(bitPattern: record.ts)); out.putBody(record.body)
+                ref.record = UInt32(records.count)
+                recordIndex[t.id.sourcePosition] = ref.record
+                records.bytes.append(contentsOf: out.bytes)
+                records.count += 1
+            }
+        }
+        if let trigger = t.trigger {
+            var out = SnapshotWriter()
+            out.putBody(.triggerRegistered(trigger.registration))
+            out.put(trigger.registeredPosition); out.put(UInt64(bitPattern: trigger.createdTs))
+            out.put(UInt64(bitPattern: trigger.updatedTs)); out.put(trigger.updatedPosition)
+            ref.trigger = triggers.add(out.bytes)
+        }
+        if let s = t.script {
+            var out = SnapshotWriter()
+            out.put(s.id); out.put(s.appID); out.putText(s.name); out.putText(s.runtime); out.putText(s.source)
+            out.put(s.createdPosition); out.put(UInt64(bitPattern: s.createdTs))
+            ref.script = scripts.add(out.bytes)
+        }
+        if let p = t.principal {
+            var out = SnapshotWriter()
+            out.put(p.id); out.putText(p.email); out.put(p.createdPosition); out.put(UInt64(bitPattern: p.createdTs))
+            ref.principal = principals.add(out.bytes)
+        }
+        return ref
+    }
+
+    /// The four tables, read back.
+    struct Decoded {
+        var records: [(position: UInt64, record: Record)] = []
+        var triggers: [Registry.Trigger] = []
+        var scripts: [Registry.Script] = []
+        var principals: [Registry.AdminUser] = []
+
+        init(_ reader: inout SnapshotReader, through position: UInt64) throws(SnapshotError) {
+            func count(_ what: String, _ minimum: Int) throws(SnapshotError) -> Int {
+                let n = Int(try reader.uint32())
+                guard n <= reader.remaining / minimum else {
+                    throw SnapshotError(offset: reader.offset - 4, reason: "\(n) \(what) do not fit in \(reader.remaining) bytes")
+                }
+                return n
+            }
+            for _ in 0..<(try count("source records", 20)) {
+                let at = reader.offset
+                let source = try reader.uint64(), ts = try reader.int64()
+                guard source >= 1, source <= position else { throw SnapshotError(offset: at, reason: "a source record at position \(source), not in 1…\(position)") }
+                records.append((source, Record(ts: ts, body: try reader.body())))
+            }
+            for _ in 0..<(try count("triggers", 36)) {
+                let at = reader.offset
+                guard case .triggerRegistered(let registration) = try reader.body() else {
+                    throw SnapshotError(offset: at, reason: "a trigger that is not a trigger registration")
+                }
+                var trigger = Registry.Trigger(registration, registeredPosition: try reader.uint64(), ts: try reader.int64())
+                trigger.updatedTs = try reader.int64()
+                trigger.updatedPosition = try reader.uint64()
+                triggers.append(trigger)
+            }
+            for _ in 0..<(try count("scripts", 60)) {
+                scripts.append(Registry.Script(id: try reader.id(), appID: try reader.id(), name: try reader.text(), runtime: try reader.text(),
+                                               source: try reader.text(), createdPosition: try reader.uint64(), createdTs: try reader.int64()))
+            }
+            for _ in 0..<(try count("principals", 36)) {
+                principals.append(Registry.AdminUser(id: try reader.id(), email: try reader.text(), createdPosition: try reader.uint64(),
+                                                     createdTs: try reader.int64()))
+            }
+        }
     }
 }

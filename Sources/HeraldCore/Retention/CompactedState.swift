@@ -111,26 +111,71 @@ public struct UsedID: Equatable, Sendable {
 public struct CompactionCollector: Sendable {
     private var counts: DeliveryCounts
     private var usedIDs: [UsedID]
-    private var timelines: [DeliveryID: DeliveryTimeline] = [:]
+    private var timelines = Stories()
+
+    /// The stories, in slots reused as deliveries finish (a dictionary of such large values
+    /// would hold about twice their size in empty buckets); the index is looked up only.
+    private struct Stories: Sendable {
+        var slots: [DeliveryTimeline?] = []
+        var free: [Int32] = []
+        var index: [DeliveryID: Int32] = [:]
+
+        mutating func insert(_ timeline: DeliveryTimeline) {
+            if let at = index[timeline.id] {
+                slots[Int(at)] = timeline
+            } else if let at = free.popLast() {
+                slots[Int(at)] = timeline
+                index[timeline.id] = at
+            } else {
+                index[timeline.id] = Int32(slots.count)
+                slots.append(timeline)
+            }
+        }
+
+        /// Runs `body` on the story of `id` in place, if there is one.
+        mutating func update(_ id: DeliveryID, _ body: (inout DeliveryTimeline) -> Void) {
+            guard let at = index[id], slots[Int(at)] != nil else { return }
+            body(&slots[Int(at)]!)
+        }
+
+        func contains(_ id: DeliveryID, where predicate: (DeliveryTimeline) -> Bool) -> Bool {
+            guard let at = index[id], let timeline = slots[Int(at)] else { return false }
+            return predicate(timeline)
+        }
+
+        @discardableResult
+        mutating func remove(_ id: DeliveryID) -> DeliveryTimeline? {
+            guard let at = index.removeValue(forKey: id) else { return nil }
+            let timeline = slots[Int(at)]
+            slots[Int(at)] = nil
+            free.append(at)
+            return timeline
+        }
+    }
 
     /// Starts from the state a compacted log starts from (nil: a log starting at position 1).
     public init(from start: CompactedState?) {
         counts = start?.counts ?? DeliveryCounts()
         usedIDs = start?.usedIDs ?? []
-        for timeline in start?.timelines ?? [] { timelines[timeline.id] = timeline }
+        for timeline in start?.timelines ?? [] { timelines.insert(timeline) }
     }
 
     /// Takes in one replayed record with its effects; `registry` is the registry after it.
     public mutating func observe(position: UInt64, record: Record, effects: [DispatchEffect], registry: Registry) {
         if let used = UsedID.created(by: record, at: position) { usedIDs.append(used) }
+        // One copy of a record that creates deliveries, shared by their stories (not one each,
+        // nor the whole log block it was read from).
+        let record = effects.contains(where: { if case .created = $0 { true } else { false } }) ? record.compacted() : record
         counts.absorb(effects)
         var dying: DeliveryID?
         for effect in effects {
             let id: DeliveryID
             switch effect {
             case .created(let d):
-                if let dying, d.id.sourcePosition == position { timelines[dying]?.observe(position: position, record: record, effects: [effect], registry: registry) }
-                timelines[d.id] = DeliveryTimeline(id: d.id)
+                if let dying, d.id.sourcePosition == position {
+                    timelines.update(dying) { $0.observe(position: position, record: record, effects: [effect], registry: registry) }
+                }
+                timelines.insert(DeliveryTimeline(id: d.id))
                 id = d.id
             case .attempted(let d, _, _, _), .cancelled(let d), .redriven(let d, _):
                 id = d.id
@@ -138,20 +183,22 @@ public struct CompactionCollector: Sendable {
                 dying = e.delivery
                 id = e.delivery
             }
-            timelines[id]?.observe(position: position, record: record, effects: [effect], registry: registry)
+            timelines.update(id) { $0.observe(position: position, record: record, effects: [effect], registry: registry) }
             // Forgotten once it succeeds, unless it died before: a dead-letter delivery its
             // death caused may be kept, and links to it.
-            if case .attempted(let d, _, _, _) = effect, d.status == .succeeded, timelines[id]?.deadLetter == nil { timelines[id] = nil }
+            if case .attempted(let d, _, _, _) = effect, d.status == .succeeded, timelines.contains(id, where: { $0.deadLetter == nil }) {
+                timelines.remove(id)
+            }
         }
     }
 
     /// The state through `dispatcher.position`: the deliveries kept are those pending, dead,
     /// or cancelled and still redrivable then, and the deliveries whose deaths caused a
     /// dead-letter delivery kept (its source: the dead-letter event, and the link back).
-    public func finish(with dispatcher: Dispatcher) -> CompactedState {
+    public consuming func finish(with dispatcher: Dispatcher) -> CompactedState {
         var keep = Set<DeliveryID>()
         var diedAt: [UInt64: DeliveryID] = [:]
-        for timeline in timelines.values {
+        for case let timeline? in timelines.slots {
             for case .dead(let event, _) in timeline.events { diedAt[event.position] = timeline.id }
             guard let d = timeline.current else { continue }
             switch d.status {
@@ -161,13 +208,22 @@ public struct CompactionCollector: Sendable {
             }
         }
         for id in keep where id.sourcePosition > 0 {
-            if timelines[id]?.current?.sourceKind == .deadLetter, let source = diedAt[id.sourcePosition] { keep.insert(source) }
+            if timelines.contains(id, where: { $0.current?.sourceKind == .deadLetter }), let source = diedAt[id.sourcePosition] { keep.insert(source) }
         }
-        let kept = timelines.values.filter { keep.contains($0.id) }.sorted { a, b in
-            // Never equal: one delivery per (source position, trigger), one rank per trigger.
-            let x = a.current?.orderKey ?? (0, 0), y = b.current?.orderKey ?? (0, 0)
-            return x < y
+        // The kept ids in canonical order (never equal: one delivery per source position and
+        // trigger, one rank per trigger), then each story moved out of the table once: no
+        // copy of the stories to sort them.
+        var order: [(DeliveryID, (UInt64, UInt64))] = []
+        for case let timeline? in timelines.slots where keep.contains(timeline.id) {
+            if let current = timeline.current { order.append((timeline.id, current.orderKey)) }
         }
+        order.sort { $0.1 < $1.1 }
+        var kept: [DeliveryTimeline] = []
+        kept.reserveCapacity(order.count)
+        for (id, _) in order {
+            if let timeline = timelines.remove(id) { kept.append(timeline) }
+        }
+        timelines = Stories()
         return CompactedState(dispatcher: dispatcher, counts: counts, usedIDs: usedIDs, timelines: kept)
     }
 }
