@@ -185,8 +185,11 @@ public final class PostgresProjection: ProjectionStore, EngineSnapshotStore, @un
             }
             try connection.run("UPDATE checkpoint SET position = $1, last_ts = $2 WHERE id = 1",
                                [.int(Int64(bitPattern: state.start - 1)), state.dispatcher.lastTs.map { .int($0) } ?? .null])
+            // In the same transaction: a seeded schema always has the state to go on from.
+            try connection.run("INSERT INTO engine_snapshot (id, position, state) VALUES (1, $1, $2) "
+                               + "ON CONFLICT (id) DO UPDATE SET position = excluded.position, state = excluded.state",
+                               [.int(Int64(bitPattern: state.start - 1)), .bytes(state.dispatcher.snapshotBytes())])
         }
-        try saveSnapshot(of: state.dispatcher)
     }
 
     /// Removes the history a compacted log no longer holds (the SQL of `Projection.prune(to:)`).

@@ -58,6 +58,35 @@ import Testing
         }
     }
 
+    /// A cursor made before a compaction that removed what it was to read says so by name.
+    @Test func aCursorBehindACompactionIsToldSo() throws {
+        try withTemporaryDirectory { dir in
+            try RecompressionTests.write(dir)
+            let reader = try LogReader(directory: dir)
+            let cursor = try reader.makeCursor(from: 1)
+            let writer = try LogWriter(directory: dir, configuration: Self.config)
+            let start = UInt64(Self.all.count - 3)
+            _ = try writer.compact(to: Self.snapshot(start))
+            try writer.close()
+            #expect(throws: LogError.compacted(directory: dir, position: 1, firstPosition: start)) { try cursor.nextBlock() }
+        }
+    }
+
+    /// With a writer that acknowledges before it syncs, a compaction first syncs what its
+    /// snapshot stands for: a power loss right after never leaves the log ending before its start.
+    @Test func aCompactionSyncsTheRecordsItsSnapshotStandsFor() throws {
+        let fs = SimulatedFileSystem()
+        let config = LogConfiguration(segmentBytesMax: 2_500, blockRawBytesMax: 1_500, durability: .none)
+        let writer = try LogWriter(directory: "/sim/log", configuration: config, fileSystem: fs)
+        for batch in RecompressionTests.batches { try writer.append(batch) }
+        let last = UInt64(Self.all.count)
+        _ = try writer.compact(to: LogSnapshot(start: last + 1, lastTs: Self.all[Int(last) - 1].ts, payload: [1]))
+        fs.powerLoss(.dropUnsynced)
+        let reader = try LogReader(directory: "/sim/log", fileSystem: fs)
+        #expect(reader.lastPosition == last)
+        #expect(try reader.firstPosition() == last + 1)
+    }
+
     @Test func aDamagedSnapshotIsRefusedByReadersAndTheWriter() throws {
         try withTemporaryDirectory { dir in
             try RecompressionTests.write(dir)

@@ -112,6 +112,12 @@ import Testing
             try writer.close()
             #expect(try readFile(path) == bytes)
             #expect(!FileManager.default.fileExists(atPath: path + ".recompress"))
+            // The other closed segments were rewritten all the same.
+            for (i, name) in names.dropLast().enumerated() where i != 1 {
+                let base = SegmentFiles.base(ofSegment: name) ?? 0
+                #expect(BlockIndexFile.rewrittenLevel(PosixFileSystem(), path: dir + "/" + SegmentFiles.indexName(base: base), base: base) == 9,
+                        "\(name) was recompressed past the damaged one")
+            }
         }
     }
 

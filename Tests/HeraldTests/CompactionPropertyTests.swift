@@ -1,5 +1,5 @@
 import Foundation
-import Herald
+@testable import Herald
 import HeraldCore
 import HeraldLog
 import HeraldStore
@@ -185,6 +185,31 @@ import Testing
                 }
             }
             #expect(outcomes == [1, point])
+        }
+    }
+}
+
+/// A projection whose engine snapshot is older than the log's new start (a running engine
+/// saves one only every so many records) still restores: from the log's own snapshot.
+@Suite struct CompactionRestoreTests {
+    @Test func anEngineSnapshotOlderThanTheStartIsNotContinued() async throws {
+        var generator = RandomLog(seed: 7)
+        let records = generator.generate(records: 600)
+        try await withTemporaryDirectory { path in
+            let data = DataDirectory(path: path)
+            let writer = try data.openWriter()
+            try writer.append(Array(records[..<100]))
+            let projection = try data.openProjection()
+            try Projector(directory: data, projection: projection).catchUp()  // the engine snapshot at 100
+            try writer.append(Array(records[100...]))
+            try Projector(directory: data, projection: projection).catchUp(through: UInt64(records.count))  // no new snapshot
+            #expect(try projection.snapshotPosition() == 100)
+            _ = try writer.compact(before: 300)
+            try writer.close()
+            let reader = try data.openReader()
+            let restored = try reader.restoredState(from: projection)
+            #expect(restored.snapshotBytes() == (try reader.replay()).snapshotBytes())
+            #expect(try reader.summary(store: projection, now: 0).counts == (try reader.summary(store: nil, now: 0)).counts)
         }
     }
 }

@@ -20,7 +20,7 @@ extension RecordSource {
     ///   the snapshot's position.
     public func startingState(through: UInt64? = nil) throws -> Dispatcher {
         guard let start = try compactedStart() else { return Dispatcher() }
-        if let through, through + 1 < start.start {
+        if let through, through < start.start - 1 {
             throw HeraldError.compacted(position: through, firstPosition: start.start)
         }
         return start.dispatcher
@@ -60,9 +60,21 @@ extension RecordSource {
     /// it derives from its rows. A snapshot past the log's end (the log was cut) is not used.
     public func restoredState(from store: any ProjectionStore & EngineSnapshotStore) throws -> Dispatcher {
         let checkpoint = try store.checkpointPosition()
-        if let start = try compactedStart(), checkpoint + 1 < start.start {
-            // A projection behind a compacted log's start: the log's own start is the state.
-            return start.dispatcher
+        if let start = try compactedStart() {
+            if checkpoint + 1 < start.start {
+                // A projection behind a compacted log's start: the log's own start is the state.
+                return start.dispatcher
+            }
+            if checkpoint <= (try lastPosition) {
+                // An engine snapshot older than the start cannot be continued (its records are
+                // gone): the log's snapshot is the later state to continue from.
+                var state = start.dispatcher
+                if let snapshot = try store.loadSnapshot(), snapshot.position + 1 >= start.start, snapshot.position <= checkpoint {
+                    state = snapshot
+                }
+                try replay(into: &state, through: checkpoint)
+                return state
+            }
         }
         if checkpoint <= (try lastPosition), var snapshot = try store.loadSnapshot(), snapshot.position <= checkpoint {
             try replay(into: &snapshot, through: checkpoint)

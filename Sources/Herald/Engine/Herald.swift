@@ -506,11 +506,16 @@ public final class Herald: Sendable {
         // A compacted log keeps the records that created its retained deliveries in its snapshot.
         let compacted = try log.compactedStart()
         for position in positions {
-            let record: Record?
+            var record: Record?
             if let compacted, position < compacted.start {
                 record = compacted.sourceRecord(at: position)
             } else {
-                record = try log.record(at: position)
+                do {
+                    record = try log.record(at: position)
+                } catch HeraldError.compacted {
+                    // Compacted by the storage thread meanwhile: the new snapshot holds it.
+                    record = try log.compactedStart()?.sourceRecord(at: position)
+                }
             }
             switch record?.body {
             case .kv?, .deliveryInvoked?: records[position] = record?.compacted()

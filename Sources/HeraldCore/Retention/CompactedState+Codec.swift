@@ -81,11 +81,16 @@ extension CompactedState {
         } catch {
             throw SnapshotError(offset: engineStart + 8 + error.offset, reason: "engine snapshot: \(error.reason)")
         }
+        guard dispatcher.position < UInt64.max / 2 else {
+            throw SnapshotError(offset: engineStart + 8, reason: "position \(dispatcher.position) is past any log position")
+        }
         var counts = DeliveryCounts()
         for status in DeliveryStatus.allCases {
             let at = reader.offset
             counts[status] = Int64(bitPattern: try reader.uint64())
-            guard counts[status] >= 0 else { throw SnapshotError(offset: at, reason: "a negative count of \(status) deliveries") }
+            guard counts[status] >= 0, counts[status] < 1 << 62 else {
+                throw SnapshotError(offset: at, reason: "count \(counts[status]) of \(status) deliveries is out of range")
+            }
         }
         let usedCount = Int(try reader.uint32())
         guard usedCount <= reader.remaining / 25 else {

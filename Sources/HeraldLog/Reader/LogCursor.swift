@@ -1,3 +1,7 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
 /// Reads blocks forward from a position. Not thread-safe: use one cursor per thread.
 ///
 /// `nextBlock()` returns nil when the cursor has reached the reader's `lastPosition`; call it
@@ -45,12 +49,23 @@ public final class LogCursor {
         guard let found = try reader.segment(holding: nextPosition) else {
             throw LogError.segmentGap(directory: reader.directory, segment: "(none)", expectedPosition: nextPosition, foundPosition: 0)
         }
-        let opened = try reader.fileSystem.open(SegmentFiles.join(reader.directory, SegmentFiles.segmentName(base: found.base)), mode: .readOnly)
+        let opened = try openSegment(found.base)
         file = opened
         segmentBase = found.base
         segmentClosed = found.closed
         offset = reader.seekOffset(segment: found.base, closed: found.closed, fileSize: try opened.size(), position: nextPosition)
         seekedViaIndex = offset > 0
+    }
+
+    /// Opens segment `base`. One that is gone (a compaction removed it after it was listed)
+    /// is `LogError.compacted` when the log now starts after `nextPosition`.
+    private func openSegment(_ base: UInt64) throws -> any LogFile {
+        do {
+            return try reader.fileSystem.open(SegmentFiles.join(reader.directory, SegmentFiles.segmentName(base: base)), mode: .readOnly)
+        } catch LogError.io(_, _, _, let code) where code == ENOENT {
+            _ = try reader.segment(holding: nextPosition)  // throws `.compacted` when that is why
+            throw LogError.io(operation: "open", path: SegmentFiles.join(reader.directory, SegmentFiles.segmentName(base: base)), offset: nil, errno: code)
+        }
     }
 
     /// Moves to the next segment at the end of the current one; it must start at `nextPosition`.
@@ -62,7 +77,7 @@ public final class LogCursor {
             throw LogError.segmentGap(directory: reader.directory, segment: SegmentFiles.segmentName(base: found.base), expectedPosition: nextPosition, foundPosition: found.base)
         }
         file?.close()
-        file = try reader.fileSystem.open(SegmentFiles.join(reader.directory, SegmentFiles.segmentName(base: found.base)), mode: .readOnly)
+        file = try openSegment(found.base)
         segmentBase = found.base
         segmentClosed = found.closed
         offset = 0

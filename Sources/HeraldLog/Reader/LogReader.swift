@@ -96,8 +96,14 @@ public final class LogReader: Sendable {
             start = SegmentScan(offset: snapshot.tailOffset, nextPosition: snapshot.tailNext, lastTs: snapshot.tailLastTs, lastCRC: snapshot.tailLastCRC)
         } else {
             let previous = bases.count > 1 ? bases[bases.count - 2] : nil
-            start = try indexHint(segment: lastBase, watermark: watermark,
-                                  previousTs: try previous.map { try lastTimestamp(ofSegment: $0) } ?? 0)
+            // The previous segment may have just been removed by a compaction: then unknown.
+            let previousTs: Int64
+            do {
+                previousTs = try previous.map { try lastTimestamp(ofSegment: $0) } ?? 0
+            } catch LogError.io(_, _, _, let code) where code == ENOENT {
+                previousTs = 0
+            }
+            start = try indexHint(segment: lastBase, watermark: watermark, previousTs: previousTs)
         }
         start.watermark = watermark
         var (scan, tail) = try walk(segment: lastBase, from: start, hasWatermark: hasWatermark)
@@ -245,9 +251,17 @@ public final class LogReader: Sendable {
     ///
     /// - Throws: `LogError.damagedSnapshot`, `.io`.
     public func snapshot() throws -> LogSnapshot? {
-        let start = try firstPosition()
-        guard start > 1 else { return nil }
-        return try LogSnapshotFile.load(fileSystem, directory: directory, start: start)
+        // A newer compaction may remove the file between the listing and the read: once more.
+        for attempt in 0..<2 {
+            let start = try firstPosition()
+            guard start > 1 else { return nil }
+            do {
+                return try LogSnapshotFile.load(fileSystem, directory: directory, start: start)
+            } catch LogError.io(_, _, _, let code) where code == ENOENT && attempt == 0 {
+                continue
+            }
+        }
+        return nil
     }
 
     /// Calls `body` for every record from `from` through `to` (inclusive, clamped to
@@ -355,7 +369,13 @@ extension LogReader {
     ///   log a writer refuses.
     public static func verify(directory: String, fileSystem: any LogFileSystem = PosixFileSystem()) throws -> LogVerification {
         let writerActive = try fileSystem.isLocked(SegmentFiles.join(directory, SegmentFiles.lockName))
-        let plan = try Recovery.analyze(directory: directory, fileSystem: fileSystem, writerActive: writerActive)
+        let plan: Recovery.Plan
+        do {
+            plan = try Recovery.analyze(directory: directory, fileSystem: fileSystem, writerActive: writerActive)
+        } catch LogError.io(_, _, _, let code) where code == ENOENT && writerActive {
+            // A running engine's compaction removed a file this read listed: read again.
+            plan = try Recovery.analyze(directory: directory, fileSystem: fileSystem, writerActive: writerActive)
+        }
         return LogVerification(segments: plan.bases.count, blocks: plan.entries.reduce(0) { $0 + $1.count }, lastPosition: plan.lastPosition,
                                firstPosition: plan.start, watermark: plan.watermark?.position, damage: plan.damage,
                                acknowledgedLoss: plan.acknowledgedLoss, writerActive: writerActive)

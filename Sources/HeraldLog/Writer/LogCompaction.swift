@@ -39,6 +39,10 @@ extension LogWriter {
             throw LogError.invalidCompaction(directory: directory, reason: "position \(snapshot.start) is outside 2...\(lastPosition + 1) (the log's last position + 1)")
         }
         if snapshot.start > before.start {
+            // Every record the snapshot stands for is on disk first (`.interval`/`.none`
+            // acknowledge before they sync): a power loss must not leave the log ending before
+            // its own start.
+            try sync()
             try LogSnapshotFile.write(fileSystem, directory: directory, snapshot)
         }
         let listing = try SegmentListing.read(fileSystem, directory)
@@ -51,6 +55,10 @@ extension LogWriter {
         }
         if let archiveDirectory, !listing.stale.isEmpty {
             try fileSystem.createDirectory(archiveDirectory)
+            // The directory's own entry is durable before anything is removed from the log.
+            if let slash = archiveDirectory.lastIndex(of: "/"), slash != archiveDirectory.startIndex {
+                try fileSystem.syncDirectory(String(archiveDirectory[..<slash]))
+            }
             for base in listing.stale {
                 try archive(segment: base, to: archiveDirectory)
             }

@@ -237,6 +237,8 @@ extension LogWriter {
         let bases = try SegmentListing.read(fileSystem, directory).bases
         let reader = makeReader()
         var previousTs: Int64 = 0
+        /// A damaged segment is left as it is and reported once the others are done.
+        var refused: LogError?
         for (i, base) in bases.dropLast().enumerated() {
             try requireOpen()
             guard shouldContinue() else {
@@ -254,6 +256,11 @@ extension LogWriter {
                 } catch is SegmentRecompressor.Stopped {
                     report.remaining = bases.count - 1 - i
                     return report
+                } catch let error as LogError {
+                    guard case .corruptBlock = error else { throw error }
+                    if refused == nil { refused = error }
+                    previousTs = 0  // unknown past a damaged segment: the next one checks its own chain
+                    continue
                 }
                 report.rewritten += 1
                 report.bytesBefore += sizes.before
@@ -261,6 +268,7 @@ extension LogWriter {
             }
             previousTs = try reader.lastTimestamp(ofSegment: base)
         }
+        if let refused { throw refused }
         return report
     }
 }
