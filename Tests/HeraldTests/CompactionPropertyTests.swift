@@ -50,6 +50,8 @@ import Testing
             let records = generator.generate(records: 300)
             let position = 2 + (seed &* 2_654_435_761) % UInt64(records.count)
             let context = "seed \(seed), compact before \(position) of \(records.count)"
+            // Long synchronous work: let the other tests' tasks have the pool's thread now and then.
+            await Task.yield()
             try await withTemporaryDirectory { dir in
                 let live = DataDirectory(path: dir + "/live")
                 let compacted = DataDirectory(path: dir + "/compacted")
@@ -75,6 +77,7 @@ import Testing
                 droppedOld += before.count - after.count
 
                 // `deliveries --at` every later position keeps the same promise.
+                await Task.yield()
                 for at in stride(from: position - 1, through: UInt64(records.count), by: 37) {
                     let b = try liveReader.deliveries(at: at)
                     let a = try reader.deliveries(at: at)
@@ -92,6 +95,7 @@ import Testing
                     #expect(a == b, "\(context): explain \(delivery.id)")
                 }
 
+                await Task.yield()
                 // The projection rebuilt from the compacted log: the same registry, counts and
                 // checkpoint, and the same rows for every delivery it keeps.
                 try compacted.rebuildProjection()
@@ -160,6 +164,7 @@ import Testing
             #expect(points > 20 && compacted.count < all.count)
             var outcomes: Set<UInt64> = []
             for k in 1...points {
+                await Task.yield()  // long synchronous work: the pool's thread for others now and then
                 for mode in [SimulatedFileSystem.PowerLossMode.dropUnsynced, .tornPrefix(seed: UInt64(k))] {
                     let context = "crash at I/O point \(k) of \(points), \(mode)"
                     let (fs, directory) = try written()
