@@ -36,7 +36,7 @@ import Testing
             #expect(try reader.snapshot() == Self.snapshot(start))
             #expect(try readAll(reader, from: start).map(\.payload) == Self.all[Int(start - 1)...].map(\.payload) + [[7]])
             #expect(throws: LogError.compacted(directory: dir, position: start - 1, firstPosition: start)) {
-                try reader.makeCursor(from: start - 1)
+                try reader.makeCursor(from: start - 1).nextBlock()
             }
             try writer.close()
 

@@ -85,3 +85,46 @@ import Testing
         }
     }
 }
+
+/// The retention policy's compaction point (``StoragePolicy/compactionPoint``): the first
+/// position of the earliest segment a bound keeps, by count, by the log's own time, or the
+/// union of both, never past the projection, and nil when nothing would be removed.
+@Suite struct StoragePolicyTests {
+    /// Three closed segments of 100 records each (timestamps 1 000 per segment), the active one from 301.
+    let closed = [SegmentSpan(base: 1, lastPosition: 100, lastTs: 1_000),
+                  SegmentSpan(base: 101, lastPosition: 200, lastTs: 2_000),
+                  SegmentSpan(base: 201, lastPosition: 300, lastTs: 3_000)]
+
+    func point(_ policy: StoragePolicy, start: UInt64 = 1, limit: UInt64 = .max) -> UInt64? {
+        policy.compactionPoint(closed: closed, activeBase: 301, last: 350, lastTs: 3_500, start: start, limit: limit)
+    }
+
+    @Test func byCountKeepsTheSegmentsHoldingTheLastRecords() {
+        #expect(point(StoragePolicy(retainRecords: 50)) == 301)     // 301…350 in the active segment
+        #expect(point(StoragePolicy(retainRecords: 100)) == 201)    // 251…350: the third segment stays
+        #expect(point(StoragePolicy(retainRecords: 250)) == 101)    // 101…350
+        #expect(point(StoragePolicy(retainRecords: 300)) == nil)    // 51…350 reaches into the first segment
+        #expect(point(StoragePolicy(retainRecords: 1_000)) == nil)  // everything is kept
+        #expect(point(StoragePolicy(retainRecords: .max)) == nil)   // no overflow
+    }
+
+    @Test func byAgeKeepsTheSegmentsWithRecentRecords() {
+        #expect(point(StoragePolicy(retainMs: 400)) == 301)         // after ts 3 100: the active segment
+        #expect(point(StoragePolicy(retainMs: 1_499)) == 201)       // from ts 2 001: the third segment on
+        #expect(point(StoragePolicy(retainMs: 1_500)) == 101)       // ts 2 000 is within 1 500 ms of 3 500
+        #expect(point(StoragePolicy(retainMs: 1_501)) == 101)
+        #expect(point(StoragePolicy(retainMs: .max)) == nil)        // no overflow
+    }
+
+    @Test func bothBoundsKeepWhatEitherKeeps() {
+        #expect(point(StoragePolicy(retainRecords: 50, retainMs: 1_501)) == 101)
+        #expect(point(StoragePolicy(retainRecords: 250, retainMs: 400)) == 101)
+    }
+
+    @Test func neverPastTheProjectionNorBeforeTheStart() {
+        #expect(point(StoragePolicy(retainRecords: 50), limit: 250) == 201)  // aligned down to a segment
+        #expect(point(StoragePolicy(retainRecords: 50), limit: 100) == nil)  // only segment 1: nothing to remove
+        #expect(point(StoragePolicy(retainRecords: 50), start: 301) == nil)  // already compacted there
+        #expect(point(StoragePolicy()) == nil)                               // no retention set
+    }
+}

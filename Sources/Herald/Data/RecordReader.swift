@@ -119,8 +119,6 @@ public final class RecordReader: Sendable {
         let last = min(through ?? .max, try lastPosition)
         let first = max(from, 1)
         guard first <= last else { return }
-        let start = try reader.firstPosition()
-        guard first >= start else { throw HeraldError.compacted(position: first, firstPosition: start) }
         let cursor = try reader.makeCursor(from: first)
         /// Delivers one block's records; false once the range (or `body`) is done. `checked`:
         /// every payload of the block passed `RecordBinaryCodec.isValid`.
@@ -144,6 +142,9 @@ public final class RecordReader: Sendable {
             try cursor.forEachBlock(through: last, readAhead: 2, check: Self.payloadsValid, deliver)
         } catch is Stop {
             return
+        } catch LogError.compacted(_, let position, let start) {
+            // Said in the engine's words (the server answers it 404).
+            throw HeraldError.compacted(position: position, firstPosition: start)
         }
     }
 }

@@ -220,11 +220,11 @@ public final class LogReader: Sendable {
     /// A cursor that yields blocks from `position` on (the first block is trimmed so that it
     /// starts at `position`). `position` may be `lastPosition + 1` or later to follow the tail.
     ///
-    /// - Throws: `LogError.invalidPosition` for position 0.
+    /// - Throws: `LogError.invalidPosition` for position 0. A position before a compacted
+    ///   log's first one is `LogError.compacted` from the cursor's first read (which lists the
+    ///   segments anyway), not here.
     public func makeCursor(from position: UInt64 = 1) throws -> LogCursor {
         guard position >= 1 else { throw LogError.invalidPosition(position: position) }
-        let start = try firstPosition()
-        guard position >= start else { throw LogError.compacted(directory: directory, position: position, firstPosition: start) }
         return LogCursor(reader: self, from: position)
     }
 
@@ -333,6 +333,12 @@ public struct SegmentSpan: Sendable, Equatable {
     public var lastPosition: UInt64
     /// The timestamp of its last record.
     public var lastTs: Int64
+
+    public init(base: UInt64, lastPosition: UInt64, lastTs: Int64) {
+        self.base = base
+        self.lastPosition = lastPosition
+        self.lastTs = lastTs
+    }
 }
 
 /// What ``LogReader/verify(directory:fileSystem:)`` found: the writer's verdict on a log,
