@@ -6,6 +6,9 @@
 import PackageDescription
 
 let herald: Target.Dependency = .product(name: "_HeraldFuzzing", package: "Herald")
+/// The log alone: targets that need no HeraldCore link without it (fewer coverage counters
+/// for libFuzzer to scan after each input).
+let heraldLog: Target.Dependency = .product(name: "_HeraldLogFuzzing", package: "Herald")
 
 let package = Package(
     name: "HeraldFuzz",
@@ -17,12 +20,12 @@ let package = Package(
         // libFuzzer's `LLVMFuzzerRunDriver`, declared for Swift.
         .systemLibrary(name: "CLibFuzzer"),
         // The libFuzzer driver call, the failure check, the sample log the index target reads.
-        .target(name: "FuzzSupport", dependencies: ["CLibFuzzer", herald]),
+        .target(name: "FuzzSupport", dependencies: ["CLibFuzzer", heraldLog]),
         // One executable per fuzz target; each calls `runFuzzer` with its test function.
         .executableTarget(name: "FuzzJSONLine", dependencies: ["FuzzSupport", herald]),
         .executableTarget(name: "FuzzBinaryRecord", dependencies: ["FuzzSupport", herald]),
-        .executableTarget(name: "FuzzSegment", dependencies: ["FuzzSupport", herald]),
-        .executableTarget(name: "FuzzBlockIndex", dependencies: ["FuzzSupport", herald]),
+        .executableTarget(name: "FuzzSegment", dependencies: ["FuzzSupport", heraldLog]),
+        .executableTarget(name: "FuzzBlockIndex", dependencies: ["FuzzSupport", heraldLog]),
         .executableTarget(name: "FuzzEngineSnapshot", dependencies: ["FuzzSupport", herald]),
         // Writes the seed corpora from the fixtures (not a fuzz target: runs once, then exits).
         .executableTarget(name: "FuzzSeeds", dependencies: ["FuzzSupport", herald]),

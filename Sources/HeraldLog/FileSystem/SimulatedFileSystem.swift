@@ -197,7 +197,12 @@ public final class SimulatedFileSystem: LogFileSystem {
     public func contentsOfDirectory(_ path: String) throws -> [String] {
         try state.withLock { s in
             guard s.directories.contains(path) else { throw LogError.io(operation: "opendir", path: path, offset: nil, errno: ENOENT) }
-            return s.currentNames.keys.filter { Self.parent(of: $0) == path }.map { String($0.dropFirst(path.count + 1)) }.sorted()
+            let prefix = path + "/"
+            return s.currentNames.keys.compactMap { name -> String? in
+                guard name.hasPrefix(prefix) else { return nil }
+                let rest = name.dropFirst(prefix.count)
+                return rest.contains("/") ? nil : String(rest)
+            }.sorted()
         }
     }
 

@@ -1,4 +1,5 @@
 import CLZ4
+import Synchronization
 
 /// LZ4 frame compression of a block's record bytes. Only this file sees LZ4 types.
 enum LZ4Codec {
@@ -30,17 +31,40 @@ enum LZ4Codec {
 /// A reusable LZ4 frame decompression context (one per cursor or scanner).
 ///
 /// Not Sendable: used by one thread at a time.
+///
+/// Contexts are reused: LZ4F gives each one about 2 MiB of buffers for our frames (1 MiB max
+/// block size) the first time it decodes, so a short read — `explain`, a log's tail, a
+/// server request — would pay for allocating and faulting in those buffers with every cursor.
+/// A freed context goes to a small process-wide spare list instead (at most
+/// `spareContextsMax`), and the next decompressor takes it from there. A context is reset
+/// before each frame, so nothing carries over from its earlier owner.
 final class LZ4Decompressor {
-    private var context: OpaquePointer?
+    private let context: OpaquePointer
+
+    /// A context kept for reuse (one owner at a time: taken under the lock, given back in deinit).
+    private struct SpareContext: @unchecked Sendable { let pointer: OpaquePointer }
+    private static let spareContexts = Mutex<[SpareContext]>([])
+    static let spareContextsMax = 8
 
     init() {
+        if let spare = Self.spareContexts.withLock({ $0.popLast() }) {
+            context = spare.pointer
+            return
+        }
         var ctx: OpaquePointer?
         let result = LZ4F_createDecompressionContext(&ctx, UInt32(LZ4F_VERSION))
-        precondition(LZ4F_isError(result) == 0 && ctx != nil, "LZ4F_createDecompressionContext failed")
+        guard LZ4F_isError(result) == 0, let ctx else { fatalError("LZ4F_createDecompressionContext failed (out of memory)") }
         context = ctx
     }
 
-    deinit { LZ4F_freeDecompressionContext(context) }
+    deinit {
+        let kept = Self.spareContexts.withLock { spare in
+            guard spare.count < Self.spareContextsMax else { return false }
+            spare.append(SpareContext(pointer: context))
+            return true
+        }
+        if !kept { LZ4F_freeDecompressionContext(context) }
+    }
 
     /// Output capacity that lets LZ4F decode our frames (1 MiB max block size) straight into
     /// the destination: with less room it decodes each block into its own buffer and copies.
