@@ -268,11 +268,16 @@ import Testing
             let never = try await LogDamageCLITests.herald(["redrive", "--data", data, "--app", unknown, "--by", unknown, "--dry-run"])
             #expect(never.status == 1 && never.stderr.contains("No app \(unknown) was ever created"), "\(never.stderr)")
             #expect(try await LogDamageCLITests.herald(["deliveries", "--data", data, "--app", appID, "--limit", "1"]).status == 0)
-            for bad in [["deliveries", "--data", data, "--at", "999999"], ["explain", "--data", data, "999999"],
-                        ["deliveries", "--data", path + "/missing"]] {
+            for bad in [["explain", "--data", data, "999999"], ["deliveries", "--data", path + "/missing"]] {
                 let run = try await LogDamageCLITests.herald(bad)
                 #expect(run.status == 1 && run.stderr.hasPrefix("Error: ") && !run.stderr.contains("Usage:"),
                         "\(bad): exit \(run.status), \(run.stderr)")
+            }
+            // `--at P` outside 0…last is a usage error (SEMANTICS §3.5): exit 2, with the usage.
+            for command in [["deliveries"], ["triggers"], ["whatif", "--disable", trigger["trigger_id"] as? String ?? ""]] {
+                let run = try await LogDamageCLITests.herald(command + ["--data", data, "--at", "999999"])
+                #expect(run.status == 2 && run.stderr.contains("--at 999999 is outside the log") && run.stderr.contains("Usage:"),
+                        "\(command): exit \(run.status), \(run.stderr)")
             }
         }
     }

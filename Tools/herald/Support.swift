@@ -132,12 +132,13 @@ struct DataError: Error, CustomStringConvertible {
 /// True when standard error is a terminal (progress is shown only then).
 var stderrIsTerminal: Bool { isatty(2) != 0 }
 
-/// Parses a `--at P` value against the log: 0…last position.
+/// Parses a `--at P` value against the log: 0…last position. Outside it is a usage error
+/// (exit 2, with the usage), as docs/SEMANTICS.md §3.5 says.
 func checkedPosition(_ position: UInt64?, in directory: DataDirectory) throws -> UInt64? {
     guard let position else { return nil }
     let last = try directory.openReader().lastPosition
     guard position <= last else {
-        throw DataError("--at \(position) is outside the log (0…\(last))")
+        throw ValidationError("--at \(position) is outside the log (0…\(last))")
     }
     return position
 }
