@@ -49,10 +49,13 @@ struct WhatifCommand: ParsableCommand {
             throw ExitCode(2)
         }
         let directory = try global.directory
-        let reader = try directory.openReader()
         let result: WhatIfResult
         do {
-            result = try reader.whatIf(overrides, through: try checkedPosition(at, in: directory))
+            let through = try checkedPosition(at, in: directory)
+            switch format {
+            case .jsonl: result = try directory.openReader().whatIf(overrides, through: through)
+            case .diff: result = try directory.whatIfDiff(overrides, through: through)
+            }
         } catch let error as WhatIfError {
             printError("whatif: \(error)")
             throw ExitCode(2)
@@ -60,7 +63,7 @@ struct WhatifCommand: ParsableCommand {
         var output = Output()
         switch format {
         case .jsonl: output.write(bytes: result.jsonl)
-        case .diff: output.write(result.diffText)
+        case .diff: result.forEachDiffLine { output.write($0) }
         }
         output.flush()
     }

@@ -1,4 +1,6 @@
 import HeraldCore
+import HeraldThreads
+import Synchronization
 
 /// What `herald whatif` computes: both worlds' deliveries and the recorded records skipped.
 public struct WhatIfResult: Sendable {
@@ -8,18 +10,36 @@ public struct WhatIfResult: Sendable {
     public var whatIf: [Delivery]
     /// Recorded records that no longer fit the what-if state.
     public var skipped: Int
+    /// Deliveries of apps the what-if did not replay (none of their triggers is overridden):
+    /// the same in both worlds, so counted as unchanged and in neither array
+    /// (``DataDirectory/whatIfDiff(_:through:)``). 0 when every app was replayed.
+    public var unchangedElsewhere = 0
+
+    public init(recorded: [Delivery], whatIf: [Delivery], skipped: Int, unchangedElsewhere: Int = 0) {
+        self.recorded = recorded
+        self.whatIf = whatIf
+        self.skipped = skipped
+        self.unchangedElsewhere = unchangedElsewhere
+    }
 
     /// The default output: `-` / `+` lines, then the summary line (each ending in a newline).
     public var diffText: String {
-        var lines: [String] = []
-        var diff = WhatIfDiff()
-        diff.compare(recorded: recorded, whatIf: whatIf) { lines.append($0) }
-        lines.append(diff.summary(skipped: skipped))
-        return lines.joined(separator: "\n") + "\n"
+        var text = ""
+        forEachDiffLine { text += $0 }
+        return text
     }
 
-    /// `--format jsonl`: the what-if world's canonical delivery lines.
+    /// ``diffText`` a line at a time (each ending in a newline), for output that streams.
+    public func forEachDiffLine(_ body: (String) -> Void) {
+        var diff = WhatIfDiff(unchanged: unchangedElsewhere)
+        diff.compare(recorded: recorded, whatIf: whatIf) { body($0 + "\n") }
+        body(diff.summary(skipped: skipped) + "\n")
+    }
+
+    /// `--format jsonl`: the what-if world's canonical delivery lines (of every app: a result
+    /// with ``unchangedElsewhere`` holds only the replayed apps' deliveries).
     public var jsonl: [UInt8] {
+        precondition(unchangedElsewhere == 0, "the jsonl of a what-if that replayed some apps only")
         var out = JSONOutput()
         for delivery in whatIf {
             CanonicalOutput.append(delivery, to: &out)
@@ -43,12 +63,108 @@ extension RecordSource {
         }
         var replay = WhatIfReplay(overrides: overrides)
         var recorded = DeliveryLedger()
-        _ = try self.replay(through: through) { _, record, effects, _ in
+        _ = try self.replay(through: through, effects: { _, record, effects in
             recorded.absorb(effects)
             replay.apply(record)
-        }
+        })
         try replay.validate()
         return WhatIfResult(recorded: recorded.deliveries, whatIf: replay.ledger.deliveries, skipped: replay.skipped)
+    }
+
+    /// ``whatIf(_:through:)`` over the records of `apps` only (``HeraldCore/WhatIfScope``):
+    /// both worlds' deliveries of those apps, which must include the app of every overridden
+    /// trigger. The recorded world is the what-if replay without overrides (the log is not
+    /// validated again: it was when it was appended).
+    public func whatIf(_ overrides: [TriggerOverride], through: UInt64? = nil, onlyApps apps: Set<HeraldID>) throws -> WhatIfResult {
+        if let start = try compactedStart() {
+            throw HeraldError.notOnCompactedLog(command: "whatif", firstPosition: start.start)
+        }
+        let last = try lastPosition
+        if let through, through > last { throw HeraldError.positionOutOfRange(position: through, lastPosition: last) }
+        // The what-if world runs on a thread of its own, fed the admitted records in batches,
+        // while this one runs the recorded world: two cores, one replay's time.
+        let handoff = BatchHandoff<WhatIfStep>(capacity: 16)
+        let finished = Mutex<WhatIfReplay?>(nil)
+        let worker = JoinableThread {
+            var whatIf = WhatIfReplay(overrides: overrides)
+            while let batch = handoff.take() {
+                for step in batch {
+                    switch step {
+                    case .pass(let ts): whatIf.pass(ts: ts)
+                    case .apply(let record, let skippable): whatIf.apply(record, skippable: skippable)
+                    }
+                }
+            }
+            finished.withLock { $0 = whatIf }
+        }
+        guard let worker else { throw HeraldError.unreadable(source: "whatif", reason: "no thread for the what-if world") }
+        var scope = WhatIfScope(apps: apps)
+        var recorded = WhatIfReplay(overrides: [])
+        var batch: [WhatIfStep] = []
+        batch.reserveCapacity(4_096)
+        do {
+            try forEach(from: 1, through: through ?? last) { _, record in
+                switch scope.admit(record) {
+                case .pass:
+                    recorded.pass(ts: record.ts)
+                    batch.append(.pass(ts: record.ts))
+                case .replay(let narrowed, let skippable):
+                    recorded.apply(narrowed, skippable: skippable)
+                    batch.append(.apply(narrowed, skippable: skippable))
+                }
+                if batch.count == 4_096 {
+                    handoff.put(batch)
+                    batch.removeAll(keepingCapacity: true)
+                }
+                return true
+            }
+            handoff.put(batch)
+        } catch {
+            handoff.close()
+            worker.join()
+            throw error
+        }
+        handoff.close()
+        worker.join()
+        guard let whatIf = finished.withLock({ $0.take() }) else {
+            throw HeraldError.unreadable(source: "whatif", reason: "the what-if world's thread ended without its result")
+        }
+        try whatIf.validate()
+        return WhatIfResult(recorded: recorded.ledger.deliveries, whatIf: whatIf.ledger.deliveries, skipped: whatIf.skipped)
+    }
+}
+
+/// A record handed to the what-if world's thread: only its ts, or the record to replay.
+private enum WhatIfStep: Sendable {
+    case pass(ts: Int64)
+    case apply(Record, skippable: Bool)
+}
+
+extension DataDirectory {
+    /// `herald whatif` in its default format (the diff and the summary). At the log's end, with
+    /// a projection caught up with it and every overridden trigger live, only the apps of the
+    /// overridden triggers are replayed (``RecordSource/whatIf(_:through:onlyApps:)``) and every
+    /// other app's deliveries are counted as unchanged from the projection's counters: the same
+    /// diff as ``RecordSource/whatIf(_:through:)``, at the cost of replaying those apps'
+    /// records. Otherwise both worlds are replayed whole. Never writes.
+    public func whatIfDiff(_ overrides: [TriggerOverride], through: UInt64? = nil) throws -> WhatIfResult {
+        let reader = try openReader()
+        let last = try reader.lastPosition
+        if through ?? last == last, try reader.compactedStart() == nil, let projection = try openProjectionForReading(),
+           try projection.checkpointPosition() == last {
+            // One read snapshot: the checkpoint, the registry and the counters agree.
+            let (registry, position, counts) = try projection.withReadSnapshot {
+                (try projection.loadRegistry().registry, try projection.checkpointPosition(), try projection.deliveryCounts())
+            }
+            let apps = overrides.map { registry.trigger($0.triggerID)?.appID }
+            if position == last, !apps.contains(nil) {
+                var result = try reader.whatIf(overrides, through: last, onlyApps: Set(apps.compactMap { $0 }))
+                let all = counts.pending + counts.succeeded + counts.dead + counts.cancelled
+                result.unchangedElsewhere = Int(all) - result.recorded.count
+                return result
+            }
+        }
+        return try reader.whatIf(overrides, through: through)
     }
 }
 

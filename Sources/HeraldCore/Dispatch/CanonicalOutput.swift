@@ -42,17 +42,23 @@ extension CanonicalOutput {
 
 /// Every delivery ever created, kept in canonical order with its latest state: what
 /// `herald deliveries` prints. (The ``Dispatcher`` itself keeps only pending ones.)
+///
+/// Deliveries are created in canonical order, so their source positions never decrease: a
+/// delivery is found by a binary search of `positions` (8 bytes a delivery, beside the array)
+/// and a scan of the few deliveries of its position, instead of a dictionary of every id
+/// (hashing and growing it was 40 % of `herald whatif`'s time on a 1M-record log).
 public struct DeliveryLedger: Sendable {
     /// All deliveries, in canonical order (creation order is canonical order).
     public private(set) var deliveries: [Delivery] = []
-    private var index: [DeliveryID: Int] = [:]
+    /// `deliveries[i].id.sourcePosition`, ascending.
+    private var positions: [UInt64] = []
 
     public init() {}
 
     /// Starts from `deliveries` (in canonical order): a compacted log's retained deliveries.
     public init(deliveries: [Delivery]) {
         self.deliveries = deliveries
-        for (at, delivery) in deliveries.enumerated() { index[delivery.id] = at }
+        positions = deliveries.map(\.id.sourcePosition)
     }
 
     /// Takes in one record's effects.
@@ -60,10 +66,11 @@ public struct DeliveryLedger: Sendable {
         for effect in effects {
             switch effect {
             case .created(let delivery):
-                index[delivery.id] = deliveries.count
+                assert(positions.last.map { $0 <= delivery.id.sourcePosition } ?? true, "deliveries are created in canonical order")
+                positions.append(delivery.id.sourcePosition)
                 deliveries.append(delivery)
             case .attempted(let delivery, _, _, _), .cancelled(let delivery), .redriven(let delivery, _):
-                if let at = index[delivery.id] { deliveries[at] = delivery }
+                if let at = index(of: delivery.id) { deliveries[at] = delivery }
             case .deadLetter:
                 break
             }
@@ -72,6 +79,20 @@ public struct DeliveryLedger: Sendable {
 
     /// The delivery with this id, if any.
     public func delivery(_ id: DeliveryID) -> Delivery? {
-        index[id].map { deliveries[$0] }
+        index(of: id).map { deliveries[$0] }
+    }
+
+    private func index(of id: DeliveryID) -> Int? {
+        var low = 0
+        var high = positions.count
+        while low < high {
+            let middle = low + (high - low) / 2
+            if positions[middle] < id.sourcePosition { low = middle + 1 } else { high = middle }
+        }
+        while low < positions.count && positions[low] == id.sourcePosition {
+            if deliveries[low].id.triggerID == id.triggerID { return low }
+            low += 1
+        }
+        return nil
     }
 }

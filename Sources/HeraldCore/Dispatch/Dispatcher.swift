@@ -30,6 +30,9 @@ public struct Dispatcher: Sendable {
     /// The dead and cancelled deliveries an operator may redrive, in canonical order.
     public var redrivableDeliveries: [Delivery] { redrivable.values.sorted { $0.orderKey < $1.orderKey } }
     private var matchers = FastTable<HeraldID, AppMatcher>()
+    /// Each app's live dead-letter triggers in registration order, as of a registry
+    /// generation: a death looks them up here instead of filtering and sorting every trigger.
+    private var deadLetterTriggers = FastTable<HeraldID, AppDeadLetterTriggers>()
     /// (app, collection) pairs already matched → the deliveries a mutation of each op
     /// creates there; see ``MatchMemo``.
     private var memo = MatchMemo()
@@ -63,6 +66,12 @@ public struct Dispatcher: Sendable {
     private struct AppMatcher: Sendable {
         var generation: UInt64
         var matcher: KVMatcher
+    }
+
+    /// An app's live dead-letter triggers and the registry generation they were read at.
+    private struct AppDeadLetterTriggers: Sendable {
+        var generation: UInt64
+        var triggers: [Registry.Trigger]
     }
 
     /// What a KV mutation creates, remembered per (app, collection): most workloads use a
@@ -252,8 +261,13 @@ public struct Dispatcher: Sendable {
     /// Moves past a record without applying it (what-if replay skips recorded records that
     /// no longer fit): its position and ts are taken, nothing else changes.
     public mutating func skip(_ record: Record) {
+        skip(ts: record.ts)
+    }
+
+    /// ``skip(_:)`` of a record with timestamp `ts`.
+    public mutating func skip(ts: Int64) {
         position += 1
-        lastTs = max(lastTs ?? record.ts, record.ts)
+        lastTs = max(lastTs ?? ts, ts)
     }
 
     /// Builds every app's KV matcher for the current registry now, instead of at the app's
@@ -389,8 +403,15 @@ public struct Dispatcher: Sendable {
                                     scriptID: dead.scriptID, depth: dead.depth + 1, lastError: dead.lastError)
         effects.append(.deadLetter(event))
         guard event.depth <= DeadLetterEvent.maxDepth else { return }
-        for trigger in registry.liveTriggers(app: dead.appID, kind: .deadLetter)
-        where trigger.enabled && DeadLetterMatch.admits(trigger.deadLetter, event) {
+        let generation = registry.generation(of: dead.appID)
+        let triggers: [Registry.Trigger]
+        if let known = deadLetterTriggers[dead.appID], known.generation == generation {
+            triggers = known.triggers
+        } else {
+            triggers = registry.liveTriggers(app: dead.appID, kind: .deadLetter)
+            deadLetterTriggers[dead.appID] = AppDeadLetterTriggers(generation: generation, triggers: triggers)
+        }
+        for trigger in triggers where trigger.enabled && DeadLetterMatch.admits(trigger.deadLetter, event) {
             let snapshot = PendingDeliveries.Snapshot(triggerID: trigger.id, appID: trigger.appID, scriptID: trigger.scriptID,
                                                       sourceKind: .deadLetter, retry: trigger.retry,
                                                       triggerRank: trigger.registeredPosition)

@@ -118,6 +118,68 @@ public struct TriggerOverride: Sendable, Equatable {
     }
 }
 
+/// The records a what-if replays when it replays only the apps of the overridden triggers
+/// (docs/DECISIONS.md "What-if replays the changed apps"). Apps do not reach into each other:
+/// a KV record matches its own app's triggers, a dead letter its own app's dead-letter
+/// triggers, and filters name triggers and scripts of the same app. So every delivery of an
+/// app without an overridden trigger is the same in both worlds, and both worlds can be
+/// replayed over the records of the changed apps alone — every registry record (few, and
+/// the overrides' checks need them), and the KV, attempt, invoke, redrive and cancel records
+/// of those apps — while every other record only takes its position.
+public struct WhatIfScope: Sendable {
+    /// The apps replayed.
+    public let apps: Set<HeraldID>
+    /// The app of each trigger registered so far (registry records are always replayed, and a
+    /// trigger is registered before any record names it or its deliveries).
+    private var triggerApps: [HeraldID: HeraldID] = [:]
+
+    public init(apps: Set<HeraldID>) {
+        self.apps = apps
+    }
+
+    /// What to do with the next record.
+    public enum Admission: Sendable {
+        /// Replay it (narrowed to the scope's deliveries); `skippable` false when it also named
+        /// deliveries outside the scope (see ``WhatIfReplay/apply(_:skippable:)``).
+        case replay(Record, skippable: Bool)
+        /// Only take its position and ts (``WhatIfReplay/pass(_:)``).
+        case pass
+    }
+
+    /// Decides for the next record of the log, in order.
+    public mutating func admit(_ record: Record) -> Admission {
+        func inScope(_ trigger: HeraldID) -> Bool {
+            triggerApps[trigger].map(apps.contains) ?? false
+        }
+        func narrowed(_ action: OperatorAction, _ body: (OperatorAction) -> RecordBody) -> Admission {
+            let kept = action.deliveries.filter { inScope($0.triggerID) }
+            if kept.isEmpty { return .pass }
+            if kept.count == action.deliveries.count { return .replay(record, skippable: true) }
+            var narrowed = action
+            narrowed.deliveries = kept
+            return .replay(Record(ts: record.ts, body: body(narrowed)), skippable: false)
+        }
+        switch record.body {
+        case .triggerRegistered(let registration):
+            triggerApps[registration.triggerID] = registration.appID
+            return .replay(record, skippable: true)
+        case .adminUserCreated, .adminUserDeleted, .appCreated, .appDeleted, .scriptRegistered, .scriptDeleted,
+             .triggerUpdated, .triggerDeleted:
+            return .replay(record, skippable: true)
+        case .kv(let mutation):
+            return apps.contains(mutation.appID) ? .replay(record, skippable: true) : .pass
+        case .deliveryAttempted(let attempt):
+            return inScope(attempt.triggerID) ? .replay(record, skippable: true) : .pass
+        case .deliveryInvoked(let invocation):
+            return inScope(invocation.triggerID) ? .replay(record, skippable: true) : .pass
+        case .deliveryRedriven(let action):
+            return narrowed(action) { .deliveryRedriven($0) }
+        case .deliveryCancelled(let action):
+            return narrowed(action) { .deliveryCancelled($0) }
+        }
+    }
+}
+
 /// Why a what-if cannot run: a usage error (`herald whatif` exits 2) naming the override.
 public enum WhatIfError: Error, Sendable, Equatable, CustomStringConvertible {
     case usage(String)
@@ -154,8 +216,21 @@ public struct WhatIfReplay: Sendable {
         order = overrides
     }
 
-    /// Applies the next recorded record (already valid in the recorded log).
-    public mutating func apply(_ record: Record) {
+    /// Takes the next record's position and ts without replaying it: a record of an app
+    /// outside a ``WhatIfScope`` (it changes nothing replayed, and it fits in both worlds).
+    public mutating func pass(_ record: Record) {
+        state.skip(ts: record.ts)
+    }
+
+    /// ``pass(_:)`` of a record with timestamp `ts`.
+    public mutating func pass(ts: Int64) {
+        state.skip(ts: ts)
+    }
+
+    /// Applies the next recorded record (already valid in the recorded log). `skippable`
+    /// false: a redrive or cancel whose ids were narrowed to a ``WhatIfScope``'s apps also named
+    /// deliveries outside them, which fit in both worlds, so it never counts as skipped.
+    public mutating func apply(_ record: Record, skippable: Bool = true) {
         var record = record
         switch record.body {
         case .triggerRegistered(var registration):
@@ -181,14 +256,14 @@ public struct WhatIfReplay: Sendable {
         case .deliveryRedriven(var action):
             action.deliveries = action.deliveries.filter { state.redrivable[$0] != nil }
             guard !action.deliveries.isEmpty else {
-                skip(record)
+                skippable ? skip(record) : pass(record)
                 return
             }
             record.body = .deliveryRedriven(action)
         case .deliveryCancelled(var action):
             action.deliveries = action.deliveries.filter { state.pending[$0] != nil }
             guard !action.deliveries.isEmpty else {
-                skip(record)
+                skippable ? skip(record) : pass(record)
                 return
             }
             record.body = .deliveryCancelled(action)
@@ -281,7 +356,10 @@ public struct WhatIfDiff: Sendable {
     public private(set) var onlyWhatIf = 0
     public private(set) var changed = 0
 
-    public init() {}
+    /// Starts with `unchanged` deliveries already counted (those of apps a what-if did not replay).
+    public init(unchanged: Int = 0) {
+        self.unchanged = unchanged
+    }
 
     /// Merges the two worlds' deliveries (each in canonical order), calling `line` with each
     /// output line (without its newline).
