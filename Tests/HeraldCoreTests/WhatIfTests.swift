@@ -125,3 +125,59 @@ import Testing
         }
     }
 }
+
+/// `WhatIfScope`: both worlds replayed over one app's records give that app's deliveries and
+/// skipped count exactly as the whole replay does.
+@Suite struct WhatIfScopeReplayTests {
+    /// Replays `log` whole and scoped to `app`; returns both worlds' deliveries of `app` and
+    /// the skipped counts.
+    func both(_ log: LogText, app: String, _ overrides: [String]) throws
+        -> (whole: String, scoped: String, wholeSkipped: Int, scopedSkipped: Int) {
+        let parsed = try overrides.map { text throws(WhatIfError) in try TriggerOverride.parse(text) }
+        var whole = WhatIfReplay(overrides: parsed)
+        var scoped = WhatIfReplay(overrides: parsed)
+        var scope = WhatIfScope(apps: [try #require(HeraldID(app))])
+        let decoder = RecordJSONDecoder()
+        for line in log.lines {
+            let (ts, body) = try decoder.decode(line: line)
+            let record = Record(ts: ts ?? 0, body: body)
+            whole.apply(record)
+            switch scope.admit(record) {
+            case .pass: scoped.pass(record)
+            case .replay(let narrowed, let skippable): scoped.apply(narrowed, skippable: skippable)
+            }
+        }
+        let appID = try #require(HeraldID(app))
+        return (canonical(whole.ledger.deliveries.filter { $0.appID == appID }), canonical(scoped.ledger.deliveries),
+                whole.skipped, scoped.skipped)
+    }
+
+    /// Two apps, one dead delivery each; a redrive and a cancel name deliveries of both. With
+    /// app 1's trigger given more attempts, its delivery is not dead in the what-if world: the
+    /// redrive still fits app 2's delivery, so it is not skipped in either replay.
+    @Test func aRedriveNamingTwoAppsIsNarrowedAndNotSkipped() throws {
+        var log = LogText.standard()
+        log.add(#"{"type":"app.created","app_id":"\#(IDs.app2)","name":"other"}"#)                                       // 5
+        log.add(#"{"type":"script.registered","script_id":"\#(IDs.s3)","app_id":"\#(IDs.app2)","name":"three","runtime":"process","source":"true"}"#)  // 6
+        log.kvTrigger(IDs.t1, retry: #"{"max_attempts":1,"backoff":"constant","base_ms":100}"#)                         // 7
+        log.add(#"{"type":"trigger.registered","trigger_id":"\#(IDs.t2)","app_id":"\#(IDs.app2)","script_id":"\#(IDs.s3)","kind":"kv","retry":{"max_attempts":1,"backoff":"constant","base_ms":100},"registered_by":"\#(IDs.admin)","kv":{"collection_glob":"c","ops":[]}}"#)  // 8
+        log.kv(ts: 10)                                      // 9: t1
+        log.kv(app: IDs.app2, ts: 11)                       // 10: t2
+        log.attempt(9, IDs.t1, 1, ok: false, ts: 20)        // 11: dead
+        log.attempt(10, IDs.t2, 1, ok: false, ts: 21)       // 12: dead
+        log.add(#"{"type":"delivery.redriven","deliveries":["9:\#(IDs.t1)","10:\#(IDs.t2)"],"by":"\#(IDs.admin)"}"#, ts: 30)  // 13
+        log.kv(ts: 40)                                      // 14: t1 again
+        log.kv(app: IDs.app2, ts: 41)                       // 15: t2 again
+        log.add(#"{"type":"delivery.cancelled","deliveries":["14:\#(IDs.t1)","15:\#(IDs.t2)"],"by":"\#(IDs.admin)"}"#, ts: 50)  // 16
+        for overrides in [["\(IDs.t1).retry.max_attempts=3"], ["\(IDs.t1).enabled=false"], ["\(IDs.t1).retry.base_ms=5"]] {
+            let result = try both(log, app: IDs.app, overrides)
+            #expect(result.scoped == result.whole, "\(overrides)")
+            #expect(result.scopedSkipped == result.wholeSkipped, "\(overrides)")
+        }
+        // The redrive's app-1 id does not fit with three attempts, but app 2's does: not skipped.
+        #expect(try both(log, app: IDs.app, ["\(IDs.t1).retry.max_attempts=3"]).wholeSkipped == 0)
+        // Disabled, t1 makes no deliveries: the cancel's app-1 id does not fit either, and
+        // neither record counts as skipped (the attempt on 9:t1 does).
+        #expect(try both(log, app: IDs.app, ["\(IDs.t1).enabled=false"]).wholeSkipped == 1)
+    }
+}

@@ -71,6 +71,32 @@ import Testing
                 #expect(try data.whatIfDiff(first, through: UInt64(records.count - 1)).unchangedElsewhere == 0)
             }
         }
+        // A log long enough for many batches to the what-if world's thread, and a projection
+        // behind the log's end (the whole replay then).
+        for seed in UInt64(101)...102 {
+            var generator = RandomLog(seed: seed)
+            let records = generator.generate(records: 12_000)
+            try await withTemporaryDirectory { path in
+                let data = DataDirectory(path: path)
+                let writer = try data.openWriter()
+                try writer.append(Array(records[..<(records.count - 50)]))
+                try Projector(directory: data, projection: try data.openProjection()).catchUp()
+                try writer.append(Array(records[(records.count - 50)...]))
+                try writer.close()
+                let reader = try data.openReader()
+                let triggers = try reader.replay().registry.liveTriggers(app: nil)
+                var picker = Picker(state: seed)
+                let overrides = [try Self.override(of: triggers[picker.next(triggers.count)], &picker)]
+                let behind = try data.whatIfDiff(overrides)
+                #expect(behind.unchangedElsewhere == 0, "a projection behind the log is not used")
+                #expect(behind.diffText == (try reader.whatIf(overrides)).diffText)
+                try Projector(directory: data, projection: try data.openProjection()).catchUp()
+                let scoped = try data.whatIfDiff(overrides)
+                #expect(scoped.diffText == (try reader.whatIf(overrides)).diffText, "seed \(seed): \(overrides)")
+                #expect(scoped.unchangedElsewhere > 0)
+                comparisons += 1
+            }
+        }
         // The scoped path must have run with other apps left out, and on skipped records.
         #expect(comparisons >= 100 && withOtherApps >= 30 && skippedSome >= 10,
                 "\(comparisons) comparisons, \(withOtherApps) with other apps, \(skippedSome) with skipped records")

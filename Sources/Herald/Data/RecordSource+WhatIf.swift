@@ -110,7 +110,7 @@ extension RecordSource {
                     batch.append(.pass(ts: record.ts))
                 case .replay(let narrowed, let skippable):
                     recorded.apply(narrowed, skippable: skippable)
-                    batch.append(.apply(narrowed, skippable: skippable))
+                    batch.append(.apply(narrowed.withoutValues, skippable: skippable))
                 }
                 if batch.count == 4_096 {
                     handoff.put(batch)
@@ -130,6 +130,12 @@ extension RecordSource {
             throw HeraldError.unreadable(source: "whatif", reason: "the what-if world's thread ended without its result")
         }
         try whatIf.validate()
+        // A trigger of an app not replayed would have changed nothing here: a wrong answer.
+        for override in overrides {
+            guard let app = scope.app(of: override.triggerID), apps.contains(app) else {
+                throw WhatIfError.usage("\(override.triggerID) is not a trigger of the apps replayed (\(apps.map(\.description).sorted().joined(separator: ", ")))")
+            }
+        }
         return WhatIfResult(recorded: recorded.ledger.deliveries, whatIf: whatIf.ledger.deliveries, skipped: whatIf.skipped)
     }
 }
@@ -138,6 +144,24 @@ extension RecordSource {
 private enum WhatIfStep: Sendable {
     case pass(ts: Int64)
     case apply(Record, skippable: Bool)
+}
+
+extension Record {
+    /// The record without the values no derivation reads (a KV record's value, an invoke's
+    /// payload): a record queued for another thread would otherwise keep the whole log block
+    /// its value shares alive, and the reader could not reuse that block's buffer.
+    fileprivate var withoutValues: Record {
+        switch body {
+        case .kv(var mutation) where mutation.value != nil:
+            mutation.value = nil
+            return Record(ts: ts, body: .kv(mutation))
+        case .deliveryInvoked(var invocation):
+            invocation.payload = "null"
+            return Record(ts: ts, body: .deliveryInvoked(invocation))
+        default:
+            return self
+        }
+    }
 }
 
 extension DataDirectory {
@@ -150,21 +174,27 @@ extension DataDirectory {
     public func whatIfDiff(_ overrides: [TriggerOverride], through: UInt64? = nil) throws -> WhatIfResult {
         let reader = try openReader()
         let last = try reader.lastPosition
-        if through ?? last == last, try reader.compactedStart() == nil, let projection = try openProjectionForReading(),
-           try projection.checkpointPosition() == last {
-            // One read snapshot: the checkpoint, the registry and the counters agree.
-            let (registry, position, counts) = try projection.withReadSnapshot {
-                (try projection.loadRegistry().registry, try projection.checkpointPosition(), try projection.deliveryCounts())
-            }
-            let apps = overrides.map { registry.trigger($0.triggerID)?.appID }
-            if position == last, !apps.contains(nil) {
-                var result = try reader.whatIf(overrides, through: last, onlyApps: Set(apps.compactMap { $0 }))
-                let all = counts.pending + counts.succeeded + counts.dead + counts.cancelled
-                result.unchangedElsewhere = Int(all) - result.recorded.count
-                return result
-            }
+        if through ?? last == last, try reader.compactedStart() == nil,
+           let scope = try? projectedScope(of: overrides, at: last) {
+            var result = try reader.whatIf(overrides, through: last, onlyApps: scope.apps)
+            result.unchangedElsewhere = scope.deliveries - result.recorded.count
+            return result
         }
         return try reader.whatIf(overrides, through: through)
+    }
+
+    /// The apps of the overridden triggers and the number of deliveries, from a projection
+    /// caught up with position `last` (read in one snapshot); nil without one, or when an
+    /// overridden trigger is not live there. The projection only saves time here: any error
+    /// reading it means the whole replay.
+    private func projectedScope(of overrides: [TriggerOverride], at last: UInt64) throws -> (apps: Set<HeraldID>, deliveries: Int)? {
+        guard let projection = try openProjectionForReading() else { return nil }
+        let (registry, position, counts) = try projection.withReadSnapshot {
+            (try projection.loadRegistry().registry, try projection.checkpointPosition(), try projection.deliveryCounts())
+        }
+        let apps = overrides.map { registry.trigger($0.triggerID)?.appID }
+        guard position == last, !apps.contains(nil) else { return nil }
+        return (Set(apps.compactMap { $0 }), Int(counts.pending + counts.succeeded + counts.dead + counts.cancelled))
     }
 }
 

@@ -56,7 +56,11 @@ public struct DeliveryLedger: Sendable {
     public init() {}
 
     /// Starts from `deliveries` (in canonical order): a compacted log's retained deliveries.
+    ///
+    /// - Precondition: `deliveries` is in canonical order (a lookup would miss deliveries otherwise).
     public init(deliveries: [Delivery]) {
+        precondition(zip(deliveries, deliveries.dropFirst()).allSatisfy { $0.orderKey < $1.orderKey },
+                     "a ledger starts from deliveries in canonical order")
         self.deliveries = deliveries
         positions = deliveries.map(\.id.sourcePosition)
     }
@@ -70,7 +74,7 @@ public struct DeliveryLedger: Sendable {
                 positions.append(delivery.id.sourcePosition)
                 deliveries.append(delivery)
             case .attempted(let delivery, _, _, _), .cancelled(let delivery), .redriven(let delivery, _):
-                if let at = index(of: delivery.id) { deliveries[at] = delivery }
+                if let at = index(of: delivery) { deliveries[at] = delivery }
             case .deadLetter:
                 break
             }
@@ -82,17 +86,37 @@ public struct DeliveryLedger: Sendable {
         index(of: id).map { deliveries[$0] }
     }
 
-    private func index(of id: DeliveryID) -> Int? {
+    /// The first index whose position is not below `position`.
+    private func firstIndex(atOrAfter position: UInt64) -> Int {
         var low = 0
         var high = positions.count
         while low < high {
             let middle = low + (high - low) / 2
-            if positions[middle] < id.sourcePosition { low = middle + 1 } else { high = middle }
+            if positions[middle] < position { low = middle + 1 } else { high = middle }
         }
-        while low < positions.count && positions[low] == id.sourcePosition {
-            if deliveries[low].id.triggerID == id.triggerID { return low }
-            low += 1
+        return low
+    }
+
+    /// By id alone: the deliveries of its position are scanned for its trigger.
+    private func index(of id: DeliveryID) -> Int? {
+        var at = firstIndex(atOrAfter: id.sourcePosition)
+        while at < positions.count && positions[at] == id.sourcePosition {
+            if deliveries[at].id.triggerID == id.triggerID { return at }
+            at += 1
         }
         return nil
+    }
+
+    /// By canonical order key: a binary search all the way (a record that matched many
+    /// triggers leaves many deliveries at one position).
+    private func index(of delivery: Delivery) -> Int? {
+        let key = delivery.orderKey
+        var low = firstIndex(atOrAfter: key.0)
+        var high = key.0 == .max ? positions.count : firstIndex(atOrAfter: key.0 + 1)
+        while low < high {
+            let middle = low + (high - low) / 2
+            if deliveries[middle].orderKey < key { low = middle + 1 } else { high = middle }
+        }
+        return low < deliveries.count && deliveries[low].id == delivery.id ? low : nil
     }
 }

@@ -137,6 +137,11 @@ public struct WhatIfScope: Sendable {
         self.apps = apps
     }
 
+    /// The app of a trigger registered in the records admitted so far.
+    public func app(of trigger: HeraldID) -> HeraldID? {
+        triggerApps[trigger]
+    }
+
     /// What to do with the next record.
     public enum Admission: Sendable {
         /// Replay it (narrowed to the scope's deliveries); `skippable` false when it also named
