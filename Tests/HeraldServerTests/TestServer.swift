@@ -78,11 +78,14 @@ final class TestServer: Sendable {
         logger.logLevel = .critical
         let group = server.serviceGroup(logger: logger, signals: []) { port in bound.withLock { $0 = port } }
         let task = Task { try await group.run() }
-        let deadline = ContinuousClock.now + .seconds(30)
+        // Far from both outcomes: a server listens within milliseconds, but on a two-core
+        // machine other suites' long synchronous tests can hold the concurrency pool's threads
+        // that `group.run()` needs for tens of seconds (a fresh-clone CI beside a fuzz run did).
+        let deadline = ContinuousClock.now + .seconds(120)
         while bound.withLock({ $0 }) == nil, ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(10)) }
         guard let port = bound.withLock({ $0 }) else {
             task.cancel()
-            throw TestServerError("the server did not start listening within 30 s")
+            throw TestServerError("the server did not start listening within 120 s")
         }
         return TestServer(path: path, directory: directory, herald: herald, server: server, port: port, task: task)
     }
@@ -110,7 +113,10 @@ final class TestServer: Sendable {
 
     /// Waits until no delivery is pending (the engine ran them all).
     func waitIdle() async throws {
-        let deadline = ContinuousClock.now + .seconds(30)
+        // Far from both outcomes: a server listens within milliseconds, but on a two-core
+        // machine other suites' long synchronous tests can hold the concurrency pool's threads
+        // that `group.run()` needs for tens of seconds (a fresh-clone CI beside a fuzz run did).
+        let deadline = ContinuousClock.now + .seconds(120)
         while herald.pendingCount > 0, ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(10)) }
         #expect(herald.pendingCount == 0, "deliveries still pending after 30 s")
     }

@@ -8,6 +8,9 @@ import Testing
 /// counts every other app's deliveries as unchanged from the projection
 /// (`DataDirectory.whatIfDiff`): it must print exactly what the replay of both whole worlds
 /// prints (`RecordSource.whatIf`).
+///
+/// Long and synchronous: it yields the concurrency pool's thread between steps, so the
+/// in-process servers of other suites get to run (a 2-core machine has two).
 @Suite struct WhatIfScopeTests {
     /// A small deterministic generator (SplitMix64) for picking triggers and fields.
     struct Picker {
@@ -64,6 +67,7 @@ import Testing
                     #expect(scoped.diffText == whole.diffText, "seed \(seed): \(overrides)")
                     #expect(scoped.skipped == whole.skipped, "seed \(seed): \(overrides)")
                     comparisons += 1
+                    await Task.yield()
                     if scoped.unchangedElsewhere > 0 { withOtherApps += 1 }
                     if whole.skipped > 0 { skippedSome += 1 }
                 }
@@ -83,14 +87,19 @@ import Testing
                 try Projector(directory: data, projection: try data.openProjection()).catchUp()
                 try writer.append(Array(records[(records.count - 50)...]))
                 try writer.close()
+                await Task.yield()
                 let reader = try data.openReader()
                 let triggers = try reader.replay().registry.liveTriggers(app: nil)
+                await Task.yield()
                 var picker = Picker(state: seed)
                 let overrides = [try Self.override(of: triggers[picker.next(triggers.count)], &picker)]
+                await Task.yield()
                 let behind = try data.whatIfDiff(overrides)
                 #expect(behind.unchangedElsewhere == 0, "a projection behind the log is not used")
                 #expect(behind.diffText == (try reader.whatIf(overrides)).diffText)
+                await Task.yield()
                 try Projector(directory: data, projection: try data.openProjection()).catchUp()
+                await Task.yield()
                 let scoped = try data.whatIfDiff(overrides)
                 #expect(scoped.diffText == (try reader.whatIf(overrides)).diffText, "seed \(seed): \(overrides)")
                 #expect(scoped.unchangedElsewhere > 0)
