@@ -431,7 +431,10 @@ import FoundationNetworking
         guard heraldIsBuilt() else { return }
         try await withTemporaryDirectory { path in
             let data = path + "/data"
-            try cliSetup(source: "sleep 0.05", events: 60).write(toFile: path + "/in.jsonl", atomically: true, encoding: .utf8)
+            // 15 s of work at concurrency 2: a scrape delayed by a busy machine (a fresh-clone CI
+            // once took two scrapes 1.5 s apart, after a run of 50-ms attempts had drained)
+            // still finds deliveries pending. The test ends at its second moving scrape.
+            try cliSetup(source: "sleep 0.5", events: 60).write(toFile: path + "/in.jsonl", atomically: true, encoding: .utf8)
             #expect(try await herald(["import", "--data", data, path + "/in.jsonl"]).status == 0)
             let process = Process()
             process.executableURL = URL(fileURLWithPath: heraldBinary)
@@ -458,7 +461,7 @@ import FoundationNetworking
             let ok = #"herald_attempts_total{outcome="ok"}"#
             var seen: [Double] = []
             var pending: [Double] = []
-            let deadline = ContinuousClock.now + .seconds(30)
+            let deadline = ContinuousClock.now + .seconds(60)
             while seen.count < 2 || seen.last == seen.first, ContinuousClock.now < deadline {
                 let scrape = try await get("/metrics")
                 #expect(scrape.status == 200)
